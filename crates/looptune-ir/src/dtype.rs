@@ -3,10 +3,11 @@
 //! Only `f32` kernels are built today, but every tensor, buffer and constant carries a [`DType`]
 //! so that int8 GEMM with i32 accumulation and f64 can be added without changing the IR's shape.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The element type of a tensor, a buffer or a value expression.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum DType {
     /// 32-bit IEEE float, the only type the operator library uses today.
@@ -55,7 +56,7 @@ impl fmt::Display for DType {
 ///
 /// Float constants are stored as `f64` and rounded to the element type where they are used, so
 /// that `f32` and `f64` share one representation without losing `f32` values.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scalar {
     /// The type this constant has in expressions.
     pub dtype: DType,

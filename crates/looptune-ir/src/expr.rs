@@ -7,15 +7,16 @@
 //! rewrite of expressions rather than a translation between two IRs.
 
 use crate::dtype::{DType, Scalar};
+use serde::{Deserialize, Serialize};
 use std::ops::{Add, Mul, Neg, Sub};
 
 /// A variable: a compute axis, a reduction axis or a loop counter. An index into the owning
 /// program's or loop nest's variable table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct VarId(pub u32);
 
 /// A tensor of a program or a buffer of a loop nest; an index into its owner's table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BufferId(pub u32);
 
 impl VarId {
@@ -33,7 +34,7 @@ impl BufferId {
 }
 
 /// Binary operators of index arithmetic. Division and modulo round towards negative infinity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum IndexOp {
     /// `a + b`
     Add,
@@ -94,7 +95,7 @@ impl IndexOp {
 }
 
 /// Integer index arithmetic: the indices of loads and stores, loop bounds, guards.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum IndexExpr {
     /// A constant.
     Const(i64),
@@ -228,7 +229,7 @@ index_binop!(Sub, sub, IndexOp::Sub);
 index_binop!(Mul, mul, IndexOp::Mul);
 
 /// Comparison operators, for index and value conditions alike.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CmpOp {
     /// `<`
     Lt,
@@ -271,7 +272,7 @@ impl CmpOp {
 }
 
 /// A boolean condition: guards of split tails and padding, and the condition of a select.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Cond {
     /// Always true or always false.
     Const(bool),
@@ -308,7 +309,7 @@ impl Cond {
 }
 
 /// Binary operators on element values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BinaryOp {
     /// `a + b`
     Add,
@@ -351,7 +352,7 @@ impl BinaryOp {
 }
 
 /// Unary operators on element values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum UnaryOp {
     /// `-a`
     Neg,
@@ -382,7 +383,7 @@ impl UnaryOp {
 }
 
 /// A read of one element: `buffer[indices...]`, row-major.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Load {
     /// The tensor or buffer read.
     pub buffer: BufferId,
@@ -391,7 +392,7 @@ pub struct Load {
 }
 
 /// An expression computing an element value.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ValueExpr {
     /// A typed constant.
     Const(Scalar),

@@ -16,9 +16,10 @@
 
 use crate::dtype::DType;
 use crate::expr::{BufferId, Cond, IndexExpr, ValueExpr, VarId};
+use serde::{Deserialize, Serialize};
 
 /// How a loop is to be executed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LoopKind {
     /// An ordinary counted loop.
     Serial,
@@ -43,7 +44,7 @@ impl LoopKind {
 }
 
 /// Where a buffer's storage comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BufferRole {
     /// Supplied by the caller, read only.
     Input,
@@ -55,7 +56,7 @@ pub enum BufferRole {
 }
 
 /// A buffer the nest reads or writes.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BufferDecl {
     /// A readable name, unique within the nest.
     pub name: String,
@@ -89,7 +90,7 @@ impl BufferDecl {
 }
 
 /// A counted loop `for var in 0..extent`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Loop {
     /// The loop counter.
     pub var: VarId,
@@ -102,7 +103,7 @@ pub struct Loop {
 }
 
 /// A statement of the loop IR.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Stmt {
     /// A counted loop.
     For(Box<Loop>),
@@ -166,14 +167,14 @@ impl Stmt {
 }
 
 /// A variable's name, for printing and error messages.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VarDecl {
     /// The name, unique within the nest.
     pub name: String,
 }
 
 /// A lowered kernel: buffers, variables and the statement that computes the outputs.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoopNest {
     /// The kernel's name, for printing and symbol names.
     pub name: String,
