@@ -1,1 +1,7 @@
-fn main() {}
+//! The `looptune` command-line tool; see [`cli`] for its commands.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,68 @@
+//! The `looptune` command line: argument definitions, dispatch and exit codes.
+//!
+//! Each subcommand lives in its own module and returns `anyhow::Result`. Errors caused by what
+//! the user typed (a malformed workload, an unknown key, a zero dimension) are wrapped in
+//! [`Usage`] so that `main` can tell them from failures of looptune itself: the former exit with
+//! code 2, like clap's own argument errors, the latter with code 1. No input makes the tool
+//! panic; every message names the bad part of the input.
+//!
+//! Only commands that do something real exist here: there are no stubs for features that have
+//! not landed.
+
+mod input;
+mod lower;
+mod ops;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Makes tensor programs fast on the host CPU by search (AutoTVM in Rust).
+#[derive(Debug, Parser)]
+#[command(name = "looptune", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the operators and their parameters (the keys of a workload string).
+    Ops,
+    /// Print the lowered loop nest of a workload under its default (naive) schedule.
+    Lower(lower::LowerArgs),
+}
+
+/// An error in what the user typed, as opposed to a failure of looptune itself.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// The exit code for errors in the command line, the same one clap uses for its own.
+const EXIT_USAGE: u8 = 2;
+
+/// Parses the arguments, runs the command and turns its outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Ops => ops::run(),
+        Command::Lower(args) => lower::run(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if err.downcast_ref::<Usage>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

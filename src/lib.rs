@@ -1,0 +1,25 @@
+//! `looptune`: makes tensor programs fast on the host CPU by search, in the manner of AutoTVM.
+//!
+//! This package is deliberately thin (as ripgrep's root package is): it holds the `looptune`
+//! command-line tool and this facade, which only re-exports the workspace's library crates so
+//! that a user depends on one crate and finds the most-used types at its top level. All logic
+//! lives in the member crates, each doing one job:
+//!
+//! - [`ir`]: compute definitions, the operator library, schedules, lowering to the loop IR, the
+//!   simplifier, verifier, printer and the reference interpreter.
+//!
+//! ```
+//! use looptune::{lower, Layout, Schedule, Workload};
+//!
+//! let workload: Workload = "matmul:m=8,n=8,k=8".parse()?;
+//! let program = workload.program(&Layout::default())?;
+//! let nest = lower(&Schedule::new(&program))?;
+//! assert!(nest.to_string().starts_with("kernel matmul"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![deny(missing_docs)]
+
+pub use looptune_ir as ir;
+
+pub use looptune_ir::{lower, IrError, Layout, LoopNest, LowerError, Program, Schedule, Workload};
