@@ -7,6 +7,8 @@
 //!
 //! - [`ir`]: compute definitions, the operator library, schedules, lowering to the loop IR, the
 //!   simplifier, verifier, printer and the reference interpreter.
+//! - [`jit`]: the Cranelift back end: loop nests compiled to host code, the safe
+//!   [`Kernel::call`], the host [`Target`] and the peak FMA throughput.
 //!
 //! ```
 //! use looptune::{lower, Layout, Schedule, Workload};
@@ -21,5 +23,7 @@
 #![deny(missing_docs)]
 
 pub use looptune_ir as ir;
+pub use looptune_jit as jit;
 
 pub use looptune_ir::{lower, IrError, Layout, LoopNest, LowerError, Program, Schedule, Workload};
+pub use looptune_jit::{Backend, CraneliftBackend, Kernel, Target};

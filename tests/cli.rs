@@ -142,6 +142,80 @@ fn bad_layout_is_rejected() {
     );
 }
 
+/// Parses stdout as exactly one JSON object.
+fn json_object(output: &Output) -> serde_json::Map<String, serde_json::Value> {
+    let text = stdout(output);
+    assert_eq!(
+        text.trim_end().lines().count(),
+        1,
+        "not one line of JSON:\n{text}"
+    );
+    match serde_json::from_str(&text) {
+        Ok(serde_json::Value::Object(object)) => object,
+        other => panic!("not a JSON object ({other:?}):\n{text}"),
+    }
+}
+
+fn number(object: &serde_json::Map<String, serde_json::Value>, key: &str) -> f64 {
+    object
+        .get(key)
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or_else(|| panic!("`{key}` is not a number in {object:?}"))
+}
+
+#[test]
+fn peak_json_reports_throughput_and_threads() {
+    let output = looptune(&["peak", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let object = json_object(&output);
+    assert!(number(&object, "gflops") > 0.0, "{object:?}");
+    assert_eq!(number(&object, "threads"), 1.0, "{object:?}");
+}
+
+#[test]
+fn run_json_reports_a_checked_timed_kernel() {
+    let output = looptune(&["run", "matmul:m=16,n=12,k=9", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let object = json_object(&output);
+    assert_eq!(
+        object.get("workload").and_then(serde_json::Value::as_str),
+        Some("matmul:m=16,n=12,k=9,transpose_b=false")
+    );
+    assert_eq!(object.get("correct"), Some(&serde_json::Value::Bool(true)));
+    assert!(number(&object, "gflops") > 0.0, "{object:?}");
+    assert!(number(&object, "peak_gflops") > 0.0, "{object:?}");
+    assert!(number(&object, "compile_ms") > 0.0, "{object:?}");
+}
+
+#[test]
+fn run_prints_text_for_every_operator() {
+    for workload in [
+        "matmul:m=5,n=7,k=3,transpose_b=true",
+        "batch_matmul:b=2,m=3,n=5,k=4",
+        "dense:m=2,n=9,k=6,bias=true,relu=true",
+        "conv2d:ic=3,h=7,w=6,oc=5,kh=3,kw=3,stride=2,pad=1",
+        "depthwise_conv2d:c=4,h=6,w=7,kh=3,kw=3,pad=1",
+    ] {
+        let output = looptune(&["run", workload]);
+        assert!(output.status.success(), "{workload}: {}", stderr(&output));
+        let text = stdout(&output);
+        assert!(
+            text.contains("matches the reference interpreter"),
+            "{workload}:\n{text}"
+        );
+        assert!(text.contains("GFLOP/s"), "{workload}:\n{text}");
+    }
+}
+
+#[test]
+fn run_and_peak_reject_bad_arguments() {
+    check_usage_error(&["run", "matmul:m=4,n=4,k=4,q=1"], "unknown parameter `q`");
+    let output = looptune(&["peak", "--threads", "0"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let output = looptune(&["run", "matmul:m=4,n=4,k=4", "--threads", "0"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+}
+
 #[test]
 fn no_stub_commands_exist() {
     // Commands of later issues must not exist before they work.

@@ -11,7 +11,10 @@
 
 mod input;
 mod lower;
+mod measure;
 mod ops;
+mod peak;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -30,6 +33,11 @@ enum Command {
     Ops,
     /// Print the lowered loop nest of a workload under its default (naive) schedule.
     Lower(lower::LowerArgs),
+    /// Compile a workload's default schedule with the JIT, check it against the reference
+    /// interpreter and time it, next to the peak measured in the same run.
+    Run(run::RunArgs),
+    /// Measure the JIT's own f32x4 FMA throughput on this host: the ceiling for every kernel.
+    Peak(peak::PeakArgs),
 }
 
 /// An error in what the user typed, as opposed to a failure of looptune itself.
@@ -53,6 +61,8 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Ops => ops::run(),
         Command::Lower(args) => lower::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Peak(args) => peak::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
