@@ -1,0 +1,265 @@
+//! The direct evaluator: computes a [`Program`] from its definition, with no schedule at all.
+//!
+//! It is the oracle's oracle: the reference interpreter runs lowered loop nests, and this module
+//! checks that what lowering produced still computes what the user defined. It is written to be
+//! obviously right rather than fast: every element of every tensor is evaluated straight from the
+//! definition, in `f64`, in definition order.
+
+use crate::dtype::DType;
+use crate::expr::{Cond, IndexExpr, ValueExpr, VarId};
+use crate::program::{ComputeBody, Program, ReduceOp, TensorKind};
+use thiserror::Error;
+
+/// Why a program could not be evaluated.
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum EvalError {
+    /// The number of input buffers differs from the program's placeholders.
+    #[error("program `{program}` takes {expected} inputs, {found} were given")]
+    InputCount {
+        /// The program.
+        program: String,
+        /// Its placeholder count.
+        expected: usize,
+        /// The buffers given.
+        found: usize,
+    },
+    /// An input buffer of the wrong length.
+    #[error("input `{tensor}` needs {expected} elements, the buffer has {found}")]
+    InputLength {
+        /// The placeholder.
+        tensor: String,
+        /// Elements needed.
+        expected: usize,
+        /// Elements given.
+        found: usize,
+    },
+    /// A load outside its tensor.
+    #[error("`{tensor}` read at {indices:?}, outside its shape {shape:?}")]
+    OutOfBounds {
+        /// The tensor read.
+        tensor: String,
+        /// The indices.
+        indices: Vec<i64>,
+        /// Its shape.
+        shape: Vec<i64>,
+    },
+    /// Index arithmetic that failed (division by zero, overflow).
+    #[error("index arithmetic failed in `{tensor}`")]
+    IndexArithmetic {
+        /// The tensor being computed.
+        tensor: String,
+    },
+}
+
+/// Computes every output of `program` from `inputs` (one per placeholder, in definition order).
+pub fn evaluate(program: &Program, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, EvalError> {
+    let placeholders = program.inputs();
+    if placeholders.len() != inputs.len() {
+        return Err(EvalError::InputCount {
+            program: program.name.clone(),
+            expected: placeholders.len(),
+            found: inputs.len(),
+        });
+    }
+    let mut values: Vec<Vec<f64>> = vec![Vec::new(); program.tensors.len()];
+    for (&tensor, input) in placeholders.iter().zip(inputs) {
+        let decl = program.tensor(tensor);
+        if input.len() != decl.len() {
+            return Err(EvalError::InputLength {
+                tensor: decl.name.clone(),
+                expected: decl.len(),
+                found: input.len(),
+            });
+        }
+        values[tensor.index()] = input.iter().map(|&x| x as f64).collect();
+    }
+    let mut env = vec![0i64; program.var_names.len()];
+    for index in dependency_order(program) {
+        let decl = &program.tensors[index];
+        let TensorKind::Compute(def) = &decl.kind else {
+            continue;
+        };
+        let mut out = vec![0.0; decl.len()];
+        for (flat, slot) in out.iter_mut().enumerate() {
+            let mut rest = flat as i64;
+            for (axis, &extent) in def.axes.iter().zip(&decl.shape).rev() {
+                env[axis.var.index()] = rest % extent;
+                rest /= extent;
+            }
+            let evaluator = Evaluator {
+                program,
+                values: &values,
+                tensor: &decl.name,
+            };
+            *slot = match &def.body {
+                ComputeBody::Elementwise(value) => evaluator.value(value, &env)?,
+                ComputeBody::Reduce { op, axes, body } => {
+                    let mut accumulator = op.identity(decl.dtype).value;
+                    let total: i64 = axes.iter().map(|axis| axis.extent).product();
+                    for point in 0..total {
+                        let mut rest = point;
+                        for axis in axes.iter().rev() {
+                            env[axis.var.index()] = rest % axis.extent;
+                            rest /= axis.extent;
+                        }
+                        let value = evaluator.value(body, &env)?;
+                        accumulator = match op {
+                            ReduceOp::Sum => accumulator + value,
+                            ReduceOp::Max => accumulator.max(value),
+                        };
+                    }
+                    accumulator
+                }
+            };
+            *slot = round_to(decl.dtype, *slot);
+        }
+        values[index] = out;
+    }
+    Ok(program
+        .outputs
+        .iter()
+        .map(|tensor| values[tensor.index()].iter().map(|&x| x as f32).collect())
+        .collect())
+}
+
+/// Tensor indices with every tensor after the tensors it reads. Definition order already is one
+/// for programs built with [`crate::ProgramBuilder`]; a scheduled program's cache stages are
+/// appended after their readers, so the order is derived from the loads.
+fn dependency_order(program: &Program) -> Vec<usize> {
+    fn visit(program: &Program, index: usize, state: &mut [u8], order: &mut Vec<usize>) {
+        if state[index] != 0 {
+            return;
+        }
+        state[index] = 1;
+        if let Some(def) = program.tensors[index].compute() {
+            def.body.value().for_each_load(&mut |load| {
+                if load.buffer.index() < state.len() {
+                    visit(program, load.buffer.index(), state, order);
+                }
+            });
+        }
+        order.push(index);
+    }
+    let mut state = vec![0u8; program.tensors.len()];
+    let mut order = Vec::with_capacity(program.tensors.len());
+    for index in 0..program.tensors.len() {
+        visit(program, index, &mut state, &mut order);
+    }
+    order
+}
+
+fn round_to(dtype: DType, value: f64) -> f64 {
+    match dtype {
+        DType::F32 => value as f32 as f64,
+        _ => value,
+    }
+}
+
+struct Evaluator<'a> {
+    program: &'a Program,
+    values: &'a [Vec<f64>],
+    tensor: &'a str,
+}
+
+impl Evaluator<'_> {
+    fn index(&self, expr: &IndexExpr, env: &[i64]) -> Result<i64, EvalError> {
+        expr.eval(&|var: VarId| env.get(var.index()).copied())
+            .ok_or_else(|| EvalError::IndexArithmetic {
+                tensor: self.tensor.to_string(),
+            })
+    }
+
+    fn value(&self, expr: &ValueExpr, env: &[i64]) -> Result<f64, EvalError> {
+        Ok(match expr {
+            ValueExpr::Const(scalar) => scalar.value,
+            ValueExpr::Load(load) => {
+                let decl = self.program.tensor(load.buffer);
+                let mut flat = 0i64;
+                let mut indices = Vec::with_capacity(load.indices.len());
+                for (index, &extent) in load.indices.iter().zip(&decl.shape) {
+                    let position = self.index(index, env)?;
+                    indices.push(position);
+                    flat = flat * extent + position;
+                }
+                let inside = indices
+                    .iter()
+                    .zip(&decl.shape)
+                    .all(|(&i, &extent)| (0..extent).contains(&i));
+                if !inside || indices.len() != decl.shape.len() {
+                    return Err(EvalError::OutOfBounds {
+                        tensor: decl.name.clone(),
+                        indices,
+                        shape: decl.shape.clone(),
+                    });
+                }
+                self.values[load.buffer.index()][flat as usize]
+            }
+            ValueExpr::Binary(op, a, b) => op.apply(self.value(a, env)?, self.value(b, env)?),
+            ValueExpr::Unary(op, a) => op.apply(self.value(a, env)?),
+            ValueExpr::Fma(a, b, c) => {
+                self.value(a, env)? * self.value(b, env)? + self.value(c, env)?
+            }
+            ValueExpr::Select(cond, a, b) => {
+                if self.cond(cond, env)? {
+                    self.value(a, env)?
+                } else {
+                    self.value(b, env)?
+                }
+            }
+            ValueExpr::Cast(dtype, a) => round_to(*dtype, self.value(a, env)?),
+            ValueExpr::FromIndex(dtype, index) => round_to(*dtype, self.index(index, env)? as f64),
+        })
+    }
+
+    fn cond(&self, cond: &Cond, env: &[i64]) -> Result<bool, EvalError> {
+        Ok(match cond {
+            Cond::Const(value) => *value,
+            Cond::Index(op, a, b) => op.compare(self.index(a, env)?, self.index(b, env)?),
+            Cond::Value(op, a, b) => op.compare(self.value(a, env)?, self.value(b, env)?),
+            Cond::And(a, b) => self.cond(a, env)? && self.cond(b, env)?,
+            Cond::Or(a, b) => self.cond(a, env)? || self.cond(b, env)?,
+            Cond::Not(a) => !self.cond(a, env)?,
+        })
+    }
+}
+
+/// The first element where `actual` and `expected` differ by more than `tolerance` relative to
+/// the larger of the element's magnitude and the output's largest magnitude (so that results
+/// near zero after cancellation are judged on the scale of the computation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mismatch {
+    /// The flat index of the element.
+    pub index: usize,
+    /// The value computed.
+    pub actual: f32,
+    /// The reference value.
+    pub expected: f32,
+}
+
+/// Compares two outputs elementwise; `Err` names the first element out of tolerance.
+pub fn compare(actual: &[f32], expected: &[f32], tolerance: f64) -> Result<(), Mismatch> {
+    let scale = expected
+        .iter()
+        .fold(0f64, |acc, &x| acc.max((x as f64).abs()));
+    if actual.len() != expected.len() {
+        return Err(Mismatch {
+            index: actual.len().min(expected.len()),
+            actual: f32::NAN,
+            expected: f32::NAN,
+        });
+    }
+    for (index, (&a, &e)) in actual.iter().zip(expected).enumerate() {
+        let (a64, e64) = (a as f64, e as f64);
+        let allowed = tolerance * e64.abs().max(scale).max(1e-30);
+        let same = (a64 - e64).abs() <= allowed || (a.is_nan() && e.is_nan()) || a == e;
+        if !same {
+            return Err(Mismatch {
+                index,
+                actual: a,
+                expected: e,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,449 @@
+//! Snapshots of lowered nests: each operator under its default schedule and under a tiled,
+//! vectorized, register-tiled one. Re-bless with `UPDATE_EXPECT=1 cargo test -p looptune-ir`.
+
+use crate::loop_nest::LoopKind;
+use crate::ops::{Layout, Workload};
+use crate::schedule::Schedule;
+use expect_test::{expect, Expect};
+
+fn schedule_of(workload: &str, layout: Layout) -> Schedule {
+    let workload: Workload = workload.parse().expect("workload parses");
+    Schedule::new(&workload.program(&layout).expect("program builds"))
+}
+
+fn check(schedule: &Schedule, expect: Expect) {
+    let nest = super::lower(schedule).expect("lowers");
+    expect.assert_eq(&nest.to_string());
+}
+
+/// The BLIS shape: B packed in panels of `nr` columns, an `mr x nr` accumulator tile computed at
+/// the column-panel loop with the reduction outside and the tile unrolled and vectorized.
+fn register_tiled_matmul(workload: &str, mr: i64, nr: i64) -> Schedule {
+    let mut s = schedule_of(
+        workload,
+        Layout {
+            pack_columns: Some(nr),
+        },
+    );
+    let c = s.stage("C").unwrap();
+    let local = s.cache_write(c).unwrap();
+    let [i, j] = [s.spatial_axes(c)[0], s.spatial_axes(c)[1]];
+    let [io, jo, ii, ji] = s.tile(c, i, j, mr, nr).unwrap();
+    s.parallel(c, io).unwrap();
+    s.unroll(c, ii).unwrap();
+    s.vectorize(c, ji).unwrap();
+    s.compute_at(local, c, jo).unwrap();
+    let k = s.reduce_axes(local)[0];
+    let [li, lj] = [s.spatial_axes(local)[0], s.spatial_axes(local)[1]];
+    s.reorder(local, &[k, li, lj]).unwrap();
+    s.unroll(local, li).unwrap();
+    s.vectorize(local, lj).unwrap();
+    let packed = s.stage("B.packed").unwrap();
+    let ji = s.spatial_axes(packed)[2];
+    s.vectorize(packed, ji).unwrap();
+    s
+}
+
+#[test]
+fn matmul_default() {
+    check(
+        &schedule_of("matmul:m=4,n=6,k=5", Layout::default()),
+        expect![[r#"
+        kernel matmul(A: f32[4, 5], B: f32[5, 6]) -> (C: f32[4, 6]) {
+          for i in 0..4 {
+            for j in 0..6 {
+              C[i, j] = 0.0
+              for k in 0..5 {
+                C[i, j] = fma(A[i, k], B[k, j], C[i, j])
+              }
+            }
+          }
+        }"#]],
+    );
+}
+
+#[test]
+fn matmul_register_tiled() {
+    check(
+        &register_tiled_matmul("matmul:m=8,n=16,k=5", 4, 8),
+        expect![[r#"
+        kernel matmul(A: f32[8, 5], B: f32[5, 16]) -> (C: f32[8, 16]) {
+          alloc B.packed: f32[2, 5, 8] {
+            for jo in 0..2 {
+              for k in 0..5 {
+                vectorize ji in 0..8 {
+                  B.packed[jo, k, ji] = B[k, jo * 8 + ji]
+                }
+              }
+            }
+            parallel i.outer in 0..2 {
+              for j.outer in 0..2 {
+                alloc C.local: f32[4, 8] {
+                  unroll i in 0..4 {
+                    vectorize j in 0..8 {
+                      C.local[i, j] = 0.0
+                    }
+                  }
+                  for k.1 in 0..5 {
+                    unroll i in 0..4 {
+                      vectorize j in 0..8 {
+                        C.local[i, j] = fma(A[i.outer * 4 + i, k.1], B.packed[j.outer, k.1, j], C.local[i, j])
+                      }
+                    }
+                  }
+                  unroll i.inner in 0..4 {
+                    vectorize j.inner in 0..8 {
+                      C[i.outer * 4 + i.inner, j.outer * 8 + j.inner] = C.local[i.inner, j.inner]
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }"#]],
+    );
+}
+
+#[test]
+fn matmul_split_that_does_not_divide_gets_a_guard() {
+    let mut s = schedule_of("matmul:m=10,n=3,k=2", Layout::default());
+    let c = s.stage("C").unwrap();
+    let i = s.spatial_axes(c)[0];
+    s.split(c, i, 4).unwrap();
+    check(
+        &s,
+        expect![[r#"
+        kernel matmul(A: f32[10, 2], B: f32[2, 3]) -> (C: f32[10, 3]) {
+          for i.outer in 0..3 {
+            for i.inner in 0..4 {
+              if (i.outer * 4 + i.inner < 10) {
+                for j in 0..3 {
+                  C[i.outer * 4 + i.inner, j] = 0.0
+                  for k in 0..2 {
+                    C[i.outer * 4 + i.inner, j] = fma(A[i.outer * 4 + i.inner, k], B[k, j], C[i.outer * 4 + i.inner, j])
+                  }
+                }
+              }
+            }
+          }
+        }"#]],
+    );
+}
+
+#[test]
+fn matmul_register_tiled_with_tails() {
+    check(
+        &register_tiled_matmul("matmul:m=6,n=10,k=3", 4, 8),
+        expect![[r#"
+        kernel matmul(A: f32[6, 3], B: f32[3, 10]) -> (C: f32[6, 10]) {
+          alloc B.packed: f32[2, 3, 8] {
+            for jo in 0..2 {
+              for k in 0..3 {
+                vectorize ji in 0..8 {
+                  B.packed[jo, k, ji] = select(jo * 8 + ji < 10, B[k, jo * 8 + ji], 0.0)
+                }
+              }
+            }
+            parallel i.outer in 0..2 {
+              for j.outer in 0..2 {
+                alloc C.local: f32[4, 8] {
+                  unroll i in 0..4 {
+                    if (i.outer * 4 + i < 6) {
+                      vectorize j in 0..8 {
+                        if (j.outer * 8 + j < 10) {
+                          C.local[i, j] = 0.0
+                        }
+                      }
+                    }
+                  }
+                  for k.1 in 0..3 {
+                    unroll i in 0..4 {
+                      if (i.outer * 4 + i < 6) {
+                        vectorize j in 0..8 {
+                          if (j.outer * 8 + j < 10) {
+                            C.local[i, j] = fma(A[i.outer * 4 + i, k.1], B.packed[j.outer, k.1, j], C.local[i, j])
+                          }
+                        }
+                      }
+                    }
+                  }
+                  unroll i.inner in 0..4 {
+                    if (i.outer * 4 + i.inner < 6) {
+                      vectorize j.inner in 0..8 {
+                        if (j.outer * 8 + j.inner < 10) {
+                          C[i.outer * 4 + i.inner, j.outer * 8 + j.inner] = C.local[i.inner, j.inner]
+                        }
+                      }
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }"#]],
+    );
+}
+
+#[test]
+fn batch_matmul_default() {
+    check(
+        &schedule_of("batch_matmul:b=2,m=3,n=4,k=5", Layout::default()),
+        expect![[r#"
+        kernel batch_matmul(A: f32[2, 3, 5], B: f32[2, 5, 4]) -> (C: f32[2, 3, 4]) {
+          for b in 0..2 {
+            for i in 0..3 {
+              for j in 0..4 {
+                C[b, i, j] = 0.0
+                for k in 0..5 {
+                  C[b, i, j] = fma(A[b, i, k], B[b, k, j], C[b, i, j])
+                }
+              }
+            }
+          }
+        }"#]],
+    );
+}
+
+#[test]
+fn dense_bias_relu_default() {
+    check(
+        &schedule_of("dense:m=2,n=3,k=4,bias=true,relu=true", Layout::default()),
+        expect![[r#"
+        kernel dense(X: f32[2, 4], W: f32[3, 4], bias: f32[3]) -> (Y: f32[2, 3]) {
+          alloc Y.matmul: f32[2, 3] {
+            for i in 0..2 {
+              for j in 0..3 {
+                Y.matmul[i, j] = 0.0
+                for k in 0..4 {
+                  Y.matmul[i, j] = fma(X[i, k], W[j, k], Y.matmul[i, j])
+                }
+              }
+            }
+            for i.1 in 0..2 {
+              for j.1 in 0..3 {
+                Y[i.1, j.1] = max(Y.matmul[i.1, j.1] + bias[j.1], 0.0)
+              }
+            }
+          }
+        }"#]],
+    );
+}
+
+#[test]
+fn dense_epilogue_fused_into_register_tile() {
+    let mut s = schedule_of("dense:m=4,n=8,k=3,bias=true,relu=true", Layout::default());
+    let y = s.stage("Y").unwrap();
+    let product = s.stage("Y.matmul").unwrap();
+    let [i, j] = [s.spatial_axes(y)[0], s.spatial_axes(y)[1]];
+    let [_, jo, ii, ji] = s.tile(y, i, j, 2, 4).unwrap();
+    s.unroll(y, ii).unwrap();
+    s.vectorize(y, ji).unwrap();
+    s.compute_at(product, y, jo).unwrap();
+    let k = s.reduce_axes(product)[0];
+    let [pi, pj] = [s.spatial_axes(product)[0], s.spatial_axes(product)[1]];
+    s.reorder(product, &[k, pi, pj]).unwrap();
+    s.annotate(product, pj, LoopKind::Vectorized).unwrap();
+    check(
+        &s,
+        expect![[r#"
+        kernel dense(X: f32[4, 3], W: f32[8, 3], bias: f32[8]) -> (Y: f32[4, 8]) {
+          for i.outer in 0..2 {
+            for j.outer in 0..2 {
+              alloc Y.matmul: f32[2, 4] {
+                for i in 0..2 {
+                  vectorize j in 0..4 {
+                    Y.matmul[i, j] = 0.0
+                  }
+                }
+                for k in 0..3 {
+                  for i in 0..2 {
+                    vectorize j in 0..4 {
+                      Y.matmul[i, j] = fma(X[i.outer * 2 + i, k], W[j.outer * 4 + j, k], Y.matmul[i, j])
+                    }
+                  }
+                }
+                unroll i.inner in 0..2 {
+                  vectorize j.inner in 0..4 {
+                    Y[i.outer * 2 + i.inner, j.outer * 4 + j.inner] = max(Y.matmul[i.inner, j.inner] + bias[j.outer * 4 + j.inner], 0.0)
+                  }
+                }
+              }
+            }
+          }
+        }"#]],
+    );
+}
+
+#[test]
+fn conv2d_default_has_padding_in_bounds_checks() {
+    check(
+        &schedule_of(
+            "conv2d:n=1,ic=2,h=4,w=4,oc=3,kh=3,kw=3,pad=1",
+            Layout::default(),
+        ),
+        expect![[r#"
+        kernel conv2d(X: f32[1, 2, 4, 4], W: f32[3, 2, 3, 3]) -> (Y: f32[1, 3, 4, 4]) {
+          for oc in 0..3 {
+            for y in 0..4 {
+              for x in 0..4 {
+                Y[0, oc, y, x] = 0.0
+                for rc in 0..2 {
+                  for ry in 0..3 {
+                    for rx in 0..3 {
+                      Y[0, oc, y, x] = fma(select(y + ry >= 1 && y + ry < 5 && x + rx >= 1 && x + rx < 5, X[0, rc, y + ry - 1, x + rx - 1], 0.0), W[oc, rc, ry, rx], Y[0, oc, y, x])
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }"#]],
+    );
+}
+
+#[test]
+fn conv2d_output_channels_blocked_and_vectorized() {
+    let mut s = schedule_of(
+        "conv2d:n=1,ic=2,h=5,w=5,oc=8,kh=3,kw=3,pad=1",
+        Layout::default(),
+    );
+    let y = s.stage("Y").unwrap();
+    let local = s.cache_write(y).unwrap();
+    let axes = s.spatial_axes(y);
+    let (oco, oci) = s.split(y, axes[1], 4).unwrap();
+    let (xo, xi) = s.split(y, axes[3], 2).unwrap();
+    s.reorder(y, &[axes[0], oco, axes[2], xo, xi, oci]).unwrap();
+    s.vectorize(y, oci).unwrap();
+    s.compute_at(local, y, xo).unwrap();
+    let local_axes = s.spatial_axes(local);
+    let mut order = s.reduce_axes(local);
+    order.extend([local_axes[0], local_axes[2], local_axes[3], local_axes[1]]);
+    s.reorder(local, &order).unwrap();
+    s.unroll(local, local_axes[3]).unwrap();
+    s.vectorize(local, local_axes[1]).unwrap();
+    check(
+        &s,
+        expect![[r#"
+        kernel conv2d(X: f32[1, 2, 5, 5], W: f32[8, 2, 3, 3]) -> (Y: f32[1, 8, 5, 5]) {
+          for oc.outer in 0..2 {
+            for y in 0..5 {
+              for x.outer in 0..3 {
+                alloc Y.local: f32[1, 4, 1, 2] {
+                  unroll x in 0..2 {
+                    if (x.outer * 2 + x < 5) {
+                      vectorize oc in 0..4 {
+                        Y.local[0, oc, 0, x] = 0.0
+                      }
+                    }
+                  }
+                  for rc in 0..2 {
+                    for ry in 0..3 {
+                      for rx in 0..3 {
+                        unroll x in 0..2 {
+                          if (x.outer * 2 + x < 5) {
+                            vectorize oc in 0..4 {
+                              Y.local[0, oc, 0, x] = fma(select(y + ry >= 1 && y + ry < 6 && x.outer * 2 + rx + x >= 1 && x.outer * 2 + rx + x < 6, X[0, rc, y + ry - 1, x.outer * 2 + rx + x - 1], 0.0), W[oc.outer * 4 + oc, rc, ry, rx], Y.local[0, oc, 0, x])
+                            }
+                          }
+                        }
+                      }
+                    }
+                  }
+                  for x.inner in 0..2 {
+                    if (x.outer * 2 + x.inner < 5) {
+                      vectorize oc.inner in 0..4 {
+                        Y[0, oc.outer * 4 + oc.inner, y, x.outer * 2 + x.inner] = Y.local[0, oc.inner, 0, x.inner]
+                      }
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }"#]],
+    );
+}
+
+#[test]
+fn conv2d_padding_materialised_per_row() {
+    let mut s = schedule_of(
+        "conv2d:n=1,ic=1,h=3,w=3,oc=1,kh=3,kw=3,pad=1",
+        Layout::default(),
+    );
+    let pad = s.stage("X.pad").unwrap();
+    let y = s.stage("Y").unwrap();
+    s.compute_root(pad).unwrap();
+    let row = s.spatial_axes(y)[2];
+    s.compute_at(pad, y, row).unwrap();
+    check(
+        &s,
+        expect![[r#"
+        kernel conv2d(X: f32[1, 1, 3, 3], W: f32[1, 1, 3, 3]) -> (Y: f32[1, 1, 3, 3]) {
+          for y in 0..3 {
+            alloc X.pad: f32[1, 1, 3, 5] {
+              for hp in 0..3 {
+                for wp in 0..5 {
+                  X.pad[0, 0, hp, wp] = select(y + hp >= 1 && y + hp < 4 && wp >= 1 && wp < 4, X[0, 0, y + hp - 1, wp - 1], 0.0)
+                }
+              }
+              for x in 0..3 {
+                Y[0, 0, y, x] = 0.0
+                for ry in 0..3 {
+                  for rx in 0..3 {
+                    Y[0, 0, y, x] = fma(X.pad[0, 0, ry, x + rx], W[0, 0, ry, rx], Y[0, 0, y, x])
+                  }
+                }
+              }
+            }
+          }
+        }"#]],
+    );
+}
+
+#[test]
+fn depthwise_conv2d_default() {
+    check(
+        &schedule_of(
+            "depthwise_conv2d:n=1,c=2,h=4,w=4,kh=3,kw=3,stride=2,pad=1",
+            Layout::default(),
+        ),
+        expect![[r#"
+        kernel depthwise_conv2d(X: f32[1, 2, 4, 4], W: f32[2, 1, 3, 3]) -> (Y: f32[1, 2, 2, 2]) {
+          for c in 0..2 {
+            for y in 0..2 {
+              for x in 0..2 {
+                Y[0, c, y, x] = 0.0
+                for ry in 0..3 {
+                  for rx in 0..3 {
+                    Y[0, c, y, x] = fma(select(y * 2 + ry >= 1 && x * 2 + rx >= 1, X[0, c, y * 2 + ry - 1, x * 2 + rx - 1], 0.0), W[c, 0, ry, rx], Y[0, c, y, x])
+                  }
+                }
+              }
+            }
+          }
+        }"#]],
+    );
+}
+
+#[test]
+fn fused_axes_become_one_loop() {
+    let mut s = schedule_of("batch_matmul:b=2,m=3,n=4,k=2", Layout::default());
+    let c = s.stage("C").unwrap();
+    let axes = s.spatial_axes(c);
+    let fused = s.fuse(c, axes[0], axes[1]).unwrap();
+    s.parallel(c, fused).unwrap();
+    check(
+        &s,
+        expect![[r#"
+        kernel batch_matmul(A: f32[2, 3, 2], B: f32[2, 2, 4]) -> (C: f32[2, 3, 4]) {
+          parallel b.i.fused in 0..6 {
+            for j in 0..4 {
+              C[b.i.fused / 3, b.i.fused % 3, j] = 0.0
+              for k in 0..2 {
+                C[b.i.fused / 3, b.i.fused % 3, j] = fma(A[b.i.fused / 3, b.i.fused % 3, k], B[b.i.fused / 3, k, j], C[b.i.fused / 3, b.i.fused % 3, j])
+              }
+            }
+          }
+        }"#]],
+    );
+}

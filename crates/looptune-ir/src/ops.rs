@@ -1,0 +1,901 @@
+//! The operator library and workload descriptions.
+//!
+//! Every operator is an ordinary [`Program`] built with [`ProgramBuilder`]; nothing here is
+//! special to the rest of the compiler. A [`Workload`] names an operator and its shape
+//! (`matmul:m=1024,n=1024,k=1024`), parses from and prints to that text form, reports its FLOP
+//! count, and builds its program given a [`Layout`].
+//!
+//! Layout choices that change the data flow, such as packing `B` of a matmul into column panels,
+//! are parameters of the definition rather than schedule primitives: a packed operand is one more
+//! stage, and the schedule then decides where that stage is computed (at the root, once, or at a
+//! loop of the consumer, per panel). See docs/architecture.md.
+
+use crate::dtype::DType;
+use crate::error::IrError;
+use crate::expr::{Cond, IndexExpr, ValueExpr};
+use crate::program::{sum, Program, ProgramBuilder, Tensor};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// Parameters of `C[m, n] = sum_k A[m, k] * B[k, n]` (or `B[n, k]` when `transpose_b`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatmulParams {
+    /// Rows of A and C.
+    pub m: i64,
+    /// Columns of B and C.
+    pub n: i64,
+    /// The reduction length.
+    pub k: i64,
+    /// Whether B is stored as `[n, k]`.
+    pub transpose_b: bool,
+}
+
+/// Parameters of a batched matmul `C[b, m, n] = sum_k A[b, m, k] * B[b, k, n]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BatchMatmulParams {
+    /// The batch size.
+    pub b: i64,
+    /// Rows of each A and C.
+    pub m: i64,
+    /// Columns of each B and C.
+    pub n: i64,
+    /// The reduction length.
+    pub k: i64,
+    /// Whether each B is stored as `[n, k]`.
+    pub transpose_b: bool,
+}
+
+/// Parameters of a fully connected layer `Y[m, n] = act(sum_k X[m, k] * W[n, k] + bias[n])`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DenseParams {
+    /// The batch (rows of X).
+    pub m: i64,
+    /// Output features (rows of W).
+    pub n: i64,
+    /// Input features.
+    pub k: i64,
+    /// Whether a bias vector is added.
+    pub bias: bool,
+    /// Whether ReLU is applied last.
+    pub relu: bool,
+}
+
+/// Parameters of a 2-D convolution in NCHW layout with OIHW weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dParams {
+    /// Batch.
+    pub n: i64,
+    /// Input channels.
+    pub ic: i64,
+    /// Input height.
+    pub h: i64,
+    /// Input width.
+    pub w: i64,
+    /// Output channels.
+    pub oc: i64,
+    /// Kernel height.
+    pub kh: i64,
+    /// Kernel width.
+    pub kw: i64,
+    /// Stride (both directions).
+    pub stride: i64,
+    /// Zero padding (both sides, both directions).
+    pub pad: i64,
+    /// Dilation (both directions).
+    pub dilation: i64,
+}
+
+/// Parameters of a depthwise 2-D convolution (channel multiplier 1), NCHW, weights `[c, 1, kh, kw]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DepthwiseConv2dParams {
+    /// Batch.
+    pub n: i64,
+    /// Channels.
+    pub c: i64,
+    /// Input height.
+    pub h: i64,
+    /// Input width.
+    pub w: i64,
+    /// Kernel height.
+    pub kh: i64,
+    /// Kernel width.
+    pub kw: i64,
+    /// Stride (both directions).
+    pub stride: i64,
+    /// Zero padding (both sides, both directions).
+    pub pad: i64,
+    /// Dilation (both directions).
+    pub dilation: i64,
+}
+
+/// An operator with its shape: what a tuning task is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Workload {
+    /// A matrix product.
+    Matmul(MatmulParams),
+    /// A batch of matrix products.
+    BatchMatmul(BatchMatmulParams),
+    /// A fully connected layer with optional fused bias and ReLU.
+    Dense(DenseParams),
+    /// A 2-D convolution.
+    Conv2d(Conv2dParams),
+    /// A depthwise 2-D convolution.
+    DepthwiseConv2d(DepthwiseConv2dParams),
+}
+
+/// Data-layout choices an operator definition takes: they add stages (a packed copy of an
+/// operand, a padded copy of the input) that the schedule places.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Layout {
+    /// Pack the matrix operand read along `n` (B of matmul, W of dense) into panels of this many
+    /// columns, `[ceil(n / block), k, block]`, zero-filled past `n`.
+    pub pack_columns: Option<i64>,
+}
+
+/// One parameter of an operator, for `looptune ops` and parsing.
+#[derive(Clone, Copy, Debug)]
+pub struct ParamInfo {
+    /// The key in workload strings.
+    pub key: &'static str,
+    /// The default value, if the key may be left out.
+    pub default: Option<&'static str>,
+    /// What it means.
+    pub help: &'static str,
+}
+
+/// An operator of the library, for `looptune ops`.
+#[derive(Clone, Copy, Debug)]
+pub struct OpInfo {
+    /// The name in workload strings.
+    pub name: &'static str,
+    /// What it computes.
+    pub summary: &'static str,
+    /// Its parameters.
+    pub params: &'static [ParamInfo],
+}
+
+const fn required(key: &'static str, help: &'static str) -> ParamInfo {
+    ParamInfo {
+        key,
+        default: None,
+        help,
+    }
+}
+
+const fn optional(key: &'static str, default: &'static str, help: &'static str) -> ParamInfo {
+    ParamInfo {
+        key,
+        default: Some(default),
+        help,
+    }
+}
+
+const CONV_PARAMS: &[ParamInfo] = &[
+    optional("n", "1", "batch"),
+    required("ic", "input channels"),
+    required("h", "input height"),
+    required("w", "input width"),
+    required("oc", "output channels"),
+    required("kh", "kernel height"),
+    required("kw", "kernel width"),
+    optional("stride", "1", "stride"),
+    optional("pad", "0", "zero padding on each side"),
+    optional("dilation", "1", "dilation"),
+];
+
+/// Every operator of the library.
+pub const OPERATORS: &[OpInfo] = &[
+    OpInfo {
+        name: "matmul",
+        summary: "C[m,n] = sum_k A[m,k] * B[k,n] (B[n,k] when transpose_b)",
+        params: &[
+            required("m", "rows of A and C"),
+            required("n", "columns of B and C"),
+            required("k", "reduction length"),
+            optional("transpose_b", "false", "B stored as [n,k]"),
+        ],
+    },
+    OpInfo {
+        name: "batch_matmul",
+        summary: "C[b,m,n] = sum_k A[b,m,k] * B[b,k,n] (B[b,n,k] when transpose_b)",
+        params: &[
+            required("b", "batch"),
+            required("m", "rows of A and C"),
+            required("n", "columns of B and C"),
+            required("k", "reduction length"),
+            optional("transpose_b", "false", "B stored as [b,n,k]"),
+        ],
+    },
+    OpInfo {
+        name: "dense",
+        summary: "Y[m,n] = relu?(sum_k X[m,k] * W[n,k] + bias?[n])",
+        params: &[
+            required("m", "batch rows"),
+            required("n", "output features"),
+            required("k", "input features"),
+            optional("bias", "false", "add a bias vector"),
+            optional("relu", "false", "apply ReLU"),
+        ],
+    },
+    OpInfo {
+        name: "conv2d",
+        summary: "Y[n,oc,y,x] = sum_{ic,ry,rx} X[n,ic,y*s+ry*d-p,x*s+rx*d-p] * W[oc,ic,ry,rx]",
+        params: CONV_PARAMS,
+    },
+    OpInfo {
+        name: "depthwise_conv2d",
+        summary: "Y[n,c,y,x] = sum_{ry,rx} X[n,c,y*s+ry*d-p,x*s+rx*d-p] * W[c,0,ry,rx]",
+        params: &[
+            optional("n", "1", "batch"),
+            required("c", "channels"),
+            required("h", "input height"),
+            required("w", "input width"),
+            required("kh", "kernel height"),
+            required("kw", "kernel width"),
+            optional("stride", "1", "stride"),
+            optional("pad", "0", "zero padding on each side"),
+            optional("dilation", "1", "dilation"),
+        ],
+    },
+];
+
+/// Key-value pairs of a workload string, consumed as the operator reads them.
+struct Params<'a> {
+    workload: &'a str,
+    info: &'static OpInfo,
+    values: BTreeMap<String, String>,
+}
+
+impl Params<'_> {
+    fn error(&self, message: String) -> IrError {
+        IrError::BadWorkload {
+            workload: self.workload.to_string(),
+            message,
+        }
+    }
+
+    fn raw(&mut self, key: &str) -> Result<String, IrError> {
+        let info = self
+            .info
+            .params
+            .iter()
+            .find(|param| param.key == key)
+            .ok_or_else(|| self.error(format!("internal: no parameter `{key}`")))?;
+        match (self.values.remove(key), info.default) {
+            (Some(value), _) => Ok(value),
+            (None, Some(default)) => Ok(default.to_string()),
+            (None, None) => Err(self.error(format!("missing parameter `{key}`"))),
+        }
+    }
+
+    fn int(&mut self, key: &str) -> Result<i64, IrError> {
+        let raw = self.raw(key)?;
+        let value: i64 = raw
+            .parse()
+            .map_err(|_| self.error(format!("`{key}={raw}` is not an integer")))?;
+        if value < 1 && key != "pad" {
+            return Err(self.error(format!("`{key}={raw}` must be at least 1")));
+        }
+        if value < 0 {
+            return Err(self.error(format!("`{key}={raw}` must not be negative")));
+        }
+        Ok(value)
+    }
+
+    fn flag(&mut self, key: &str) -> Result<bool, IrError> {
+        let raw = self.raw(key)?;
+        match raw.as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(self.error(format!("`{key}={raw}` is not true or false"))),
+        }
+    }
+
+    fn finish(self) -> Result<(), IrError> {
+        match self.values.keys().next() {
+            None => Ok(()),
+            Some(key) => Err(self.error(format!(
+                "unknown parameter `{key}` for `{}` (known: {})",
+                self.info.name,
+                self.info
+                    .params
+                    .iter()
+                    .map(|p| p.key)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+}
+
+impl FromStr for Workload {
+    type Err = IrError;
+
+    fn from_str(text: &str) -> Result<Workload, IrError> {
+        let bad = |message: String| IrError::BadWorkload {
+            workload: text.to_string(),
+            message,
+        };
+        let (name, rest) = text.split_once(':').unwrap_or((text, ""));
+        let info = OPERATORS
+            .iter()
+            .find(|op| op.name == name.trim())
+            .ok_or_else(|| {
+                bad(format!(
+                    "unknown operator `{name}` (known: {})",
+                    OPERATORS
+                        .iter()
+                        .map(|op| op.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        let mut values = BTreeMap::new();
+        for part in rest
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+        {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| bad(format!("`{part}` is not of the form key=value")))?;
+            if values
+                .insert(key.trim().to_string(), value.trim().to_string())
+                .is_some()
+            {
+                return Err(bad(format!("parameter `{}` given twice", key.trim())));
+            }
+        }
+        let mut params = Params {
+            workload: text,
+            info,
+            values,
+        };
+        let workload = match info.name {
+            "matmul" => Workload::Matmul(MatmulParams {
+                m: params.int("m")?,
+                n: params.int("n")?,
+                k: params.int("k")?,
+                transpose_b: params.flag("transpose_b")?,
+            }),
+            "batch_matmul" => Workload::BatchMatmul(BatchMatmulParams {
+                b: params.int("b")?,
+                m: params.int("m")?,
+                n: params.int("n")?,
+                k: params.int("k")?,
+                transpose_b: params.flag("transpose_b")?,
+            }),
+            "dense" => Workload::Dense(DenseParams {
+                m: params.int("m")?,
+                n: params.int("n")?,
+                k: params.int("k")?,
+                bias: params.flag("bias")?,
+                relu: params.flag("relu")?,
+            }),
+            "conv2d" => Workload::Conv2d(Conv2dParams {
+                n: params.int("n")?,
+                ic: params.int("ic")?,
+                h: params.int("h")?,
+                w: params.int("w")?,
+                oc: params.int("oc")?,
+                kh: params.int("kh")?,
+                kw: params.int("kw")?,
+                stride: params.int("stride")?,
+                pad: params.int("pad")?,
+                dilation: params.int("dilation")?,
+            }),
+            _ => Workload::DepthwiseConv2d(DepthwiseConv2dParams {
+                n: params.int("n")?,
+                c: params.int("c")?,
+                h: params.int("h")?,
+                w: params.int("w")?,
+                kh: params.int("kh")?,
+                kw: params.int("kw")?,
+                stride: params.int("stride")?,
+                pad: params.int("pad")?,
+                dilation: params.int("dilation")?,
+            }),
+        };
+        params.finish()?;
+        workload.check().map_err(|err| bad(err.to_string()))?;
+        Ok(workload)
+    }
+}
+
+impl fmt::Display for Workload {
+    /// The canonical text form, with every parameter spelled out: a stable workload key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Workload::Matmul(p) => {
+                write!(
+                    f,
+                    "matmul:m={},n={},k={},transpose_b={}",
+                    p.m, p.n, p.k, p.transpose_b
+                )
+            }
+            Workload::BatchMatmul(p) => write!(
+                f,
+                "batch_matmul:b={},m={},n={},k={},transpose_b={}",
+                p.b, p.m, p.n, p.k, p.transpose_b
+            ),
+            Workload::Dense(p) => write!(
+                f,
+                "dense:m={},n={},k={},bias={},relu={}",
+                p.m, p.n, p.k, p.bias, p.relu
+            ),
+            Workload::Conv2d(p) => write!(
+                f,
+                "conv2d:n={},ic={},h={},w={},oc={},kh={},kw={},stride={},pad={},dilation={}",
+                p.n, p.ic, p.h, p.w, p.oc, p.kh, p.kw, p.stride, p.pad, p.dilation
+            ),
+            Workload::DepthwiseConv2d(p) => write!(
+                f,
+                "depthwise_conv2d:n={},c={},h={},w={},kh={},kw={},stride={},pad={},dilation={}",
+                p.n, p.c, p.h, p.w, p.kh, p.kw, p.stride, p.pad, p.dilation
+            ),
+        }
+    }
+}
+
+/// Output extent of a convolution along one direction, or an error naming the parameters.
+fn conv_out(
+    op: &str,
+    input: i64,
+    kernel: i64,
+    stride: i64,
+    pad: i64,
+    dilation: i64,
+) -> Result<i64, IrError> {
+    let span = dilation * (kernel - 1) + 1;
+    let padded = input + 2 * pad;
+    if padded < span {
+        return Err(IrError::InvalidParameter {
+            op: op.to_string(),
+            message: format!(
+                "kernel extent {kernel} with dilation {dilation} spans {span}, more than the padded input {padded}"
+            ),
+        });
+    }
+    Ok((padded - span) / stride + 1)
+}
+
+impl Workload {
+    /// The operator's name.
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Workload::Matmul(_) => "matmul",
+            Workload::BatchMatmul(_) => "batch_matmul",
+            Workload::Dense(_) => "dense",
+            Workload::Conv2d(_) => "conv2d",
+            Workload::DepthwiseConv2d(_) => "depthwise_conv2d",
+        }
+    }
+
+    /// Checks the parameters: every size at least 1, padding not negative, the kernel fits.
+    pub fn check(&self) -> Result<(), IrError> {
+        let op = self.op_name();
+        let positive = |name: &str, value: i64| {
+            if value < 1 {
+                Err(IrError::InvalidParameter {
+                    op: op.to_string(),
+                    message: format!("`{name}={value}` must be at least 1"),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        match *self {
+            Workload::Matmul(p) => {
+                positive("m", p.m)?;
+                positive("n", p.n)?;
+                positive("k", p.k)
+            }
+            Workload::BatchMatmul(p) => {
+                positive("b", p.b)?;
+                positive("m", p.m)?;
+                positive("n", p.n)?;
+                positive("k", p.k)
+            }
+            Workload::Dense(p) => {
+                positive("m", p.m)?;
+                positive("n", p.n)?;
+                positive("k", p.k)
+            }
+            Workload::Conv2d(p) => {
+                for (name, value) in [
+                    ("n", p.n),
+                    ("ic", p.ic),
+                    ("h", p.h),
+                    ("w", p.w),
+                    ("oc", p.oc),
+                    ("kh", p.kh),
+                    ("kw", p.kw),
+                    ("stride", p.stride),
+                    ("dilation", p.dilation),
+                ] {
+                    positive(name, value)?;
+                }
+                positive("pad + 1", p.pad + 1)?;
+                conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
+                conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation).map(|_| ())
+            }
+            Workload::DepthwiseConv2d(p) => {
+                for (name, value) in [
+                    ("n", p.n),
+                    ("c", p.c),
+                    ("h", p.h),
+                    ("w", p.w),
+                    ("kh", p.kh),
+                    ("kw", p.kw),
+                    ("stride", p.stride),
+                    ("dilation", p.dilation),
+                ] {
+                    positive(name, value)?;
+                }
+                positive("pad + 1", p.pad + 1)?;
+                conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
+                conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation).map(|_| ())
+            }
+        }
+    }
+
+    /// Floating-point operations of one run (a multiply-add counts as two).
+    pub fn flops(&self) -> f64 {
+        match *self {
+            Workload::Matmul(p) => 2.0 * (p.m * p.n * p.k) as f64,
+            Workload::BatchMatmul(p) => 2.0 * (p.b * p.m * p.n * p.k) as f64,
+            Workload::Dense(p) => {
+                let epilogue = (p.bias as i64 + p.relu as i64) * p.m * p.n;
+                (2 * p.m * p.n * p.k + epilogue) as f64
+            }
+            Workload::Conv2d(p) => {
+                let (oh, ow) = conv2d_out_hw(p);
+                2.0 * (p.n * p.oc * oh * ow * p.ic * p.kh * p.kw) as f64
+            }
+            Workload::DepthwiseConv2d(p) => {
+                let oh = (p.h + 2 * p.pad - p.dilation * (p.kh - 1) - 1) / p.stride + 1;
+                let ow = (p.w + 2 * p.pad - p.dilation * (p.kw - 1) - 1) / p.stride + 1;
+                2.0 * (p.n * p.c * oh * ow * p.kh * p.kw) as f64
+            }
+        }
+    }
+
+    /// Builds the operator's program with the given layout choices.
+    pub fn program(&self, layout: &Layout) -> Result<Program, IrError> {
+        self.check()?;
+        match *self {
+            Workload::Matmul(p) => matmul(p, layout),
+            Workload::BatchMatmul(p) => batch_matmul(p),
+            Workload::Dense(p) => dense(p, layout),
+            Workload::Conv2d(p) => conv2d(p),
+            Workload::DepthwiseConv2d(p) => depthwise_conv2d(p),
+        }
+    }
+}
+
+fn conv2d_out_hw(p: Conv2dParams) -> (i64, i64) {
+    let oh = (p.h + 2 * p.pad - p.dilation * (p.kh - 1) - 1) / p.stride + 1;
+    let ow = (p.w + 2 * p.pad - p.dilation * (p.kw - 1) - 1) / p.stride + 1;
+    (oh, ow)
+}
+
+fn check_block(op: &str, block: i64) -> Result<(), IrError> {
+    if block < 1 {
+        return Err(IrError::InvalidParameter {
+            op: op.to_string(),
+            message: format!("pack block {block} must be at least 1"),
+        });
+    }
+    Ok(())
+}
+
+/// A column-panel copy `packed[jo, k, ji] = source(k, jo * block + ji)`, zero past `n`: the
+/// layout a register-tiled kernel streams through contiguously.
+fn pack_columns(
+    builder: &mut ProgramBuilder,
+    name: &str,
+    n: i64,
+    k: i64,
+    block: i64,
+    source: impl Fn(IndexExpr, IndexExpr) -> ValueExpr,
+) -> Result<Tensor, IrError> {
+    let panels = (n + block - 1) / block;
+    builder.compute(
+        name,
+        DType::F32,
+        &[("jo", panels), ("k", k), ("ji", block)],
+        |axes| {
+            let column = &axes[0] * block + &axes[2];
+            let value = source(axes[1].clone(), column.clone());
+            if n % block == 0 {
+                value
+            } else {
+                ValueExpr::select(column.lt(n), value, ValueExpr::f32(0.0))
+            }
+        },
+    )
+}
+
+/// `C = A @ B` (or `A @ B^T`), with B optionally packed into column panels.
+pub fn matmul(p: MatmulParams, layout: &Layout) -> Result<Program, IrError> {
+    Workload::Matmul(p).check()?;
+    let mut builder = ProgramBuilder::new("matmul");
+    let a = builder.placeholder("A", &[p.m, p.k], DType::F32)?;
+    let b_shape = if p.transpose_b {
+        [p.n, p.k]
+    } else {
+        [p.k, p.n]
+    };
+    let b = builder.placeholder("B", &b_shape, DType::F32)?;
+    let read_b = |kk: IndexExpr, j: IndexExpr| {
+        if p.transpose_b {
+            b.at(&[j, kk])
+        } else {
+            b.at(&[kk, j])
+        }
+    };
+    let reduce = builder.reduce_axis("k", p.k)?;
+    let c = match layout.pack_columns {
+        None => builder.compute("C", DType::F32, &[("i", p.m), ("j", p.n)], |ax| {
+            sum(
+                a.at(&[ax[0].clone(), reduce.var()]) * read_b(reduce.var(), ax[1].clone()),
+                &[&reduce],
+            )
+        })?,
+        Some(block) => {
+            check_block("matmul", block)?;
+            let packed = pack_columns(&mut builder, "B.packed", p.n, p.k, block, read_b)?;
+            builder.compute("C", DType::F32, &[("i", p.m), ("j", p.n)], |ax| {
+                let panel = ax[1].clone().floor_div(block);
+                let lane = ax[1].clone().floor_mod(block);
+                sum(
+                    a.at(&[ax[0].clone(), reduce.var()]) * packed.at(&[panel, reduce.var(), lane]),
+                    &[&reduce],
+                )
+            })?
+        }
+    };
+    builder.build(&[&c])
+}
+
+/// `C[b] = A[b] @ B[b]` for every batch entry.
+pub fn batch_matmul(p: BatchMatmulParams) -> Result<Program, IrError> {
+    Workload::BatchMatmul(p).check()?;
+    let mut builder = ProgramBuilder::new("batch_matmul");
+    let a = builder.placeholder("A", &[p.b, p.m, p.k], DType::F32)?;
+    let b_shape = if p.transpose_b {
+        [p.b, p.n, p.k]
+    } else {
+        [p.b, p.k, p.n]
+    };
+    let b = builder.placeholder("B", &b_shape, DType::F32)?;
+    let reduce = builder.reduce_axis("k", p.k)?;
+    let c = builder.compute(
+        "C",
+        DType::F32,
+        &[("b", p.b), ("i", p.m), ("j", p.n)],
+        |ax| {
+            let kk = reduce.var();
+            let rhs = if p.transpose_b {
+                b.at(&[ax[0].clone(), ax[2].clone(), kk.clone()])
+            } else {
+                b.at(&[ax[0].clone(), kk.clone(), ax[2].clone()])
+            };
+            sum(a.at(&[ax[0].clone(), ax[1].clone(), kk]) * rhs, &[&reduce])
+        },
+    )?;
+    builder.build(&[&c])
+}
+
+/// Adds an elementwise epilogue stage `relu?(input + bias?[last axis])`; returns `input` when
+/// there is nothing to do. Usable after any operator whose last axis is the feature axis.
+pub fn epilogue(
+    builder: &mut ProgramBuilder,
+    name: &str,
+    input: &Tensor,
+    bias: Option<&Tensor>,
+    relu: bool,
+) -> Result<Tensor, IrError> {
+    if bias.is_none() && !relu {
+        return Ok(input.clone());
+    }
+    let names = ["i", "j", "l", "m", "n", "o"];
+    let axes: Vec<(&str, i64)> = input
+        .shape
+        .iter()
+        .enumerate()
+        .map(|(dim, &extent)| (names[dim.min(names.len() - 1)], extent))
+        .collect();
+    builder.compute(name, input.dtype, &axes, |ax| {
+        let mut value = input.at(ax);
+        if let Some(bias) = bias {
+            value = value + bias.at(&[ax[ax.len() - 1].clone()]);
+        }
+        if relu {
+            value = value.max(ValueExpr::f32(0.0));
+        }
+        value
+    })
+}
+
+/// `Y = relu?(X @ W^T + bias?)` with W stored `[n, k]`, optionally packed into column panels.
+pub fn dense(p: DenseParams, layout: &Layout) -> Result<Program, IrError> {
+    Workload::Dense(p).check()?;
+    let mut builder = ProgramBuilder::new("dense");
+    let x = builder.placeholder("X", &[p.m, p.k], DType::F32)?;
+    let w = builder.placeholder("W", &[p.n, p.k], DType::F32)?;
+    let bias = if p.bias {
+        Some(builder.placeholder("bias", &[p.n], DType::F32)?)
+    } else {
+        None
+    };
+    let reduce = builder.reduce_axis("k", p.k)?;
+    let product_name = if p.bias || p.relu { "Y.matmul" } else { "Y" };
+    let product = match layout.pack_columns {
+        None => builder.compute(product_name, DType::F32, &[("i", p.m), ("j", p.n)], |ax| {
+            sum(
+                x.at(&[ax[0].clone(), reduce.var()]) * w.at(&[ax[1].clone(), reduce.var()]),
+                &[&reduce],
+            )
+        })?,
+        Some(block) => {
+            check_block("dense", block)?;
+            let packed = pack_columns(&mut builder, "W.packed", p.n, p.k, block, |kk, j| {
+                w.at(&[j, kk])
+            })?;
+            builder.compute(product_name, DType::F32, &[("i", p.m), ("j", p.n)], |ax| {
+                let panel = ax[1].clone().floor_div(block);
+                let lane = ax[1].clone().floor_mod(block);
+                sum(
+                    x.at(&[ax[0].clone(), reduce.var()]) * packed.at(&[panel, reduce.var(), lane]),
+                    &[&reduce],
+                )
+            })?
+        }
+    };
+    let output = epilogue(&mut builder, "Y", &product, bias.as_ref(), p.relu)?;
+    builder.build(&[&output])
+}
+
+/// A zero-padded copy of an NCHW input: a stage of its own so that a schedule may materialise
+/// it, though the default schedule inlines it (padding then lives in the convolution's loads).
+fn pad_input(builder: &mut ProgramBuilder, input: &Tensor, pad: i64) -> Result<Tensor, IrError> {
+    if pad == 0 {
+        return Ok(input.clone());
+    }
+    let (n, c, h, w) = (
+        input.shape[0],
+        input.shape[1],
+        input.shape[2],
+        input.shape[3],
+    );
+    builder.compute(
+        "X.pad",
+        DType::F32,
+        &[("n", n), ("c", c), ("hp", h + 2 * pad), ("wp", w + 2 * pad)],
+        |ax| {
+            let inside = Cond::all([
+                ax[2].clone().ge(pad),
+                ax[2].clone().lt(h + pad),
+                ax[3].clone().ge(pad),
+                ax[3].clone().lt(w + pad),
+            ]);
+            let value = input.at(&[ax[0].clone(), ax[1].clone(), &ax[2] - pad, &ax[3] - pad]);
+            ValueExpr::select(inside, value, ValueExpr::f32(0.0))
+        },
+    )
+}
+
+/// A direct NCHW convolution with OIHW weights; padding is a stage the default schedule inlines.
+pub fn conv2d(p: Conv2dParams) -> Result<Program, IrError> {
+    Workload::Conv2d(p).check()?;
+    let (oh, ow) = conv2d_out_hw(p);
+    let mut builder = ProgramBuilder::new("conv2d");
+    let x = builder.placeholder("X", &[p.n, p.ic, p.h, p.w], DType::F32)?;
+    let weight = builder.placeholder("W", &[p.oc, p.ic, p.kh, p.kw], DType::F32)?;
+    let padded = pad_input(&mut builder, &x, p.pad)?;
+    let rc = builder.reduce_axis("rc", p.ic)?;
+    let ry = builder.reduce_axis("ry", p.kh)?;
+    let rx = builder.reduce_axis("rx", p.kw)?;
+    let y = builder.compute(
+        "Y",
+        DType::F32,
+        &[("n", p.n), ("oc", p.oc), ("y", oh), ("x", ow)],
+        |ax| {
+            let row = &ax[2] * p.stride + ry.var() * p.dilation;
+            let col = &ax[3] * p.stride + rx.var() * p.dilation;
+            let value = padded.at(&[ax[0].clone(), rc.var(), row, col])
+                * weight.at(&[ax[1].clone(), rc.var(), ry.var(), rx.var()]);
+            sum(value, &[&rc, &ry, &rx])
+        },
+    )?;
+    builder.build(&[&y])
+}
+
+/// A depthwise NCHW convolution (multiplier 1), weights `[c, 1, kh, kw]`.
+pub fn depthwise_conv2d(p: DepthwiseConv2dParams) -> Result<Program, IrError> {
+    Workload::DepthwiseConv2d(p).check()?;
+    let oh = (p.h + 2 * p.pad - p.dilation * (p.kh - 1) - 1) / p.stride + 1;
+    let ow = (p.w + 2 * p.pad - p.dilation * (p.kw - 1) - 1) / p.stride + 1;
+    let mut builder = ProgramBuilder::new("depthwise_conv2d");
+    let x = builder.placeholder("X", &[p.n, p.c, p.h, p.w], DType::F32)?;
+    let weight = builder.placeholder("W", &[p.c, 1, p.kh, p.kw], DType::F32)?;
+    let padded = pad_input(&mut builder, &x, p.pad)?;
+    let ry = builder.reduce_axis("ry", p.kh)?;
+    let rx = builder.reduce_axis("rx", p.kw)?;
+    let y = builder.compute(
+        "Y",
+        DType::F32,
+        &[("n", p.n), ("c", p.c), ("y", oh), ("x", ow)],
+        |ax| {
+            let row = &ax[2] * p.stride + ry.var() * p.dilation;
+            let col = &ax[3] * p.stride + rx.var() * p.dilation;
+            let value = padded.at(&[ax[0].clone(), ax[1].clone(), row, col])
+                * weight.at(&[ax[1].clone(), IndexExpr::Const(0), ry.var(), rx.var()]);
+            sum(value, &[&ry, &rx])
+        },
+    )?;
+    builder.build(&[&y])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workloads_round_trip_through_text() {
+        for text in [
+            "matmul:m=1024,n=1024,k=1024",
+            "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1",
+            "depthwise_conv2d:n=1,c=32,h=112,w=112,kh=3,kw=3,stride=1,pad=1",
+            "batch_matmul:b=12,m=128,n=128,k=64",
+            "dense:m=1,n=1000,k=512,bias=true,relu=true",
+        ] {
+            let workload: Workload = text.parse().expect(text);
+            let canonical = workload.to_string();
+            assert_eq!(canonical.parse::<Workload>().expect(&canonical), workload);
+        }
+    }
+
+    #[test]
+    fn malformed_workloads_name_the_bad_part() {
+        let cases = [
+            ("matmul:m=4,n=4", "missing parameter `k`"),
+            ("matmul:m=4,n=4,k=4,q=1", "unknown parameter `q`"),
+            ("matmul:m=4,n=x,k=4", "`n=x` is not an integer"),
+            ("matmul:m=0,n=4,k=4", "`m=0` must be at least 1"),
+            ("matmal:m=1", "unknown operator `matmal`"),
+            ("matmul:m=4,n=4,k", "`k` is not of the form key=value"),
+            (
+                "dense:m=1,n=2,k=3,bias=maybe",
+                "`bias=maybe` is not true or false",
+            ),
+            (
+                "conv2d:ic=1,h=2,w=2,oc=1,kh=5,kw=5",
+                "spans 5, more than the padded input 2",
+            ),
+            ("matmul:m=4,m=4,n=4,k=4", "parameter `m` given twice"),
+        ];
+        for (text, expected) in cases {
+            let err = text.parse::<Workload>().expect_err(text).to_string();
+            assert!(err.contains(expected), "{text}: `{err}` lacks `{expected}`");
+            assert!(
+                err.contains(text),
+                "{text}: `{err}` does not name the workload"
+            );
+        }
+    }
+
+    #[test]
+    fn flop_counts() {
+        let matmul: Workload = "matmul:m=2,n=3,k=4".parse().unwrap();
+        assert_eq!(matmul.flops(), 48.0);
+        let conv: Workload = "conv2d:ic=64,h=56,w=56,oc=64,kh=3,kw=3,pad=1"
+            .parse()
+            .unwrap();
+        assert_eq!(conv.flops(), 2.0 * 64.0 * 56.0 * 56.0 * 64.0 * 9.0);
+        let dense: Workload = "dense:m=2,n=3,k=4,bias=true,relu=true".parse().unwrap();
+        assert_eq!(dense.flops(), 48.0 + 12.0);
+    }
+}

@@ -1,0 +1,76 @@
+//! The interpreter against the direct evaluator, over random (operator, shape, legal schedule)
+//! triples. 500 cases by default; `LOOPTUNE_PROPTEST_CASES=100000` for a long local run.
+
+use looptune_ir::eval::{compare, evaluate};
+use looptune_ir::random::{random_case, SplitMix64};
+use looptune_ir::{interp, lower, Program};
+use proptest::prelude::*;
+
+fn cases() -> u32 {
+    std::env::var("LOOPTUNE_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500)
+}
+
+/// Random inputs for every placeholder of `program`, from `seed`.
+fn inputs_for(program: &Program, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = SplitMix64::new(seed ^ 0xDA7A);
+    program
+        .inputs()
+        .iter()
+        .map(|&tensor| {
+            (0..program.tensor(tensor).len())
+                .map(|_| rng.unit_f32())
+                .collect()
+        })
+        .collect()
+}
+
+fn check_seed(seed: u64) -> Result<(), String> {
+    let case = random_case(seed);
+    let program = case.schedule.program();
+    let nest = lower(&case.schedule)
+        .map_err(|err| format!("seed {seed} ({}): lowering failed: {err}", case.workload))?;
+    let inputs = inputs_for(program, seed);
+    let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let expected =
+        evaluate(program, &input_refs).map_err(|err| format!("seed {seed}: evaluator: {err}"))?;
+    let mut outputs: Vec<Vec<f32>> = expected
+        .iter()
+        .map(|out| vec![f32::NAN; out.len()])
+        .collect();
+    let mut output_refs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+    interp::run(&nest, &input_refs, &mut output_refs).map_err(|err| {
+        format!(
+            "seed {seed} ({}): interpreter: {err}\n{nest}",
+            case.workload
+        )
+    })?;
+    for (actual, expected) in outputs.iter().zip(&expected) {
+        compare(actual, expected, 1e-4)
+            .map_err(|mismatch| format!("seed {seed} ({}): {mismatch:?}\n{nest}", case.workload))?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn interpreter_matches_direct_evaluation(seed in any::<u64>()) {
+        if let Err(message) = check_seed(seed) {
+            prop_assert!(false, "{}", message);
+        }
+    }
+}
+
+/// Seeds that once failed, kept as regression tests (each named in the comment by what it caught).
+#[test]
+fn regression_seeds() {
+    for seed in [
+        6146667052141354920, // a panic in lowering
+    ] {
+        check_seed(seed).unwrap_or_else(|message| panic!("{message}"));
+    }
+}
