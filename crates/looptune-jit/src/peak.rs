@@ -1,0 +1,220 @@
+//! The backend's own floating-point ceiling on this host.
+//!
+//! [`measure_peak`] JITs a loop of f32x4 FMAs over independent accumulators (enough chains to
+//! cover the FMA latency on every port) and times it. Tuned kernels are judged against this
+//! number rather than a datasheet's, because it is what this code generator can reach: 128-bit
+//! vectors on x86-64, whatever FMA ports the core has.
+
+use crate::error::{CompileError, PeakError};
+use crate::kernel::OwnedModule;
+use crate::target::Target;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, AbiParam, BlockArg, InstBuilder, MemFlagsData};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, Module};
+use serde::{Deserialize, Serialize};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+/// Independent accumulator chains: latency 4 x 2 ports needs 8; 12 leaves slack and still fits
+/// in 16 XMM registers with the two operands.
+const CHAINS: usize = 12;
+/// Floating-point operations per chain per iteration: 4 lanes x (multiply + add).
+const FLOPS_PER_FMA: f64 = 8.0;
+/// Timed repeats; the median is reported.
+const REPEATS: usize = 7;
+/// A repeat lasts at least this long, so timer resolution and frequency ramp-up do not matter.
+const MIN_REPEAT: Duration = Duration::from_millis(20);
+
+/// The measured ceiling.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeakResult {
+    /// Median throughput over all threads, in GFLOP/s (an FMA counts as two operations per lane).
+    pub gflops: f64,
+    /// Threads that ran the loop concurrently.
+    pub threads: usize,
+    /// Vector lanes per instruction.
+    pub lanes: usize,
+    /// Independent accumulator chains per thread.
+    pub chains: usize,
+    /// Whether fused multiply-add was used (else a multiply and an add).
+    pub fma: bool,
+}
+
+/// `fn(operands: *const f32, out: *mut f32, iterations: i64)`.
+type PeakFn = unsafe extern "C" fn(*const f32, *mut f32, i64);
+
+/// Measures the f32x4 FMA throughput of `threads` threads running concurrently.
+pub fn measure_peak(threads: usize) -> Result<PeakResult, PeakError> {
+    if threads == 0 {
+        return Err(PeakError::NoThreads { threads });
+    }
+    let target = Target::host();
+    let (module, function) = compile_peak_loop(&target)?;
+    let operands = [
+        1.000_001_f32,
+        0.999_999,
+        1.000_002,
+        0.999_998,
+        1e-7,
+        1e-7,
+        1e-7,
+        1e-7,
+    ];
+    let run = |iterations: i64, out: &mut [f32; CHAINS * 4]| {
+        // SAFETY: `function` was generated for exactly this signature; it reads 8 floats from
+        // `operands` and writes `CHAINS * 4` floats to `out`, both of which have that size, and
+        // `module` (which owns the code) is alive for the whole of `measure_peak`.
+        unsafe { function(operands.as_ptr(), out.as_mut_ptr(), iterations) }
+    };
+    // Grow the iteration count until one run lasts `MIN_REPEAT` (this is also the warm-up).
+    let mut iterations: i64 = 1 << 16;
+    let mut scratch = [0.0; CHAINS * 4];
+    loop {
+        let start = Instant::now();
+        run(iterations, &mut scratch);
+        if start.elapsed() >= MIN_REPEAT || iterations >= 1 << 34 {
+            break;
+        }
+        iterations *= 2;
+    }
+    let flops_per_thread = iterations as f64 * CHAINS as f64 * FLOPS_PER_FMA;
+    let mut samples: Vec<f64> = Vec::with_capacity(REPEATS);
+    for _ in 0..REPEATS {
+        let slowest = if threads == 1 {
+            let start = Instant::now();
+            run(iterations, &mut scratch);
+            start.elapsed()
+        } else {
+            let barrier = Barrier::new(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut out = [0.0; CHAINS * 4];
+                            barrier.wait();
+                            let start = Instant::now();
+                            run(iterations, &mut out);
+                            start.elapsed()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|handle| handle.join().unwrap_or(Duration::MAX))
+                    .max()
+                    .unwrap_or(Duration::MAX)
+            })
+        };
+        samples.push(flops_per_thread * threads as f64 / slowest.as_secs_f64() / 1e9);
+    }
+    samples.sort_by(f64::total_cmp);
+    drop(module);
+    Ok(PeakResult {
+        gflops: samples[samples.len() / 2],
+        threads,
+        lanes: 4,
+        chains: CHAINS,
+        fma: target.features.fma,
+    })
+}
+
+/// Generates the measuring loop directly in CLIF, independent of the loop-IR codegen, so that
+/// the ceiling does not move when that codegen changes.
+fn compile_peak_loop(target: &Target) -> Result<(OwnedModule, PeakFn), CompileError> {
+    let cranelift_error = |error: String| CompileError::Cranelift {
+        function: "peak".to_string(),
+        message: error,
+    };
+    let mut owned = OwnedModule::new(JITModule::new(JITBuilder::with_isa(
+        target.isa()?,
+        default_libcall_names(),
+    )));
+    let module = owned.get_mut();
+    let pointer = module.target_config().pointer_type();
+    let mut context = module.make_context();
+    context.func.signature.params.extend([
+        AbiParam::new(pointer),
+        AbiParam::new(pointer),
+        AbiParam::new(types::I64),
+    ]);
+    let func = module
+        .declare_anonymous_function(&context.func.signature)
+        .map_err(|error| cranelift_error(error.to_string()))?;
+    let mut builder_context = FunctionBuilderContext::new();
+    {
+        let mut builder = FunctionBuilder::new(&mut context.func, &mut builder_context);
+        let entry = builder.create_block();
+        builder.append_block_params_for_function_params(entry);
+        builder.switch_to_block(entry);
+        let params = builder.block_params(entry).to_vec();
+        let flags = MemFlagsData::trusted();
+        let x = builder.ins().load(types::F32X4, flags, params[0], 0);
+        let y = builder.ins().load(types::F32X4, flags, params[0], 16);
+        let header = builder.create_block();
+        let exit = builder.create_block();
+        let counter = builder.append_block_param(header, types::I64);
+        let accumulators: Vec<_> = (0..CHAINS)
+            .map(|_| builder.append_block_param(header, types::F32X4))
+            .collect();
+        let zero = builder.ins().iconst(types::I64, 0);
+        let mut initial = vec![BlockArg::Value(zero)];
+        initial.extend((0..CHAINS).map(|_| BlockArg::Value(y)));
+        builder.ins().jump(header, &initial);
+        builder.switch_to_block(header);
+        let mut next = vec![];
+        for accumulator in &accumulators {
+            let updated = if target.features.fma || target.arch != "x86_64" {
+                builder.ins().fma(*accumulator, x, y)
+            } else {
+                let product = builder.ins().fmul(*accumulator, x);
+                builder.ins().fadd(product, y)
+            };
+            next.push(updated);
+        }
+        let counter_next = builder.ins().iadd_imm_s(counter, 1);
+        let more = builder
+            .ins()
+            .icmp(IntCC::SignedLessThan, counter_next, params[2]);
+        let mut back = vec![BlockArg::Value(counter_next)];
+        back.extend(next.iter().map(|value| BlockArg::Value(*value)));
+        let exit_args: Vec<_> = next.iter().map(|value| BlockArg::Value(*value)).collect();
+        for _ in 0..CHAINS {
+            builder.append_block_param(exit, types::F32X4);
+        }
+        builder.ins().brif(more, header, &back, exit, &exit_args);
+        builder.switch_to_block(exit);
+        let results = builder.block_params(exit).to_vec();
+        for (index, value) in results.into_iter().enumerate() {
+            builder
+                .ins()
+                .store(flags, value, params[1], (16 * index) as i32);
+        }
+        builder.ins().return_(&[]);
+        builder.seal_all_blocks();
+        builder.finalize(module.target_config());
+    }
+    module
+        .define_function(func, &mut context)
+        .map_err(|error| cranelift_error(format!("{error:?}")))?;
+    module
+        .finalize_definitions()
+        .map_err(|error| cranelift_error(error.to_string()))?;
+    let address = module.get_finalized_function(func);
+    // SAFETY: the function was generated above with exactly `PeakFn`'s parameters in the
+    // default (C) calling convention.
+    let function = unsafe { std::mem::transmute::<*const u8, PeakFn>(address) };
+    Ok((owned, function))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_threads_is_an_error_naming_the_count() {
+        let error = measure_peak(0).expect_err("no threads");
+        assert!(error.to_string().contains("got 0"), "{error}");
+    }
+}
