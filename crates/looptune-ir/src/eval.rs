@@ -54,6 +54,40 @@ pub enum EvalError {
 
 /// Computes every output of `program` from `inputs` (one per placeholder, in definition order).
 pub fn evaluate(program: &Program, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, EvalError> {
+    let mut values = input_values(program, inputs)?;
+    let mut env = vec![0i64; program.var_names.len()];
+    for index in dependency_order(program) {
+        let decl = &program.tensors[index];
+        if decl.compute().is_none() {
+            continue;
+        }
+        let tensor = crate::expr::BufferId(index as u32);
+        let mut out = vec![0.0; decl.len()];
+        let mut indices = vec![0i64; decl.shape.len()];
+        let evaluator = Evaluator {
+            program,
+            values: &values,
+            tensor: &decl.name,
+        };
+        for (flat, slot) in out.iter_mut().enumerate() {
+            let mut rest = flat as i64;
+            for (position, &extent) in indices.iter_mut().zip(&decl.shape).rev() {
+                *position = rest % extent;
+                rest /= extent;
+            }
+            *slot = evaluator.element(tensor, &indices, &mut env)?;
+        }
+        values[index] = out;
+    }
+    Ok(program
+        .outputs
+        .iter()
+        .map(|tensor| values[tensor.index()].iter().map(|&x| x as f32).collect())
+        .collect())
+}
+
+/// The inputs as `f64`, checked against the placeholders; computed tensors start empty.
+fn input_values(program: &Program, inputs: &[&[f32]]) -> Result<Vec<Vec<f64>>, EvalError> {
     let placeholders = program.inputs();
     if placeholders.len() != inputs.len() {
         return Err(EvalError::InputCount {
@@ -63,8 +97,8 @@ pub fn evaluate(program: &Program, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, E
         });
     }
     let mut values: Vec<Vec<f64>> = vec![Vec::new(); program.tensors.len()];
-    for (&tensor, input) in placeholders.iter().zip(inputs) {
-        let decl = program.tensor(tensor);
+    for (&placeholder, input) in placeholders.iter().zip(inputs) {
+        let decl = program.tensor(placeholder);
         if input.len() != decl.len() {
             return Err(EvalError::InputLength {
                 tensor: decl.name.clone(),
@@ -72,55 +106,31 @@ pub fn evaluate(program: &Program, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, E
                 found: input.len(),
             });
         }
-        values[tensor.index()] = input.iter().map(|&x| x as f64).collect();
+        values[placeholder.index()] = input.iter().map(|&x| x as f64).collect();
     }
+    Ok(values)
+}
+
+/// Computes one element of a computed tensor straight from the definitions, evaluating the
+/// elements of intermediate tensors it reads on demand. This is how a large kernel's output is
+/// checked without evaluating the whole program: a sample of points (corners, edges of every
+/// dimension, random interior points) costs a tiny fraction of the full computation.
+pub fn evaluate_point(
+    program: &Program,
+    inputs: &[&[f32]],
+    tensor: crate::expr::BufferId,
+    indices: &[i64],
+) -> Result<f32, EvalError> {
+    let values = input_values(program, inputs)?;
+    let evaluator = Evaluator {
+        program,
+        values: &values,
+        tensor: &program.tensor(tensor).name,
+    };
     let mut env = vec![0i64; program.var_names.len()];
-    for index in dependency_order(program) {
-        let decl = &program.tensors[index];
-        let TensorKind::Compute(def) = &decl.kind else {
-            continue;
-        };
-        let mut out = vec![0.0; decl.len()];
-        for (flat, slot) in out.iter_mut().enumerate() {
-            let mut rest = flat as i64;
-            for (axis, &extent) in def.axes.iter().zip(&decl.shape).rev() {
-                env[axis.var.index()] = rest % extent;
-                rest /= extent;
-            }
-            let evaluator = Evaluator {
-                program,
-                values: &values,
-                tensor: &decl.name,
-            };
-            *slot = match &def.body {
-                ComputeBody::Elementwise(value) => evaluator.value(value, &env)?,
-                ComputeBody::Reduce { op, axes, body } => {
-                    let mut accumulator = op.identity(decl.dtype).value;
-                    let total: i64 = axes.iter().map(|axis| axis.extent).product();
-                    for point in 0..total {
-                        let mut rest = point;
-                        for axis in axes.iter().rev() {
-                            env[axis.var.index()] = rest % axis.extent;
-                            rest /= axis.extent;
-                        }
-                        let value = evaluator.value(body, &env)?;
-                        accumulator = match op {
-                            ReduceOp::Sum => accumulator + value,
-                            ReduceOp::Max => accumulator.max(value),
-                        };
-                    }
-                    accumulator
-                }
-            };
-            *slot = round_to(decl.dtype, *slot);
-        }
-        values[index] = out;
-    }
-    Ok(program
-        .outputs
-        .iter()
-        .map(|tensor| values[tensor.index()].iter().map(|&x| x as f32).collect())
-        .collect())
+    evaluator
+        .element(tensor, indices, &mut env)
+        .map(|value| value as f32)
 }
 
 /// Tensor indices with every tensor after the tensors it reads. Definition order already is one
@@ -163,6 +173,68 @@ struct Evaluator<'a> {
 }
 
 impl Evaluator<'_> {
+    /// One element of `tensor`: read from `values` when it was computed or supplied, evaluated
+    /// from the definition otherwise.
+    fn element(
+        &self,
+        tensor: crate::expr::BufferId,
+        indices: &[i64],
+        env: &mut [i64],
+    ) -> Result<f64, EvalError> {
+        let decl = self.program.tensor(tensor);
+        let inside = indices.len() == decl.shape.len()
+            && indices
+                .iter()
+                .zip(&decl.shape)
+                .all(|(&i, &extent)| (0..extent).contains(&i));
+        if !inside {
+            return Err(EvalError::OutOfBounds {
+                tensor: decl.name.clone(),
+                indices: indices.to_vec(),
+                shape: decl.shape.clone(),
+            });
+        }
+        let stored = &self.values[tensor.index()];
+        if !stored.is_empty() {
+            let flat = indices
+                .iter()
+                .zip(&decl.shape)
+                .fold(0i64, |flat, (&i, &extent)| flat * extent + i);
+            return Ok(stored[flat as usize]);
+        }
+        let TensorKind::Compute(def) = &decl.kind else {
+            return Err(EvalError::OutOfBounds {
+                tensor: decl.name.clone(),
+                indices: indices.to_vec(),
+                shape: Vec::new(),
+            });
+        };
+        for (axis, &index) in def.axes.iter().zip(indices) {
+            env[axis.var.index()] = index;
+        }
+        let value = match &def.body {
+            ComputeBody::Elementwise(value) => self.value(value, env)?,
+            ComputeBody::Reduce { op, axes, body } => {
+                let mut accumulator = op.identity(decl.dtype).value;
+                let total: i64 = axes.iter().map(|axis| axis.extent).product();
+                for point in 0..total {
+                    let mut rest = point;
+                    for axis in axes.iter().rev() {
+                        env[axis.var.index()] = rest % axis.extent;
+                        rest /= axis.extent;
+                    }
+                    let value = self.value(body, env)?;
+                    accumulator = match op {
+                        ReduceOp::Sum => accumulator + value,
+                        ReduceOp::Max => accumulator.max(value),
+                    };
+                }
+                accumulator
+            }
+        };
+        Ok(round_to(decl.dtype, value))
+    }
+
     fn index(&self, expr: &IndexExpr, env: &[i64]) -> Result<i64, EvalError> {
         expr.eval(&|var: VarId| env.get(var.index()).copied())
             .ok_or_else(|| EvalError::IndexArithmetic {
@@ -262,4 +334,56 @@ pub fn compare(actual: &[f32], expected: &[f32], tolerance: f64) -> Result<(), M
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{Layout, Workload};
+    use crate::random::SplitMix64;
+
+    #[test]
+    fn a_point_evaluates_to_the_same_value_as_the_whole_program() {
+        for text in [
+            "dense:m=3,n=5,k=4,bias=true,relu=true",
+            "conv2d:n=1,ic=2,h=5,w=4,oc=3,kh=3,kw=3,stride=2,pad=1",
+        ] {
+            let workload: Workload = text.parse().unwrap();
+            let program = workload
+                .program(&Layout {
+                    pack_columns: Some(2),
+                })
+                .unwrap();
+            let mut rng = SplitMix64::new(3);
+            let inputs: Vec<Vec<f32>> = program
+                .inputs()
+                .iter()
+                .map(|&t| {
+                    (0..program.tensor(t).len())
+                        .map(|_| rng.unit_f32())
+                        .collect()
+                })
+                .collect();
+            let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+            let whole = evaluate(&program, &refs).unwrap();
+            let output = program.outputs[0];
+            let shape = program.tensor(output).shape.clone();
+            let last: Vec<i64> = shape.iter().map(|&extent| extent - 1).collect();
+            let flat_last = whole[0].len() - 1;
+            assert_eq!(
+                evaluate_point(&program, &refs, output, &last),
+                Ok(whole[0][flat_last]),
+                "{text}"
+            );
+            assert_eq!(
+                evaluate_point(&program, &refs, output, &vec![0; shape.len()]),
+                Ok(whole[0][0]),
+                "{text}"
+            );
+            assert!(matches!(
+                evaluate_point(&program, &refs, output, &shape),
+                Err(EvalError::OutOfBounds { .. })
+            ));
+        }
+    }
 }
