@@ -246,26 +246,20 @@ impl Evaluator<'_> {
         Ok(match expr {
             ValueExpr::Const(scalar) => scalar.value,
             ValueExpr::Load(load) => {
-                let decl = self.program.tensor(load.buffer);
-                let mut flat = 0i64;
-                let mut indices = Vec::with_capacity(load.indices.len());
-                for (index, &extent) in load.indices.iter().zip(&decl.shape) {
-                    let position = self.index(index, env)?;
-                    indices.push(position);
-                    flat = flat * extent + position;
-                }
-                let inside = indices
+                let indices = load
+                    .indices
                     .iter()
-                    .zip(&decl.shape)
-                    .all(|(&i, &extent)| (0..extent).contains(&i));
-                if !inside || indices.len() != decl.shape.len() {
-                    return Err(EvalError::OutOfBounds {
-                        tensor: decl.name.clone(),
-                        indices,
-                        shape: decl.shape.clone(),
-                    });
+                    .map(|index| self.index(index, env))
+                    .collect::<Result<Vec<i64>, EvalError>>()?;
+                if self.values[load.buffer.index()].is_empty() {
+                    // Evaluating another tensor's element on demand rebinds that tensor's axis
+                    // variables; a copy keeps this expression's bindings intact.
+                    let mut inner_env = env.to_vec();
+                    self.element(load.buffer, &indices, &mut inner_env)?
+                } else {
+                    // Stored elements are read without touching any variable.
+                    self.element(load.buffer, &indices, &mut [])?
                 }
-                self.values[load.buffer.index()][flat as usize]
             }
             ValueExpr::Binary(op, a, b) => op.apply(self.value(a, env)?, self.value(b, env)?),
             ValueExpr::Unary(op, a) => op.apply(self.value(a, env)?),
