@@ -13,10 +13,17 @@
 
 pub mod dtype;
 pub mod expr;
+pub mod interp;
 pub mod loop_nest;
+pub mod print;
+
+#[cfg(test)]
+mod test_nests;
 
 pub use dtype::{DType, Scalar};
 pub use expr::{
     BinaryOp, BufferId, CmpOp, Cond, IndexExpr, IndexOp, Load, UnaryOp, ValueExpr, VarId,
 };
+pub use interp::InterpError;
 pub use loop_nest::{BufferDecl, BufferRole, Loop, LoopKind, LoopNest, Stmt, VarDecl};
+pub use print::Printed;
