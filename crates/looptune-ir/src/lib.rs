@@ -1,29 +1,47 @@
 //! `looptune-ir`: what a tensor program is, how it is scheduled, and what it lowers to.
 //!
 //! The crate holds the front end and the loop IR side by side, the way Cranelift keeps its IR,
-//! verifier, printer and interpreter together: a compute definition ([`program`]) is scheduled
-//! ([`schedule`]), lowered ([`lower`]) to a [`LoopNest`] ([`loop_nest`]), simplified
-//! ([`simplify`]), checked ([`verify`]), printed ([`print`]) and run by the reference interpreter
-//! ([`interp`]). The direct evaluator ([`eval`]) computes a program without any schedule and is
-//! the oracle the interpreter itself is tested against.
+//! verifier, printer and interpreter together: a compute definition ([`program`], with the
+//! operator library in [`ops`]) is scheduled ([`schedule`]), lowered ([`lower`]) to a
+//! [`LoopNest`] ([`loop_nest`]), simplified ([`simplify`]), checked ([`verify`]), printed
+//! ([`print`]) and run by the reference interpreter ([`interp`]). The direct evaluator
+//! ([`eval`]) computes a program without any schedule and is the oracle the interpreter itself
+//! is tested against.
 //!
 //! It knows nothing about code generation: back ends consume [`LoopNest`] and nothing else.
 
 #![deny(missing_docs)]
 
 pub mod dtype;
+pub mod error;
+pub mod eval;
 pub mod expr;
 pub mod interp;
 pub mod loop_nest;
+pub mod lower;
+pub mod ops;
 pub mod print;
+pub mod program;
+pub mod random;
+pub mod recipes;
+pub mod schedule;
+pub mod simplify;
+pub mod verify;
 
 #[cfg(test)]
 mod test_nests;
 
 pub use dtype::{DType, Scalar};
+pub use error::{IrError, LowerError, ScheduleError};
 pub use expr::{
     BinaryOp, BufferId, CmpOp, Cond, IndexExpr, IndexOp, Load, UnaryOp, ValueExpr, VarId,
 };
 pub use interp::InterpError;
 pub use loop_nest::{BufferDecl, BufferRole, Loop, LoopKind, LoopNest, Stmt, VarDecl};
+pub use lower::lower;
+pub use ops::{Layout, Workload};
 pub use print::Printed;
+pub use program::{Program, ProgramBuilder, Tensor};
+pub use schedule::{AxisId, Schedule, StageId};
+pub use simplify::simplify;
+pub use verify::{verify, VerifyError};
