@@ -9,7 +9,7 @@
 //! reduction loop. The result is simplified and verified before it is returned.
 
 use crate::error::LowerError;
-use crate::expr::{BufferId, Cond, IndexExpr, IndexOp, ValueExpr, VarId};
+use crate::expr::{BufferId, Cond, IndexExpr, ValueExpr, VarId};
 use crate::loop_nest::{BufferDecl, BufferRole, Loop, LoopKind, LoopNest, Stmt, VarDecl};
 use crate::program::{ComputeBody, ReduceOp};
 use crate::schedule::{Attach, AxisId, AxisKind, Relation, Schedule, SplitBy, StageId};
@@ -573,40 +573,19 @@ fn reduce_update(op: ReduceOp, accumulator: ValueExpr, value: ValueExpr) -> Valu
     op.combine(accumulator, value)
 }
 
-/// `expr` as `sum(coefficient * var) + constant`, if it is affine.
-pub(crate) fn affine(expr: &IndexExpr) -> Option<(BTreeMap<VarId, i64>, i64)> {
-    match expr {
-        IndexExpr::Const(value) => Some((BTreeMap::new(), *value)),
-        IndexExpr::Var(var) => Some((BTreeMap::from([(*var, 1)]), 0)),
-        IndexExpr::Binary(op, a, b) => {
-            let (a_terms, a_const) = affine(a)?;
-            let (b_terms, b_const) = affine(b)?;
-            let scale = |terms: BTreeMap<VarId, i64>, factor: i64| -> BTreeMap<VarId, i64> {
-                terms
-                    .into_iter()
-                    .map(|(var, c)| (var, c * factor))
-                    .collect()
-            };
-            let add = |mut a: BTreeMap<VarId, i64>, b: BTreeMap<VarId, i64>| {
-                for (var, c) in b {
-                    *a.entry(var).or_insert(0) += c;
-                }
-                a.retain(|_, c| *c != 0);
-                a
-            };
-            match op {
-                IndexOp::Add => Some((add(a_terms, b_terms), a_const + b_const)),
-                IndexOp::Sub => Some((add(a_terms, scale(b_terms, -1)), a_const - b_const)),
-                IndexOp::Mul if a_terms.is_empty() => {
-                    Some((scale(b_terms, a_const), a_const * b_const))
-                }
-                IndexOp::Mul if b_terms.is_empty() => {
-                    Some((scale(a_terms, b_const), a_const * b_const))
-                }
-                _ => None,
-            }
+/// `expr` as `sum(coefficient * var) + constant`, if it is affine in loop variables (the
+/// simplifier's normal form with every atom a variable).
+fn affine(expr: &IndexExpr) -> Option<(BTreeMap<VarId, i64>, i64)> {
+    let sum = crate::simplify::normalize(expr, &|_| None)?;
+    let mut terms = BTreeMap::new();
+    for (atom, coefficient) in &sum.terms {
+        match atom {
+            IndexExpr::Var(var) => *terms.entry(*var).or_insert(0) += coefficient,
+            _ => return None,
         }
     }
+    terms.retain(|_, coefficient| *coefficient != 0);
+    Some((terms, sum.constant))
 }
 
 /// The region of `tensor` that `body` reads while the `inner` loop variables run over their

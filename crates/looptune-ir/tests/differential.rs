@@ -65,12 +65,15 @@ proptest! {
     }
 }
 
-/// Seeds that once failed, kept as regression tests (each named in the comment by what it caught).
+/// Seeds that once failed, kept as regression tests, each with what it caught.
+const REGRESSION_SEEDS: &[(u64, &str)] = &[(
+    6146667052141354920,
+    "the evaluator read a cache_write stage before computing it",
+)];
+
 #[test]
 fn regression_seeds() {
-    for seed in [
-        6146667052141354920, // a panic in lowering
-    ] {
-        check_seed(seed).unwrap_or_else(|message| panic!("{message}"));
+    for &(seed, caught) in REGRESSION_SEEDS {
+        check_seed(seed).unwrap_or_else(|message| panic!("{caught}: {message}"));
     }
 }
