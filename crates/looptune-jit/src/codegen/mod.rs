@@ -205,6 +205,9 @@ fn define(
     clif: &mut Option<String>,
     name: &str,
 ) -> Result<(), CompileError> {
+    if clif.is_some() {
+        context.set_disasm(true);
+    }
     module
         .define_function(func, context)
         .map_err(|error| CompileError::Cranelift {
@@ -213,6 +216,9 @@ fn define(
         })?;
     if let Some(text) = clif {
         text.push_str(&format!("; {name}\n{}\n", context.func.display()));
+        if let Some(vcode) = context.compiled_code().and_then(|code| code.vcode.as_ref()) {
+            text.push_str(&format!("; {name}: machine code\n{vcode}\n"));
+        }
     }
     module.clear_context(context);
     Ok(())
