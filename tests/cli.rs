@@ -200,11 +200,99 @@ fn run_prints_text_for_every_operator() {
         assert!(output.status.success(), "{workload}: {}", stderr(&output));
         let text = stdout(&output);
         assert!(
-            text.contains("matches the reference interpreter"),
+            text.contains("every element against the reference interpreter"),
             "{workload}:\n{text}"
         );
         assert!(text.contains("GFLOP/s"), "{workload}:\n{text}");
     }
+}
+
+#[test]
+fn run_register_tiled_matmul_with_tails_is_correct() {
+    for extra in [
+        &[][..],
+        &["--tile", "3x4", "--unroll-k", "4", "--threads", "2"][..],
+    ] {
+        let mut args = vec![
+            "run",
+            "matmul:m=37,n=29,k=13",
+            "--schedule",
+            "register-tiled",
+        ];
+        args.extend_from_slice(extra);
+        args.push("--json");
+        let output = looptune(&args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        let object = json_object(&output);
+        assert_eq!(
+            object.get("correct"),
+            Some(&serde_json::Value::Bool(true)),
+            "{object:?}"
+        );
+        assert_eq!(
+            object.get("check").and_then(serde_json::Value::as_str),
+            Some("full")
+        );
+    }
+}
+
+#[test]
+fn large_workloads_are_checked_at_sampled_points() {
+    let args = [
+        "run",
+        "matmul:m=512,n=512,k=256",
+        "--schedule",
+        "register-tiled",
+        "--json",
+    ];
+    let output = looptune(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let object = json_object(&output);
+    assert_eq!(
+        object.get("correct"),
+        Some(&serde_json::Value::Bool(true)),
+        "{object:?}"
+    );
+    assert_eq!(
+        object.get("check").and_then(serde_json::Value::as_str),
+        Some("sampled")
+    );
+    assert!(number(&object, "checked_elements") >= 4.0, "{object:?}");
+}
+
+#[test]
+fn register_tiled_rejects_what_it_cannot_do() {
+    check_usage_error(
+        &[
+            "run",
+            "conv2d:ic=3,h=7,w=6,oc=5,kh=3,kw=3",
+            "--schedule",
+            "register-tiled",
+        ],
+        "is a matmul schedule, not one for `conv2d`",
+    );
+    check_usage_error(
+        &[
+            "run",
+            "matmul:m=8,n=8,k=8",
+            "--schedule",
+            "register-tiled",
+            "--tile",
+            "4by8",
+        ],
+        "tile `4by8` is not of the form ROWSxCOLUMNS",
+    );
+    check_usage_error(
+        &[
+            "run",
+            "matmul:m=8,n=8,k=8",
+            "--schedule",
+            "register-tiled",
+            "--tile",
+            "0x8",
+        ],
+        "both sides must be at least 1",
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! Both parsers return [`Usage`] errors, so a typo exits with code 2 and a message naming the
 //! bad part rather than a panic or a generic failure.
 
-use super::Usage;
+pub use super::Usage;
 use looptune::{Layout, Program, Workload};
 
 /// Parses `op:key=value,...`; the message of a failure is the IR's, which names the bad part.

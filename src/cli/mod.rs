@@ -9,6 +9,7 @@
 //! Only commands that do something real exist here: there are no stubs for features that have
 //! not landed.
 
+mod check;
 mod input;
 mod lower;
 mod measure;
