@@ -13,6 +13,10 @@
 //! - A [`LoopKind::Parallel`] loop is not nested in another parallel loop; its iterations are
 //!   independent and write disjoint elements.
 //! - `Select` evaluates only the chosen operand (see [`ValueExpr::Select`]).
+//! - Both operands of `&&` and `||` in a [`Cond`] may be evaluated (no short circuit is
+//!   promised), so every load inside a condition must be in bounds on its own.
+//! - `Fma` may be fused (one rounding) or not; the interpreter computes it in `f64` and rounds
+//!   on store, and comparisons against it allow for either.
 
 use crate::dtype::DType;
 use crate::expr::{BufferId, Cond, IndexExpr, ValueExpr, VarId};
