@@ -2,9 +2,9 @@
 //!
 //! The crate holds the front end and the loop IR side by side, the way Cranelift keeps its IR,
 //! verifier, printer and interpreter together: a compute definition ([`program`], with the
-//! operator library in [`ops`]) is scheduled ([`schedule`]), lowered ([`lower`]) to a
-//! [`LoopNest`] ([`loop_nest`]), simplified ([`simplify`]), checked ([`verify`]), printed
-//! ([`print`]) and run by the reference interpreter ([`interp`]). The direct evaluator
+//! operator library in [`ops`]) is scheduled ([`schedule`]), lowered ([`lower`](mod@lower)) to a
+//! [`LoopNest`] ([`loop_nest`]), simplified ([`simplify`](mod@simplify)), checked ([`verify`](mod@verify)), printed
+//! ([`print`](mod@print)) and run by the reference interpreter ([`interp`]). The direct evaluator
 //! ([`eval`]) computes a program without any schedule and is the oracle the interpreter itself
 //! is tested against.
 //!

@@ -3,7 +3,7 @@
 //! A [`Schedule`] owns a copy of the [`Program`] and one stage per computed tensor. Each stage
 //! has root axes (its dimensions and reduction axes) and a list of leaf axes (the loops it will
 //! have, outermost first) derived from the roots by splits and fuses. Primitives only record
-//! decisions; [`crate::lower`] turns them into a loop nest. Every primitive checks its arguments
+//! decisions; [`crate::lower()`] turns them into a loop nest. Every primitive checks its arguments
 //! and returns a [`ScheduleError`] naming the offending stage, axis or value.
 //!
 //! Placement: a stage is computed at the root (once, over its whole shape, before its
