@@ -38,17 +38,6 @@ pub enum CompileError {
         /// What the verifier found.
         message: String,
     },
-    /// An access the verifier could not prove in bounds. Generated code does no bounds checks,
-    /// so such a nest is refused rather than run unchecked.
-    #[error("nest `{nest}` has {count} access(es) not proven in bounds, first: {access}")]
-    UnprovenAccess {
-        /// The nest's name.
-        nest: String,
-        /// How many accesses are unproven.
-        count: usize,
-        /// The first of them, as the verifier describes it.
-        access: String,
-    },
     /// A buffer id that is not in the nest's buffer table.
     #[error("buffer id {id} is not declared (the nest has {declared} buffers)")]
     UnknownBuffer {

@@ -86,6 +86,8 @@ pub(crate) struct Outlined<'n> {
     pub constants: Vec<(VarId, i64)>,
     /// What the caller passes in its captured words, in order.
     pub captured: Vec<Captured>,
+    /// The ranges of the captured loop counters.
+    pub ranges: Vec<(VarId, (i64, i64))>,
 }
 
 /// One captured word of a parallel call.
@@ -140,6 +142,9 @@ pub(crate) struct FnGen<'n, 'b> {
     pub pointer: Type,
     /// The binding of each variable, `None` outside its loop.
     pub env: Vec<Option<IVal>>,
+    /// The range `[0, extent - 1]` of each loop variable bound to a run-time value, for
+    /// bounding indices (see `bounds`).
+    pub ranges: Vec<Option<(i64, i64)>>,
     /// The storage of each buffer, `None` outside its scope.
     pub storage: Vec<Option<Storage>>,
     /// The `args` parameter: one pointer per parameter buffer.
@@ -463,6 +468,7 @@ impl<'n, 'b> FnGen<'n, 'b> {
             Storage::Memory { base } => {
                 let base = *base;
                 let offset = self.element_offset(load.buffer, &load.indices)?;
+                self.check_bounds(load.buffer, &load.indices, offset, 1)?;
                 let (address, immediate) = self.address(base, offset, i64::from(ty.bytes()))?;
                 Ok(self.builder.ins().load(ty, flags, address, immediate))
             }
@@ -487,6 +493,7 @@ impl<'n, 'b> FnGen<'n, 'b> {
             Storage::Memory { base } => {
                 let base = *base;
                 let offset = self.element_offset(buffer, indices)?;
+                self.check_bounds(buffer, indices, offset, 1)?;
                 let (address, immediate) = self.address(base, offset, size)?;
                 self.builder.ins().store(flags, value, address, immediate);
                 Ok(())

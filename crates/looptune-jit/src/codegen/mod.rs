@@ -14,6 +14,7 @@
 //! f32x4 code for vectorized loops.
 
 pub(crate) mod analysis;
+mod bounds;
 mod function;
 pub(crate) mod promote;
 mod stmt;
@@ -117,6 +118,7 @@ pub(crate) fn compile(
             has_fma,
             pointer: types::I64,
             env: vec![None; nest.vars.len()],
+            ranges: vec![None; nest.vars.len()],
             storage: (0..nest.buffers.len()).map(|_| None).collect(),
             args: params[0],
             runtime: params[1],
@@ -150,6 +152,7 @@ pub(crate) fn compile(
                 has_fma,
                 pointer: types::I64,
                 env: vec![None; nest.vars.len()],
+                ranges: vec![None; nest.vars.len()],
                 storage: (0..nest.buffers.len()).map(|_| None).collect(),
                 args: params[0],
                 runtime: params[4],
@@ -258,6 +261,10 @@ impl<'n> FnGen<'n, '_> {
             end,
         );
         let lp = job.lp;
+        for (var, range) in &job.ranges {
+            self.ranges[var.index()] = Some(*range);
+        }
+        self.ranges[lp.var.index()] = Some((0, lp.extent - 1));
         self.guarded(nonempty, |this| {
             this.counted_loop(start, IVal::value(end), 1, |this, counter| {
                 this.with_var(lp.var, IVal::value(counter), |this| this.stmt(&lp.body))

@@ -71,6 +71,23 @@ impl<'n> FnGen<'n, '_> {
         Ok(())
     }
 
+    /// Records that run-time values of `var` lie in `0..extent` while `body` is emitted.
+    pub fn with_range<T>(
+        &mut self,
+        var: VarId,
+        range: (i64, i64),
+        body: impl FnOnce(&mut Self) -> Result<T, CompileError>,
+    ) -> Result<T, CompileError> {
+        let slot = var.index();
+        if slot >= self.ranges.len() {
+            self.ranges.resize(slot + 1, None);
+        }
+        let previous = self.ranges[slot].replace(range);
+        let result = body(self);
+        self.ranges[slot] = previous;
+        result
+    }
+
     /// Binds `var` to `value` while `body` is emitted.
     pub fn with_var<T>(
         &mut self,
@@ -119,8 +136,10 @@ impl<'n> FnGen<'n, '_> {
         body: &'n Stmt,
     ) -> Result<(), CompileError> {
         let start = self.builder.ins().iconst(types::I64, 0);
-        self.counted_loop(start, IVal::constant(extent), 1, |this, counter| {
-            this.with_var(var, IVal::value(counter), |this| this.stmt(body))
+        self.with_range(var, (0, extent - 1), |this| {
+            this.counted_loop(start, IVal::constant(extent), 1, |this, counter| {
+                this.with_var(var, IVal::value(counter), |this| this.stmt(body))
+            })
         })
     }
 
@@ -266,6 +285,7 @@ impl<'n> FnGen<'n, '_> {
     fn parallel_loop(&mut self, lp: &'n Loop) -> Result<(), CompileError> {
         let mut constants = Vec::new();
         let mut captured = Vec::new();
+        let mut ranges = Vec::new();
         let mut words = Vec::new();
         for (slot, binding) in self.env.iter().enumerate() {
             match binding {
@@ -276,6 +296,9 @@ impl<'n> FnGen<'n, '_> {
                 Some(value) => {
                     captured.push(Captured::Var(VarId(slot as u32)));
                     words.push(*value);
+                    if let Some(Some(range)) = self.ranges.get(slot) {
+                        ranges.push((VarId(slot as u32), *range));
+                    }
                 }
                 None => {}
             }
@@ -333,6 +356,7 @@ impl<'n> FnGen<'n, '_> {
             lp,
             constants,
             captured,
+            ranges,
         });
         Ok(())
     }

@@ -4,8 +4,8 @@
 //! Parameters must be `f32` (the call API takes `f32` slices), inputs must never be stored to
 //! (they arrive as shared slices), every access must use as many indices as its buffer has
 //! dimensions, and only temporaries may be allocated. Then the IR's verifier checks the rest of
-//! the contract, and every access must be proven in bounds: generated code does no bounds
-//! checks, so this proof is what makes [`crate::Kernel::call`] safe.
+//! the contract. (Bounds are the business of `bounds`, which checks at run time what it cannot
+//! prove, so that [`crate::Kernel::call`] stays safe for every nest that compiles.)
 
 use crate::error::CompileError;
 use looptune_ir::{BufferId, BufferRole, DType, LoopNest, Stmt, ValueExpr};
@@ -53,14 +53,6 @@ pub(crate) fn validate(nest: &LoopNest) -> Result<(), CompileError> {
         nest: nest.name.clone(),
         message: error.to_string(),
     })?;
-    let unproven = looptune_ir::verify::unproven_accesses(nest);
-    if let Some(first) = unproven.first() {
-        return Err(CompileError::UnprovenAccess {
-            nest: nest.name.clone(),
-            count: unproven.len(),
-            access: first.clone(),
-        });
-    }
     Ok(())
 }
 

@@ -65,12 +65,16 @@ impl<'n> FnGen<'n, '_> {
             }
         } else {
             let start = self.builder.ins().iconst(types::I64, 0);
-            self.counted_loop(start, IVal::constant(full), LANES, |this, counter| {
-                let group = Group {
-                    var: lp.var,
-                    base: IVal::value(counter),
-                };
-                this.vector_stmt(&lp.body, group)
+            // Lanes of the loop over groups reach `full - 1`; a group's first lane `full - 4`,
+            // which is the range vector accesses are bounded with (see `group_offset`).
+            self.with_range(lp.var, (0, full - 1), |this| {
+                this.counted_loop(start, IVal::constant(full), LANES, |this, counter| {
+                    let group = Group {
+                        var: lp.var,
+                        base: IVal::value(counter),
+                    };
+                    this.vector_stmt(&lp.body, group)
+                })
             })?;
         }
         for lane in full..lp.extent {
@@ -192,6 +196,7 @@ impl<'n> FnGen<'n, '_> {
             let scalar = self.builder.ins().extractlane(vector, lane as u8);
             self.with_var(group.var, group.base.plus(lane), |this| {
                 let offset = this.element_offset(buffer, indices)?;
+                this.check_bounds(buffer, indices, offset, 1)?;
                 let (address, immediate) = this.address(base, offset, 4)?;
                 this.builder.ins().store(flags, scalar, address, immediate);
                 Ok(())
@@ -263,6 +268,31 @@ impl<'n> FnGen<'n, '_> {
         }
     }
 
+    /// The element offset of lane 0 of a contiguous access, bounds-checked for all four lanes.
+    fn group_offset(
+        &mut self,
+        buffer: BufferId,
+        indices: &[IndexExpr],
+        group: Group,
+    ) -> Result<IVal, CompileError> {
+        let first_lane_range = self
+            .ranges
+            .get(group.var.index())
+            .copied()
+            .flatten()
+            .map(|(low, high)| (low, high - (LANES - 1)));
+        self.with_var(group.var, group.base, |this| {
+            let offset = this.element_offset(buffer, indices)?;
+            match first_lane_range {
+                Some(range) => this.with_range(group.var, range, |this| {
+                    this.check_bounds(buffer, indices, offset, LANES)
+                })?,
+                None => this.check_bounds(buffer, indices, offset, LANES)?,
+            }
+            Ok(offset)
+        })
+    }
+
     fn vector_load(&mut self, load: &'n Load, group: Group) -> Result<Lanes, CompileError> {
         let memory_base = match self.storage_of(load.buffer)? {
             Storage::Memory { base } => Some(*base),
@@ -284,9 +314,7 @@ impl<'n> FnGen<'n, '_> {
         let flags = access_flags(decl.role);
         match offset_coefficient(decl, &load.indices, group.var) {
             Some(1) => {
-                let offset = self.with_var(group.var, group.base, |this| {
-                    this.element_offset(load.buffer, &load.indices)
-                })?;
+                let offset = self.group_offset(load.buffer, &load.indices, group)?;
                 let (address, immediate) = self.address(base, offset, 4)?;
                 Ok(Lanes::Vector(self.builder.ins().load(
                     types::F32X4,
