@@ -237,6 +237,29 @@ fn run_register_tiled_matmul_with_tails_is_correct() {
 }
 
 #[test]
+fn run_isolated_measures_in_the_worker_process() {
+    let output = looptune(&["run", "dense:m=3,n=10,k=7,relu=true", "--isolate", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let object = json_object(&output);
+    assert_eq!(
+        object.get("correct"),
+        Some(&serde_json::Value::Bool(true)),
+        "{object:?}"
+    );
+    assert!(number(&object, "gflops") > 0.0, "{object:?}");
+}
+
+#[test]
+fn worker_exits_cleanly_when_its_input_closes() {
+    let output = Command::new(env!("CARGO_BIN_EXE_looptune"))
+        .arg("worker")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the looptune binary runs");
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
 fn large_workloads_are_checked_at_sampled_points() {
     let args = [
         "run",

@@ -9,14 +9,13 @@
 //! Only commands that do something real exist here: there are no stubs for features that have
 //! not landed.
 
-mod check;
 mod input;
 mod lower;
-mod measure;
 mod ops;
 mod peak;
 mod run;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -34,11 +33,16 @@ enum Command {
     Ops,
     /// Print the lowered loop nest of a workload under its default (naive) schedule.
     Lower(lower::LowerArgs),
-    /// Compile a workload's default schedule with the JIT, check it against the reference
-    /// interpreter and time it, next to the peak measured in the same run.
+    /// Compile a workload's schedule (the default, or a hand-written one) with the JIT, check
+    /// its output against the operator's definition and time it, next to the peak measured in
+    /// the same run.
     Run(run::RunArgs),
     /// Measure the JIT's own f32x4 FMA throughput on this host: the ceiling for every kernel.
     Peak(peak::PeakArgs),
+    /// Serve measurement requests on stdin/stdout until stdin closes: the worker process that
+    /// `looptune-jit`'s measurer starts so that a crashing kernel cannot take the caller down.
+    #[command(hide = true)]
+    Worker,
 }
 
 /// An error in what the user typed, as opposed to a failure of looptune itself.
@@ -64,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Lower(args) => lower::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Peak(args) => peak::run(&args),
+        Command::Worker => looptune::jit::measure::serve_stdio().context("measurement worker"),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

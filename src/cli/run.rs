@@ -1,28 +1,36 @@
 //! `looptune run WORKLOAD`: compile a workload's schedule with the JIT, check its output, time
 //! it and compare it with the peak measured in the same process.
 //!
-//! The order is the one every measurement in looptune keeps: a kernel's time only counts once
-//! its output on random inputs matches a reference ([`super::check`]); a wrong answer is
-//! reported (exit code 1) and not timed. The peak is measured after the kernel so that both
-//! numbers come from the same process on the same machine state.
+//! The kernel goes through `looptune-jit`'s `Measurer`, the one path by which looptune executes
+//! generated code: compile, check the output on seeded random inputs against the reference
+//! computed from the operator's definition (the interpreter on the whole output for small
+//! workloads, the direct evaluator at sampled corners, edges and random points for large ones),
+//! and only then time it (TVM's protocol: warm-up, calls per repeat grown until a repeat lasts
+//! 50 ms, median of 5 repeats). A wrong answer is reported (exit code 1) and not timed. The peak
+//! is measured afterwards in the same process, so both numbers share the machine's state.
 //!
-//! The schedule is the operator's naive default, or a hand-written recipe from
+//! The kernel runs in this process by default (the schedules `run` offers are trusted);
+//! `--isolate` runs it in a worker process (this binary's hidden `worker` command), as tuning
+//! will. The schedule is the operator's naive default or a hand-written recipe from
 //! `looptune_ir::recipes` (`--schedule register-tiled`, matmul only); once search spaces exist,
 //! a config from a tuning log will be a third source.
 
-use super::check::{self, Method, Outcome};
 use super::input::{self, Usage};
-use super::measure::{self, Timing};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use looptune::ir::random::SplitMix64;
 use looptune::ir::recipes::{register_tiled_matmul, MatmulTiling};
-use looptune::jit::{measure_peak, Backend, CraneliftBackend, Target};
-use looptune::{lower, LoopNest, Schedule, Workload};
-use std::time::Instant;
+use looptune::jit::measure::{CheckMode, Isolation};
+use looptune::jit::{
+    measure_peak, Costs, MeasureError, MeasureErrorKind, MeasureInput, MeasureOptions,
+    MeasureResult, Measurer, Target, WorkerCommand,
+};
+use looptune::{lower, Layout, Schedule, Workload};
+use std::time::Duration;
 
-/// The seed of the random inputs: fixed, so that a wrong answer reproduces.
-const INPUT_SEED: u64 = 0x100b_7e5e;
+/// How long one kernel may take to compile, check and time. `run` is interactive and its
+/// kernels may be naive and huge (a default-schedule 1024^3 matmul takes seconds per call), so
+/// the bound only stops a runaway; Ctrl-C is the user's own limit.
+const TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Where the schedule comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -55,11 +63,14 @@ pub struct RunArgs {
     /// Threads for parallel loops and for the peak measurement.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     threads: u32,
-    /// Check every output element with the reference interpreter, however long it takes
-    /// (by default only workloads up to 2^25 FLOPs are; larger ones are checked at sampled
-    /// points against the direct evaluator).
+    /// Check every output element with the reference interpreter, however long it takes (by
+    /// default large workloads are checked at sampled points).
     #[arg(long)]
     full_check: bool,
+    /// Run the kernel in a worker process, so that a crash is reported instead of ending
+    /// looptune.
+    #[arg(long)]
+    isolate: bool,
     /// Print one JSON object on stdout; progress goes to stderr.
     #[arg(long)]
     json: bool,
@@ -71,27 +82,49 @@ struct Report {
     schedule: ScheduleSource,
     threads: usize,
     flops: f64,
-    compile_ms: f64,
-    check_ms: f64,
-    check: Outcome,
-    timing: Option<Timing>,
+    output_elements: usize,
+    result: MeasureResult,
     peak_gflops: Option<f64>,
     target: Target,
 }
 
 impl Report {
+    fn costs(&self) -> Option<&Costs> {
+        self.result.outcome.as_ref().ok()
+    }
+
+    fn error(&self) -> Option<&MeasureError> {
+        self.result.outcome.as_ref().err()
+    }
+
     fn gflops(&self) -> Option<f64> {
-        self.timing
-            .as_ref()
-            .map(|timing| self.flops / timing.median_seconds / 1e9)
+        self.costs().map(|costs| costs.gflops(self.flops))
     }
 
     fn ratio_to_peak(&self) -> Option<f64> {
         Some(self.gflops()? / self.peak_gflops?)
     }
 
+    /// `Some(true)` when the output matched, `Some(false)` on a wrong answer, `None` when the
+    /// kernel never got as far as being checked.
+    fn correct(&self) -> Option<bool> {
+        match self.error() {
+            None => Some(true),
+            Some(error) if error.kind == MeasureErrorKind::WrongAnswer => Some(false),
+            Some(_) => None,
+        }
+    }
+
+    fn check_method(&self) -> &'static str {
+        if self.result.checked_elements >= self.output_elements {
+            "full"
+        } else {
+            "sampled"
+        }
+    }
+
     fn json(&self) -> anyhow::Result<serde_json::Value> {
-        let timing = self.timing.as_ref();
+        let costs = self.costs();
         let schedule = self
             .schedule
             .to_possible_value()
@@ -104,43 +137,51 @@ impl Report {
             "gflops": self.gflops(),
             "peak_gflops": self.peak_gflops,
             "ratio_to_peak": self.ratio_to_peak(),
-            "compile_ms": self.compile_ms,
-            "correct": self.check.mismatch.is_none(),
-            "check": self.check.method.name(),
-            "checked_elements": self.check.points,
-            "check_ms": self.check_ms,
-            "median_ms": timing.map(|t| t.median_seconds * 1e3),
-            "min_ms": timing.map(|t| t.min_seconds * 1e3),
-            "number": timing.map(|t| t.number),
-            "repeats": timing.map(|t| t.repeats),
+            "compile_ms": self.result.compile_ms,
+            "correct": self.correct(),
+            "check": self.check_method(),
+            "checked_elements": self.result.checked_elements,
+            "check_ms": self.result.check_ms,
+            "reference_ms": self.result.reference_ms,
+            "median_ms": costs.map(|c| c.median_s * 1e3),
+            "min_ms": costs.map(|c| c.min_s * 1e3),
+            "number": costs.map(|c| c.number),
+            "repeats": costs.map(|c| c.repeat),
+            "error": self.error().map(|e| e.to_string()),
             "target": serde_json::to_value(&self.target)?,
         }))
     }
 
     fn text(&self) -> String {
-        let mut lines = vec![
-            format!("workload    {}", self.workload),
-            format!("compile     {:.2} ms", self.compile_ms),
-        ];
-        let oracle = match self.check.method {
-            Method::Full => "every element against the reference interpreter",
-            Method::Sampled => "sampled elements against the direct evaluator",
-        };
-        match &self.check.mismatch {
-            None => lines.push(format!(
-                "check       correct: {} {oracle} ({:.0} ms)",
-                self.check.points, self.check_ms
-            )),
-            Some(mismatch) => lines.push(format!("check       WRONG ANSWER: {mismatch}")),
+        let mut lines = vec![format!("workload    {}", self.workload)];
+        if let Some(compile_ms) = self.result.compile_ms {
+            lines.push(format!("compile     {compile_ms:.2} ms"));
         }
-        if let Some(timing) = &self.timing {
+        if let Some(check_ms) = self
+            .result
+            .check_ms
+            .filter(|_| self.correct() == Some(true))
+        {
+            let oracle = match self.check_method() {
+                "full" => "every element against the reference interpreter",
+                _ => "sampled elements against the direct evaluator",
+            };
+            lines.push(format!(
+                "check       correct: {} {oracle} ({:.0} ms, reference {:.0} ms)",
+                self.result.checked_elements, check_ms, self.result.reference_ms
+            ));
+        }
+        if let Some(error) = self.error() {
+            lines.push(format!("failed      {error}"));
+        }
+        if let Some(costs) = self.costs() {
             lines.push(format!(
                 "time        median {:.3} ms per call (min {:.3} ms; {} repeats of {} call{})",
-                timing.median_seconds * 1e3,
-                timing.min_seconds * 1e3,
-                timing.repeats,
-                timing.number,
-                if timing.number == 1 { "" } else { "s" }
+                costs.median_s * 1e3,
+                costs.min_s * 1e3,
+                costs.repeat,
+                costs.number,
+                if costs.number == 1 { "" } else { "s" }
             ));
         }
         if let (Some(gflops), Some(peak), Some(ratio)) =
@@ -211,13 +252,25 @@ fn schedule_for(args: &RunArgs, workload: &Workload) -> anyhow::Result<Schedule>
     }
 }
 
-/// Random inputs in `-1..1` for every input of `nest`, from `seed`.
-fn random_inputs(nest: &LoopNest, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = SplitMix64::new(seed);
-    nest.inputs
-        .iter()
-        .map(|&id| (0..nest.buffer(id).len()).map(|_| rng.unit_f32()).collect())
-        .collect()
+/// The measurer `run` uses: TVM's timing defaults, a generous timeout, in this process unless
+/// `--isolate` asks for a worker.
+fn measurer(args: &RunArgs, target: Target) -> anyhow::Result<Measurer> {
+    let check = if args.full_check {
+        CheckMode::Full
+    } else {
+        CheckMode::Auto
+    };
+    let mut options = MeasureOptions::default()
+        .with_timeout(TIMEOUT)
+        .with_check(check);
+    let worker = if args.isolate {
+        let exe = std::env::current_exe().context("finding this executable to start a worker")?;
+        Some(WorkerCommand::new(exe).arg("worker"))
+    } else {
+        options = options.with_isolation(Isolation::InProcess);
+        None
+    };
+    Measurer::new(options, target, worker).context("setting up the measurer")
 }
 
 /// Compiles, checks, times and prints; see the module documentation.
@@ -226,58 +279,29 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let schedule = schedule_for(args, &workload)?;
     let nest =
         lower(&schedule).with_context(|| format!("lowering the schedule of `{workload}`"))?;
+    // The specification is the plain definition: whatever layout or cache stages the schedule
+    // added, the kernel must compute what the operator means.
+    let definition = workload
+        .program(&Layout::default())
+        .map_err(|err| Usage(err.to_string()))?;
+    let output_elements = nest.outputs.iter().map(|&id| nest.buffer(id).len()).sum();
     let threads = args.threads as usize;
     let target = Target::host().with_threads(threads);
 
-    let start = Instant::now();
-    let kernel = CraneliftBackend::new()
-        .compile(&nest, &target)
-        .with_context(|| format!("compiling `{workload}`"))?;
-    let compile_ms = start.elapsed().as_secs_f64() * 1e3;
-
-    let inputs = random_inputs(&nest, INPUT_SEED);
-    let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
-    // NaN, so that an element the kernel fails to write cannot pass the check by accident.
-    let mut outputs: Vec<Vec<f32>> = nest
-        .outputs
-        .iter()
-        .map(|&id| vec![f32::NAN; nest.buffer(id).len()])
-        .collect();
-    let mut output_refs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
-    kernel
-        .call(&input_refs, &mut output_refs)
-        .context("calling the compiled kernel")?;
-
-    let method = if args.full_check || workload.flops() <= check::FULL_CHECK_MAX_FLOPS {
-        Method::Full
-    } else {
-        Method::Sampled
-    };
-    eprintln!("checking ({})...", method.name());
-    let start = Instant::now();
-    let outcome = check::check(schedule.program(), &nest, &input_refs, &outputs, method)?;
-    let check_ms = start.elapsed().as_secs_f64() * 1e3;
-
+    eprintln!("compiling, checking and timing...");
+    let mut measurer = measurer(args, target.clone())?;
+    let result = measurer.measure_one(&MeasureInput::new(definition, nest, workload.flops()));
     let mut report = Report {
         workload: workload.to_string(),
         schedule: args.schedule,
         threads,
         flops: workload.flops(),
-        compile_ms,
-        check_ms,
-        check: outcome,
-        timing: None,
+        output_elements,
+        result,
         peak_gflops: None,
         target,
     };
-    if report.check.mismatch.is_none() {
-        eprintln!("timing...");
-        let mut output_refs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
-        report.timing = Some(measure::time_kernel(
-            &kernel,
-            &input_refs,
-            &mut output_refs,
-        )?);
+    if report.result.is_ok() {
         eprintln!("measuring the peak...");
         report.peak_gflops = Some(measure_peak(threads).context("measuring the peak")?.gflops);
     }
@@ -287,8 +311,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     } else {
         println!("{}", report.text());
     }
-    if let Some(mismatch) = &report.check.mismatch {
-        bail!("wrong answer for `{workload}`: {mismatch}");
+    if let Some(error) = report.error() {
+        bail!("`{workload}`: {error}");
     }
     Ok(())
 }
