@@ -81,14 +81,15 @@ impl FnGen<'_, '_> {
 
     /// Checks that elements `offset .. offset + span` of `buffer` exist, where `offset` is the
     /// flattened offset of `indices`: statically when the interval allows, else with a run-time
-    /// check that traps.
+    /// check that traps. Returns whether the access was bounded statically, i.e. is in bounds
+    /// wherever in the function it is placed.
     pub fn check_bounds(
         &mut self,
         buffer: BufferId,
         indices: &[IndexExpr],
         offset: super::function::IVal,
         span: i64,
-    ) -> Result<(), CompileError> {
+    ) -> Result<bool, CompileError> {
         let decl = self.nest.buffer(buffer);
         let last_start = decl.len() as i64 - span;
         let strides = decl.strides();
@@ -104,7 +105,7 @@ impl FnGen<'_, '_> {
         }
         if let Some((low, high)) = total {
             if low >= 0 && high <= i128::from(last_start) {
-                return Ok(());
+                return Ok(true);
             }
         }
         if last_start < 0 {
@@ -114,7 +115,7 @@ impl FnGen<'_, '_> {
                 .ins()
                 .iconst(cranelift_codegen::ir::types::I8, 1);
             self.builder.ins().trapnz(always, OUT_OF_BOUNDS);
-            return Ok(());
+            return Ok(false);
         }
         let value = self.materialize(offset);
         // Unsigned, so that negative offsets fail the same comparison.
@@ -123,6 +124,6 @@ impl FnGen<'_, '_> {
             .ins()
             .icmp_imm_s(IntCC::UnsignedGreaterThan, value, last_start);
         self.builder.ins().trapnz(outside, OUT_OF_BOUNDS);
-        Ok(())
+        Ok(false)
     }
 }

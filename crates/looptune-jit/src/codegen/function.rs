@@ -99,6 +99,20 @@ pub(crate) enum Captured {
     Buffer(BufferId),
 }
 
+/// Memory flags of a load that is in bounds wherever it is placed (bounded statically): an
+/// input's, being read-only for the whole call, may then move freely. That makes it a pure value
+/// for Cranelift's e-graph, which places it next to its first use instead of in program order;
+/// without this, an unrolled micro-kernel's loads all land at the top of the loop body and the
+/// values they load are spilled.
+pub(crate) fn load_flags(role: BufferRole, statically_in_bounds: bool) -> MemFlagsData {
+    let flags = access_flags(role);
+    if role == BufferRole::Input && statically_in_bounds {
+        flags.with_can_move()
+    } else {
+        flags
+    }
+}
+
 /// Memory flags of element accesses: no trap (indices are verified in bounds), and no alignment
 /// promise beyond the element's own, so vector accesses are unaligned loads and stores.
 pub(crate) fn access_flags(role: BufferRole) -> MemFlagsData {
@@ -459,7 +473,7 @@ impl<'n, 'b> FnGen<'n, 'b> {
     pub fn load_scalar(&mut self, load: &Load) -> Result<Value, CompileError> {
         let decl = self.nest.buffer(load.buffer);
         let ty = clif_type(decl.dtype, &format!("buffer `{}`", decl.name))?;
-        let flags = access_flags(decl.role);
+        let role = decl.role;
         match self.storage_of(load.buffer)? {
             Storage::Registers(_) => {
                 let element = self.tile_element(load.buffer, &load.indices)?;
@@ -468,7 +482,8 @@ impl<'n, 'b> FnGen<'n, 'b> {
             Storage::Memory { base } => {
                 let base = *base;
                 let offset = self.element_offset(load.buffer, &load.indices)?;
-                self.check_bounds(load.buffer, &load.indices, offset, 1)?;
+                let bounded = self.check_bounds(load.buffer, &load.indices, offset, 1)?;
+                let flags = load_flags(role, bounded);
                 let (address, immediate) = self.address(base, offset, i64::from(ty.bytes()))?;
                 Ok(self.builder.ins().load(ty, flags, address, immediate))
             }

@@ -11,7 +11,7 @@
 use super::analysis::{
     all_values_are, cond_uses_var, offset_coefficient, reads_memory, value_uses_var,
 };
-use super::function::{access_flags, FnGen, IVal, Storage};
+use super::function::{access_flags, load_flags, FnGen, IVal, Storage};
 use super::promote::VECTOR_UNROLL_LIMIT;
 use crate::error::CompileError;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
@@ -183,9 +183,7 @@ impl<'n> FnGen<'n, '_> {
         let decl = self.nest.buffer(buffer);
         let flags = access_flags(decl.role);
         if offset_coefficient(decl, indices, group.var) == Some(1) {
-            let offset = self.with_var(group.var, group.base, |this| {
-                this.element_offset(buffer, indices)
-            })?;
+            let (offset, _) = self.group_offset(buffer, indices, group)?;
             let (address, immediate) = self.address(base, offset, 4)?;
             self.builder.ins().store(flags, vector, address, immediate);
             return Ok(());
@@ -268,13 +266,14 @@ impl<'n> FnGen<'n, '_> {
         }
     }
 
-    /// The element offset of lane 0 of a contiguous access, bounds-checked for all four lanes.
+    /// The element offset of lane 0 of a contiguous access, bounds-checked for all four lanes,
+    /// and whether that check was static.
     fn group_offset(
         &mut self,
         buffer: BufferId,
         indices: &[IndexExpr],
         group: Group,
-    ) -> Result<IVal, CompileError> {
+    ) -> Result<(IVal, bool), CompileError> {
         let first_lane_range = self
             .ranges
             .get(group.var.index())
@@ -283,13 +282,13 @@ impl<'n> FnGen<'n, '_> {
             .map(|(low, high)| (low, high - (LANES - 1)));
         self.with_var(group.var, group.base, |this| {
             let offset = this.element_offset(buffer, indices)?;
-            match first_lane_range {
+            let bounded = match first_lane_range {
                 Some(range) => this.with_range(group.var, range, |this| {
                     this.check_bounds(buffer, indices, offset, LANES)
                 })?,
                 None => this.check_bounds(buffer, indices, offset, LANES)?,
-            }
-            Ok(offset)
+            };
+            Ok((offset, bounded))
         })
     }
 
@@ -311,10 +310,11 @@ impl<'n> FnGen<'n, '_> {
             return Ok(Lanes::Vector(self.assemble(&lanes)));
         };
         let decl = self.nest.buffer(load.buffer);
-        let flags = access_flags(decl.role);
+        let decl_role = decl.role;
         match offset_coefficient(decl, &load.indices, group.var) {
             Some(1) => {
-                let offset = self.group_offset(load.buffer, &load.indices, group)?;
+                let (offset, bounded) = self.group_offset(load.buffer, &load.indices, group)?;
+                let flags = load_flags(decl_role, bounded);
                 let (address, immediate) = self.address(base, offset, 4)?;
                 Ok(Lanes::Vector(self.builder.ins().load(
                     types::F32X4,
