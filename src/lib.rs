@@ -8,15 +8,23 @@
 //! - [`ir`]: compute definitions, the operator library, schedules, lowering to the loop IR, the
 //!   simplifier, verifier, printer and the reference interpreter.
 //! - [`jit`]: the Cranelift back end: loop nests compiled to host code, the safe
-//!   [`Kernel::call`], the host [`Target`] and the peak FMA throughput.
+//!   [`Kernel::call`], the host [`Target`], the [`Measurer`] that checks and times kernels
+//!   (in a worker process by default) and the peak FMA throughput.
 //!
 //! ```
-//! use looptune::{lower, Layout, Schedule, Workload};
+//! use looptune::{lower, Backend, CraneliftBackend, Layout, Schedule, Target, Workload};
 //!
 //! let workload: Workload = "matmul:m=8,n=8,k=8".parse()?;
 //! let program = workload.program(&Layout::default())?;
 //! let nest = lower(&Schedule::new(&program))?;
 //! assert!(nest.to_string().starts_with("kernel matmul"));
+//!
+//! // Compile it for this machine and call it on your own buffers.
+//! let kernel = CraneliftBackend::new().compile(&nest, &Target::host())?;
+//! let (a, b) = (vec![1.0f32; 64], vec![2.0f32; 64]);
+//! let mut c = vec![0.0f32; 64];
+//! kernel.call(&[&a, &b], &mut [&mut c])?;
+//! assert!(c.iter().all(|&x| x == 16.0));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -26,4 +34,7 @@ pub use looptune_ir as ir;
 pub use looptune_jit as jit;
 
 pub use looptune_ir::{lower, IrError, Layout, LoopNest, LowerError, Program, Schedule, Workload};
-pub use looptune_jit::{Backend, CraneliftBackend, Kernel, Target};
+pub use looptune_jit::{
+    Backend, CraneliftBackend, Kernel, MeasureInput, MeasureOptions, MeasureResult, Measurer,
+    Target,
+};
