@@ -99,6 +99,31 @@ fn lower_with_packing_adds_the_packed_stage() {
 }
 
 #[test]
+fn lower_prints_the_register_tiled_schedule() {
+    let args = [
+        "lower",
+        "matmul:m=8,n=16,k=5",
+        "--schedule",
+        "register-tiled",
+        "--parallel",
+    ];
+    let output = looptune(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in [
+        "alloc C.local: f32[4, 8]",
+        "parallel i.outer",
+        "unroll i in 0..4",
+        "vectorize j in 0..8",
+    ] {
+        assert!(
+            text.contains(expected),
+            "`{expected}` missing from:\n{text}"
+        );
+    }
+}
+
+#[test]
 fn malformed_workload_names_the_bad_part() {
     check_usage_error(
         &["lower", "matmul:m=4,n=4,k"],

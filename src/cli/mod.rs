@@ -14,6 +14,7 @@ mod lower;
 mod ops;
 mod peak;
 mod run;
+mod schedule;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -31,7 +32,8 @@ struct Cli {
 enum Command {
     /// List the operators and their parameters (the keys of a workload string).
     Ops,
-    /// Print the lowered loop nest of a workload under its default (naive) schedule.
+    /// Print the lowered loop nest of a workload under its default (naive) schedule, or under a
+    /// hand-written one (`--schedule`).
     Lower(lower::LowerArgs),
     /// Compile a workload's schedule (the default, or a hand-written one) with the JIT, check
     /// its output against the operator's definition and time it, next to the peak measured in

@@ -16,15 +16,15 @@
 //! a config from a tuning log will be a third source.
 
 use super::input::{self, Usage};
+use super::schedule::ScheduleArgs;
 use anyhow::{bail, Context};
-use clap::{Args, ValueEnum};
-use looptune::ir::recipes::{register_tiled_matmul, MatmulTiling};
+use clap::Args;
 use looptune::jit::measure::{CheckMode, Isolation};
 use looptune::jit::{
     measure_peak, Costs, MeasureError, MeasureErrorKind, MeasureInput, MeasureOptions,
     MeasureResult, Measurer, Target, WorkerCommand,
 };
-use looptune::{lower, Layout, Schedule, Workload};
+use looptune::{lower, Layout};
 use std::time::Duration;
 
 /// How long one kernel may take to compile, check and time. `run` is interactive and its
@@ -32,34 +32,13 @@ use std::time::Duration;
 /// the bound only stops a runaway; Ctrl-C is the user's own limit.
 const TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// Where the schedule comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum ScheduleSource {
-    /// The operator's default schedule: correct and naive.
-    Default,
-    /// The hand-written BLIS-style matmul schedule: B packed, a register tile of accumulators
-    /// (`--tile`), FMA, unrolled; the row-block loop runs in parallel when `--threads` > 1.
-    RegisterTiled,
-}
-
 /// Arguments of `looptune run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The workload, `op:key=value,...`, e.g. `matmul:m=256,n=256,k=256` (see `looptune ops`).
     workload: String,
-    /// Which schedule to compile.
-    #[arg(long, value_enum, default_value_t = ScheduleSource::Default)]
-    schedule: ScheduleSource,
-    /// Register tile `ROWSxCOLUMNS` of `--schedule register-tiled`.
-    #[arg(long, default_value = "4x8")]
-    tile: String,
-    /// Unroll factor of the reduction loop in `--schedule register-tiled`.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..))]
-    unroll_k: i64,
-    /// Data-layout choices of the operator definition for `--schedule default`, e.g. `pack=8`
-    /// (matmul, dense).
-    #[arg(long, default_value = "")]
-    layout: String,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
     /// Threads for parallel loops and for the peak measurement.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     threads: u32,
@@ -79,7 +58,7 @@ pub struct RunArgs {
 /// What a run found, before it is printed.
 struct Report {
     workload: String,
-    schedule: ScheduleSource,
+    schedule: &'static str,
     threads: usize,
     flops: f64,
     output_elements: usize,
@@ -125,13 +104,9 @@ impl Report {
 
     fn json(&self) -> anyhow::Result<serde_json::Value> {
         let costs = self.costs();
-        let schedule = self
-            .schedule
-            .to_possible_value()
-            .map(|value| value.get_name().to_string());
         Ok(serde_json::json!({
             "workload": self.workload,
-            "schedule": schedule,
+            "schedule": self.schedule,
             "threads": self.threads,
             "flops": self.flops,
             "gflops": self.gflops(),
@@ -198,60 +173,6 @@ impl Report {
     }
 }
 
-/// Parses `ROWSxCOLUMNS`.
-fn parse_tile(text: &str) -> Result<(i64, i64), Usage> {
-    let bad = || {
-        Usage(format!(
-            "tile `{text}` is not of the form ROWSxCOLUMNS, e.g. 4x8"
-        ))
-    };
-    let (rows, columns) = text.split_once('x').ok_or_else(bad)?;
-    let rows: i64 = rows.trim().parse().map_err(|_| bad())?;
-    let columns: i64 = columns.trim().parse().map_err(|_| bad())?;
-    if rows < 1 || columns < 1 {
-        return Err(Usage(format!(
-            "tile `{text}`: both sides must be at least 1"
-        )));
-    }
-    Ok((rows, columns))
-}
-
-/// The schedule the arguments ask for.
-fn schedule_for(args: &RunArgs, workload: &Workload) -> anyhow::Result<Schedule> {
-    match args.schedule {
-        ScheduleSource::Default => {
-            let layout = input::layout(&args.layout)?;
-            Ok(Schedule::new(&input::program(workload, &layout)?))
-        }
-        ScheduleSource::RegisterTiled => {
-            let Workload::Matmul(params) = *workload else {
-                return Err(Usage(format!(
-                    "--schedule register-tiled is a matmul schedule, not one for `{}`",
-                    workload.op_name()
-                ))
-                .into());
-            };
-            if !args.layout.is_empty() {
-                return Err(Usage(
-                    "--layout applies to --schedule default; register-tiled packs B itself"
-                        .to_string(),
-                )
-                .into());
-            }
-            let (tile_rows, tile_columns) = parse_tile(&args.tile)?;
-            let tiling = MatmulTiling {
-                tile_rows,
-                tile_columns,
-                unroll_reduction: args.unroll_k,
-                parallel: args.threads > 1,
-            };
-            // The workload parsed, so the only way the recipe fails is a tiling it rejects,
-            // which is the user's choice.
-            register_tiled_matmul(params, tiling).map_err(|err| Usage(err.to_string()).into())
-        }
-    }
-}
-
 /// The measurer `run` uses: TVM's timing defaults, a generous timeout, in this process unless
 /// `--isolate` asks for a worker.
 fn measurer(args: &RunArgs, target: Target) -> anyhow::Result<Measurer> {
@@ -276,7 +197,7 @@ fn measurer(args: &RunArgs, target: Target) -> anyhow::Result<Measurer> {
 /// Compiles, checks, times and prints; see the module documentation.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let workload = input::workload(&args.workload)?;
-    let schedule = schedule_for(args, &workload)?;
+    let schedule = args.schedule.build(&workload, args.threads > 1)?;
     let nest =
         lower(&schedule).with_context(|| format!("lowering the schedule of `{workload}`"))?;
     // The specification is the plain definition: whatever layout or cache stages the schedule
@@ -293,7 +214,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let result = measurer.measure_one(&MeasureInput::new(definition, nest, workload.flops()));
     let mut report = Report {
         workload: workload.to_string(),
-        schedule: args.schedule,
+        schedule: args.schedule.name(),
         threads,
         flops: workload.flops(),
         output_elements,
