@@ -13,6 +13,8 @@
 //! - [`kernel`] owns a compiled module and is the safe call API.
 //! - [`backend`] is the seam where a second code generator can be added.
 //! - [`peak`] measures the backend's own f32x4 FMA ceiling on this host.
+//! - [`measure`] compiles, checks and times candidates, by default in a worker process so that
+//!   a crashing or hanging kernel costs one error record, not the tuning run.
 
 #![deny(missing_docs)]
 
@@ -20,6 +22,7 @@ pub mod backend;
 pub mod codegen;
 pub mod error;
 pub mod kernel;
+pub mod measure;
 pub mod peak;
 mod runtime;
 pub mod target;
@@ -27,5 +30,9 @@ pub mod target;
 pub use backend::{Backend, CraneliftBackend};
 pub use error::{CallError, CompileError, PeakError};
 pub use kernel::Kernel;
+pub use measure::{
+    Costs, MeasureError, MeasureErrorKind, MeasureInput, MeasureOptions, MeasureResult, Measurer,
+    WorkerCommand,
+};
 pub use peak::{measure_peak, PeakResult};
 pub use target::{IsaFeatures, Target};

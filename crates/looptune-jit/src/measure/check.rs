@@ -1,0 +1,472 @@
+//! Correctness before time: a candidate's output on random inputs against the reference.
+//!
+//! The reference is computed from the *program*, never from the candidate: the reference
+//! interpreter runs the nest of the program's default schedule (`Schedule::new` + `lower`; the
+//! direct evaluator when that does not lower), in `f64`. The interpreter manages about 10-15
+//! MFLOP/s in a release build (a 128x128x128 matmul takes 0.3 s), so beyond
+//! [`FULL_CHECK_POINTS`] reduction points a sample of output elements is computed with the
+//! direct evaluator instead: every corner, the first and last index of each dimension combined
+//! with random others (tails and edges are where bugs live), and random points, up to about
+//! [`SAMPLE_POINTS`] per output.
+//!
+//! Outputs are filled with NaN before the kernel runs, so an element it never writes fails the
+//! comparison; with a sample, the whole output is also scanned for NaN when the sampled
+//! reference has none, so unwritten elements are caught everywhere.
+//!
+//! A [`Reference`] is computed once per program by the measurer and sent with each candidate;
+//! inputs are regenerated from the seed wherever the kernel runs.
+
+use super::options::CheckMode;
+use super::result::{MeasureError, MeasureErrorKind};
+use looptune_ir::eval::{compare, evaluate, evaluate_point};
+use looptune_ir::random::SplitMix64;
+use looptune_ir::{interp, lower, BufferId, Program, Schedule};
+use serde::{Deserialize, Serialize};
+
+/// The seed of the random inputs (values in `-1..1`): fixed, so that a wrong answer reproduces.
+pub const INPUT_SEED: u64 = 0x100b_7e5e;
+
+/// Relative tolerance of the comparison (see [`looptune_ir::eval::compare`]): the kernel
+/// accumulates in `f32`, the reference in `f64`; rounding stays far below this.
+pub const TOLERANCE: f64 = 1e-4;
+
+/// With [`CheckMode::Auto`], programs whose reference evaluates at most this many points
+/// (output elements times reduction extents, summed over computed tensors; about two per
+/// FLOP) are checked whole. 128x128x128 matmul is 2.1 million points, about 0.3 s of the
+/// interpreter in release, paid once per program.
+pub const FULL_CHECK_POINTS: f64 = 2.2e6;
+
+/// Points aimed for per output in a sampled check.
+pub const SAMPLE_POINTS: usize = 200;
+
+/// The direct evaluator converts every input to `f64` for each point, so a point costs about
+/// the inputs' element count plus its own reduction; the sample stops growing past this many
+/// such units (about a second in release) once corners and edges are in. A 1024x1024x1024
+/// matmul gets about 70 points.
+const SAMPLE_BUDGET: f64 = 1.5e8;
+
+/// What the reference says about one output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExpectedOutput {
+    /// The output's name, for messages.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<i64>,
+    /// Its expected values.
+    pub values: ExpectedValues,
+}
+
+/// Every expected element, or a sample.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ExpectedValues {
+    /// The whole output, row-major.
+    Full(Vec<f32>),
+    /// `(flat index, value)` pairs.
+    Sampled(Vec<(usize, f32)>),
+}
+
+/// The expected outputs of a program on the inputs of [`random_inputs`] with `seed`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    /// The seed of the inputs.
+    pub seed: u64,
+    /// The relative tolerance of the comparison.
+    pub tolerance: f64,
+    /// One entry per program output, in order.
+    pub outputs: Vec<ExpectedOutput>,
+}
+
+/// Random inputs in `-1..1` for every placeholder of `program`, from one generator seeded
+/// with `seed`, in placeholder order (which is also the nest's input order).
+pub fn random_inputs(program: &Program, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = SplitMix64::new(seed);
+    program
+        .inputs()
+        .iter()
+        .map(|&tensor| {
+            (0..program.tensor(tensor).len())
+                .map(|_| rng.unit_f32())
+                .collect()
+        })
+        .collect()
+}
+
+/// Points the reference evaluates: each computed tensor's elements times its reduction extents.
+pub fn reference_points(program: &Program) -> f64 {
+    program
+        .tensors
+        .iter()
+        .filter_map(|tensor| {
+            let def = tensor.compute()?;
+            let reduction: f64 = def
+                .body
+                .reduce_axes()
+                .iter()
+                .map(|axis| axis.extent as f64)
+                .product();
+            Some(tensor.len() as f64 * reduction)
+        })
+        .sum()
+}
+
+impl Reference {
+    /// Computes the reference of `program` for `mode` (see the module documentation). Fails
+    /// with a message when the program cannot be evaluated.
+    pub fn compute(program: &Program, mode: CheckMode) -> Result<Reference, String> {
+        let inputs = random_inputs(program, INPUT_SEED);
+        let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+        let full = match mode {
+            CheckMode::Full => true,
+            CheckMode::Sampled { .. } => false,
+            CheckMode::Auto => reference_points(program) <= FULL_CHECK_POINTS,
+        };
+        let values = if full {
+            full_reference(program, &input_refs)?
+                .into_iter()
+                .map(ExpectedValues::Full)
+                .collect()
+        } else {
+            let target = match mode {
+                CheckMode::Sampled { points } => points,
+                _ => SAMPLE_POINTS,
+            };
+            program
+                .outputs
+                .iter()
+                .enumerate()
+                .map(|(position, &tensor)| {
+                    sampled_reference(program, &input_refs, tensor, position, target)
+                        .map(ExpectedValues::Sampled)
+                })
+                .collect::<Result<Vec<_>, String>>()?
+        };
+        let outputs = program
+            .outputs
+            .iter()
+            .zip(values)
+            .map(|(&tensor, values)| {
+                let decl = program.tensor(tensor);
+                ExpectedOutput {
+                    name: decl.name.clone(),
+                    shape: decl.shape.clone(),
+                    values,
+                }
+            })
+            .collect();
+        Ok(Reference {
+            seed: INPUT_SEED,
+            tolerance: TOLERANCE,
+            outputs,
+        })
+    }
+
+    /// Output elements the check compares.
+    pub fn checked_elements(&self) -> usize {
+        self.outputs
+            .iter()
+            .map(|output| match &output.values {
+                ExpectedValues::Full(values) => values.len(),
+                ExpectedValues::Sampled(points) => points.len(),
+            })
+            .sum()
+    }
+
+    /// Compares a kernel's `outputs` (in program output order) with the reference;
+    /// `WrongAnswer` names the first bad element.
+    pub fn check(&self, outputs: &[Vec<f32>]) -> Result<(), MeasureError> {
+        for (expected, actual) in self.outputs.iter().zip(outputs) {
+            let wrong = |flat: usize, actual: f32, expected_value: f32, how: &str| {
+                MeasureError::new(
+                    MeasureErrorKind::WrongAnswer,
+                    format!(
+                        "output `{}` element {flat} at {:?} is {actual}, the reference says \
+                         {expected_value} ({how}, relative tolerance {})",
+                        expected.name,
+                        unflatten(flat, &expected.shape),
+                        self.tolerance
+                    ),
+                )
+            };
+            match &expected.values {
+                ExpectedValues::Full(values) => {
+                    if let Err(mismatch) = compare(actual, values, self.tolerance) {
+                        return Err(wrong(
+                            mismatch.index,
+                            mismatch.actual,
+                            mismatch.expected,
+                            "whole output compared",
+                        ));
+                    }
+                }
+                ExpectedValues::Sampled(points) => {
+                    let (flats, values): (Vec<usize>, Vec<f32>) = points.iter().copied().unzip();
+                    let sampled: Vec<f32> = flats.iter().map(|&flat| actual[flat]).collect();
+                    if let Err(mismatch) = compare(&sampled, &values, self.tolerance) {
+                        return Err(wrong(
+                            flats[mismatch.index],
+                            mismatch.actual,
+                            mismatch.expected,
+                            &format!("{} sampled elements compared", points.len()),
+                        ));
+                    }
+                    if !values.iter().any(|value| value.is_nan()) {
+                        if let Some(flat) = actual.iter().position(|value| value.is_nan()) {
+                            return Err(MeasureError::new(
+                                MeasureErrorKind::WrongAnswer,
+                                format!(
+                                    "output `{}` element {flat} at {:?} is NaN: never written, \
+                                     or computed from garbage (no sampled reference value is NaN)",
+                                    expected.name,
+                                    unflatten(flat, &expected.shape)
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every output of `program`: the interpreter on the default schedule's nest, or the direct
+/// evaluator when the default schedule does not lower.
+fn full_reference(program: &Program, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, String> {
+    let Ok(nest) = lower(&Schedule::new(program)) else {
+        return evaluate(program, inputs).map_err(|error| {
+            format!("the direct evaluator failed on `{}`: {error}", program.name)
+        });
+    };
+    let mut outputs: Vec<Vec<f32>> = program
+        .outputs
+        .iter()
+        .map(|&tensor| vec![0.0; program.tensor(tensor).len()])
+        .collect();
+    let mut output_refs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+    interp::run(&nest, inputs, &mut output_refs).map_err(|error| {
+        format!(
+            "the reference interpreter failed on the default schedule of `{}`: {error}",
+            program.name
+        )
+    })?;
+    Ok(outputs)
+}
+
+/// The sampled reference of one output (see the module documentation).
+fn sampled_reference(
+    program: &Program,
+    inputs: &[&[f32]],
+    tensor: BufferId,
+    position: usize,
+    target: usize,
+) -> Result<Vec<(usize, f32)>, String> {
+    let decl = program.tensor(tensor);
+    let input_elements: usize = inputs.iter().map(|input| input.len()).sum();
+    let reduction: f64 = decl
+        .compute()
+        .map(|def| {
+            def.body
+                .reduce_axes()
+                .iter()
+                .map(|axis| axis.extent as f64)
+                .product()
+        })
+        .unwrap_or(1.0);
+    let affordable = (SAMPLE_BUDGET / (input_elements as f64 + reduction)) as usize;
+    let flats = sample_points(
+        &decl.shape,
+        target,
+        affordable,
+        INPUT_SEED ^ (position as u64 + 1),
+    );
+    flats
+        .into_iter()
+        .map(|flat| {
+            let indices = unflatten(flat, &decl.shape);
+            evaluate_point(program, inputs, tensor, &indices)
+                .map(|value| (flat, value))
+                .map_err(|error| {
+                    format!(
+                        "the direct evaluator failed on `{}` at {indices:?}: {error}",
+                        decl.name
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Flat indices to sample in a tensor of `shape`: corners (up to 2^10 of them), then the first
+/// and last index of each dimension with random others, then random points, until `target`
+/// points, fewer when only `affordable` points fit the budget (but never fewer than the corners
+/// and edges), never more than the tensor holds. Deterministic in `seed`.
+pub(crate) fn sample_points(
+    shape: &[i64],
+    target: usize,
+    affordable: usize,
+    seed: u64,
+) -> Vec<usize> {
+    let len: usize = shape.iter().product::<i64>().max(0) as usize;
+    let mut rng = SplitMix64::new(seed);
+    let mut chosen = std::collections::BTreeSet::new();
+    let mut order = Vec::new();
+    let mut add = |indices: &[i64], order: &mut Vec<usize>| {
+        let flat = flatten(indices, shape);
+        if chosen.insert(flat) {
+            order.push(flat);
+        }
+    };
+    if shape.len() <= 10 {
+        for corner in 0..1usize << shape.len() {
+            let indices: Vec<i64> = shape
+                .iter()
+                .enumerate()
+                .map(|(dim, &extent)| {
+                    if corner >> dim & 1 == 1 {
+                        extent - 1
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            add(&indices, &mut order);
+        }
+    }
+    for dim in 0..shape.len() {
+        for edge in [0, shape[dim] - 1] {
+            let mut indices: Vec<i64> = shape
+                .iter()
+                .map(|&extent| rng.below(extent as usize) as i64)
+                .collect();
+            indices[dim] = edge;
+            add(&indices, &mut order);
+        }
+    }
+    let wanted = target.min(affordable.max(order.len())).min(len);
+    // Random draws may repeat; a bounded number of attempts keeps tiny tensors from looping.
+    let mut attempts = 0;
+    while order.len() < wanted && attempts < 8 * target + 64 {
+        let indices: Vec<i64> = shape
+            .iter()
+            .map(|&extent| rng.below(extent as usize) as i64)
+            .collect();
+        add(&indices, &mut order);
+        attempts += 1;
+    }
+    order
+}
+
+/// Row-major flat index of `indices` in `shape`.
+fn flatten(indices: &[i64], shape: &[i64]) -> usize {
+    indices
+        .iter()
+        .zip(shape)
+        .fold(0i64, |flat, (&index, &extent)| flat * extent + index) as usize
+}
+
+/// The indices of row-major flat index `flat` in `shape`.
+pub(crate) fn unflatten(flat: usize, shape: &[i64]) -> Vec<i64> {
+    let mut rest = flat as i64;
+    let mut indices = vec![0; shape.len()];
+    for (index, &extent) in indices.iter_mut().zip(shape).rev() {
+        *index = rest % extent.max(1);
+        rest /= extent.max(1);
+    }
+    indices
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use looptune_ir::Workload;
+
+    fn matmul(text: &str) -> Program {
+        let workload: Workload = text.parse().expect("a workload");
+        workload
+            .program(&looptune_ir::Layout::default())
+            .expect("a program")
+    }
+
+    #[test]
+    fn samples_include_every_corner_and_edge_and_are_deterministic() {
+        let shape = [5, 7];
+        let points = sample_points(&shape, 20, usize::MAX, 9);
+        assert_eq!(points, sample_points(&shape, 20, usize::MAX, 9));
+        assert_eq!(points.len(), 20);
+        for corner in [[0, 0], [0, 6], [4, 0], [4, 6]] {
+            assert!(points.contains(&flatten(&corner, &shape)), "{corner:?}");
+        }
+        for dim in 0..2 {
+            for edge in [0, shape[dim] - 1] {
+                assert!(
+                    points
+                        .iter()
+                        .any(|&flat| unflatten(flat, &shape)[dim] == edge),
+                    "dimension {dim} index {edge}"
+                );
+            }
+        }
+        // A budget for nothing still keeps corners and edges; a tiny tensor is sampled whole.
+        assert!(sample_points(&shape, 200, 0, 9).len() >= 4);
+        assert_eq!(sample_points(&[2, 2], 200, usize::MAX, 1).len(), 4);
+    }
+
+    #[test]
+    fn full_and_sampled_references_agree_with_each_other() {
+        let program = matmul("matmul:m=9,n=13,k=5");
+        let full = Reference::compute(&program, CheckMode::Full).expect("full reference");
+        let sampled = Reference::compute(&program, CheckMode::Sampled { points: 30 })
+            .expect("sampled reference");
+        let ExpectedValues::Full(values) = &full.outputs[0].values else {
+            panic!("a full reference was asked for");
+        };
+        let ExpectedValues::Sampled(points) = &sampled.outputs[0].values else {
+            panic!("a sampled reference was asked for");
+        };
+        assert_eq!(points.len(), 30);
+        for &(flat, value) in points {
+            assert!((values[flat] - value).abs() <= 1e-5, "element {flat}");
+        }
+        assert_eq!(full.check(std::slice::from_ref(values)), Ok(()));
+        assert_eq!(sampled.check(std::slice::from_ref(values)), Ok(()));
+    }
+
+    #[test]
+    fn a_wrong_or_unwritten_element_is_named() {
+        let program = matmul("matmul:m=4,n=6,k=3");
+        let full = Reference::compute(&program, CheckMode::Auto).expect("reference");
+        let ExpectedValues::Full(values) = &full.outputs[0].values else {
+            panic!("a small program is checked whole");
+        };
+        let mut wrong = values.clone();
+        wrong[13] += 1.0;
+        let error = full.check(&[wrong]).unwrap_err();
+        assert_eq!(error.kind, MeasureErrorKind::WrongAnswer);
+        assert!(error.message.contains("element 13 at [2, 1]"), "{error}");
+
+        let sampled =
+            Reference::compute(&program, CheckMode::Sampled { points: 1 }).expect("reference");
+        let mut unwritten = values.clone();
+        let missed = (0..unwritten.len())
+            .find(|flat| {
+                let ExpectedValues::Sampled(points) = &sampled.outputs[0].values else {
+                    unreachable!("sampled");
+                };
+                points
+                    .iter()
+                    .all(|&(sampled_flat, _)| sampled_flat != *flat)
+            })
+            .expect("a sample of a few points misses some element");
+        unwritten[missed] = f32::NAN;
+        let error = sampled.check(&[unwritten]).unwrap_err();
+        assert!(error.message.contains("is NaN"), "{error}");
+        assert!(
+            error.message.contains(&format!("element {missed} ")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn reference_points_count_reductions() {
+        assert_eq!(reference_points(&matmul("matmul:m=2,n=3,k=4")), 24.0);
+    }
+}

@@ -1,0 +1,277 @@
+//! The [`Measurer`]: batches of candidates in, one [`MeasureResult`] per candidate out.
+//!
+//! It owns the pieces that outlive a candidate: the worker process (reused while healthy,
+//! restarted after a crash or a timeout), the references of recently seen programs (computed
+//! here, in the caller's process, because the interpreter runs no generated code and its time
+//! should not count against a candidate's timeout), and the time the last candidate ended (for
+//! the cooldown).
+
+use super::check::Reference;
+use super::input::MeasureInput;
+use super::options::{CheckMode, Isolation, MeasureOptions, OptionsError};
+use super::pipeline::{Faults, Pipeline, PipelineOutcome};
+use super::protocol::{Job, Request};
+use super::result::{MeasureError, MeasureErrorKind, MeasureResult};
+use super::worker::{WorkerCommand, WorkerError, WorkerFailure, WorkerProcess};
+use crate::target::Target;
+use looptune_ir::Program;
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// References kept for programs seen recently (a multi-task tuner interleaves a few programs).
+const REFERENCE_CACHE: usize = 8;
+
+/// Why a measurer could not be created.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum MeasurerError {
+    /// An option value is unusable.
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+    /// Worker isolation was asked for without a command to start workers with.
+    #[error("worker isolation needs a worker command; pass one, or choose in-process isolation")]
+    NoWorkerCommand,
+}
+
+/// Compiles, checks and times candidates (see the [module documentation](super)).
+pub struct Measurer {
+    options: MeasureOptions,
+    target: Target,
+    command: Option<WorkerCommand>,
+    worker: Option<WorkerProcess>,
+    in_process: Option<Pipeline>,
+    references: Vec<(Program, CheckMode, Arc<Reference>)>,
+    last_finished: Option<Instant>,
+    worker_starts: usize,
+}
+
+impl std::fmt::Debug for Measurer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Measurer")
+            .field("options", &self.options)
+            .field("target", &self.target)
+            .field("command", &self.command)
+            .field("worker_running", &self.worker.is_some())
+            .field("worker_starts", &self.worker_starts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Measurer {
+    /// A measurer for `target`. With [`Isolation::Worker`] (the default) `worker` says how to
+    /// start worker processes; the first is started with the first candidate, or by
+    /// [`Measurer::start_worker`].
+    pub fn new(
+        options: MeasureOptions,
+        target: Target,
+        worker: Option<WorkerCommand>,
+    ) -> Result<Measurer, MeasurerError> {
+        options.validate()?;
+        if options.isolation == Isolation::Worker && worker.is_none() {
+            return Err(MeasurerError::NoWorkerCommand);
+        }
+        Ok(Measurer {
+            options,
+            target,
+            command: worker,
+            worker: None,
+            in_process: None,
+            references: Vec::new(),
+            last_finished: None,
+            worker_starts: 0,
+        })
+    }
+
+    /// The options.
+    pub fn options(&self) -> &MeasureOptions {
+        &self.options
+    }
+
+    /// The target candidates are compiled for.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// How many worker processes were started so far (restarts included).
+    pub fn worker_starts(&self) -> usize {
+        self.worker_starts
+    }
+
+    /// Starts the worker now if none runs, so that a broken worker command is reported once,
+    /// before tuning, rather than as an error record for every candidate. Does nothing with
+    /// in-process isolation.
+    pub fn start_worker(&mut self) -> Result<(), WorkerError> {
+        if self.options.isolation != Isolation::Worker || self.worker.is_some() {
+            return Ok(());
+        }
+        let Some(command) = &self.command else {
+            return Ok(());
+        };
+        self.worker_starts += 1;
+        self.worker = Some(WorkerProcess::spawn(command)?);
+        Ok(())
+    }
+
+    /// Measures a batch of candidates, in order, one result each. Failures are results, never
+    /// panics: a crash or hang costs that candidate only.
+    pub fn measure(&mut self, inputs: &[MeasureInput]) -> Vec<MeasureResult> {
+        inputs.iter().map(|input| self.measure_one(input)).collect()
+    }
+
+    /// Measures one candidate.
+    pub fn measure_one(&mut self, input: &MeasureInput) -> MeasureResult {
+        self.cool_down();
+        let start = Instant::now();
+        let reference_start = Instant::now();
+        let (reference, computed) = self.reference(&input.program);
+        let reference_ms = if computed {
+            reference_start.elapsed().as_secs_f64() * 1e3
+        } else {
+            0.0
+        };
+        let pipeline_outcome = match &reference {
+            Err(message) => PipelineOutcome {
+                outcome: Err(MeasureError::new(
+                    MeasureErrorKind::InvalidConfig,
+                    message.clone(),
+                )),
+                compile_ms: None,
+                check_ms: None,
+            },
+            Ok(reference) => match self.options.isolation {
+                Isolation::InProcess => self
+                    .in_process
+                    .get_or_insert_with(|| Pipeline::new(Faults::Refused))
+                    .run_guarded(&self.options, &self.target, input, reference),
+                Isolation::Worker => self.in_worker(input, reference),
+            },
+        };
+        let checked_elements = match (&pipeline_outcome.check_ms, &reference) {
+            (Some(_), Ok(reference)) => reference.checked_elements(),
+            _ => 0,
+        };
+        self.last_finished = Some(Instant::now());
+        MeasureResult {
+            outcome: pipeline_outcome.outcome,
+            compile_ms: pipeline_outcome.compile_ms,
+            check_ms: pipeline_outcome.check_ms,
+            reference_ms,
+            checked_elements,
+            total_ms: start.elapsed().as_secs_f64() * 1e3,
+        }
+    }
+
+    /// Sleeps whatever is left of the cooldown since the last candidate ended.
+    fn cool_down(&self) {
+        if let Some(last) = self.last_finished {
+            let left = self.options.cooldown.saturating_sub(last.elapsed());
+            if !left.is_zero() {
+                std::thread::sleep(left);
+            }
+        }
+    }
+
+    /// The reference of `program` under the current check mode, from the cache (moved to its
+    /// most recent end) or computed; `true` when it was computed now.
+    fn reference(&mut self, program: &Program) -> (Result<Arc<Reference>, String>, bool) {
+        let mode = self.options.check;
+        if let Some(position) = self
+            .references
+            .iter()
+            .position(|(cached, cached_mode, _)| *cached_mode == mode && cached == program)
+        {
+            let entry = self.references.remove(position);
+            let reference = Arc::clone(&entry.2);
+            self.references.push(entry);
+            return (Ok(reference), false);
+        }
+        match Reference::compute(program, mode) {
+            Ok(reference) => {
+                let reference = Arc::new(reference);
+                if self.references.len() == REFERENCE_CACHE {
+                    self.references.remove(0);
+                }
+                self.references
+                    .push((program.clone(), mode, Arc::clone(&reference)));
+                (Ok(reference), true)
+            }
+            Err(message) => (
+                Err(format!("no reference for `{}`: {message}", program.name)),
+                true,
+            ),
+        }
+    }
+
+    /// Measures `input` in the worker, starting or restarting it as needed.
+    fn in_worker(&mut self, input: &MeasureInput, reference: &Reference) -> PipelineOutcome {
+        let failed = |kind, message: String| PipelineOutcome {
+            outcome: Err(MeasureError::new(kind, message)),
+            compile_ms: None,
+            check_ms: None,
+        };
+        let wait = self.options.timeout + grace(self.options.timeout);
+        // A worker found dead when the request is written (it died between candidates) is
+        // replaced once; a second failure is this candidate's.
+        for attempt in 0..2 {
+            if let Err(error) = self.start_worker() {
+                return failed(MeasureErrorKind::RuntimeError, error.to_string());
+            }
+            let Some(worker) = self.worker.as_mut() else {
+                return failed(
+                    MeasureErrorKind::RuntimeError,
+                    "no measurement worker is configured".to_string(),
+                );
+            };
+            let request = Request::Measure(Box::new(Job {
+                options: Cow::Borrowed(&self.options),
+                target: Cow::Borrowed(&self.target),
+                input: Cow::Borrowed(input),
+                reference: Cow::Borrowed(reference),
+            }));
+            match worker.measure(&request, wait) {
+                Ok(outcome) => return outcome,
+                Err(WorkerFailure::Send(error)) => {
+                    self.worker = None;
+                    if attempt == 1 {
+                        return failed(
+                            MeasureErrorKind::RuntimeError,
+                            format!("cannot send `{}` to the worker: {error}", input.nest.name),
+                        );
+                    }
+                }
+                Err(WorkerFailure::Timeout) => {
+                    self.worker = None;
+                    return failed(
+                        MeasureErrorKind::Timeout,
+                        format!(
+                            "no result for `{}` within the timeout of {:.2} s (plus {:.2} s \
+                             grace); the worker was killed",
+                            input.nest.name,
+                            self.options.timeout.as_secs_f64(),
+                            grace(self.options.timeout).as_secs_f64()
+                        ),
+                    );
+                }
+                Err(WorkerFailure::Died(how)) => {
+                    self.worker = None;
+                    return failed(
+                        MeasureErrorKind::RuntimeError,
+                        format!(
+                            "the worker died while measuring `{}`: it {how}",
+                            input.nest.name
+                        ),
+                    );
+                }
+            }
+        }
+        unreachable!("the second attempt always returns")
+    }
+}
+
+/// Extra time the parent waits beyond the timeout before killing a worker: the worker stops a
+/// slow candidate itself between calls, and this covers the call in flight and the reply.
+fn grace(timeout: Duration) -> Duration {
+    Duration::from_millis(500) + timeout / 10
+}

@@ -1,0 +1,419 @@
+//! One candidate from nest to costs, in the current process: verify, compile, check, time.
+//!
+//! A worker process runs this for every request; [`super::Isolation::InProcess`] runs it in the
+//! caller. The steps are ordered so that the cheapest rejections come first and a kernel's time
+//! only counts once its output matched the reference (design invariant 6).
+
+use super::check::{random_inputs, Reference};
+use super::input::{Fault, MeasureInput};
+use super::result::{Costs, MeasureError, MeasureErrorKind};
+use super::timing::{time_calls, CacheFlusher, TimingError};
+use super::{MeasureOptions, FAULT_INJECTION_ENV};
+use crate::backend::{Backend, CraneliftBackend};
+use crate::target::Target;
+use looptune_ir::verify::unproven_accesses;
+use looptune_ir::{verify, DType, LoopNest, Program};
+use serde::{Deserialize, Serialize};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+/// What the pipeline found for one candidate; a worker sends it back as its reply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PipelineOutcome {
+    /// Costs, or why there are none.
+    pub outcome: Result<Costs, MeasureError>,
+    /// Time to compile, when compiling finished.
+    pub compile_ms: Option<f64>,
+    /// Time of the checked call and the comparison, when they finished.
+    pub check_ms: Option<f64>,
+}
+
+/// Whether candidates carrying a [`Fault`] may trigger it here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Faults {
+    /// Inject them: a worker started with the fault-injection variable.
+    Allowed,
+    /// Reject them as `InvalidConfig`.
+    Refused,
+}
+
+/// State kept across candidates: the backend, the inputs of the last program, the flush buffer.
+pub(crate) struct Pipeline {
+    backend: CraneliftBackend,
+    /// The inputs of the last candidate, regenerated only when they change.
+    inputs: Option<CachedInputs>,
+    flusher: Option<CacheFlusher>,
+    faults: Faults,
+}
+
+/// Random inputs with what they were made for.
+struct CachedInputs {
+    seed: u64,
+    lens: Vec<usize>,
+    inputs: Vec<Vec<f32>>,
+}
+
+fn error(kind: MeasureErrorKind, message: impl Into<String>) -> MeasureError {
+    MeasureError::new(kind, message)
+}
+
+impl Pipeline {
+    /// A pipeline that injects faults only when `faults` allows it.
+    pub(crate) fn new(faults: Faults) -> Pipeline {
+        Pipeline {
+            backend: CraneliftBackend::new(),
+            inputs: None,
+            flusher: None,
+            faults,
+        }
+    }
+
+    /// Runs [`Pipeline::run`], turning a panic (a bug in looptune, never the kernel's doing:
+    /// generated code does not unwind) into a `RuntimeError` rather than losing the process.
+    pub(crate) fn run_guarded(
+        &mut self,
+        options: &MeasureOptions,
+        target: &Target,
+        input: &MeasureInput,
+        reference: &Reference,
+    ) -> PipelineOutcome {
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.run(options, target, input, reference)
+        }));
+        result.unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|text| text.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            // The cached state may be half-built; start afresh.
+            self.inputs = None;
+            PipelineOutcome {
+                outcome: Err(error(
+                    MeasureErrorKind::RuntimeError,
+                    format!("measuring `{}` panicked: {message}", input.nest.name),
+                )),
+                compile_ms: None,
+                check_ms: None,
+            }
+        })
+    }
+
+    /// Verifies, compiles, checks and times one candidate (see the module documentation).
+    pub(crate) fn run(
+        &mut self,
+        options: &MeasureOptions,
+        target: &Target,
+        input: &MeasureInput,
+        reference: &Reference,
+    ) -> PipelineOutcome {
+        let mut outcome = PipelineOutcome {
+            outcome: Err(error(MeasureErrorKind::RuntimeError, "not measured")),
+            compile_ms: None,
+            check_ms: None,
+        };
+        outcome.outcome = self.steps(options, target, input, reference, &mut outcome);
+        outcome
+    }
+
+    fn steps(
+        &mut self,
+        options: &MeasureOptions,
+        target: &Target,
+        input: &MeasureInput,
+        reference: &Reference,
+        times: &mut PipelineOutcome,
+    ) -> Result<Costs, MeasureError> {
+        let start = Instant::now();
+        let deadline = start + options.timeout;
+        let nest = &input.nest;
+        check_signature(&input.program, nest)
+            .map_err(|message| error(MeasureErrorKind::InvalidConfig, message))?;
+        verify(nest).map_err(|problem| {
+            error(
+                MeasureErrorKind::InvalidConfig,
+                format!("nest `{}` does not verify: {problem}", nest.name),
+            )
+        })?;
+        // The verifier rejects accesses provably out of bounds and lets through those it cannot
+        // prove either way; generated code has no bounds checks, so those are refused here.
+        if let Some(access) = unproven_accesses(nest).into_iter().next() {
+            return Err(error(
+                MeasureErrorKind::InvalidConfig,
+                format!(
+                    "nest `{}` has an access not proven in bounds, which compiled code would \
+                     not check: {access}",
+                    nest.name
+                ),
+            ));
+        }
+        if input.fault.is_some() && self.faults == Faults::Refused {
+            return Err(error(
+                MeasureErrorKind::InvalidConfig,
+                format!(
+                    "candidate `{}` asks for fault injection, which only a worker process \
+                     started with {FAULT_INJECTION_ENV}=1 honours",
+                    nest.name
+                ),
+            ));
+        }
+
+        let compile_start = Instant::now();
+        let kernel = self
+            .backend
+            .compile(nest, target)
+            .map_err(|compile_error| {
+                error(MeasureErrorKind::CompileError, compile_error.to_string())
+            })?;
+        times.compile_ms = Some(compile_start.elapsed().as_secs_f64() * 1e3);
+        let over = |what: &str| {
+            error(
+                MeasureErrorKind::Timeout,
+                format!(
+                    "`{}` {what} took {:.2} s, over the timeout of {:.2} s",
+                    nest.name,
+                    start.elapsed().as_secs_f64(),
+                    options.timeout.as_secs_f64()
+                ),
+            )
+        };
+        if Instant::now() > deadline {
+            return Err(over("compiling"));
+        }
+
+        let check_start = Instant::now();
+        let inputs = inputs_for(&mut self.inputs, &input.program, reference.seed);
+        let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+        let mut outputs: Vec<Vec<f32>> = nest
+            .outputs
+            .iter()
+            .map(|&buffer| vec![f32::NAN; nest.buffer(buffer).len()])
+            .collect();
+        let mut output_refs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+        if let Some(fault) = input.fault {
+            inject(fault);
+        }
+        let call_error = |call_error: crate::error::CallError| {
+            error(
+                MeasureErrorKind::RuntimeError,
+                format!("calling `{}`: {call_error}", nest.name),
+            )
+        };
+        let call_start = Instant::now();
+        kernel
+            .call(&input_refs, &mut output_refs)
+            .map_err(call_error)?;
+        let first_call = call_start.elapsed();
+        drop(output_refs);
+        reference.check(&outputs)?;
+        times.check_ms = Some(check_start.elapsed().as_secs_f64() * 1e3);
+        let now = Instant::now();
+        if now > deadline {
+            return Err(over("compiling and checking"));
+        }
+        // A kernel so slow that the calls still to come cannot fit is stopped now rather than
+        // killed later (which would cost a worker restart). The first call is a little slower
+        // than warm ones, hence the margin.
+        let calls_left = options.warmup + options.repeat * options.number;
+        let needed = first_call.mul_f64(calls_left as f64 * 0.8);
+        let remaining = deadline - now;
+        if needed > remaining {
+            return Err(error(
+                MeasureErrorKind::Timeout,
+                format!(
+                    "`{}` takes {:.2} s per call; {calls_left} more calls would need about \
+                     {:.1} s, past the timeout of {:.2} s",
+                    nest.name,
+                    first_call.as_secs_f64(),
+                    needed.as_secs_f64() / 0.8,
+                    options.timeout.as_secs_f64()
+                ),
+            ));
+        }
+
+        if options.flush_cache && self.flusher.is_none() {
+            self.flusher = Some(CacheFlusher::new());
+        }
+        let flusher = self.flusher.as_mut().filter(|_| options.flush_cache);
+        let mut output_refs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+        time_calls(options, deadline, flusher, || {
+            kernel.call(&input_refs, &mut output_refs)
+        })
+        .map_err(|timing_error| match timing_error {
+            TimingError::Call(call) => call_error(call),
+            TimingError::Deadline { calls } => error(
+                MeasureErrorKind::Timeout,
+                format!(
+                    "`{}` was still being timed when the timeout of {:.2} s passed ({calls} \
+                     calls made)",
+                    nest.name,
+                    options.timeout.as_secs_f64()
+                ),
+            ),
+        })
+    }
+}
+
+/// The random inputs of `program` for `seed` from `cache`, regenerated only when the seed or
+/// the input lengths change.
+fn inputs_for<'a>(
+    cache: &'a mut Option<CachedInputs>,
+    program: &Program,
+    seed: u64,
+) -> &'a [Vec<f32>] {
+    let lens: Vec<usize> = program
+        .inputs()
+        .iter()
+        .map(|&tensor| program.tensor(tensor).len())
+        .collect();
+    let fresh = !matches!(cache, Some(cached) if cached.seed == seed && cached.lens == lens);
+    if fresh {
+        let inputs = random_inputs(program, seed);
+        *cache = Some(CachedInputs { seed, lens, inputs });
+    }
+    match cache {
+        Some(cached) => &cached.inputs,
+        None => unreachable!("inputs were just stored"),
+    }
+}
+
+/// Checks that the nest's parameters are the program's placeholders and outputs, in order,
+/// with the same shapes and `f32` elements: a nest lowered from another program would be
+/// compared with the wrong reference.
+fn check_signature(program: &Program, nest: &LoopNest) -> Result<(), String> {
+    let roles = [
+        ("input", program.inputs(), &nest.inputs),
+        ("output", program.outputs.clone(), &nest.outputs),
+    ];
+    for (role, tensors, buffers) in roles {
+        if tensors.len() != buffers.len() {
+            return Err(format!(
+                "nest `{}` has {} {role} buffers but program `{}` has {}",
+                nest.name,
+                buffers.len(),
+                program.name,
+                tensors.len()
+            ));
+        }
+        for (position, (&tensor, &buffer)) in tensors.iter().zip(buffers.iter()).enumerate() {
+            let expected = program.tensor(tensor);
+            let Some(actual) = nest.buffers.get(buffer.index()) else {
+                return Err(format!(
+                    "nest `{}` {role} {position} is buffer id {}, which is not declared",
+                    nest.name, buffer.0
+                ));
+            };
+            if actual.shape != expected.shape || actual.dtype != DType::F32 {
+                return Err(format!(
+                    "nest `{}` {role} {position} `{}` is {} {:?}, but program `{}` has `{}` \
+                     as {} {:?}",
+                    nest.name,
+                    actual.name,
+                    actual.dtype,
+                    actual.shape,
+                    program.name,
+                    expected.name,
+                    expected.dtype,
+                    expected.shape
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes the process fail the way a faulty kernel would (see [`Fault`]). Never returns.
+fn inject(fault: Fault) -> ! {
+    match fault {
+        Fault::Segfault => {
+            // An address in the first page, which Linux and macOS never map (`mmap_min_addr`).
+            let address = std::ptr::without_provenance_mut::<u64>(64);
+            // SAFETY: none; this is the deliberate crash of the fault-injection test hook, only
+            // reachable in a worker process started with the fault-injection variable. The
+            // store faults, the process dies of SIGSEGV, and nothing after it runs.
+            unsafe { std::ptr::write_volatile(address, 0) };
+            std::process::abort()
+        }
+        Fault::IllegalInstruction => {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: none; `ud2` raises SIGILL deliberately (test hook, as above).
+            unsafe {
+                std::arch::asm!("ud2", options(nomem, nostack))
+            };
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: none; `udf` raises SIGILL deliberately (test hook, as above).
+            unsafe {
+                std::arch::asm!("udf #0", options(nomem, nostack))
+            };
+            std::process::abort()
+        }
+        Fault::Abort => std::process::abort(),
+        Fault::Hang => loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::CheckMode;
+    use looptune_ir::{lower, Schedule, Workload};
+
+    fn candidate(text: &str) -> MeasureInput {
+        let workload: Workload = text.parse().expect("a workload");
+        let program = workload
+            .program(&looptune_ir::Layout::default())
+            .expect("a program");
+        let nest = lower(&Schedule::new(&program)).expect("the default schedule lowers");
+        MeasureInput::new(program, nest, workload.flops())
+    }
+
+    #[test]
+    fn a_correct_kernel_is_checked_and_timed() {
+        let input = candidate("matmul:m=7,n=9,k=5");
+        let reference = Reference::compute(&input.program, CheckMode::Auto).expect("reference");
+        let mut pipeline = Pipeline::new(Faults::Refused);
+        let outcome = pipeline.run_guarded(
+            &MeasureOptions::quick(),
+            &Target::host(),
+            &input,
+            &reference,
+        );
+        let costs = outcome.outcome.expect("the default schedule is correct");
+        assert!(costs.median_s > 0.0);
+        assert!(outcome.compile_ms.is_some() && outcome.check_ms.is_some());
+    }
+
+    #[test]
+    fn a_nest_of_another_program_is_an_invalid_config() {
+        let input = candidate("matmul:m=7,n=9,k=5");
+        let other = candidate("matmul:m=7,n=9,k=6");
+        let mismatched = MeasureInput::new(input.program.clone(), other.nest, 0.0);
+        let reference = Reference::compute(&input.program, CheckMode::Auto).expect("reference");
+        let outcome = Pipeline::new(Faults::Refused).run(
+            &MeasureOptions::quick(),
+            &Target::host(),
+            &mismatched,
+            &reference,
+        );
+        let error = outcome.outcome.unwrap_err();
+        assert_eq!(error.kind, MeasureErrorKind::InvalidConfig);
+        assert!(error.message.contains("`A` is f32 [7, 6]"), "{error}");
+    }
+
+    #[test]
+    fn faults_are_refused_unless_allowed() {
+        let input = candidate("matmul:m=2,n=2,k=2").with_fault(Fault::Segfault);
+        let reference = Reference::compute(&input.program, CheckMode::Auto).expect("reference");
+        let outcome = Pipeline::new(Faults::Refused).run(
+            &MeasureOptions::quick(),
+            &Target::host(),
+            &input,
+            &reference,
+        );
+        let error = outcome.outcome.unwrap_err();
+        assert_eq!(error.kind, MeasureErrorKind::InvalidConfig);
+        assert!(error.message.contains(FAULT_INJECTION_ENV), "{error}");
+    }
+}
