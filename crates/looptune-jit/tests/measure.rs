@@ -411,3 +411,28 @@ fn measurer_options_are_checked_when_it_is_created() {
         }))
     ));
 }
+
+#[test]
+fn a_kernel_too_slow_for_the_timeout_is_stopped_by_the_worker_itself() {
+    // The default schedule of a 128^3 matmul takes tens of milliseconds per call; fifty
+    // repeats of it cannot fit in 300 ms, which the worker sees after the checked call.
+    let options = MeasureOptions {
+        repeat: 50,
+        ..MeasureOptions::quick().with_timeout(Duration::from_millis(300))
+    };
+    let mut measurer = measurer(options);
+    let results = measurer.measure(&[
+        candidate("matmul:m=128,n=128,k=128"),
+        candidate("matmul:m=4,n=4,k=4"),
+    ]);
+    assert_error(
+        &results[0],
+        MeasureErrorKind::Timeout,
+        &["timeout of 0.30 s"],
+    );
+    let message = &results[0].outcome.as_ref().unwrap_err().message;
+    assert!(!message.contains("killed"), "{message}");
+    assert_ok(&results[1]);
+    // The worker replied and lives on.
+    assert_eq!(measurer.worker_starts(), 1);
+}
