@@ -31,6 +31,10 @@ pub struct ScheduleArgs {
     /// Unroll factor of the reduction loop in `--schedule register-tiled`.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..))]
     unroll_k: i64,
+    /// Rows of A kept in cache while all of B passes, in `--schedule register-tiled` (at most
+    /// the tile's rows: no such block).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(i64).range(1..))]
+    block_rows: i64,
     /// Data-layout choices of the operator definition for `--schedule default`, e.g. `pack=8`
     /// to pack the matrix read along `n` into panels of 8 columns (matmul, dense).
     #[arg(long, default_value = "")]
@@ -71,6 +75,7 @@ impl ScheduleArgs {
                     tile_rows,
                     tile_columns,
                     unroll_reduction: self.unroll_k,
+                    block_rows: self.block_rows,
                     parallel,
                 };
                 // The workload parsed, so the recipe can only reject the tiling, which is the

@@ -33,6 +33,10 @@ pub struct MatmulTiling {
     pub tile_columns: i64,
     /// Split the reduction by this factor and unroll the inner part (1: no split).
     pub unroll_reduction: i64,
+    /// Rows of `A` kept hot while every column panel of `B` passes (a cache block of rows,
+    /// looped outside the column panels; at most `tile_rows`: no such block, the row tiles are
+    /// the outer loop and all of `B` streams past each of them).
+    pub block_rows: i64,
     /// Run the row-block loop in parallel.
     pub parallel: bool,
 }
@@ -45,6 +49,7 @@ impl Default for MatmulTiling {
             tile_rows: 4,
             tile_columns: 8,
             unroll_reduction: 1,
+            block_rows: 1,
             parallel: false,
         }
     }
@@ -63,14 +68,27 @@ pub fn register_tiled_matmul(
     let c = s.stage("C")?;
     let local = s.cache_write(c)?;
     let [i, j] = [s.spatial_axes(c)[0], s.spatial_axes(c)[1]];
-    let [row_block, column_block, tile_row, tile_column] =
-        s.tile(c, i, j, tiling.tile_rows, tiling.tile_columns)?;
+    let outer_loop;
+    let tile_loop;
+    let (tile_row, tile_column);
+    if tiling.block_rows > tiling.tile_rows {
+        // block, column panel, row tile: a block of A rows stays in cache while B passes.
+        let (row_block, rows) = s.split(c, i, tiling.block_rows)?;
+        let (row_tile, row) = s.split(c, rows, tiling.tile_rows)?;
+        let (column_panel, column) = s.split(c, j, tiling.tile_columns)?;
+        s.reorder(c, &[row_block, column_panel, row_tile, row, column])?;
+        (outer_loop, tile_loop, tile_row, tile_column) = (row_block, row_tile, row, column);
+    } else {
+        let [row_tile, column_panel, row, column] =
+            s.tile(c, i, j, tiling.tile_rows, tiling.tile_columns)?;
+        (outer_loop, tile_loop, tile_row, tile_column) = (row_tile, column_panel, row, column);
+    }
     if tiling.parallel {
-        s.parallel(c, row_block)?;
+        s.parallel(c, outer_loop)?;
     }
     s.unroll(c, tile_row)?;
     s.vectorize(c, tile_column)?;
-    s.compute_at(local, c, column_block)?;
+    s.compute_at(local, c, tile_loop)?;
 
     let k = s.reduce_axes(local)[0];
     let [local_row, local_column] = [s.spatial_axes(local)[0], s.spatial_axes(local)[1]];
