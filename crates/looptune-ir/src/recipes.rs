@@ -130,6 +130,14 @@ mod tests {
                     tile_rows: 6,
                     tile_columns: 8,
                     unroll_reduction: 4,
+                    block_rows: 1,
+                    parallel: true,
+                },
+                MatmulTiling {
+                    tile_rows: 2,
+                    tile_columns: 4,
+                    unroll_reduction: 2,
+                    block_rows: 5,
                     parallel: true,
                 },
             ] {

@@ -447,3 +447,106 @@ fn fused_axes_become_one_loop() {
         }"#]],
     );
 }
+
+#[test]
+fn batch_matmul_register_tiled_per_batch() {
+    let mut s = schedule_of("batch_matmul:b=2,m=4,n=8,k=3", Layout::default());
+    let c = s.stage("C").unwrap();
+    let local = s.cache_write(c).unwrap();
+    let axes = s.spatial_axes(c);
+    let [_, jo, ii, ji] = s.tile(c, axes[1], axes[2], 2, 4).unwrap();
+    s.parallel(c, axes[0]).unwrap();
+    s.unroll(c, ii).unwrap();
+    s.vectorize(c, ji).unwrap();
+    s.compute_at(local, c, jo).unwrap();
+    let local_axes = s.spatial_axes(local);
+    let k = s.reduce_axes(local)[0];
+    s.reorder(local, &[k, local_axes[0], local_axes[1], local_axes[2]])
+        .unwrap();
+    s.unroll(local, local_axes[1]).unwrap();
+    s.vectorize(local, local_axes[2]).unwrap();
+    check(
+        &s,
+        expect![[r#"
+        kernel batch_matmul(A: f32[2, 4, 3], B: f32[2, 3, 8]) -> (C: f32[2, 4, 8]) {
+          parallel b in 0..2 {
+            for i.outer in 0..2 {
+              for j.outer in 0..2 {
+                alloc C.local: f32[1, 2, 4] {
+                  unroll i in 0..2 {
+                    vectorize j in 0..4 {
+                      C.local[0, i, j] = 0.0
+                    }
+                  }
+                  for k in 0..3 {
+                    unroll i in 0..2 {
+                      vectorize j in 0..4 {
+                        C.local[0, i, j] = fma(A[b, i.outer * 2 + i, k], B[b, k, j.outer * 4 + j], C.local[0, i, j])
+                      }
+                    }
+                  }
+                  unroll i.inner in 0..2 {
+                    vectorize j.inner in 0..4 {
+                      C[b, i.outer * 2 + i.inner, j.outer * 4 + j.inner] = C.local[0, i.inner, j.inner]
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }"#]],
+    );
+}
+
+#[test]
+fn depthwise_conv2d_rows_tiled_and_vectorized() {
+    let mut s = schedule_of(
+        "depthwise_conv2d:n=1,c=2,h=6,w=6,kh=3,kw=3,pad=1",
+        Layout::default(),
+    );
+    let y = s.stage("Y").unwrap();
+    let local = s.cache_write(y).unwrap();
+    let axes = s.spatial_axes(y);
+    let (xo, xi) = s.split(y, axes[3], 4).unwrap();
+    s.parallel(y, axes[1]).unwrap();
+    s.vectorize(y, xi).unwrap();
+    s.compute_at(local, y, xo).unwrap();
+    let local_axes = s.spatial_axes(local);
+    let mut order = s.reduce_axes(local);
+    order.extend(local_axes.iter().copied());
+    s.reorder(local, &order).unwrap();
+    s.vectorize(local, local_axes[3]).unwrap();
+    check(
+        &s,
+        expect![[r#"
+        kernel depthwise_conv2d(X: f32[1, 2, 6, 6], W: f32[2, 1, 3, 3]) -> (Y: f32[1, 2, 6, 6]) {
+          parallel c in 0..2 {
+            for y in 0..6 {
+              for x.outer in 0..2 {
+                alloc Y.local: f32[1, 1, 1, 4] {
+                  vectorize x in 0..4 {
+                    if (x.outer * 4 + x < 6) {
+                      Y.local[0, 0, 0, x] = 0.0
+                    }
+                  }
+                  for ry in 0..3 {
+                    for rx in 0..3 {
+                      vectorize x in 0..4 {
+                        if (x.outer * 4 + x < 6) {
+                          Y.local[0, 0, 0, x] = fma(select(y + ry >= 1 && y + ry < 7 && x.outer * 4 + rx + x >= 1 && x.outer * 4 + rx + x < 7, X[0, c, y + ry - 1, x.outer * 4 + rx + x - 1], 0.0), W[c, 0, ry, rx], Y.local[0, 0, 0, x])
+                        }
+                      }
+                    }
+                  }
+                  vectorize x.inner in 0..4 {
+                    if (x.outer * 4 + x.inner < 6) {
+                      Y[0, c, y, x.outer * 4 + x.inner] = Y.local[0, 0, 0, x.inner]
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }"#]],
+    );
+}
