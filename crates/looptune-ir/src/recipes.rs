@@ -34,8 +34,8 @@ pub struct MatmulTiling {
     /// Split the reduction by this factor and unroll the inner part (1: no split).
     pub unroll_reduction: i64,
     /// Rows of `A` kept hot while every column panel of `B` passes (a cache block of rows,
-    /// looped outside the column panels; at most `tile_rows`: no such block, the row tiles are
-    /// the outer loop and all of `B` streams past each of them).
+    /// looped outside the column panels; at most `tile_rows`, or not less than `m`: no such
+    /// block, the row tiles are the outer loop and all of `B` streams past each of them).
     pub block_rows: i64,
     /// Run the row-block loop in parallel.
     pub parallel: bool,
@@ -71,7 +71,7 @@ pub fn register_tiled_matmul(
     let outer_loop;
     let tile_loop;
     let (tile_row, tile_column);
-    if tiling.block_rows > tiling.tile_rows {
+    if tiling.block_rows > tiling.tile_rows && tiling.block_rows < params.m {
         // block, column panel, row tile: a block of A rows stays in cache while B passes.
         let (row_block, rows) = s.split(c, i, tiling.block_rows)?;
         let (row_tile, row) = s.split(c, rows, tiling.tile_rows)?;
