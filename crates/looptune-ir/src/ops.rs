@@ -516,7 +516,12 @@ impl Workload {
                 ] {
                     positive(name, value)?;
                 }
-                positive("pad + 1", p.pad + 1)?;
+                if p.pad < 0 {
+                    return Err(IrError::InvalidParameter {
+                        op: op.to_string(),
+                        message: format!("`pad={}` must not be negative", p.pad),
+                    });
+                }
                 conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
                 conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation).map(|_| ())
             }
@@ -533,7 +538,12 @@ impl Workload {
                 ] {
                     positive(name, value)?;
                 }
-                positive("pad + 1", p.pad + 1)?;
+                if p.pad < 0 {
+                    return Err(IrError::InvalidParameter {
+                        op: op.to_string(),
+                        message: format!("`pad={}` must not be negative", p.pad),
+                    });
+                }
                 conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
                 conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation).map(|_| ())
             }
@@ -554,8 +564,7 @@ impl Workload {
                 2.0 * (p.n * p.oc * oh * ow * p.ic * p.kh * p.kw) as f64
             }
             Workload::DepthwiseConv2d(p) => {
-                let oh = (p.h + 2 * p.pad - p.dilation * (p.kh - 1) - 1) / p.stride + 1;
-                let ow = (p.w + 2 * p.pad - p.dilation * (p.kw - 1) - 1) / p.stride + 1;
+                let (oh, ow) = depthwise_out_hw(p);
                 2.0 * (p.n * p.c * oh * ow * p.kh * p.kw) as f64
             }
         }
@@ -574,9 +583,21 @@ impl Workload {
     }
 }
 
+/// Output extent of a convolution along one direction (parameters already checked).
+fn out_extent(input: i64, kernel: i64, stride: i64, pad: i64, dilation: i64) -> i64 {
+    (input + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1
+}
+
+fn depthwise_out_hw(p: DepthwiseConv2dParams) -> (i64, i64) {
+    (
+        out_extent(p.h, p.kh, p.stride, p.pad, p.dilation),
+        out_extent(p.w, p.kw, p.stride, p.pad, p.dilation),
+    )
+}
+
 fn conv2d_out_hw(p: Conv2dParams) -> (i64, i64) {
-    let oh = (p.h + 2 * p.pad - p.dilation * (p.kh - 1) - 1) / p.stride + 1;
-    let ow = (p.w + 2 * p.pad - p.dilation * (p.kw - 1) - 1) / p.stride + 1;
+    let oh = out_extent(p.h, p.kh, p.stride, p.pad, p.dilation);
+    let ow = out_extent(p.w, p.kw, p.stride, p.pad, p.dilation);
     (oh, ow)
 }
 
@@ -816,8 +837,7 @@ pub fn conv2d(p: Conv2dParams) -> Result<Program, IrError> {
 /// A depthwise NCHW convolution (multiplier 1), weights `[c, 1, kh, kw]`.
 pub fn depthwise_conv2d(p: DepthwiseConv2dParams) -> Result<Program, IrError> {
     Workload::DepthwiseConv2d(p).check()?;
-    let oh = (p.h + 2 * p.pad - p.dilation * (p.kh - 1) - 1) / p.stride + 1;
-    let ow = (p.w + 2 * p.pad - p.dilation * (p.kw - 1) - 1) / p.stride + 1;
+    let (oh, ow) = depthwise_out_hw(p);
     let mut builder = ProgramBuilder::new("depthwise_conv2d");
     let x = builder.placeholder("X", &[p.n, p.c, p.h, p.w], DType::F32)?;
     let weight = builder.placeholder("W", &[p.c, 1, p.kh, p.kw], DType::F32)?;
