@@ -1,0 +1,33 @@
+//! The tuning log: records of measured configs, queries over them, and deploy-time dispatch.
+//!
+//! A tuning run appends one [`Record`] per measured candidate to a JSON-lines log through a
+//! [`LogWriter`] (append-only, one write and one sync per batch). The log is the only persistent
+//! state of a tuning run: resuming, picking the best config and deploying all read it back.
+//!
+//! Why it is shaped this way:
+//! - **Self-describing records** (design invariant 3): every line carries its workload key,
+//!   target fingerprint, knob values, costs or error, timestamps and versions, so logs from
+//!   different runs and machines can be concatenated and merged.
+//! - **Typed types are borrowed, not mirrored.** `Target`, `IsaFeatures`, `Costs` and
+//!   `MeasureError` come from `looptune-jit`, which is on the deploy path anyway and pulls in no
+//!   tuning-only dependency; mirroring them would only create a second definition to keep in
+//!   sync. Knob values come from `looptune-space`'s `value` module, workloads from `looptune-ir`.
+//! - **Nothing in a log is lost** to damage elsewhere in it: the reader keeps every readable
+//!   record and reports each unreadable line by number as a warning, not an error. Only a newer
+//!   format version is an error, because guessing at its meaning could deploy a wrong config.
+//! - **Deploy never guesses silently**: the [`Dispatcher`] says whether a config came from the
+//!   exact target, a compatible one (same architecture and ISA features), or the fallback.
+//! - The **deploy database** ([`DeployDb`]) is bincode 2 with a magic and version header, read
+//!   without JSON.
+
+#![deny(missing_docs)]
+
+mod error;
+mod record;
+mod writer;
+
+pub use error::LogError;
+pub use record::{
+    unix_seconds, Record, RecordContext, TargetFingerprint, FORMAT_VERSION, LOOPTUNE_VERSION,
+};
+pub use writer::LogWriter;
