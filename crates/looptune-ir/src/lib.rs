@@ -20,6 +20,7 @@ pub mod interp;
 pub mod loop_nest;
 pub mod lower;
 pub mod ops;
+pub mod partition;
 pub mod print;
 pub mod program;
 pub mod random;

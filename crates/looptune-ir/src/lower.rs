@@ -19,6 +19,8 @@ use std::collections::{BTreeMap, HashMap};
 pub fn lower(schedule: &Schedule) -> Result<LoopNest, LowerError> {
     let nest = lower_unsimplified(schedule)?;
     let nest = crate::simplify::simplify(nest);
+    // Cut loops where tail and padding guards switch, so the bulk of the work runs unguarded.
+    let nest = crate::simplify::simplify(crate::partition::partition_loops(nest));
     crate::verify::verify(&nest).map_err(|err| LowerError::Verify(err.to_string()))?;
     Ok(nest)
 }

@@ -113,20 +113,26 @@ fn matmul_split_that_does_not_divide_gets_a_guard() {
     check(
         &s,
         expect![[r#"
-        kernel matmul(A: f32[10, 2], B: f32[2, 3]) -> (C: f32[10, 3]) {
-          for i.outer in 0..3 {
-            for i.inner in 0..4 {
-              if (i.outer * 4 + i.inner < 10) {
-                for j in 0..3 {
-                  C[i.outer * 4 + i.inner, j] = 0.0
-                  for k in 0..2 {
-                    C[i.outer * 4 + i.inner, j] = fma(A[i.outer * 4 + i.inner, k], B[k, j], C[i.outer * 4 + i.inner, j])
+            kernel matmul(A: f32[10, 2], B: f32[2, 3]) -> (C: f32[10, 3]) {
+              for i.outer in 0..2 {
+                for i.inner in 0..4 {
+                  for j in 0..3 {
+                    C[i.outer * 4 + i.inner, j] = 0.0
+                    for k in 0..2 {
+                      C[i.outer * 4 + i.inner, j] = fma(A[i.outer * 4 + i.inner, k], B[k, j], C[i.outer * 4 + i.inner, j])
+                    }
                   }
                 }
               }
-            }
-          }
-        }"#]],
+              for i.inner in 0..2 {
+                for j in 0..3 {
+                  C[i.inner + 8, j] = 0.0
+                  for k in 0..2 {
+                    C[i.inner + 8, j] = fma(A[i.inner + 8, k], B[k, j], C[i.inner + 8, j])
+                  }
+                }
+              }
+            }"#]],
     );
 }
 
@@ -135,22 +141,92 @@ fn matmul_register_tiled_with_tails() {
     check(
         &register_tiled_matmul("matmul:m=6,n=10,k=3", 4, 8),
         expect![[r#"
-        kernel matmul(A: f32[6, 3], B: f32[3, 10]) -> (C: f32[6, 10]) {
-          alloc B.packed: f32[2, 3, 8] {
-            for jo in 0..2 {
-              for k in 0..3 {
-                vectorize ji in 0..8 {
-                  B.packed[jo, k, ji] = select(jo * 8 + ji < 10, B[k, jo * 8 + ji], 0.0)
+            kernel matmul(A: f32[6, 3], B: f32[3, 10]) -> (C: f32[6, 10]) {
+              alloc B.packed: f32[2, 3, 8] {
+                for k in 0..3 {
+                  vectorize ji in 0..8 {
+                    B.packed[0, k, ji] = B[k, ji]
+                  }
                 }
-              }
-            }
-            parallel i.outer in 0..2 {
-              for j.outer in 0..2 {
+                for k in 0..3 {
+                  vectorize ji in 0..8 {
+                    B.packed[1, k, ji] = select(ji + 8 < 10, B[k, ji + 8], 0.0)
+                  }
+                }
                 alloc C.local: f32[4, 8] {
                   unroll i in 0..4 {
-                    if (i.outer * 4 + i < 6) {
+                    vectorize j in 0..8 {
+                      C.local[i, j] = 0.0
+                    }
+                  }
+                  for k.1 in 0..3 {
+                    unroll i in 0..4 {
                       vectorize j in 0..8 {
-                        if (j.outer * 8 + j < 10) {
+                        C.local[i, j] = fma(A[i, k.1], B.packed[0, k.1, j], C.local[i, j])
+                      }
+                    }
+                  }
+                  unroll i.inner in 0..4 {
+                    vectorize j.inner in 0..8 {
+                      C[i.inner, j.inner] = C.local[i.inner, j.inner]
+                    }
+                  }
+                }
+                alloc C.local: f32[4, 8] {
+                  unroll i in 0..4 {
+                    vectorize j in 0..8 {
+                      if (j + 8 < 10) {
+                        C.local[i, j] = 0.0
+                      }
+                    }
+                  }
+                  for k.1 in 0..3 {
+                    unroll i in 0..4 {
+                      vectorize j in 0..8 {
+                        if (j + 8 < 10) {
+                          C.local[i, j] = fma(A[i, k.1], B.packed[1, k.1, j], C.local[i, j])
+                        }
+                      }
+                    }
+                  }
+                  unroll i.inner in 0..4 {
+                    vectorize j.inner in 0..8 {
+                      if (j.inner + 8 < 10) {
+                        C[i.inner, j.inner + 8] = C.local[i.inner, j.inner]
+                      }
+                    }
+                  }
+                }
+                alloc C.local: f32[4, 8] {
+                  unroll i in 0..4 {
+                    if (i + 4 < 6) {
+                      vectorize j in 0..8 {
+                        C.local[i, j] = 0.0
+                      }
+                    }
+                  }
+                  for k.1 in 0..3 {
+                    unroll i in 0..4 {
+                      if (i + 4 < 6) {
+                        vectorize j in 0..8 {
+                          C.local[i, j] = fma(A[i + 4, k.1], B.packed[0, k.1, j], C.local[i, j])
+                        }
+                      }
+                    }
+                  }
+                  unroll i.inner in 0..4 {
+                    if (i.inner + 4 < 6) {
+                      vectorize j.inner in 0..8 {
+                        C[i.inner + 4, j.inner] = C.local[i.inner, j.inner]
+                      }
+                    }
+                  }
+                }
+                alloc C.local: f32[4, 8] {
+                  unroll i in 0..4 {
+                    if (i + 4 < 6) {
+                      vectorize j in 0..8 {
+                        if (j + 8 < 10) {
                           C.local[i, j] = 0.0
                         }
                       }
@@ -158,29 +234,27 @@ fn matmul_register_tiled_with_tails() {
                   }
                   for k.1 in 0..3 {
                     unroll i in 0..4 {
-                      if (i.outer * 4 + i < 6) {
+                      if (i + 4 < 6) {
                         vectorize j in 0..8 {
-                          if (j.outer * 8 + j < 10) {
-                            C.local[i, j] = fma(A[i.outer * 4 + i, k.1], B.packed[j.outer, k.1, j], C.local[i, j])
+                          if (j + 8 < 10) {
+                            C.local[i, j] = fma(A[i + 4, k.1], B.packed[1, k.1, j], C.local[i, j])
                           }
                         }
                       }
                     }
                   }
                   unroll i.inner in 0..4 {
-                    if (i.outer * 4 + i.inner < 6) {
+                    if (i.inner + 4 < 6) {
                       vectorize j.inner in 0..8 {
-                        if (j.outer * 8 + j.inner < 10) {
-                          C[i.outer * 4 + i.inner, j.outer * 8 + j.inner] = C.local[i.inner, j.inner]
+                        if (j.inner + 8 < 10) {
+                          C[i.inner + 4, j.inner + 8] = C.local[i.inner, j.inner]
                         }
                       }
                     }
                   }
                 }
               }
-            }
-          }
-        }"#]],
+            }"#]],
     );
 }
 
@@ -282,22 +356,118 @@ fn conv2d_default_has_padding_in_bounds_checks() {
             Layout::default(),
         ),
         expect![[r#"
-        kernel conv2d(X: f32[1, 2, 4, 4], W: f32[3, 2, 3, 3]) -> (Y: f32[1, 3, 4, 4]) {
-          for oc in 0..3 {
-            for y in 0..4 {
-              for x in 0..4 {
-                Y[0, oc, y, x] = 0.0
+            kernel conv2d(X: f32[1, 2, 4, 4], W: f32[3, 2, 3, 3]) -> (Y: f32[1, 3, 4, 4]) {
+              for oc in 0..3 {
+                Y[0, oc, 0, 0] = 0.0
                 for rc in 0..2 {
-                  for ry in 0..3 {
-                    for rx in 0..3 {
-                      Y[0, oc, y, x] = fma(select(y + ry >= 1 && y + ry < 5 && x + rx >= 1 && x + rx < 5, X[0, rc, y + ry - 1, x + rx - 1], 0.0), W[oc, rc, ry, rx], Y[0, oc, y, x])
+                  Y[0, oc, 0, 0] = fma(0.0, W[oc, rc, 0, 0], Y[0, oc, 0, 0])
+                  for rx in 0..2 {
+                    Y[0, oc, 0, 0] = fma(0.0, W[oc, rc, 0, rx + 1], Y[0, oc, 0, 0])
+                  }
+                  for ry in 0..2 {
+                    Y[0, oc, 0, 0] = fma(0.0, W[oc, rc, ry + 1, 0], Y[0, oc, 0, 0])
+                    for rx in 0..2 {
+                      Y[0, oc, 0, 0] = fma(X[0, rc, ry, rx], W[oc, rc, ry + 1, rx + 1], Y[0, oc, 0, 0])
                     }
                   }
                 }
+                for x in 0..2 {
+                  Y[0, oc, 0, x + 1] = 0.0
+                  for rc in 0..2 {
+                    for rx in 0..3 {
+                      Y[0, oc, 0, x + 1] = fma(0.0, W[oc, rc, 0, rx], Y[0, oc, 0, x + 1])
+                    }
+                    for ry in 0..2 {
+                      for rx in 0..3 {
+                        Y[0, oc, 0, x + 1] = fma(X[0, rc, ry, x + rx], W[oc, rc, ry + 1, rx], Y[0, oc, 0, x + 1])
+                      }
+                    }
+                  }
+                }
+                Y[0, oc, 0, 3] = 0.0
+                for rc in 0..2 {
+                  for rx in 0..2 {
+                    Y[0, oc, 0, 3] = fma(0.0, W[oc, rc, 0, rx], Y[0, oc, 0, 3])
+                  }
+                  Y[0, oc, 0, 3] = fma(0.0, W[oc, rc, 0, 2], Y[0, oc, 0, 3])
+                  for ry in 0..2 {
+                    for rx in 0..2 {
+                      Y[0, oc, 0, 3] = fma(X[0, rc, ry, rx + 2], W[oc, rc, ry + 1, rx], Y[0, oc, 0, 3])
+                    }
+                    Y[0, oc, 0, 3] = fma(0.0, W[oc, rc, ry + 1, 2], Y[0, oc, 0, 3])
+                  }
+                }
+                for y in 0..2 {
+                  Y[0, oc, y + 1, 0] = 0.0
+                  for rc in 0..2 {
+                    for ry in 0..3 {
+                      Y[0, oc, y + 1, 0] = fma(0.0, W[oc, rc, ry, 0], Y[0, oc, y + 1, 0])
+                      for rx in 0..2 {
+                        Y[0, oc, y + 1, 0] = fma(X[0, rc, y + ry, rx], W[oc, rc, ry, rx + 1], Y[0, oc, y + 1, 0])
+                      }
+                    }
+                  }
+                  for x in 0..2 {
+                    Y[0, oc, y + 1, x + 1] = 0.0
+                    for rc in 0..2 {
+                      for ry in 0..3 {
+                        for rx in 0..3 {
+                          Y[0, oc, y + 1, x + 1] = fma(X[0, rc, y + ry, x + rx], W[oc, rc, ry, rx], Y[0, oc, y + 1, x + 1])
+                        }
+                      }
+                    }
+                  }
+                  Y[0, oc, y + 1, 3] = 0.0
+                  for rc in 0..2 {
+                    for ry in 0..3 {
+                      for rx in 0..2 {
+                        Y[0, oc, y + 1, 3] = fma(X[0, rc, y + ry, rx + 2], W[oc, rc, ry, rx], Y[0, oc, y + 1, 3])
+                      }
+                      Y[0, oc, y + 1, 3] = fma(0.0, W[oc, rc, ry, 2], Y[0, oc, y + 1, 3])
+                    }
+                  }
+                }
+                Y[0, oc, 3, 0] = 0.0
+                for rc in 0..2 {
+                  for ry in 0..2 {
+                    Y[0, oc, 3, 0] = fma(0.0, W[oc, rc, ry, 0], Y[0, oc, 3, 0])
+                    for rx in 0..2 {
+                      Y[0, oc, 3, 0] = fma(X[0, rc, ry + 2, rx], W[oc, rc, ry, rx + 1], Y[0, oc, 3, 0])
+                    }
+                  }
+                  Y[0, oc, 3, 0] = fma(0.0, W[oc, rc, 2, 0], Y[0, oc, 3, 0])
+                  for rx in 0..2 {
+                    Y[0, oc, 3, 0] = fma(0.0, W[oc, rc, 2, rx + 1], Y[0, oc, 3, 0])
+                  }
+                }
+                for x in 0..2 {
+                  Y[0, oc, 3, x + 1] = 0.0
+                  for rc in 0..2 {
+                    for ry in 0..2 {
+                      for rx in 0..3 {
+                        Y[0, oc, 3, x + 1] = fma(X[0, rc, ry + 2, x + rx], W[oc, rc, ry, rx], Y[0, oc, 3, x + 1])
+                      }
+                    }
+                    for rx in 0..3 {
+                      Y[0, oc, 3, x + 1] = fma(0.0, W[oc, rc, 2, rx], Y[0, oc, 3, x + 1])
+                    }
+                  }
+                }
+                Y[0, oc, 3, 3] = 0.0
+                for rc in 0..2 {
+                  for ry in 0..2 {
+                    for rx in 0..2 {
+                      Y[0, oc, 3, 3] = fma(X[0, rc, ry + 2, rx + 2], W[oc, rc, ry, rx], Y[0, oc, 3, 3])
+                    }
+                    Y[0, oc, 3, 3] = fma(0.0, W[oc, rc, ry, 2], Y[0, oc, 3, 3])
+                  }
+                  for rx in 0..2 {
+                    Y[0, oc, 3, 3] = fma(0.0, W[oc, rc, 2, rx], Y[0, oc, 3, 3])
+                  }
+                  Y[0, oc, 3, 3] = fma(0.0, W[oc, rc, 2, 2], Y[0, oc, 3, 3])
+                }
               }
-            }
-          }
-        }"#]],
+            }"#]],
     );
 }
 
@@ -324,43 +494,331 @@ fn conv2d_output_channels_blocked_and_vectorized() {
     check(
         &s,
         expect![[r#"
-        kernel conv2d(X: f32[1, 2, 5, 5], W: f32[8, 2, 3, 3]) -> (Y: f32[1, 8, 5, 5]) {
-          for oc.outer in 0..2 {
-            for y in 0..5 {
-              for x.outer in 0..3 {
+            kernel conv2d(X: f32[1, 2, 5, 5], W: f32[8, 2, 3, 3]) -> (Y: f32[1, 8, 5, 5]) {
+              for oc.outer in 0..2 {
                 alloc Y.local: f32[1, 4, 1, 2] {
                   unroll x in 0..2 {
-                    if (x.outer * 2 + x < 5) {
-                      vectorize oc in 0..4 {
-                        Y.local[0, oc, 0, x] = 0.0
-                      }
+                    vectorize oc in 0..4 {
+                      Y.local[0, oc, 0, x] = 0.0
                     }
                   }
                   for rc in 0..2 {
-                    for ry in 0..3 {
-                      for rx in 0..3 {
+                    unroll x in 0..2 {
+                      vectorize oc in 0..4 {
+                        Y.local[0, oc, 0, x] = fma(0.0, W[oc.outer * 4 + oc, rc, 0, 0], Y.local[0, oc, 0, x])
+                      }
+                    }
+                    for rx in 0..2 {
+                      unroll x in 0..2 {
+                        vectorize oc in 0..4 {
+                          Y.local[0, oc, 0, x] = fma(0.0, W[oc.outer * 4 + oc, rc, 0, rx + 1], Y.local[0, oc, 0, x])
+                        }
+                      }
+                    }
+                    for ry in 0..2 {
+                      unroll x in 0..2 {
+                        vectorize oc in 0..4 {
+                          Y.local[0, oc, 0, x] = fma(select(x >= 1, X[0, rc, ry, x - 1], 0.0), W[oc.outer * 4 + oc, rc, ry + 1, 0], Y.local[0, oc, 0, x])
+                        }
+                      }
+                      for rx in 0..2 {
                         unroll x in 0..2 {
-                          if (x.outer * 2 + x < 5) {
-                            vectorize oc in 0..4 {
-                              Y.local[0, oc, 0, x] = fma(select(y + ry >= 1 && y + ry < 6 && x.outer * 2 + rx + x >= 1 && x.outer * 2 + rx + x < 6, X[0, rc, y + ry - 1, x.outer * 2 + rx + x - 1], 0.0), W[oc.outer * 4 + oc, rc, ry, rx], Y.local[0, oc, 0, x])
-                            }
+                          vectorize oc in 0..4 {
+                            Y.local[0, oc, 0, x] = fma(X[0, rc, ry, rx + x], W[oc.outer * 4 + oc, rc, ry + 1, rx + 1], Y.local[0, oc, 0, x])
                           }
                         }
                       }
                     }
                   }
                   for x.inner in 0..2 {
-                    if (x.outer * 2 + x.inner < 5) {
-                      vectorize oc.inner in 0..4 {
-                        Y[0, oc.outer * 4 + oc.inner, y, x.outer * 2 + x.inner] = Y.local[0, oc.inner, 0, x.inner]
-                      }
+                    vectorize oc.inner in 0..4 {
+                      Y[0, oc.outer * 4 + oc.inner, 0, x.inner] = Y.local[0, oc.inner, 0, x.inner]
                     }
                   }
                 }
+                alloc Y.local: f32[1, 4, 1, 2] {
+                  unroll x in 0..2 {
+                    vectorize oc in 0..4 {
+                      Y.local[0, oc, 0, x] = 0.0
+                    }
+                  }
+                  for rc in 0..2 {
+                    for rx in 0..3 {
+                      unroll x in 0..2 {
+                        vectorize oc in 0..4 {
+                          Y.local[0, oc, 0, x] = fma(0.0, W[oc.outer * 4 + oc, rc, 0, rx], Y.local[0, oc, 0, x])
+                        }
+                      }
+                    }
+                    for ry in 0..2 {
+                      for rx in 0..3 {
+                        unroll x in 0..2 {
+                          vectorize oc in 0..4 {
+                            Y.local[0, oc, 0, x] = fma(X[0, rc, ry, rx + x + 1], W[oc.outer * 4 + oc, rc, ry + 1, rx], Y.local[0, oc, 0, x])
+                          }
+                        }
+                      }
+                    }
+                  }
+                  for x.inner in 0..2 {
+                    vectorize oc.inner in 0..4 {
+                      Y[0, oc.outer * 4 + oc.inner, 0, x.inner + 2] = Y.local[0, oc.inner, 0, x.inner]
+                    }
+                  }
+                }
+                alloc Y.local: f32[1, 4, 1, 2] {
+                  unroll x in 0..2 {
+                    if (x + 4 < 5) {
+                      vectorize oc in 0..4 {
+                        Y.local[0, oc, 0, 0] = 0.0
+                      }
+                    }
+                  }
+                  for rc in 0..2 {
+                    unroll x in 0..2 {
+                      if (x + 4 < 5) {
+                        vectorize oc in 0..4 {
+                          Y.local[0, oc, 0, 0] = fma(0.0, W[oc.outer * 4 + oc, rc, 0, 0], Y.local[0, oc, 0, 0])
+                        }
+                      }
+                    }
+                    for rx in 0..2 {
+                      unroll x in 0..2 {
+                        if (x + 4 < 5) {
+                          vectorize oc in 0..4 {
+                            Y.local[0, oc, 0, 0] = fma(0.0, W[oc.outer * 4 + oc, rc, 0, rx + 1], Y.local[0, oc, 0, 0])
+                          }
+                        }
+                      }
+                    }
+                    for ry in 0..2 {
+                      unroll x in 0..2 {
+                        if (x + 4 < 5) {
+                          vectorize oc in 0..4 {
+                            Y.local[0, oc, 0, 0] = fma(X[0, rc, ry, 3], W[oc.outer * 4 + oc, rc, ry + 1, 0], Y.local[0, oc, 0, 0])
+                          }
+                        }
+                      }
+                      for rx in 0..2 {
+                        unroll x in 0..2 {
+                          if (x + 4 < 5) {
+                            vectorize oc in 0..4 {
+                              Y.local[0, oc, 0, 0] = fma(select(rx + 5 < 6, X[0, rc, ry, rx + 4], 0.0), W[oc.outer * 4 + oc, rc, ry + 1, rx + 1], Y.local[0, oc, 0, 0])
+                            }
+                          }
+                        }
+                      }
+                    }
+                  }
+                  vectorize oc.inner in 0..4 {
+                    Y[0, oc.outer * 4 + oc.inner, 0, 4] = Y.local[0, oc.inner, 0, 0]
+                  }
+                }
+                for y in 0..3 {
+                  alloc Y.local: f32[1, 4, 1, 2] {
+                    unroll x in 0..2 {
+                      vectorize oc in 0..4 {
+                        Y.local[0, oc, 0, x] = 0.0
+                      }
+                    }
+                    for rc in 0..2 {
+                      for ry in 0..3 {
+                        unroll x in 0..2 {
+                          vectorize oc in 0..4 {
+                            Y.local[0, oc, 0, x] = fma(select(x >= 1, X[0, rc, y + ry, x - 1], 0.0), W[oc.outer * 4 + oc, rc, ry, 0], Y.local[0, oc, 0, x])
+                          }
+                        }
+                        for rx in 0..2 {
+                          unroll x in 0..2 {
+                            vectorize oc in 0..4 {
+                              Y.local[0, oc, 0, x] = fma(X[0, rc, y + ry, rx + x], W[oc.outer * 4 + oc, rc, ry, rx + 1], Y.local[0, oc, 0, x])
+                            }
+                          }
+                        }
+                      }
+                    }
+                    for x.inner in 0..2 {
+                      vectorize oc.inner in 0..4 {
+                        Y[0, oc.outer * 4 + oc.inner, y + 1, x.inner] = Y.local[0, oc.inner, 0, x.inner]
+                      }
+                    }
+                  }
+                  alloc Y.local: f32[1, 4, 1, 2] {
+                    unroll x in 0..2 {
+                      vectorize oc in 0..4 {
+                        Y.local[0, oc, 0, x] = 0.0
+                      }
+                    }
+                    for rc in 0..2 {
+                      for ry in 0..3 {
+                        for rx in 0..3 {
+                          unroll x in 0..2 {
+                            vectorize oc in 0..4 {
+                              Y.local[0, oc, 0, x] = fma(X[0, rc, y + ry, rx + x + 1], W[oc.outer * 4 + oc, rc, ry, rx], Y.local[0, oc, 0, x])
+                            }
+                          }
+                        }
+                      }
+                    }
+                    for x.inner in 0..2 {
+                      vectorize oc.inner in 0..4 {
+                        Y[0, oc.outer * 4 + oc.inner, y + 1, x.inner + 2] = Y.local[0, oc.inner, 0, x.inner]
+                      }
+                    }
+                  }
+                  alloc Y.local: f32[1, 4, 1, 2] {
+                    unroll x in 0..2 {
+                      if (x + 4 < 5) {
+                        vectorize oc in 0..4 {
+                          Y.local[0, oc, 0, 0] = 0.0
+                        }
+                      }
+                    }
+                    for rc in 0..2 {
+                      for ry in 0..3 {
+                        unroll x in 0..2 {
+                          if (x + 4 < 5) {
+                            vectorize oc in 0..4 {
+                              Y.local[0, oc, 0, 0] = fma(X[0, rc, y + ry, 3], W[oc.outer * 4 + oc, rc, ry, 0], Y.local[0, oc, 0, 0])
+                            }
+                          }
+                        }
+                        for rx in 0..2 {
+                          unroll x in 0..2 {
+                            if (x + 4 < 5) {
+                              vectorize oc in 0..4 {
+                                Y.local[0, oc, 0, 0] = fma(select(rx + 5 < 6, X[0, rc, y + ry, rx + 4], 0.0), W[oc.outer * 4 + oc, rc, ry, rx + 1], Y.local[0, oc, 0, 0])
+                              }
+                            }
+                          }
+                        }
+                      }
+                    }
+                    vectorize oc.inner in 0..4 {
+                      Y[0, oc.outer * 4 + oc.inner, y + 1, 4] = Y.local[0, oc.inner, 0, 0]
+                    }
+                  }
+                }
+                alloc Y.local: f32[1, 4, 1, 2] {
+                  unroll x in 0..2 {
+                    vectorize oc in 0..4 {
+                      Y.local[0, oc, 0, x] = 0.0
+                    }
+                  }
+                  for rc in 0..2 {
+                    for ry in 0..2 {
+                      unroll x in 0..2 {
+                        vectorize oc in 0..4 {
+                          Y.local[0, oc, 0, x] = fma(select(x >= 1, X[0, rc, ry + 3, x - 1], 0.0), W[oc.outer * 4 + oc, rc, ry, 0], Y.local[0, oc, 0, x])
+                        }
+                      }
+                      for rx in 0..2 {
+                        unroll x in 0..2 {
+                          vectorize oc in 0..4 {
+                            Y.local[0, oc, 0, x] = fma(X[0, rc, ry + 3, rx + x], W[oc.outer * 4 + oc, rc, ry, rx + 1], Y.local[0, oc, 0, x])
+                          }
+                        }
+                      }
+                    }
+                    unroll x in 0..2 {
+                      vectorize oc in 0..4 {
+                        Y.local[0, oc, 0, x] = fma(0.0, W[oc.outer * 4 + oc, rc, 2, 0], Y.local[0, oc, 0, x])
+                      }
+                    }
+                    for rx in 0..2 {
+                      unroll x in 0..2 {
+                        vectorize oc in 0..4 {
+                          Y.local[0, oc, 0, x] = fma(0.0, W[oc.outer * 4 + oc, rc, 2, rx + 1], Y.local[0, oc, 0, x])
+                        }
+                      }
+                    }
+                  }
+                  for x.inner in 0..2 {
+                    vectorize oc.inner in 0..4 {
+                      Y[0, oc.outer * 4 + oc.inner, 4, x.inner] = Y.local[0, oc.inner, 0, x.inner]
+                    }
+                  }
+                }
+                alloc Y.local: f32[1, 4, 1, 2] {
+                  unroll x in 0..2 {
+                    vectorize oc in 0..4 {
+                      Y.local[0, oc, 0, x] = 0.0
+                    }
+                  }
+                  for rc in 0..2 {
+                    for ry in 0..2 {
+                      for rx in 0..3 {
+                        unroll x in 0..2 {
+                          vectorize oc in 0..4 {
+                            Y.local[0, oc, 0, x] = fma(X[0, rc, ry + 3, rx + x + 1], W[oc.outer * 4 + oc, rc, ry, rx], Y.local[0, oc, 0, x])
+                          }
+                        }
+                      }
+                    }
+                    for rx in 0..3 {
+                      unroll x in 0..2 {
+                        vectorize oc in 0..4 {
+                          Y.local[0, oc, 0, x] = fma(0.0, W[oc.outer * 4 + oc, rc, 2, rx], Y.local[0, oc, 0, x])
+                        }
+                      }
+                    }
+                  }
+                  for x.inner in 0..2 {
+                    vectorize oc.inner in 0..4 {
+                      Y[0, oc.outer * 4 + oc.inner, 4, x.inner + 2] = Y.local[0, oc.inner, 0, x.inner]
+                    }
+                  }
+                }
+                alloc Y.local: f32[1, 4, 1, 2] {
+                  unroll x in 0..2 {
+                    if (x + 4 < 5) {
+                      vectorize oc in 0..4 {
+                        Y.local[0, oc, 0, 0] = 0.0
+                      }
+                    }
+                  }
+                  for rc in 0..2 {
+                    for ry in 0..2 {
+                      unroll x in 0..2 {
+                        if (x + 4 < 5) {
+                          vectorize oc in 0..4 {
+                            Y.local[0, oc, 0, 0] = fma(X[0, rc, ry + 3, 3], W[oc.outer * 4 + oc, rc, ry, 0], Y.local[0, oc, 0, 0])
+                          }
+                        }
+                      }
+                      for rx in 0..2 {
+                        unroll x in 0..2 {
+                          if (x + 4 < 5) {
+                            vectorize oc in 0..4 {
+                              Y.local[0, oc, 0, 0] = fma(select(rx + 5 < 6, X[0, rc, ry + 3, rx + 4], 0.0), W[oc.outer * 4 + oc, rc, ry, rx + 1], Y.local[0, oc, 0, 0])
+                            }
+                          }
+                        }
+                      }
+                    }
+                    unroll x in 0..2 {
+                      if (x + 4 < 5) {
+                        vectorize oc in 0..4 {
+                          Y.local[0, oc, 0, 0] = fma(0.0, W[oc.outer * 4 + oc, rc, 2, 0], Y.local[0, oc, 0, 0])
+                        }
+                      }
+                    }
+                    for rx in 0..2 {
+                      unroll x in 0..2 {
+                        if (x + 4 < 5) {
+                          vectorize oc in 0..4 {
+                            Y.local[0, oc, 0, 0] = fma(0.0, W[oc.outer * 4 + oc, rc, 2, rx + 1], Y.local[0, oc, 0, 0])
+                          }
+                        }
+                      }
+                    }
+                  }
+                  vectorize oc.inner in 0..4 {
+                    Y[0, oc.outer * 4 + oc.inner, 4, 4] = Y.local[0, oc.inner, 0, 0]
+                  }
+                }
               }
-            }
-          }
-        }"#]],
+            }"#]],
     );
 }
 
@@ -378,25 +836,69 @@ fn conv2d_padding_materialised_per_row() {
     check(
         &s,
         expect![[r#"
-        kernel conv2d(X: f32[1, 1, 3, 3], W: f32[1, 1, 3, 3]) -> (Y: f32[1, 1, 3, 3]) {
-          for y in 0..3 {
-            alloc X.pad: f32[1, 1, 3, 5] {
-              for hp in 0..3 {
-                for wp in 0..5 {
-                  X.pad[0, 0, hp, wp] = select(y + hp >= 1 && y + hp < 4 && wp >= 1 && wp < 4, X[0, 0, y + hp - 1, wp - 1], 0.0)
+            kernel conv2d(X: f32[1, 1, 3, 3], W: f32[1, 1, 3, 3]) -> (Y: f32[1, 1, 3, 3]) {
+              alloc X.pad: f32[1, 1, 3, 5] {
+                X.pad[0, 0, 0, 0] = 0.0
+                for wp in 0..3 {
+                  X.pad[0, 0, 0, wp + 1] = 0.0
                 }
-              }
-              for x in 0..3 {
-                Y[0, 0, y, x] = 0.0
-                for ry in 0..3 {
-                  for rx in 0..3 {
-                    Y[0, 0, y, x] = fma(X.pad[0, 0, ry, x + rx], W[0, 0, ry, rx], Y[0, 0, y, x])
+                X.pad[0, 0, 0, 4] = 0.0
+                for hp in 0..2 {
+                  X.pad[0, 0, hp + 1, 0] = 0.0
+                  for wp in 0..3 {
+                    X.pad[0, 0, hp + 1, wp + 1] = X[0, 0, hp, wp]
+                  }
+                  X.pad[0, 0, hp + 1, 4] = 0.0
+                }
+                for x in 0..3 {
+                  Y[0, 0, 0, x] = 0.0
+                  for ry in 0..3 {
+                    for rx in 0..3 {
+                      Y[0, 0, 0, x] = fma(X.pad[0, 0, ry, x + rx], W[0, 0, ry, rx], Y[0, 0, 0, x])
+                    }
                   }
                 }
               }
-            }
-          }
-        }"#]],
+              alloc X.pad: f32[1, 1, 3, 5] {
+                for hp in 0..3 {
+                  X.pad[0, 0, hp, 0] = 0.0
+                  for wp in 0..3 {
+                    X.pad[0, 0, hp, wp + 1] = X[0, 0, hp, wp]
+                  }
+                  X.pad[0, 0, hp, 4] = 0.0
+                }
+                for x in 0..3 {
+                  Y[0, 0, 1, x] = 0.0
+                  for ry in 0..3 {
+                    for rx in 0..3 {
+                      Y[0, 0, 1, x] = fma(X.pad[0, 0, ry, x + rx], W[0, 0, ry, rx], Y[0, 0, 1, x])
+                    }
+                  }
+                }
+              }
+              alloc X.pad: f32[1, 1, 3, 5] {
+                for hp in 0..2 {
+                  X.pad[0, 0, hp, 0] = 0.0
+                  for wp in 0..3 {
+                    X.pad[0, 0, hp, wp + 1] = X[0, 0, hp + 1, wp]
+                  }
+                  X.pad[0, 0, hp, 4] = 0.0
+                }
+                X.pad[0, 0, 2, 0] = 0.0
+                for wp in 0..3 {
+                  X.pad[0, 0, 2, wp + 1] = 0.0
+                }
+                X.pad[0, 0, 2, 4] = 0.0
+                for x in 0..3 {
+                  Y[0, 0, 2, x] = 0.0
+                  for ry in 0..3 {
+                    for rx in 0..3 {
+                      Y[0, 0, 2, x] = fma(X.pad[0, 0, ry, x + rx], W[0, 0, ry, rx], Y[0, 0, 2, x])
+                    }
+                  }
+                }
+              }
+            }"#]],
     );
 }
 
@@ -408,20 +910,43 @@ fn depthwise_conv2d_default() {
             Layout::default(),
         ),
         expect![[r#"
-        kernel depthwise_conv2d(X: f32[1, 2, 4, 4], W: f32[2, 1, 3, 3]) -> (Y: f32[1, 2, 2, 2]) {
-          for c in 0..2 {
-            for y in 0..2 {
-              for x in 0..2 {
-                Y[0, c, y, x] = 0.0
+            kernel depthwise_conv2d(X: f32[1, 2, 4, 4], W: f32[2, 1, 3, 3]) -> (Y: f32[1, 2, 2, 2]) {
+              for c in 0..2 {
+                Y[0, c, 0, 0] = 0.0
+                Y[0, c, 0, 0] = fma(0.0, W[c, 0, 0, 0], Y[0, c, 0, 0])
+                for rx in 0..2 {
+                  Y[0, c, 0, 0] = fma(0.0, W[c, 0, 0, rx + 1], Y[0, c, 0, 0])
+                }
+                for ry in 0..2 {
+                  Y[0, c, 0, 0] = fma(0.0, W[c, 0, ry + 1, 0], Y[0, c, 0, 0])
+                  for rx in 0..2 {
+                    Y[0, c, 0, 0] = fma(X[0, c, ry, rx], W[c, 0, ry + 1, rx + 1], Y[0, c, 0, 0])
+                  }
+                }
+                Y[0, c, 0, 1] = 0.0
+                for rx in 0..3 {
+                  Y[0, c, 0, 1] = fma(0.0, W[c, 0, 0, rx], Y[0, c, 0, 1])
+                }
+                for ry in 0..2 {
+                  for rx in 0..3 {
+                    Y[0, c, 0, 1] = fma(X[0, c, ry, rx + 1], W[c, 0, ry + 1, rx], Y[0, c, 0, 1])
+                  }
+                }
+                Y[0, c, 1, 0] = 0.0
+                for ry in 0..3 {
+                  Y[0, c, 1, 0] = fma(0.0, W[c, 0, ry, 0], Y[0, c, 1, 0])
+                  for rx in 0..2 {
+                    Y[0, c, 1, 0] = fma(X[0, c, ry + 1, rx], W[c, 0, ry, rx + 1], Y[0, c, 1, 0])
+                  }
+                }
+                Y[0, c, 1, 1] = 0.0
                 for ry in 0..3 {
                   for rx in 0..3 {
-                    Y[0, c, y, x] = fma(select(y * 2 + ry >= 1 && x * 2 + rx >= 1, X[0, c, y * 2 + ry - 1, x * 2 + rx - 1], 0.0), W[c, 0, ry, rx], Y[0, c, y, x])
+                    Y[0, c, 1, 1] = fma(X[0, c, ry + 1, rx + 1], W[c, 0, ry, rx], Y[0, c, 1, 1])
                   }
                 }
               }
-            }
-          }
-        }"#]],
+            }"#]],
     );
 }
 
@@ -519,34 +1044,158 @@ fn depthwise_conv2d_rows_tiled_and_vectorized() {
     check(
         &s,
         expect![[r#"
-        kernel depthwise_conv2d(X: f32[1, 2, 6, 6], W: f32[2, 1, 3, 3]) -> (Y: f32[1, 2, 6, 6]) {
-          parallel c in 0..2 {
-            for y in 0..6 {
-              for x.outer in 0..2 {
+            kernel depthwise_conv2d(X: f32[1, 2, 6, 6], W: f32[2, 1, 3, 3]) -> (Y: f32[1, 2, 6, 6]) {
+              parallel c in 0..2 {
                 alloc Y.local: f32[1, 1, 1, 4] {
                   vectorize x in 0..4 {
-                    if (x.outer * 4 + x < 6) {
+                    Y.local[0, 0, 0, x] = 0.0
+                  }
+                  vectorize x in 0..4 {
+                    Y.local[0, 0, 0, x] = fma(0.0, W[c, 0, 0, 0], Y.local[0, 0, 0, x])
+                  }
+                  for rx in 0..2 {
+                    vectorize x in 0..4 {
+                      Y.local[0, 0, 0, x] = fma(0.0, W[c, 0, 0, rx + 1], Y.local[0, 0, 0, x])
+                    }
+                  }
+                  for ry in 0..2 {
+                    vectorize x in 0..4 {
+                      Y.local[0, 0, 0, x] = fma(select(x >= 1, X[0, c, ry, x - 1], 0.0), W[c, 0, ry + 1, 0], Y.local[0, 0, 0, x])
+                    }
+                    for rx in 0..2 {
+                      vectorize x in 0..4 {
+                        Y.local[0, 0, 0, x] = fma(X[0, c, ry, rx + x], W[c, 0, ry + 1, rx + 1], Y.local[0, 0, 0, x])
+                      }
+                    }
+                  }
+                  vectorize x.inner in 0..4 {
+                    Y[0, c, 0, x.inner] = Y.local[0, 0, 0, x.inner]
+                  }
+                }
+                alloc Y.local: f32[1, 1, 1, 4] {
+                  vectorize x in 0..4 {
+                    if (x + 4 < 6) {
                       Y.local[0, 0, 0, x] = 0.0
                     }
                   }
-                  for ry in 0..3 {
+                  for rx in 0..3 {
+                    vectorize x in 0..4 {
+                      if (x + 4 < 6) {
+                        Y.local[0, 0, 0, x] = fma(0.0, W[c, 0, 0, rx], Y.local[0, 0, 0, x])
+                      }
+                    }
+                  }
+                  for ry in 0..2 {
                     for rx in 0..3 {
                       vectorize x in 0..4 {
-                        if (x.outer * 4 + x < 6) {
-                          Y.local[0, 0, 0, x] = fma(select(y + ry >= 1 && y + ry < 7 && x.outer * 4 + rx + x >= 1 && x.outer * 4 + rx + x < 7, X[0, c, y + ry - 1, x.outer * 4 + rx + x - 1], 0.0), W[c, 0, ry, rx], Y.local[0, 0, 0, x])
+                        if (x + 4 < 6) {
+                          Y.local[0, 0, 0, x] = fma(select(rx + x + 4 < 7, X[0, c, ry, rx + x + 3], 0.0), W[c, 0, ry + 1, rx], Y.local[0, 0, 0, x])
                         }
                       }
                     }
                   }
                   vectorize x.inner in 0..4 {
-                    if (x.outer * 4 + x.inner < 6) {
-                      Y[0, c, y, x.outer * 4 + x.inner] = Y.local[0, 0, 0, x.inner]
+                    if (x.inner + 4 < 6) {
+                      Y[0, c, 0, x.inner + 4] = Y.local[0, 0, 0, x.inner]
+                    }
+                  }
+                }
+                for y in 0..4 {
+                  alloc Y.local: f32[1, 1, 1, 4] {
+                    vectorize x in 0..4 {
+                      Y.local[0, 0, 0, x] = 0.0
+                    }
+                    for ry in 0..3 {
+                      vectorize x in 0..4 {
+                        Y.local[0, 0, 0, x] = fma(select(x >= 1, X[0, c, y + ry, x - 1], 0.0), W[c, 0, ry, 0], Y.local[0, 0, 0, x])
+                      }
+                      for rx in 0..2 {
+                        vectorize x in 0..4 {
+                          Y.local[0, 0, 0, x] = fma(X[0, c, y + ry, rx + x], W[c, 0, ry, rx + 1], Y.local[0, 0, 0, x])
+                        }
+                      }
+                    }
+                    vectorize x.inner in 0..4 {
+                      Y[0, c, y + 1, x.inner] = Y.local[0, 0, 0, x.inner]
+                    }
+                  }
+                  alloc Y.local: f32[1, 1, 1, 4] {
+                    vectorize x in 0..4 {
+                      if (x + 4 < 6) {
+                        Y.local[0, 0, 0, x] = 0.0
+                      }
+                    }
+                    for ry in 0..3 {
+                      for rx in 0..3 {
+                        vectorize x in 0..4 {
+                          if (x + 4 < 6) {
+                            Y.local[0, 0, 0, x] = fma(select(rx + x + 4 < 7, X[0, c, y + ry, rx + x + 3], 0.0), W[c, 0, ry, rx], Y.local[0, 0, 0, x])
+                          }
+                        }
+                      }
+                    }
+                    vectorize x.inner in 0..4 {
+                      if (x.inner + 4 < 6) {
+                        Y[0, c, y + 1, x.inner + 4] = Y.local[0, 0, 0, x.inner]
+                      }
+                    }
+                  }
+                }
+                alloc Y.local: f32[1, 1, 1, 4] {
+                  vectorize x in 0..4 {
+                    Y.local[0, 0, 0, x] = 0.0
+                  }
+                  for ry in 0..2 {
+                    vectorize x in 0..4 {
+                      Y.local[0, 0, 0, x] = fma(select(x >= 1, X[0, c, ry + 4, x - 1], 0.0), W[c, 0, ry, 0], Y.local[0, 0, 0, x])
+                    }
+                    for rx in 0..2 {
+                      vectorize x in 0..4 {
+                        Y.local[0, 0, 0, x] = fma(X[0, c, ry + 4, rx + x], W[c, 0, ry, rx + 1], Y.local[0, 0, 0, x])
+                      }
+                    }
+                  }
+                  vectorize x in 0..4 {
+                    Y.local[0, 0, 0, x] = fma(0.0, W[c, 0, 2, 0], Y.local[0, 0, 0, x])
+                  }
+                  for rx in 0..2 {
+                    vectorize x in 0..4 {
+                      Y.local[0, 0, 0, x] = fma(0.0, W[c, 0, 2, rx + 1], Y.local[0, 0, 0, x])
+                    }
+                  }
+                  vectorize x.inner in 0..4 {
+                    Y[0, c, 5, x.inner] = Y.local[0, 0, 0, x.inner]
+                  }
+                }
+                alloc Y.local: f32[1, 1, 1, 4] {
+                  vectorize x in 0..4 {
+                    if (x + 4 < 6) {
+                      Y.local[0, 0, 0, x] = 0.0
+                    }
+                  }
+                  for ry in 0..2 {
+                    for rx in 0..3 {
+                      vectorize x in 0..4 {
+                        if (x + 4 < 6) {
+                          Y.local[0, 0, 0, x] = fma(select(rx + x + 4 < 7, X[0, c, ry + 4, rx + x + 3], 0.0), W[c, 0, ry, rx], Y.local[0, 0, 0, x])
+                        }
+                      }
+                    }
+                  }
+                  for rx in 0..3 {
+                    vectorize x in 0..4 {
+                      if (x + 4 < 6) {
+                        Y.local[0, 0, 0, x] = fma(0.0, W[c, 0, 2, rx], Y.local[0, 0, 0, x])
+                      }
+                    }
+                  }
+                  vectorize x.inner in 0..4 {
+                    if (x.inner + 4 < 6) {
+                      Y[0, c, 5, x.inner + 4] = Y.local[0, 0, 0, x.inner]
                     }
                   }
                 }
               }
-            }
-          }
-        }"#]],
+            }"#]],
     );
 }
