@@ -23,10 +23,18 @@
 #![deny(missing_docs)]
 
 mod error;
+mod query;
+mod reader;
 mod record;
 mod writer;
 
 pub use error::LogError;
+pub use query::{
+    best, best_per_task, measured, merge, merge_records, task_records, top_k, Measured, Merged,
+};
+pub use reader::{
+    parse_log, read_log, read_logs, upgrade, LogContents, LogWarning, WarningKind, REQUIRED_FIELDS,
+};
 pub use record::{
     unix_seconds, Record, RecordContext, TargetFingerprint, FORMAT_VERSION, LOOPTUNE_VERSION,
 };

@@ -114,7 +114,7 @@ pub(crate) fn io_error(action: &'static str, path: &Path, source: std::io::Error
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::record::tests::fingerprint;
     use crate::record::{FORMAT_VERSION, LOOPTUNE_VERSION};

@@ -1,0 +1,240 @@
+//! Questions asked of records: the best per task, the top k, a task's records, what a resumed
+//! run must not measure again, and merging logs.
+//!
+//! A *task* here is a (workload key, target fingerprint) pair, matched exactly: results from
+//! another machine or code generator answer none of these questions (the [`crate::Dispatcher`]
+//! is where a compatible target may stand in, and says so).
+
+use crate::error::LogError;
+use crate::reader::{read_logs, LogWarning};
+use crate::record::{Record, TargetFingerprint};
+use looptune_ir::Workload;
+use looptune_space::ConfigValues;
+use std::collections::HashSet;
+use std::path::Path;
+
+/// All records of the task (`workload`, `target`), valid or not, in log order.
+pub fn task_records<'a>(
+    records: &'a [Record],
+    workload: &Workload,
+    target: &TargetFingerprint,
+) -> Vec<&'a Record> {
+    let key = workload.to_string();
+    records
+        .iter()
+        .filter(|record| record.is_of_task(&key, target))
+        .collect()
+}
+
+/// The `k` fastest valid records of the task, fastest first (ties keep log order).
+pub fn top_k<'a>(
+    records: &'a [Record],
+    workload: &Workload,
+    target: &TargetFingerprint,
+    k: usize,
+) -> Vec<&'a Record> {
+    let mut valid: Vec<&Record> = task_records(records, workload, target)
+        .into_iter()
+        .filter(|record| record.is_valid())
+        .collect();
+    valid.sort_by(|a, b| by_median(a, b));
+    valid.truncate(k);
+    valid
+}
+
+/// The fastest valid record of the task, if any.
+pub fn best<'a>(
+    records: &'a [Record],
+    workload: &Workload,
+    target: &TargetFingerprint,
+) -> Option<&'a Record> {
+    top_k(records, workload, target, 1).into_iter().next()
+}
+
+/// The fastest valid record of every task in `records`, in the order each task first appears.
+/// This is what `looptune best --log FILE` prints (filtered by workload when one is given).
+pub fn best_per_task(records: &[Record]) -> Vec<&Record> {
+    let mut best: Vec<&Record> = Vec::new();
+    for record in records.iter().filter(|record| record.is_valid()) {
+        match best
+            .iter_mut()
+            .find(|kept| kept.workload == record.workload && kept.target == record.target)
+        {
+            Some(kept) => {
+                if by_median(record, kept).is_lt() {
+                    *kept = record;
+                }
+            }
+            None => best.push(record),
+        }
+    }
+    best
+}
+
+/// The configs a task has already measured (failed ones included: measuring them again would
+/// fail again), so that a resumed run skips them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Measured {
+    /// Config indices measured.
+    pub indices: HashSet<u128>,
+    /// The same configs as knob values, for spaces whose indices changed since the log was
+    /// written.
+    pub configs: HashSet<ConfigValues>,
+}
+
+impl Measured {
+    /// Whether the config with `index` was measured.
+    pub fn contains_index(&self, index: u128) -> bool {
+        self.indices.contains(&index)
+    }
+
+    /// Whether the config with these knob values was measured.
+    pub fn contains_config(&self, config: &ConfigValues) -> bool {
+        self.configs.contains(config)
+    }
+
+    /// How many distinct configs were measured.
+    pub fn len(&self) -> usize {
+        self.configs.len().max(self.indices.len())
+    }
+
+    /// Whether nothing was measured.
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty() && self.configs.is_empty()
+    }
+}
+
+/// What the task (`workload`, `target`) has measured already.
+pub fn measured(records: &[Record], workload: &Workload, target: &TargetFingerprint) -> Measured {
+    let mut measured = Measured::default();
+    for record in task_records(records, workload, target) {
+        measured.indices.insert(record.config_index);
+        measured.configs.insert(record.config.clone());
+    }
+    measured
+}
+
+/// The records of several logs merged, and the warnings met reading them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Merged {
+    /// Every distinct record, in the order first seen (logs in the order given).
+    pub records: Vec<Record>,
+    /// Identical records dropped.
+    pub duplicates: usize,
+    /// Lines of the inputs that were skipped, by file and line.
+    pub warnings: Vec<LogWarning>,
+}
+
+/// Merges records, dropping exact duplicates (the same line written twice, or the same log
+/// given twice). Records that differ in anything, even a timestamp, are all kept: they are
+/// separate measurements.
+pub fn merge_records(records: impl IntoIterator<Item = Record>) -> (Vec<Record>, usize) {
+    let mut seen = HashSet::new();
+    let mut kept = Vec::new();
+    let mut duplicates = 0;
+    for record in records {
+        // The serialized line is a faithful identity (floats print exactly) and is hashable.
+        let identity = serde_json::to_string(&record).unwrap_or_else(|_| format!("{record:?}"));
+        if seen.insert(identity) {
+            kept.push(record);
+        } else {
+            duplicates += 1;
+        }
+    }
+    (kept, duplicates)
+}
+
+/// Reads `logs` and merges their records ([`merge_records`]); for `looptune merge --out FILE
+/// LOG...`, which then writes `records` with `LogWriter::create(out)?.append_batch(..)`.
+pub fn merge<P: AsRef<Path>>(logs: &[P]) -> Result<Merged, LogError> {
+    let contents = read_logs(logs)?;
+    let (records, duplicates) = merge_records(contents.records);
+    Ok(Merged {
+        records,
+        duplicates,
+        warnings: contents.warnings,
+    })
+}
+
+fn by_median(a: &Record, b: &Record) -> std::cmp::Ordering {
+    let time = |record: &Record| record.median_s().unwrap_or(f64::INFINITY);
+    time(a).total_cmp(&time(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::fingerprint;
+    use crate::writer::tests::record;
+    use looptune_jit::measure::{MeasureError, MeasureErrorKind};
+    use looptune_space::KnobValue;
+
+    fn matmul() -> Workload {
+        "matmul:m=4,n=4,k=4".parse().expect("parses")
+    }
+
+    fn failed(index: u128) -> Record {
+        let mut failed = record(index, 0.5);
+        failed.costs = None;
+        failed.gflops = None;
+        failed.error = Some(MeasureError::new(
+            MeasureErrorKind::WrongAnswer,
+            "C[0] is 1",
+        ));
+        failed
+    }
+
+    #[test]
+    fn best_and_top_k_skip_failures_and_other_targets() {
+        let mut elsewhere = record(9, 0.1);
+        elsewhere.target = fingerprint("Other CPU", 1);
+        let records = vec![
+            record(1, 3.0),
+            failed(2),
+            record(3, 1.0),
+            elsewhere,
+            record(4, 2.0),
+        ];
+        let target = fingerprint("Test CPU", 1);
+        let indices =
+            |found: Vec<&Record>| found.iter().map(|r| r.config_index).collect::<Vec<_>>();
+        assert_eq!(indices(top_k(&records, &matmul(), &target, 2)), vec![3, 4]);
+        assert_eq!(
+            best(&records, &matmul(), &target).map(|r| r.config_index),
+            Some(3)
+        );
+        assert_eq!(task_records(&records, &matmul(), &target).len(), 4);
+        assert_eq!(
+            best_per_task(&records)
+                .iter()
+                .map(|r| r.config_index)
+                .collect::<Vec<_>>(),
+            vec![3, 9]
+        );
+    }
+
+    #[test]
+    fn measured_holds_failed_configs_by_index_and_by_values() {
+        let mut with_values = failed(2);
+        with_values.config = vec![("k".to_string(), KnobValue::Choice(1))];
+        let records = vec![record(1, 1.0), with_values];
+        let done = measured(&records, &matmul(), &fingerprint("Test CPU", 1));
+        assert!(done.contains_index(1) && done.contains_index(2) && !done.contains_index(3));
+        assert!(done.contains_config(&vec![("k".to_string(), KnobValue::Choice(1))]));
+        assert!(measured(&records, &matmul(), &fingerprint("Other", 1)).is_empty());
+    }
+
+    #[test]
+    fn merging_drops_only_identical_records() {
+        let mut later = record(1, 1.0);
+        later.started_unix_s += 10.0;
+        let (kept, duplicates) = merge_records(vec![
+            record(1, 1.0),
+            record(2, 1.0),
+            record(1, 1.0),
+            later.clone(),
+        ]);
+        assert_eq!(duplicates, 1);
+        assert_eq!(kept, vec![record(1, 1.0), record(2, 1.0), later]);
+    }
+}
