@@ -62,6 +62,14 @@ pub enum LogError {
         #[source]
         source: serde_json::Error,
     },
+    /// A deploy database could not be encoded.
+    #[error("cannot encode a deploy database of {entries} entries: {message}")]
+    EncodeDatabase {
+        /// How many entries it had.
+        entries: usize,
+        /// bincode's error.
+        message: String,
+    },
     /// A file is not a deploy database, or one of a version this reader does not know, or it is
     /// damaged (truncated, trailing bytes, undecodable).
     #[error("`{path}` is not a usable looptune deploy database: {message}")]

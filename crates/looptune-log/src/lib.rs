@@ -22,12 +22,16 @@
 
 #![deny(missing_docs)]
 
+mod db;
+mod dispatch;
 mod error;
 mod query;
 mod reader;
 mod record;
 mod writer;
 
+pub use db::{export_db, DeployDb, DeployEntry, DB_MAGIC, DB_VERSION};
+pub use dispatch::{Dispatch, Dispatcher, Source};
 pub use error::LogError;
 pub use query::{
     best, best_per_task, measured, merge, merge_records, task_records, top_k, Measured, Merged,
