@@ -4,9 +4,20 @@
 //! [`ConfigSpace`] of a task says which values each knob may take and which combinations are
 //! legal. Configs are recorded in tuning logs as knob values, never as bare indices, so that a
 //! log stays readable when a space grows.
+//!
+//! The crate is shaped around one promise: every [`Config`] that exists lowers to a correct
+//! program. A `Config` can only be made by its space, and a space refuses points that break one
+//! of its constraints (register pressure, vector widths), so an invalid point is excluded when
+//! it is enumerated or sampled rather than discovered when it is measured.
 
 #![deny(missing_docs)]
 
+pub mod error;
+pub mod knob;
+pub mod space;
 pub mod value;
 
+pub use error::{SpaceError, TemplateError};
+pub use knob::{Annotation, Factors, Knob, KnobKind};
+pub use space::{Config, ConfigSpace, Constraint, Sampler};
 pub use value::{ConfigValues, KnobValue};
