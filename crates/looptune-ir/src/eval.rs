@@ -121,6 +121,18 @@ pub fn evaluate_point(
     tensor: crate::expr::BufferId,
     indices: &[i64],
 ) -> Result<f32, EvalError> {
+    let points = evaluate_points(program, inputs, tensor, &[indices.to_vec()])?;
+    Ok(points[0])
+}
+
+/// [`evaluate_point`] for many points of one tensor, converting the inputs once: a point then
+/// costs only its own reduction.
+pub fn evaluate_points(
+    program: &Program,
+    inputs: &[&[f32]],
+    tensor: crate::expr::BufferId,
+    points: &[Vec<i64>],
+) -> Result<Vec<f32>, EvalError> {
     let values = input_values(program, inputs)?;
     let evaluator = Evaluator {
         program,
@@ -128,9 +140,14 @@ pub fn evaluate_point(
         tensor: &program.tensor(tensor).name,
     };
     let mut env = vec![0i64; program.var_names.len()];
-    evaluator
-        .element(tensor, indices, &mut env)
-        .map(|value| value as f32)
+    points
+        .iter()
+        .map(|indices| {
+            evaluator
+                .element(tensor, indices, &mut env)
+                .map(|value| value as f32)
+        })
+        .collect()
 }
 
 /// Tensor indices with every tensor after the tensors it reads. Definition order already is one
