@@ -17,8 +17,34 @@
 //!   format version is an error, because guessing at its meaning could deploy a wrong config.
 //! - **Deploy never guesses silently**: the [`Dispatcher`] says whether a config came from the
 //!   exact target, a compatible one (same architecture and ISA features), or the fallback.
-//! - The **deploy database** ([`DeployDb`]) is bincode 2 with a magic and version header, read
-//!   without JSON.
+//! - The **deploy database** ([`DeployDb`]) is bincode 2 with a magic and version header; loading
+//!   it parses no JSON (the crate still links serde_json for the log itself).
+//!
+//! The command-line subcommands are one-liners over this API:
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use looptune_log::{export_db, merge, read_log, best_per_task, DeployDb, LogWriter};
+//! # let dir = tempfile::tempdir()?;
+//! # let (log, out, db) = (dir.path().join("a.jsonl"), dir.path().join("m.jsonl"), dir.path().join("b.db"));
+//! # LogWriter::open(&log)?.append_batch(&[])?;
+//! // looptune best --log FILE
+//! let contents = read_log(&log)?;
+//! for warning in &contents.warnings {
+//!     eprintln!("warning: {warning}");
+//! }
+//! for record in best_per_task(&contents.records) {
+//!     println!("{} {:?} GFLOP/s", record.workload, record.gflops);
+//! }
+//! // looptune merge --out FILE LOG...
+//! let merged = merge(&[&log])?;
+//! LogWriter::create(&out)?.append_batch(&merged.records)?;
+//! // looptune export-db --out DB LOG...
+//! export_db(&merged.records, &db)?;
+//! assert!(DeployDb::load(&db)?.entries().is_empty());
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(missing_docs)]
 

@@ -100,9 +100,9 @@ fn two_batches_appended_read_back_in_order() {
         measured_record(&here(), 2, None),
     ];
     let second = vec![measured_record(&here(), 3, Some(1e-3))];
-    write_log(&path, &[first.clone()]);
+    write_log(&path, std::slice::from_ref(&first));
     // A second run reopens the same log.
-    write_log(&path, &[second.clone()]);
+    write_log(&path, std::slice::from_ref(&second));
     let contents = read_log(&path).expect("reads");
     assert!(contents.warnings.is_empty(), "{:?}", contents.warnings);
     assert_eq!(contents.records, [first, second].concat());
