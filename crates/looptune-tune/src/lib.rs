@@ -1,0 +1,24 @@
+//! `looptune-tune`: search over a task's config space by measuring candidates.
+//!
+//! A [`Tuner`] proposes batches of configs and learns from their results; the tuning loop
+//! ([`tune`]) turns each config into a kernel, has the [`Measurer`](looptune_jit::Measurer)
+//! check and time it (in a worker process by default), appends one record per candidate to the
+//! tuning log, and stops on an explicit budget with a typed [`StopReason`], in the manner of
+//! egg's `Runner`.
+//!
+//! **Invariant:** the tuning log is the only persistent state of a tuning run: a rerun with the
+//! same log skips every config already measured for the task and target and continues from the
+//! best found.
+//!
+//! **Invariant:** tuners never see wall-clock time, only throughput of measured configs, so the
+//! same seed makes the same proposals whatever the machine's load (the measurements differ).
+
+#![deny(missing_docs)]
+
+pub mod task;
+pub mod tuner;
+pub mod tuning;
+
+pub use task::TuningTask;
+pub use tuner::{GridTuner, RandomTuner, Trial, Tuner};
+pub use tuning::{tune, Observer, Progress, StopReason, TuneError, TuneOptions, TuneReport};

@@ -1,0 +1,271 @@
+//! The tuning loop: propose, measure, log, keep the best, stop on a budget.
+//!
+//! Each batch is proposed by the tuner, turned into kernels by the task, measured (checked
+//! against the reference before its time counts), appended to the log in one write and one
+//! sync, and only then shown to the tuner. Killing a run therefore loses at most the batch in
+//! flight, and a rerun with the same log resumes: configs already recorded for this workload and
+//! target are skipped, and the best recorded one is the starting best.
+
+use crate::task::TuningTask;
+use crate::tuner::{Trial, Tuner};
+use looptune_jit::{MeasureError, MeasureErrorKind, MeasureResult, Measurer};
+use looptune_log::{best, measured, LogError, LogWriter, Record, RecordContext};
+use looptune_space::ConfigValues;
+use std::time::{Duration, Instant, SystemTime};
+use thiserror::Error;
+
+/// Budgets of a tuning run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TuneOptions {
+    /// Configs to measure in this run (resumed records do not count).
+    pub trials: usize,
+    /// Configs proposed and measured together; the log is synced once per batch.
+    pub batch_size: usize,
+    /// Stop after this many measured configs in a row without a new best.
+    pub early_stopping: Option<usize>,
+    /// Stop starting batches once this much wall time has passed.
+    pub time_budget: Option<Duration>,
+}
+
+impl Default for TuneOptions {
+    fn default() -> TuneOptions {
+        TuneOptions {
+            trials: 100,
+            batch_size: 16,
+            early_stopping: None,
+            time_budget: None,
+        }
+    }
+}
+
+/// Why a tuning run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// `trials` configs were measured.
+    TrialBudget,
+    /// The tuner has nothing left to propose (every valid config is measured).
+    SpaceExhausted,
+    /// `early_stopping` configs in a row brought no improvement.
+    NoImprovement,
+    /// The wall-clock budget ran out.
+    TimeBudget,
+}
+
+impl StopReason {
+    /// A stable snake_case name, for JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::TrialBudget => "trial_budget",
+            StopReason::SpaceExhausted => "space_exhausted",
+            StopReason::NoImprovement => "no_improvement",
+            StopReason::TimeBudget => "time_budget",
+        }
+    }
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The best config known to a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BestConfig {
+    /// Its index in the space.
+    pub index: u128,
+    /// Its knob values.
+    pub values: ConfigValues,
+    /// Its throughput.
+    pub gflops: f64,
+}
+
+/// What a tuning run did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TuneReport {
+    /// Configs measured in this run.
+    pub trials: usize,
+    /// Records of this task and target that were already in the log.
+    pub resumed: usize,
+    /// Configs of this run that failed (compile error, crash, timeout, wrong answer, invalid).
+    pub errors: usize,
+    /// The best config of the log and this run together.
+    pub best: Option<BestConfig>,
+    /// Best throughput after each trial of this run (0 before anything succeeded).
+    pub curve: Vec<f64>,
+    /// Why the run ended.
+    pub stop_reason: StopReason,
+    /// Wall time of the run.
+    pub wall: Duration,
+}
+
+/// State shown to an [`Observer`] after each batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Progress {
+    /// Configs measured in this run so far.
+    pub trials: usize,
+    /// The trial budget.
+    pub budget: usize,
+    /// Failures so far.
+    pub errors: usize,
+    /// Best throughput so far (log included).
+    pub best_gflops: Option<f64>,
+}
+
+/// Watches a tuning run (progress bars, tests).
+pub trait Observer {
+    /// Called after every batch, once it is in the log.
+    fn batch_done(&mut self, progress: &Progress);
+}
+
+impl Observer for () {
+    fn batch_done(&mut self, _progress: &Progress) {}
+}
+
+/// Why a tuning run could not go on. A failing candidate is not one of these: it is an error
+/// record in the log.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TuneError {
+    /// Appending to the log failed; what was measured in the failed batch is lost, the log
+    /// holds everything before it.
+    #[error("could not append to the tuning log: {0}")]
+    Log(#[from] LogError),
+    /// Options that cannot work.
+    #[error("invalid tuning options: {0}")]
+    Options(String),
+}
+
+/// Tunes `task` with `tuner`, measuring with `measurer` and appending to `log`. `existing` holds
+/// the records already in the log (for resuming); `context` says what every record shares.
+#[allow(clippy::too_many_arguments)]
+pub fn tune(
+    task: &dyn TuningTask,
+    tuner: &mut dyn Tuner,
+    measurer: &mut Measurer,
+    log: &mut LogWriter,
+    context: &RecordContext,
+    existing: &[Record],
+    options: &TuneOptions,
+    observer: &mut dyn Observer,
+) -> Result<TuneReport, TuneError> {
+    if options.batch_size == 0 {
+        return Err(TuneError::Options(
+            "batch size 0; it must be at least 1".to_string(),
+        ));
+    }
+    let started = Instant::now();
+    let workload = task.workload();
+    let mut done = measured(existing, workload, &context.target);
+    let resumed = done.len();
+    let mut best_config = best(existing, workload, &context.target).and_then(|record| {
+        Some(BestConfig {
+            index: record.config_index,
+            values: record.config.clone(),
+            gflops: record.gflops?,
+        })
+    });
+    let mut report_errors = 0;
+    let mut trials = 0;
+    let mut since_improvement = 0;
+    let mut curve = Vec::new();
+    let stop_reason = loop {
+        if trials >= options.trials {
+            break StopReason::TrialBudget;
+        }
+        if options
+            .early_stopping
+            .is_some_and(|patience| since_improvement >= patience)
+        {
+            break StopReason::NoImprovement;
+        }
+        if options
+            .time_budget
+            .is_some_and(|budget| started.elapsed() >= budget)
+        {
+            break StopReason::TimeBudget;
+        }
+        let wanted = options.batch_size.min(options.trials - trials);
+        let batch = tuner.next_batch(wanted, &|index| done.contains_index(index));
+        if batch.is_empty() {
+            break StopReason::SpaceExhausted;
+        }
+        // A log written by an older space may know a config under another index.
+        let batch: Vec<_> = batch
+            .into_iter()
+            .filter(|config| !done.contains_config(&config.to_values()))
+            .collect();
+        let mut records = Vec::with_capacity(batch.len());
+        let mut batch_trials = Vec::with_capacity(batch.len());
+        for config in batch {
+            let candidate_started = SystemTime::now();
+            let result = match task.measure_input(&config) {
+                Ok(input) => measurer.measure_one(&input),
+                Err(message) => invalid_config(message),
+            };
+            let record = Record::from_measurement(
+                context,
+                config.index(),
+                config.to_values(),
+                &result,
+                candidate_started,
+                SystemTime::now(),
+            );
+            trials += 1;
+            since_improvement += 1;
+            if record.gflops.is_none() {
+                report_errors += 1;
+            }
+            if let Some(gflops) = record.gflops {
+                if best_config.as_ref().is_none_or(|best| gflops > best.gflops) {
+                    best_config = Some(BestConfig {
+                        index: config.index(),
+                        values: record.config.clone(),
+                        gflops,
+                    });
+                    since_improvement = 0;
+                }
+            }
+            curve.push(best_config.as_ref().map_or(0.0, |best| best.gflops));
+            batch_trials.push(Trial {
+                config,
+                gflops: record.gflops,
+            });
+            records.push(record);
+        }
+        log.append_batch(&records)?;
+        for record in &records {
+            done.indices.insert(record.config_index);
+            done.configs.insert(record.config.clone());
+        }
+        tuner.update(&batch_trials);
+        observer.batch_done(&Progress {
+            trials,
+            budget: options.trials,
+            errors: report_errors,
+            best_gflops: best_config.as_ref().map(|best| best.gflops),
+        });
+    };
+    Ok(TuneReport {
+        trials,
+        resumed,
+        errors: report_errors,
+        best: best_config,
+        curve,
+        stop_reason,
+        wall: started.elapsed(),
+    })
+}
+
+/// The result of a config whose template or lowering failed: never measured.
+fn invalid_config(message: String) -> MeasureResult {
+    MeasureResult {
+        outcome: Err(MeasureError::new(MeasureErrorKind::InvalidConfig, message)),
+        compile_ms: None,
+        check_ms: None,
+        reference_ms: 0.0,
+        checked_elements: 0,
+        total_ms: 0.0,
+    }
+}

@@ -1,0 +1,224 @@
+//! The tuning loop on a small hand-made space: budgets and stop reasons, log records, resume.
+
+use looptune_ir::ops::{Layout, Workload};
+use looptune_ir::{lower, Schedule};
+use looptune_jit::measure::Isolation;
+use looptune_jit::{MeasureInput, MeasureOptions, Measurer, Target};
+use looptune_log::{read_log, LogWriter, RecordContext, TargetFingerprint};
+use looptune_space::{Config, ConfigSpace, Factors, Knob};
+use looptune_tune::{tune, GridTuner, RandomTuner, StopReason, TuneOptions, TuningTask};
+
+/// A 12x8x5 matmul whose space splits `i` and `j` (divisors): 6 * 4 = 24 configs.
+struct SplitTask {
+    workload: Workload,
+    space: ConfigSpace,
+}
+
+impl SplitTask {
+    fn new() -> SplitTask {
+        let workload: Workload = "matmul:m=12,n=8,k=5".parse().unwrap();
+        let mut space = ConfigSpace::new();
+        space
+            .add(Knob::split("tile_i", 12, &[Factors::Divisors]).unwrap())
+            .unwrap();
+        space
+            .add(Knob::split("tile_j", 8, &[Factors::Divisors]).unwrap())
+            .unwrap();
+        SplitTask { workload, space }
+    }
+}
+
+impl TuningTask for SplitTask {
+    fn workload(&self) -> &Workload {
+        &self.workload
+    }
+
+    fn space(&self) -> &ConfigSpace {
+        &self.space
+    }
+
+    fn measure_input(&self, config: &Config) -> Result<MeasureInput, String> {
+        let program = self
+            .workload
+            .program(&Layout::default())
+            .map_err(|e| e.to_string())?;
+        let mut schedule = Schedule::new(&program);
+        let c = schedule.stage("C").map_err(|e| e.to_string())?;
+        let [i, j] = [schedule.spatial_axes(c)[0], schedule.spatial_axes(c)[1]];
+        let tile_i = config.split("tile_i").map_err(|e| e.to_string())?[1];
+        let tile_j = config.split("tile_j").map_err(|e| e.to_string())?[1];
+        schedule
+            .tile(c, i, j, tile_i, tile_j)
+            .map_err(|e| e.to_string())?;
+        let nest = lower(&schedule).map_err(|e| e.to_string())?;
+        Ok(MeasureInput::new(program, nest, self.workload.flops()))
+    }
+}
+
+fn measurer() -> Measurer {
+    let options = MeasureOptions::quick().with_isolation(Isolation::InProcess);
+    Measurer::new(options, Target::host(), None).expect("measurer")
+}
+
+fn context(task: &SplitTask, tuner: &str) -> RecordContext {
+    let fingerprint = TargetFingerprint::from_parts(&Target::host(), "cranelift", "test");
+    RecordContext::new(&task.workload, fingerprint, tuner)
+}
+
+#[test]
+fn random_tuning_logs_every_trial_and_resumes_without_remeasuring() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tune.jsonl");
+    let task = SplitTask::new();
+    let options = TuneOptions {
+        trials: 10,
+        batch_size: 4,
+        ..TuneOptions::default()
+    };
+
+    let mut writer = LogWriter::open(&path).unwrap();
+    let mut tuner = RandomTuner::new(&task.space, 7);
+    let report = tune(
+        &task,
+        &mut tuner,
+        &mut measurer(),
+        &mut writer,
+        &context(&task, "random"),
+        &[],
+        &options,
+        &mut (),
+    )
+    .unwrap();
+    assert_eq!(report.stop_reason, StopReason::TrialBudget);
+    assert_eq!((report.trials, report.resumed, report.errors), (10, 0, 0));
+    assert_eq!(report.curve.len(), 10);
+    assert!(report.best.as_ref().is_some_and(|best| best.gflops > 0.0));
+    let first = read_log(&path).unwrap();
+    assert_eq!(first.records.len(), 10);
+
+    // A rerun with the same log and seed measures only new configs, then runs out of space.
+    let options = TuneOptions {
+        trials: 100,
+        batch_size: 4,
+        ..TuneOptions::default()
+    };
+    let mut writer = LogWriter::open(&path).unwrap();
+    let mut tuner = RandomTuner::new(&task.space, 7);
+    let report = tune(
+        &task,
+        &mut tuner,
+        &mut measurer(),
+        &mut writer,
+        &context(&task, "random"),
+        &first.records,
+        &options,
+        &mut (),
+    )
+    .unwrap();
+    assert_eq!(report.resumed, 10);
+    assert_eq!(report.trials, 14);
+    assert_eq!(report.stop_reason, StopReason::SpaceExhausted);
+    let all = read_log(&path).unwrap().records;
+    let mut indices: Vec<u128> = all.iter().map(|record| record.config_index).collect();
+    indices.sort_unstable();
+    indices.dedup();
+    assert_eq!(indices.len(), 24, "every config measured exactly once");
+    assert_eq!(all.len(), 24);
+}
+
+#[test]
+fn early_stopping_and_time_budget_end_the_run_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = SplitTask::new();
+    let mut writer = LogWriter::open(dir.path().join("a.jsonl")).unwrap();
+    let mut tuner = GridTuner::new(&task.space);
+    let options = TuneOptions {
+        trials: 24,
+        batch_size: 1,
+        early_stopping: Some(0),
+        time_budget: None,
+    };
+    let report = tune(
+        &task,
+        &mut tuner,
+        &mut measurer(),
+        &mut writer,
+        &context(&task, "grid"),
+        &[],
+        &options,
+        &mut (),
+    )
+    .unwrap();
+    assert_eq!(report.stop_reason, StopReason::NoImprovement);
+    assert_eq!(report.trials, 0);
+
+    let options = TuneOptions {
+        trials: 24,
+        batch_size: 2,
+        early_stopping: None,
+        time_budget: Some(std::time::Duration::ZERO),
+    };
+    let report = tune(
+        &task,
+        &mut tuner,
+        &mut measurer(),
+        &mut writer,
+        &context(&task, "grid"),
+        &[],
+        &options,
+        &mut (),
+    )
+    .unwrap();
+    assert_eq!(report.stop_reason, StopReason::TimeBudget);
+
+    let options = TuneOptions {
+        batch_size: 0,
+        ..TuneOptions::default()
+    };
+    let error = tune(
+        &task,
+        &mut tuner,
+        &mut measurer(),
+        &mut writer,
+        &context(&task, "grid"),
+        &[],
+        &options,
+        &mut (),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("batch size 0"), "{error}");
+}
+
+#[test]
+fn grid_tuning_walks_the_whole_space_in_index_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grid.jsonl");
+    let task = SplitTask::new();
+    let mut writer = LogWriter::open(&path).unwrap();
+    let mut tuner = GridTuner::new(&task.space);
+    let options = TuneOptions {
+        trials: 1000,
+        batch_size: 5,
+        ..TuneOptions::default()
+    };
+    let report = tune(
+        &task,
+        &mut tuner,
+        &mut measurer(),
+        &mut writer,
+        &context(&task, "grid"),
+        &[],
+        &options,
+        &mut (),
+    )
+    .unwrap();
+    assert_eq!(report.stop_reason, StopReason::SpaceExhausted);
+    assert_eq!(report.trials, 24);
+    let indices: Vec<u128> = read_log(&path)
+        .unwrap()
+        .records
+        .iter()
+        .map(|record| record.config_index)
+        .collect();
+    assert_eq!(indices, (0..24).collect::<Vec<u128>>());
+}
