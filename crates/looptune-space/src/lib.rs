@@ -15,9 +15,12 @@
 pub mod error;
 pub mod knob;
 pub mod space;
+pub mod task;
+pub mod templates;
 pub mod value;
 
 pub use error::{SpaceError, TemplateError};
 pub use knob::{Annotation, Factors, Knob, KnobKind};
 pub use space::{Config, ConfigSpace, Constraint, Sampler};
+pub use task::Task;
 pub use value::{ConfigValues, KnobValue};

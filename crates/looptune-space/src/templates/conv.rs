@@ -1,0 +1,268 @@
+//! The direct-convolution template shared by conv2d and depthwise_conv2d (NCHW).
+//!
+//! The output `Y[n, c, y, x]` is tiled by channel block, row block and column block; a local
+//! stage (`cache_write`) accumulates one tile over the whole reduction and is computed at the
+//! column-block loop. One axis of the tile is vectorized: the output-channel block (the
+//! NCHW[x]c idea without a packed layout: weights of consecutive channels are loaded lane by
+//! lane, the input is a broadcast) or the column block (input rows are contiguous vectors at
+//! stride 1, weights are broadcasts); the other tile axes are unrolled, so the tile stays in
+//! registers. Knobs also choose the order of the channel and row loops, the order of the
+//! reduction loops, unrolling of the kernel window, whether padding is folded into the loads
+//! (inlined) or materialised once, and a parallel outer loop. Depthwise convolution offers
+//! only the column axis for vectors: its channels are read from different planes.
+
+use super::pick_fallback;
+use crate::error::{SpaceError, TemplateError};
+use crate::knob::{Annotation, Factors, Knob};
+use crate::space::{Config, ConfigSpace};
+use crate::value::KnobValue;
+use looptune_ir::ops::Layout;
+use looptune_ir::{AxisId, Schedule, Workload};
+
+/// Channels per tile the space offers.
+pub const TILE_CHANNELS: [i64; 5] = [1, 2, 4, 8, 16];
+/// Output rows per tile the space offers.
+pub const TILE_ROWS: [i64; 3] = [1, 2, 4];
+/// Output columns per tile the space offers.
+pub const TILE_COLUMNS: [i64; 5] = [1, 2, 4, 8, 16];
+/// `vector_axis` value: the channel block is vectorized.
+pub const VECTOR_CHANNELS: i64 = 0;
+/// `vector_axis` value: the column block is vectorized.
+pub const VECTOR_COLUMNS: i64 = 1;
+/// `vector_axis` value: nothing is vectorized; the whole tile is unrolled scalars.
+pub const VECTOR_NONE: i64 = 2;
+
+/// The shape of a direct convolution, as the template needs it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DirectConv {
+    pub workload: Workload,
+    pub channels: i64,
+    pub out_h: i64,
+    pub out_w: i64,
+    pub pad: i64,
+    /// Whether the convolution reduces over input channels (conv2d) or not (depthwise).
+    pub input_channels: bool,
+}
+
+impl DirectConv {
+    fn channel_name(&self) -> &'static str {
+        if self.input_channels {
+            "oc"
+        } else {
+            "c"
+        }
+    }
+}
+
+fn tile(config: &Config) -> Option<(i64, i64, i64, i64)> {
+    let channels = *config.split("tile_c").ok()?.last()?;
+    let rows = *config.split("tile_oh").ok()?.last()?;
+    let columns = *config.split("tile_ow").ok()?.last()?;
+    Some((channels, rows, columns, config.choice("vector_axis").ok()?))
+}
+
+/// Vector registers a tile needs: accumulators plus the operands of one reduction step.
+fn registers(channels: i64, rows: i64, columns: i64, vector_axis: i64) -> i64 {
+    match vector_axis {
+        VECTOR_CHANNELS => channels / 4 * rows * columns + channels / 4 + 1,
+        VECTOR_COLUMNS => columns / 4 * rows * channels + columns / 4 * rows + 1,
+        _ => channels * rows * columns + 2,
+    }
+}
+
+pub(crate) fn space(conv: &DirectConv) -> Result<ConfigSpace, SpaceError> {
+    let mut space = ConfigSpace::new();
+    space.add(Knob::split(
+        "tile_c",
+        conv.channels,
+        &[Factors::List(TILE_CHANNELS.to_vec())],
+    )?)?;
+    space.add(Knob::split(
+        "tile_oh",
+        conv.out_h,
+        &[Factors::List(TILE_ROWS.to_vec())],
+    )?)?;
+    space.add(Knob::split(
+        "tile_ow",
+        conv.out_w,
+        &[Factors::List(TILE_COLUMNS.to_vec())],
+    )?)?;
+    let vector_options: &[i64] = if conv.input_channels {
+        &[VECTOR_CHANNELS, VECTOR_COLUMNS, VECTOR_NONE]
+    } else {
+        &[VECTOR_COLUMNS, VECTOR_NONE]
+    };
+    space.add(Knob::choice("vector_axis", vector_options)?)?;
+    let channel_outer = format!("{}.outer", conv.channel_name());
+    space.add(Knob::reorder(
+        "order",
+        &[&channel_outer, "y.outer"],
+        &[vec![0, 1], vec![1, 0]],
+    )?)?;
+    if conv.input_channels {
+        space.add(Knob::reorder(
+            "reduce_order",
+            &["rc", "ry", "rx"],
+            &[vec![0, 1, 2], vec![1, 2, 0]],
+        )?)?;
+    }
+    let unroll_options = vec![Annotation::None, Annotation::Unroll];
+    space.add(Knob::annotate(
+        "unroll_kernel",
+        &["ry", "rx"],
+        &[unroll_options.clone(), unroll_options],
+    )?)?;
+    let pad_options: &[i64] = if conv.pad > 0 { &[0, 1] } else { &[0] };
+    space.add(Knob::choice("pad_root", pad_options)?)?;
+    space.add(Knob::choice("parallel", &[0, 1])?)?;
+    // Partial vectors would run lane by lane (and any tail guard inside a vectorized loop
+    // scalarises it), so a vectorized tile axis is whole f32x4 vectors.
+    space.constrain("vectorized extent is a multiple of 4", |config| {
+        tile(config).is_some_and(|(channels, _, columns, vector_axis)| match vector_axis {
+            VECTOR_CHANNELS => channels % 4 == 0,
+            VECTOR_COLUMNS => columns % 4 == 0,
+            _ => true,
+        })
+    });
+    space.constrain("register tile fits in 16 vector registers", |config| {
+        tile(config).is_some_and(|(channels, rows, columns, vector_axis)| {
+            registers(channels, rows, columns, vector_axis) <= super::gemm::VECTOR_REGISTERS
+        })
+    });
+    Ok(space)
+}
+
+pub(crate) fn template(conv: &DirectConv, config: &Config) -> Result<Schedule, TemplateError> {
+    let tile_channels = config.split("tile_c")?[1];
+    let tile_rows = config.split("tile_oh")?[1];
+    let tile_columns = config.split("tile_ow")?[1];
+    let vector_axis = config.choice("vector_axis")?;
+    let rows_outside = config.reorder("order")? == [1, 0];
+    let reduce_order: Vec<usize> = if conv.input_channels {
+        config.reorder("reduce_order")?.to_vec()
+    } else {
+        vec![0, 1]
+    };
+    let unroll_kernel = config.annotate("unroll_kernel")?;
+    let pad_root = config.choice("pad_root")? == 1;
+    let parallel = config.choice("parallel")? == 1;
+
+    let program = conv.workload.program(&Layout::default())?;
+    let mut s = Schedule::new(&program);
+    let output = s.stage("Y")?;
+    let local = s.cache_write(output)?;
+    let axes = s.spatial_axes(output);
+    let (channel_outer, channel_inner) = s.split(output, axes[1], tile_channels)?;
+    let (row_outer, row_inner) = s.split(output, axes[2], tile_rows)?;
+    let (column_outer, column_inner) = s.split(output, axes[3], tile_columns)?;
+    let outer = if rows_outside {
+        [row_outer, channel_outer]
+    } else {
+        [channel_outer, row_outer]
+    };
+    let inner = if vector_axis == VECTOR_CHANNELS {
+        [row_inner, column_inner, channel_inner]
+    } else {
+        [channel_inner, row_inner, column_inner]
+    };
+    let mut order = vec![axes[0]];
+    order.extend(outer);
+    order.push(column_outer);
+    order.extend(inner);
+    s.reorder(output, &order)?;
+    if parallel {
+        s.parallel(output, outer[0])?;
+    }
+    if vector_axis != VECTOR_NONE {
+        s.vectorize(output, inner[2])?;
+    }
+    s.compute_at(local, output, column_outer)?;
+
+    let local_axes = s.spatial_axes(local);
+    let reduce = s.reduce_axes(local);
+    let mut local_order: Vec<AxisId> = reduce_order.iter().map(|&r| reduce[r]).collect();
+    let [n, channel, row, column] = [local_axes[0], local_axes[1], local_axes[2], local_axes[3]];
+    let tile_axes = if vector_axis == VECTOR_CHANNELS {
+        [row, column, channel]
+    } else {
+        [channel, row, column]
+    };
+    local_order.push(n);
+    local_order.extend(tile_axes);
+    s.reorder(local, &local_order)?;
+    let (unrolled, vectorized) = if vector_axis == VECTOR_NONE {
+        (&tile_axes[..], None)
+    } else {
+        (&tile_axes[..2], Some(tile_axes[2]))
+    };
+    for &axis in unrolled {
+        s.unroll(local, axis)?;
+    }
+    if let Some(axis) = vectorized {
+        s.vectorize(local, axis)?;
+    }
+    let window = &reduce[reduce.len() - 2..];
+    for (&axis, annotation) in window.iter().zip(unroll_kernel) {
+        if annotation != Annotation::None {
+            s.annotate(local, axis, annotation.loop_kind())?;
+        }
+    }
+
+    if pad_root {
+        let pad = s.stage("X.pad")?;
+        s.compute_root(pad)?;
+        if parallel {
+            let pad_channels = s.spatial_axes(pad)[1];
+            s.parallel(pad, pad_channels)?;
+        }
+    }
+    Ok(s)
+}
+
+/// An 8-channel vectorized tile by 4 columns for conv2d (8 accumulators), 8 vectorized columns
+/// for depthwise; padding folded into the loads, the kernel's columns unrolled, the outer
+/// channel loop parallel. Narrow shapes fall back to what their extents allow.
+pub(crate) fn fallback_config(
+    conv: &DirectConv,
+    space: &ConfigSpace,
+) -> Result<Config, SpaceError> {
+    let vector_axis = if conv.input_channels && conv.channels >= 4 {
+        VECTOR_CHANNELS
+    } else if conv.out_w >= 4 {
+        VECTOR_COLUMNS
+    } else {
+        VECTOR_NONE
+    };
+    let (want_channels, want_columns) = match vector_axis {
+        VECTOR_CHANNELS => (8, 4),
+        VECTOR_COLUMNS if conv.input_channels => (2, 8),
+        VECTOR_COLUMNS => (1, 8),
+        _ => (1, 1),
+    };
+    let whole_vectors = |size: i64, vectorized: bool| {
+        if vectorized && size % 4 != 0 {
+            1_000
+        } else {
+            0
+        }
+    };
+    pick_fallback(space, |name, value| match (name, value) {
+        ("tile_c", KnobValue::Split(parts)) => {
+            (parts[1] - want_channels).abs()
+                + whole_vectors(parts[1], vector_axis == VECTOR_CHANNELS)
+        }
+        ("tile_oh", KnobValue::Split(parts)) => parts[1] - 1,
+        ("tile_ow", KnobValue::Split(parts)) => {
+            (parts[1] - want_columns).abs() + whole_vectors(parts[1], vector_axis == VECTOR_COLUMNS)
+        }
+        ("vector_axis", KnobValue::Choice(value)) => i64::from(*value != vector_axis),
+        ("order", KnobValue::Reorder(order)) => order[0] as i64,
+        ("reduce_order", KnobValue::Reorder(order)) => order[0] as i64,
+        ("unroll_kernel", KnobValue::Annotate(kinds)) => {
+            i64::from(kinds[0] != "none") + i64::from(kinds[1] != "unroll")
+        }
+        ("pad_root", KnobValue::Choice(value)) => *value,
+        ("parallel", KnobValue::Choice(value)) => 1 - value,
+        _ => 0,
+    })
+}

@@ -1,0 +1,238 @@
+//! The register-tiled GEMM template shared by matmul, dense and batch_matmul.
+//!
+//! The space is the BLIS micro-kernel of `looptune_ir::recipes::register_tiled_matmul` with its
+//! parameters turned into knobs: an `MR x NR` block of the output accumulated in a local stage
+//! computed at the innermost tile loop (rows unrolled, columns vectorized, the whole reduction
+//! inside), an optional cache block of rows outside the column panels, the column-panel loop
+//! inside or outside the row loops, a k unroll, packing of the matrix read along `n` into panels
+//! of `NR` columns, and a parallel outer loop. The primitives are applied in the recipe's order,
+//! so the recipe's schedules are points of the space with identical loop nests.
+
+use super::pick_fallback;
+use crate::error::{SpaceError, TemplateError};
+use crate::knob::{Factors, Knob};
+use crate::space::{Config, ConfigSpace};
+use crate::value::KnobValue;
+use looptune_ir::ops::Layout;
+use looptune_ir::{Schedule, Workload};
+
+/// Rows of the register tile the space offers (each row is unrolled).
+pub const TILE_ROWS: [i64; 7] = [1, 2, 3, 4, 5, 6, 8];
+/// Columns of the register tile the space offers: whole f32x4 vectors.
+pub const TILE_COLUMNS: [i64; 4] = [4, 8, 12, 16];
+/// Unroll factors of the reduction the space offers.
+pub const REDUCTION_UNROLL: [i64; 4] = [1, 2, 4, 8];
+/// Vector registers of the target (x86-64 SSE/AVX without AVX-512: 16 XMM registers).
+pub const VECTOR_REGISTERS: i64 = 16;
+/// The most vector FMAs one unrolled iteration of the reduction loop may hold, so that code
+/// size (and compile time) stays bounded.
+pub const MAX_UNROLLED_FMAS: i64 = 64;
+
+/// Where the GEMM's stages are and which shape they have.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Gemm {
+    pub workload: Workload,
+    pub batch: bool,
+    pub m: i64,
+    pub n: i64,
+    pub k: i64,
+    /// The output stage.
+    pub output: &'static str,
+    /// The stage holding the product when the output is an epilogue over it (dense with bias
+    /// or ReLU); otherwise the product is the output and gets a `cache_write`.
+    pub product: Option<&'static str>,
+    /// The packed stage `Layout::pack_columns` adds, when the operator can pack.
+    pub packed: Option<&'static str>,
+}
+
+/// f32x4 registers needed for `columns` columns.
+fn vectors(columns: i64) -> i64 {
+    (columns + 3) / 4
+}
+
+/// Vector registers a tile needs: its accumulators, one row of `B` and a broadcast of `A`.
+fn registers(rows: i64, columns: i64) -> i64 {
+    vectors(columns) * rows + vectors(columns) + 1
+}
+
+/// The parts of a knob the constraints read; a missing knob reads as a point that breaks them.
+fn tile_shape(config: &Config) -> Option<(i64, i64, i64)> {
+    let rows = *config.split("tile_i").ok()?.last()?;
+    let columns = *config.split("tile_j").ok()?.last()?;
+    let unroll = *config.split("tile_k").ok()?.last()?;
+    Some((rows, columns, unroll))
+}
+
+pub(crate) fn space(gemm: &Gemm) -> Result<ConfigSpace, SpaceError> {
+    let mut space = ConfigSpace::new();
+    space.add(Knob::split(
+        "tile_i",
+        gemm.m,
+        &[Factors::PowersOfTwo, Factors::List(TILE_ROWS.to_vec())],
+    )?)?;
+    space.add(Knob::split(
+        "tile_j",
+        gemm.n,
+        &[Factors::List(TILE_COLUMNS.to_vec())],
+    )?)?;
+    space.add(Knob::split(
+        "tile_k",
+        gemm.k,
+        &[Factors::List(REDUCTION_UNROLL.to_vec())],
+    )?)?;
+    space.add(Knob::reorder(
+        "order",
+        &["i.outer", "j.outer"],
+        &[vec![0, 1], vec![1, 0]],
+    )?)?;
+    if gemm.packed.is_some() {
+        space.add(Knob::choice("pack_b", &[0, 1])?)?;
+    }
+    space.add(Knob::choice("parallel", &[0, 1])?)?;
+    // Accumulators, one row of B and a broadcast of A must all live in vector registers, or the
+    // tile spills inside the reduction loop and the point is slow for a reason no knob explains.
+    space.constrain("register tile fits in 16 vector registers", |config| {
+        tile_shape(config)
+            .is_some_and(|(rows, columns, _)| registers(rows, columns) <= VECTOR_REGISTERS)
+    });
+    space.constrain("unrolled reduction body at most 64 vector FMAs", |config| {
+        tile_shape(config).is_some_and(|(rows, columns, unroll)| {
+            rows * vectors(columns) * unroll <= MAX_UNROLLED_FMAS
+        })
+    });
+    Ok(space)
+}
+
+pub(crate) fn template(gemm: &Gemm, config: &Config) -> Result<Schedule, TemplateError> {
+    let tile_i = config.split("tile_i")?;
+    let (rows_outer, rows_middle, tile_rows) = (tile_i[0], tile_i[1], tile_i[2]);
+    let tile_columns = config.split("tile_j")?[1];
+    let unroll_reduction = config.split("tile_k")?[1];
+    let columns_outside = config.reorder("order")? == [1, 0];
+    let pack = gemm.packed.is_some() && config.choice("pack_b")? == 1;
+    let parallel = config.choice("parallel")? == 1;
+    // Columns that fill whole vectors are vectorized; a narrower matrix is unrolled instead.
+    let vector_columns = tile_columns % 4 == 0;
+
+    let layout = Layout {
+        pack_columns: pack.then_some(tile_columns),
+    };
+    let program = gemm.workload.program(&layout)?;
+    let mut s = Schedule::new(&program);
+    let output = s.stage(gemm.output)?;
+    let local = match gemm.product {
+        Some(name) => s.stage(name)?,
+        None => s.cache_write(output)?,
+    };
+    let spatial = s.spatial_axes(output);
+    let first = usize::from(gemm.batch);
+    let [i, j] = [spatial[first], spatial[first + 1]];
+
+    // A degenerate block (one block, or blocks of one tile) is no block: the same nest as the
+    // recipe's plain tiling, written the way the recipe writes it.
+    let blocked = rows_middle > 1 && rows_outer > 1;
+    let (mut outer, tile_row, tile_column);
+    if blocked {
+        let (row_block, rows) = s.split(output, i, rows_middle * tile_rows)?;
+        let (row_tile, row) = s.split(output, rows, tile_rows)?;
+        let (column_panel, column) = s.split(output, j, tile_columns)?;
+        outer = if columns_outside {
+            vec![column_panel, row_block, row_tile]
+        } else {
+            vec![row_block, column_panel, row_tile]
+        };
+        (tile_row, tile_column) = (row, column);
+    } else {
+        let (row_tile, row) = s.split(output, i, tile_rows)?;
+        let (column_panel, column) = s.split(output, j, tile_columns)?;
+        outer = if columns_outside {
+            vec![column_panel, row_tile]
+        } else {
+            vec![row_tile, column_panel]
+        };
+        (tile_row, tile_column) = (row, column);
+    }
+    let tile_loop = outer[outer.len() - 1];
+    if gemm.batch {
+        outer.insert(0, spatial[0]);
+    }
+    let mut order = outer.clone();
+    order.extend([tile_row, tile_column]);
+    s.reorder(output, &order)?;
+    if parallel {
+        s.parallel(output, outer[0])?;
+    }
+    s.unroll(output, tile_row)?;
+    columns_kind(&mut s, output, tile_column, vector_columns)?;
+    s.compute_at(local, output, tile_loop)?;
+
+    let k = s.reduce_axes(local)[0];
+    let local_spatial = s.spatial_axes(local);
+    let local_row = local_spatial[local_spatial.len() - 2];
+    let local_column = local_spatial[local_spatial.len() - 1];
+    let mut local_order;
+    if unroll_reduction > 1 {
+        let (k_outer, k_inner) = s.split(local, k, unroll_reduction)?;
+        local_order = vec![k_outer, k_inner];
+        local_order.extend(&local_spatial);
+        s.reorder(local, &local_order)?;
+        s.unroll(local, k_inner)?;
+    } else {
+        local_order = vec![k];
+        local_order.extend(&local_spatial);
+        s.reorder(local, &local_order)?;
+    }
+    s.unroll(local, local_row)?;
+    columns_kind(&mut s, local, local_column, vector_columns)?;
+
+    if let (true, Some(name)) = (pack, gemm.packed) {
+        let packed = s.stage(name)?;
+        let axes = s.spatial_axes(packed);
+        if vector_columns {
+            s.vectorize(packed, axes[2])?;
+        }
+        if parallel {
+            s.parallel(packed, axes[0])?;
+        }
+    }
+    Ok(s)
+}
+
+fn columns_kind(
+    s: &mut Schedule,
+    stage: looptune_ir::StageId,
+    axis: looptune_ir::AxisId,
+    vector: bool,
+) -> Result<(), TemplateError> {
+    if vector {
+        s.vectorize(stage, axis)?;
+    } else {
+        s.unroll(stage, axis)?;
+    }
+    Ok(())
+}
+
+/// A 4 x 8 tile (the recipe's default: 8 accumulators, 2 vectors of B, a broadcast of A), B
+/// packed, a cache block of 64 rows when there are more, no k unroll, parallel rows when the
+/// output is large enough to share.
+pub(crate) fn fallback_config(gemm: &Gemm, space: &ConfigSpace) -> Result<Config, SpaceError> {
+    let block_rows = if gemm.m > 64 { 64 } else { 0 };
+    let parallel = i64::from(gemm.m * gemm.n >= 64 * 64);
+    pick_fallback(space, |name, value| match (name, value) {
+        ("tile_i", KnobValue::Split(parts)) => {
+            let rows_score = (parts[2] - 4).abs() * 10_000;
+            let block_score = if block_rows == 0 {
+                parts[1] - 1
+            } else {
+                (parts[1] * parts[2] - block_rows).abs()
+            };
+            rows_score + block_score
+        }
+        ("tile_j", KnobValue::Split(parts)) => (parts[1] - 8).abs(),
+        ("tile_k", KnobValue::Split(parts)) => parts[1] - 1,
+        ("order", KnobValue::Reorder(order)) => order[0] as i64,
+        ("pack_b", KnobValue::Choice(value)) => 1 - value,
+        ("parallel", KnobValue::Choice(value)) => (value - parallel).abs(),
+        _ => 0,
+    })
+}

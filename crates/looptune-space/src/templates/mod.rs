@@ -1,0 +1,224 @@
+//! One template per operator: its space, the schedule of a point, and a fallback point.
+//!
+//! Each operator module has the same three functions: `space(params)` builds the
+//! [`ConfigSpace`], `template(params, &config)` applies a point as schedule primitives, and
+//! `fallback_config(params)` picks a point by a simple heuristic (a register tile of a sensible
+//! size) for when no tuning log knows the workload. The GEMM-like operators share
+//! [`gemm`]'s register-tiled template; the convolutions share [`conv`]'s direct template. The
+//! functions here dispatch on a [`Workload`].
+
+pub mod conv;
+pub mod gemm;
+
+use crate::error::{SpaceError, TemplateError};
+use crate::space::{Config, ConfigSpace};
+use crate::value::KnobValue;
+use conv::DirectConv;
+use gemm::Gemm;
+use looptune_ir::ops::{
+    BatchMatmulParams, Conv2dParams, DenseParams, DepthwiseConv2dParams, MatmulParams,
+};
+use looptune_ir::{Schedule, Workload};
+
+/// The space of a workload's template.
+pub fn space(workload: &Workload) -> Result<ConfigSpace, SpaceError> {
+    match shape(workload) {
+        Shape::Gemm(gemm) => gemm::space(&gemm),
+        Shape::Conv(conv) => conv::space(&conv),
+    }
+}
+
+/// The schedule of `config`, a point of [`space`]`(workload)`.
+pub fn template(workload: &Workload, config: &Config) -> Result<Schedule, TemplateError> {
+    match shape(workload) {
+        Shape::Gemm(gemm) => gemm::template(&gemm, config),
+        Shape::Conv(conv) => conv::template(&conv, config),
+    }
+}
+
+/// The heuristic point of `space` used when nothing has been tuned.
+pub fn fallback_config(workload: &Workload, space: &ConfigSpace) -> Result<Config, SpaceError> {
+    match shape(workload) {
+        Shape::Gemm(gemm) => gemm::fallback_config(&gemm, space),
+        Shape::Conv(conv) => conv::fallback_config(&conv, space),
+    }
+}
+
+/// The name of a workload's template, as logs and messages print it.
+pub fn template_name(workload: &Workload) -> &'static str {
+    match workload {
+        Workload::Matmul(_) => "matmul.register_tile",
+        Workload::BatchMatmul(_) => "batch_matmul.register_tile",
+        Workload::Dense(_) => "dense.register_tile",
+        Workload::Conv2d(_) => "conv2d.direct",
+        Workload::DepthwiseConv2d(_) => "depthwise_conv2d.direct",
+    }
+}
+
+enum Shape {
+    Gemm(Gemm),
+    Conv(DirectConv),
+}
+
+fn out_extent(input: i64, kernel: i64, stride: i64, pad: i64, dilation: i64) -> i64 {
+    (input + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1
+}
+
+fn shape(workload: &Workload) -> Shape {
+    match *workload {
+        Workload::Matmul(p) => Shape::Gemm(Gemm {
+            workload: *workload,
+            batch: false,
+            m: p.m,
+            n: p.n,
+            k: p.k,
+            output: "C",
+            product: None,
+            packed: Some("B.packed"),
+        }),
+        Workload::BatchMatmul(p) => Shape::Gemm(Gemm {
+            workload: *workload,
+            batch: true,
+            m: p.m,
+            n: p.n,
+            k: p.k,
+            output: "C",
+            product: None,
+            packed: None,
+        }),
+        Workload::Dense(p) => Shape::Gemm(Gemm {
+            workload: *workload,
+            batch: false,
+            m: p.m,
+            n: p.n,
+            k: p.k,
+            output: "Y",
+            product: (p.bias || p.relu).then_some("Y.matmul"),
+            packed: Some("W.packed"),
+        }),
+        Workload::Conv2d(p) => Shape::Conv(DirectConv {
+            workload: *workload,
+            channels: p.oc,
+            out_h: out_extent(p.h, p.kh, p.stride, p.pad, p.dilation),
+            out_w: out_extent(p.w, p.kw, p.stride, p.pad, p.dilation),
+            pad: p.pad,
+            input_channels: true,
+        }),
+        Workload::DepthwiseConv2d(p) => Shape::Conv(DirectConv {
+            workload: *workload,
+            channels: p.c,
+            out_h: out_extent(p.h, p.kh, p.stride, p.pad, p.dilation),
+            out_w: out_extent(p.w, p.kw, p.stride, p.pad, p.dilation),
+            pad: p.pad,
+            input_channels: false,
+        }),
+    }
+}
+
+/// The point whose value of each knob has the lowest `score(knob, value)` (ties: the first),
+/// or, when that point breaks a constraint, the valid point with the lowest total score among
+/// its neighbours in one knob, then the first valid point of the space.
+pub(crate) fn pick_fallback(
+    space: &ConfigSpace,
+    score: impl Fn(&str, &KnobValue) -> i64,
+) -> Result<Config, SpaceError> {
+    let choices: Vec<usize> = space
+        .knobs()
+        .iter()
+        .map(|knob| {
+            (0..knob.len())
+                .min_by_key(|&choice| score(knob.name(), &knob.values()[choice]))
+                .unwrap_or(0)
+        })
+        .collect();
+    let preferred = space.from_choices(&choices);
+    if preferred.is_ok() {
+        return preferred;
+    }
+    let total = |config: &Config| -> i64 {
+        config
+            .to_values()
+            .iter()
+            .map(|(name, value)| score(name, value))
+            .sum()
+    };
+    let mut best: Option<Config> = None;
+    for (position, knob) in space.knobs().iter().enumerate() {
+        for choice in 0..knob.len() {
+            let mut moved = choices.clone();
+            moved[position] = choice;
+            if let Ok(config) = space.from_choices(&moved) {
+                if best
+                    .as_ref()
+                    .is_none_or(|best| total(&config) < total(best))
+                {
+                    best = Some(config);
+                }
+            }
+        }
+    }
+    match best.or_else(|| space.iter().next()) {
+        Some(config) => Ok(config),
+        None => preferred,
+    }
+}
+
+macro_rules! operator_module {
+    ($module:ident, $params:ty, $variant:ident, $doc:literal) => {
+        #[doc = $doc]
+        pub mod $module {
+            //! The operator's template, its space and its fallback point (see the parent module).
+            use super::*;
+
+            /// The space of the template for these parameters.
+            pub fn space(params: $params) -> Result<ConfigSpace, SpaceError> {
+                super::space(&Workload::$variant(params))
+            }
+
+            /// The schedule of `config`, a point of [`space`]`(params)`.
+            pub fn template(params: $params, config: &Config) -> Result<Schedule, TemplateError> {
+                super::template(&Workload::$variant(params), config)
+            }
+
+            /// The heuristic point used when nothing has been tuned.
+            pub fn fallback_config(params: $params) -> Result<Config, SpaceError> {
+                let space = space(params)?;
+                super::fallback_config(&Workload::$variant(params), &space)
+            }
+        }
+    };
+}
+
+operator_module!(
+    matmul,
+    MatmulParams,
+    Matmul,
+    "Register-tiled matmul (BLIS micro-kernel)."
+);
+operator_module!(
+    batch_matmul,
+    BatchMatmulParams,
+    BatchMatmul,
+    "Register-tiled batch_matmul, one product per batch entry."
+);
+operator_module!(
+    dense,
+    DenseParams,
+    Dense,
+    "Register-tiled dense layer with its bias and ReLU fused into the tile's copy-out."
+);
+operator_module!(
+    conv2d,
+    Conv2dParams,
+    Conv2d,
+    "Direct NCHW conv2d with a register tile."
+);
+operator_module!(
+    depthwise_conv2d,
+    DepthwiseConv2dParams,
+    DepthwiseConv2d,
+    "Direct NCHW depthwise conv2d with a register tile of vectorized columns."
+);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,320 @@
+//! Every point of small spaces is correct; recipes are points; fallbacks beat the default.
+//!
+//! The exhaustive tests enumerate whole spaces (a few thousand points each) and run every point
+//! through the interpreter against the direct evaluator; they are sized for
+//! `cargo test --release`. The JIT half of the same check lives in `tests/jit.rs`.
+
+use super::*;
+use crate::task::Task;
+use looptune_ir::eval::{compare, evaluate};
+use looptune_ir::random::SplitMix64;
+use looptune_ir::recipes::{register_tiled_matmul, MatmulTiling};
+use looptune_ir::{interp, lower, LoopKind, LoopNest, Stmt};
+
+fn task(workload: &str) -> Task {
+    Task::new(workload.parse().expect("workload parses")).expect("task builds")
+}
+
+/// Random inputs for the task's program and the direct evaluator's outputs.
+fn reference(task: &Task, seed: u64) -> (Vec<Vec<f32>>, Vec<f32>) {
+    let program = task.reference_program().unwrap();
+    let mut random = SplitMix64::new(seed);
+    let inputs: Vec<Vec<f32>> = program
+        .inputs()
+        .into_iter()
+        .map(|input| {
+            let len: i64 = program.tensor(input).shape.iter().product();
+            (0..len).map(|_| random.unit_f32()).collect()
+        })
+        .collect();
+    let slices: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let mut expected = evaluate(&program, &slices).unwrap();
+    (inputs, expected.remove(0))
+}
+
+fn check_point(task: &Task, config: &Config, inputs: &[Vec<f32>], expected: &[f32]) {
+    let nest = task
+        .lower(config)
+        .unwrap_or_else(|err| panic!("{}: {config}: {err}", task.key()));
+    let slices: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let mut output = vec![0.0; expected.len()];
+    interp::run(&nest, &slices, &mut [&mut output])
+        .unwrap_or_else(|err| panic!("{}: {config}: {err}", task.key()));
+    compare(&output, expected, 1e-4)
+        .unwrap_or_else(|err| panic!("{}: {config}: {err:?}", task.key()));
+}
+
+/// Enumerates the whole space and checks every valid point; returns how many there were.
+fn check_every_point(workload: &str, max_points: u128) -> usize {
+    let task = task(workload);
+    assert!(
+        task.space().size() <= max_points,
+        "{workload}: {} points",
+        task.space().size()
+    );
+    let (inputs, expected) = reference(&task, 1);
+    let mut count = 0;
+    for config in task.space().iter() {
+        check_point(&task, &config, &inputs, &expected);
+        count += 1;
+    }
+    count
+}
+
+#[test]
+fn every_point_of_a_small_matmul_space_is_correct() {
+    // m = 10 and n = 14 leave tails for most tiles; k = 5 for most unrolls.
+    let count = check_every_point("matmul:m=10,n=14,k=5", 20_000);
+    assert!(count > 500, "{count}");
+}
+
+#[test]
+fn every_point_of_a_small_conv2d_space_is_correct() {
+    let count = check_every_point("conv2d:n=1,ic=2,h=6,w=7,oc=8,kh=3,kw=3,pad=1", 20_000);
+    assert!(count > 1_000, "{count}");
+}
+
+#[test]
+fn every_point_of_small_spaces_of_the_other_operators_is_correct() {
+    check_every_point(
+        "conv2d:n=2,ic=3,h=7,w=7,oc=5,kh=3,kw=3,stride=2,pad=1",
+        20_000,
+    );
+    check_every_point("dense:m=6,n=9,k=4,bias=true,relu=true", 20_000);
+    check_every_point("dense:m=5,n=8,k=3", 20_000);
+    check_every_point("matmul:m=3,n=2,k=3,transpose_b=true", 20_000);
+    check_every_point("batch_matmul:b=2,m=5,n=8,k=3", 20_000);
+    check_every_point(
+        "depthwise_conv2d:n=1,c=3,h=9,w=9,kh=3,kw=3,stride=1,pad=1",
+        20_000,
+    );
+    check_every_point(
+        "depthwise_conv2d:n=1,c=2,h=8,w=8,kh=3,kw=3,stride=2,pad=1",
+        20_000,
+    );
+}
+
+#[test]
+fn sampled_points_of_reference_sized_spaces_build_schedules() {
+    for workload in [
+        "matmul:m=512,n=512,k=512",
+        "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1",
+        "depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1",
+        "dense:m=128,n=768,k=3072,bias=true,relu=true",
+        "batch_matmul:b=12,m=128,n=128,k=64",
+    ] {
+        let task = task(workload);
+        for config in task.space().sample(5).take(40) {
+            task.lower(&config)
+                .unwrap_or_else(|err| panic!("{workload}: {config}: {err}"));
+        }
+    }
+}
+
+/// The config of the matmul space that names the recipe's tiling.
+fn recipe_point(task: &Task, m: i64, tiling: MatmulTiling) -> Config {
+    let blocked = tiling.block_rows > tiling.tile_rows && tiling.block_rows < m;
+    let rows = task
+        .space()
+        .knob("tile_i")
+        .unwrap()
+        .values()
+        .iter()
+        .find(|value| match value {
+            KnobValue::Split(parts) if blocked => {
+                parts[2] == tiling.tile_rows && parts[1] * parts[2] == tiling.block_rows
+            }
+            KnobValue::Split(parts) => parts[2] == tiling.tile_rows && parts[1] == 1,
+            _ => false,
+        })
+        .expect("the rows of the recipe are a value of tile_i")
+        .clone();
+    let mut values = task.fallback_config().unwrap().to_values();
+    for (name, value) in &mut values {
+        *value = match name.as_str() {
+            "tile_i" => rows.clone(),
+            "tile_j" => KnobValue::Split(vec![0, tiling.tile_columns]),
+            "tile_k" => KnobValue::Split(vec![0, tiling.unroll_reduction]),
+            "order" => KnobValue::Reorder(vec![0, 1]),
+            "pack_b" => KnobValue::Choice(1),
+            "parallel" => KnobValue::Choice(i64::from(tiling.parallel)),
+            _ => value.clone(),
+        };
+        // Fill in the outer part of a split the way the knob rounds it.
+        if let KnobValue::Split(parts) = value {
+            if parts[0] == 0 {
+                let extent = match name.as_str() {
+                    "tile_j" => task_extent(task, 'n'),
+                    _ => task_extent(task, 'k'),
+                };
+                parts[0] = (extent + parts[1] - 1) / parts[1];
+            }
+        }
+    }
+    task.space()
+        .from_values(&values)
+        .expect("the recipe is a point")
+}
+
+fn task_extent(task: &Task, which: char) -> i64 {
+    match task.workload() {
+        Workload::Matmul(p) if which == 'n' => p.n,
+        Workload::Matmul(p) => p.k,
+        other => panic!("not a matmul: {other}"),
+    }
+}
+
+#[test]
+fn the_register_tiled_matmul_recipe_is_a_point_of_the_matmul_space() {
+    let tilings = [
+        MatmulTiling::default(),
+        MatmulTiling {
+            block_rows: 64,
+            parallel: true,
+            ..MatmulTiling::default()
+        },
+        MatmulTiling {
+            tile_rows: 6,
+            tile_columns: 8,
+            unroll_reduction: 4,
+            block_rows: 1,
+            parallel: false,
+        },
+        MatmulTiling {
+            tile_rows: 2,
+            tile_columns: 16,
+            unroll_reduction: 2,
+            block_rows: 32,
+            parallel: true,
+        },
+    ];
+    for (m, n, k) in [(512, 512, 512), (1024, 1024, 1024), (20, 24, 9)] {
+        let params = MatmulParams {
+            m,
+            n,
+            k,
+            transpose_b: false,
+        };
+        let task = task(&Workload::Matmul(params).to_string());
+        for tiling in tilings {
+            let config = recipe_point(&task, m, tiling);
+            let recipe = lower(&register_tiled_matmul(params, tiling).unwrap()).unwrap();
+            let ours = task.lower(&config).unwrap();
+            assert_eq!(
+                ours.to_string(),
+                recipe.to_string(),
+                "{m}x{n}x{k} {tiling:?}: {config}"
+            );
+        }
+    }
+}
+
+/// What makes a nest fast, counted: a small temporary (the register tile), vectorized and
+/// unrolled loops.
+#[derive(Debug, Default)]
+struct NestProperties {
+    tile_elements: Option<usize>,
+    vectorized: usize,
+    unrolled: usize,
+}
+
+fn properties(nest: &LoopNest) -> NestProperties {
+    let mut found = NestProperties::default();
+    nest.body.walk(&mut |stmt| match stmt {
+        Stmt::For(lp) if lp.kind == LoopKind::Vectorized => found.vectorized += 1,
+        Stmt::For(lp) if lp.kind == LoopKind::Unrolled => found.unrolled += 1,
+        Stmt::Alloc { buffer, .. } => {
+            let len = nest.buffer(*buffer).len();
+            found.tile_elements = Some(found.tile_elements.map_or(len, |other| other.min(len)));
+        }
+        _ => {}
+    });
+    found
+}
+
+#[test]
+fn fallback_configs_have_a_register_tile_that_the_default_schedule_lacks() {
+    for workload in [
+        "matmul:m=512,n=512,k=512",
+        "matmul:m=1024,n=1024,k=1024",
+        "matmul:m=7,n=3,k=5",
+        "batch_matmul:b=12,m=128,n=128,k=64",
+        "dense:m=128,n=768,k=768,bias=true,relu=true",
+        "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1",
+        "conv2d:n=1,ic=3,h=224,w=224,oc=64,kh=7,kw=7,stride=2,pad=3",
+        "depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1",
+    ] {
+        let task = task(workload);
+        let fallback = task.fallback_config().expect("fallback is a point");
+        let tuned = properties(&task.lower(&fallback).unwrap());
+        let default =
+            properties(&lower(&Schedule::new(&task.reference_program().unwrap())).unwrap());
+        // The default schedule of dense with an epilogue keeps the whole product in a
+        // temporary; no default schedule has a tile-sized one.
+        assert!(
+            default.tile_elements.is_none_or(|len| len > 256),
+            "{workload}: {default:?}"
+        );
+        assert_eq!(default.vectorized + default.unrolled, 0, "{workload}");
+        let tile = tuned.tile_elements.expect("a register tile");
+        assert!(
+            (4..=64).contains(&tile),
+            "{workload}: tile of {tile} ({fallback})"
+        );
+        assert!(tuned.unrolled > 0, "{workload}: {fallback}");
+        if !workload.contains("m=7,n=3") {
+            assert!(tuned.vectorized > 0, "{workload}: {fallback}");
+        }
+    }
+}
+
+#[test]
+fn fallback_of_a_matmul_is_the_recipes_tile() {
+    let task = task("matmul:m=512,n=512,k=512");
+    let fallback = task.fallback_config().unwrap();
+    assert_eq!(
+        fallback.to_string(),
+        "tile_i=split[8, 16, 4], tile_j=split[64, 8], tile_k=split[512, 1], \
+         order=reorder[0, 1], pack_b=1, parallel=1"
+    );
+}
+
+#[test]
+fn register_pressure_and_vector_width_constraints_reject_points() {
+    let task = task("matmul:m=64,n=64,k=64");
+    let space = task.space();
+    let mut values = task.fallback_config().unwrap().to_values();
+    // 8 rows x 16 columns would need 32 accumulators.
+    values[0].1 = KnobValue::Split(vec![8, 1, 8]);
+    values[1].1 = KnobValue::Split(vec![4, 16]);
+    assert!(matches!(
+        space.from_values(&values),
+        Err(SpaceError::Violates { constraint, .. })
+            if constraint == "register tile fits in 16 vector registers"
+    ));
+    let conv = self::task("conv2d:n=1,ic=4,h=8,w=8,oc=8,kh=3,kw=3,pad=1");
+    let mut values = conv.fallback_config().unwrap().to_values();
+    assert_eq!(values[3].0, "vector_axis");
+    values[0].1 = KnobValue::Split(vec![4, 2]);
+    values[3].1 = KnobValue::Choice(conv::VECTOR_CHANNELS);
+    assert!(matches!(
+        conv.space().from_values(&values),
+        Err(SpaceError::Violates { constraint, .. })
+            if constraint == "vectorized extent is a multiple of 4"
+    ));
+    // Rejection happens while enumerating: no enumerated point breaks either rule.
+    for config in conv.space().iter() {
+        let channels = config.split("tile_c").unwrap()[1];
+        if config.choice("vector_axis") == Ok(conv::VECTOR_CHANNELS) {
+            assert_eq!(channels % 4, 0, "{config}");
+        }
+    }
+}
+
+#[test]
+fn task_key_is_the_canonical_workload_and_flops_come_from_it() {
+    let task = task("matmul:m=2,n=3,k=4");
+    assert_eq!(task.key(), "matmul:m=2,n=3,k=4,transpose_b=false");
+    assert_eq!(task.flops(), 48.0);
+    assert_eq!(task.template_name(), "matmul.register_tile");
+}
