@@ -318,3 +318,36 @@ fn task_key_is_the_canonical_workload_and_flops_come_from_it() {
     assert_eq!(task.flops(), 48.0);
     assert_eq!(task.template_name(), "matmul.register_tile");
 }
+
+#[test]
+fn sizes_of_the_reference_workloads_spaces() {
+    let mut table = String::new();
+    for workload in [
+        "matmul:m=512,n=512,k=512",
+        "matmul:m=1024,n=1024,k=1024",
+        "dense:m=128,n=768,k=3072,bias=true,relu=true",
+        "batch_matmul:b=12,m=128,n=128,k=64",
+        "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1",
+        "depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1",
+        "matmul:m=10,n=14,k=5",
+        "conv2d:n=1,ic=2,h=6,w=7,oc=8,kh=3,kw=3,pad=1",
+    ] {
+        let task = task(workload);
+        let valid = task.space().iter().count();
+        table.push_str(&format!(
+            "{workload}: {} knobs, {} points, {valid} valid\n",
+            task.space().knobs().len(),
+            task.space().size()
+        ));
+    }
+    expect_test::expect![[r#"
+        matmul:m=512,n=512,k=512: 6 knobs, 7168 points, 4848 valid
+        matmul:m=1024,n=1024,k=1024: 6 knobs, 8064 points, 5424 valid
+        dense:m=128,n=768,k=3072,bias=true,relu=true: 6 knobs, 5376 points, 3696 valid
+        batch_matmul:b=12,m=128,n=128,k=64: 5 knobs, 2688 points, 1848 valid
+        conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1: 9 knobs, 14400 points, 3392 valid
+        depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1: 8 knobs, 4800 points, 1120 valid
+        matmul:m=10,n=14,k=5: 6 knobs, 1296 points, 1104 valid
+        conv2d:n=1,ic=2,h=6,w=7,oc=8,kh=3,kw=3,pad=1: 9 knobs, 6912 points, 2624 valid
+    "#]].assert_eq(&table);
+}
