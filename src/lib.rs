@@ -10,6 +10,10 @@
 //! - [`jit`]: the Cranelift back end: loop nests compiled to host code, the safe
 //!   [`Kernel::call`], the host [`Target`], the [`Measurer`] that checks and times kernels
 //!   (in a worker process by default) and the peak FMA throughput.
+//! - [`space`]: knobs, config spaces and one schedule template per operator.
+//! - [`log`]: the JSON-lines tuning log, queries over it, deploy-time dispatch and the bincode
+//!   deploy database.
+//! - [`tune`]: tuners and the tuning loop.
 //!
 //! ```
 //! use looptune::{lower, Backend, CraneliftBackend, Layout, Schedule, Target, Workload};
@@ -32,6 +36,9 @@
 
 pub use looptune_ir as ir;
 pub use looptune_jit as jit;
+pub use looptune_log as log;
+pub use looptune_space as space;
+pub use looptune_tune as tune;
 
 pub use looptune_ir::{lower, IrError, Layout, LoopNest, LowerError, Program, Schedule, Workload};
 pub use looptune_jit::{

@@ -10,11 +10,13 @@
 //! not landed.
 
 mod input;
+mod logs;
 mod lower;
 mod ops;
 mod peak;
 mod run;
 mod schedule;
+mod tune;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -41,6 +43,16 @@ enum Command {
     Run(run::RunArgs),
     /// Measure the JIT's own f32x4 FMA throughput on this host: the ceiling for every kernel.
     Peak(peak::PeakArgs),
+    /// Search a workload's config space, measuring each candidate (checked against the
+    /// reference first) and appending it to a tuning log; a rerun resumes from the log.
+    Tune(tune::TuneArgs),
+    /// Print the best valid record per workload and target of a tuning log.
+    Best(logs::BestArgs),
+    /// Merge tuning logs into a new one, dropping duplicate records.
+    Merge(logs::MergeArgs),
+    /// Write the best config per workload and target of tuning logs to a compact deploy
+    /// database (bincode), loadable without a JSON parser.
+    ExportDb(logs::ExportDbArgs),
     /// Serve measurement requests on stdin/stdout until stdin closes: the worker process that
     /// `looptune-jit`'s measurer starts so that a crashing kernel cannot take the caller down.
     #[command(hide = true)]
@@ -70,6 +82,10 @@ pub fn main() -> ExitCode {
         Command::Lower(args) => lower::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Peak(args) => peak::run(&args),
+        Command::Tune(args) => tune::run(&args),
+        Command::Best(args) => logs::best(&args),
+        Command::Merge(args) => logs::merge_logs(&args),
+        Command::ExportDb(args) => logs::export(&args),
         Command::Worker => looptune::jit::measure::serve_stdio().context("measurement worker"),
     };
     match outcome {

@@ -20,3 +20,21 @@ pub trait TuningTask {
     /// config of a space must lower); the loop records it as an `InvalidConfig` and goes on.
     fn measure_input(&self, config: &Config) -> Result<MeasureInput, String>;
 }
+
+impl TuningTask for looptune_space::Task {
+    fn workload(&self) -> &Workload {
+        looptune_space::Task::workload(self)
+    }
+
+    fn space(&self) -> &ConfigSpace {
+        looptune_space::Task::space(self)
+    }
+
+    fn measure_input(&self, config: &Config) -> Result<MeasureInput, String> {
+        let nest = self.lower(config).map_err(|error| error.to_string())?;
+        let program = self
+            .reference_program()
+            .map_err(|error| error.to_string())?;
+        Ok(MeasureInput::new(program, nest, self.flops()))
+    }
+}

@@ -1,0 +1,160 @@
+//! The tuning-log commands: `best`, `merge` and `export-db`, thin layers over `looptune-log`.
+//!
+//! Every reader prints the log's warnings (a torn last line, a corrupt line named by number) on
+//! stderr and goes on with the readable records; nothing here rewrites an input log.
+
+use super::input;
+use anyhow::Context;
+use clap::Args;
+use looptune::log::{best_per_task, export_db, merge, read_log, LogContents, LogWriter, Record};
+use std::path::PathBuf;
+
+/// Arguments of `looptune best`.
+#[derive(Debug, Args)]
+pub struct BestArgs {
+    /// The tuning log to read.
+    #[arg(long)]
+    log: PathBuf,
+    /// Only this workload (`op:key=value,...`); all workloads in the log otherwise.
+    workload: Option<String>,
+    /// Print a JSON array on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `looptune merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The merged log to write; it must not exist yet unless it is one of the inputs.
+    #[arg(long)]
+    out: PathBuf,
+    /// The logs to merge, in order.
+    #[arg(required = true)]
+    logs: Vec<PathBuf>,
+}
+
+/// Arguments of `looptune export-db`.
+#[derive(Debug, Args)]
+pub struct ExportDbArgs {
+    /// The deploy database to write (bincode).
+    #[arg(long)]
+    out: PathBuf,
+    /// The logs to take the best configs from.
+    #[arg(required = true)]
+    logs: Vec<PathBuf>,
+}
+
+/// Reads a log, printing its warnings.
+pub fn read_with_warnings(path: &PathBuf) -> anyhow::Result<LogContents> {
+    let contents =
+        read_log(path).with_context(|| format!("reading the tuning log {}", path.display()))?;
+    for warning in &contents.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(contents)
+}
+
+/// `looptune best`: the best valid record per workload and target.
+pub fn best(args: &BestArgs) -> anyhow::Result<()> {
+    let contents = read_with_warnings(&args.log)?;
+    let wanted = match &args.workload {
+        Some(text) => Some(input::workload(text)?.to_string()),
+        None => None,
+    };
+    let rows: Vec<&Record> = best_per_task(&contents.records)
+        .into_iter()
+        .filter(|record| wanted.as_ref().is_none_or(|key| &record.workload == key))
+        .collect();
+    if args.json {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|record| {
+                serde_json::json!({
+                    "workload": record.workload,
+                    "gflops": record.gflops,
+                    "tuner": record.tuner,
+                    "config_index": record.config_index.to_string(),
+                    "config": record.config,
+                    "target": record.target,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        match &wanted {
+            Some(key) => eprintln!("no valid record of `{key}` in {}", args.log.display()),
+            None => eprintln!("no valid record in {}", args.log.display()),
+        }
+        return Ok(());
+    }
+    for record in rows {
+        let knobs: Vec<String> = record
+            .config
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        println!(
+            "{}  {:.2} GFLOP/s  ({} on {}, {} threads)  {}",
+            record.workload,
+            record.gflops.unwrap_or(0.0),
+            record.tuner,
+            record.target.cpu_model,
+            record.target.threads,
+            knobs.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// `looptune merge`: the distinct records of several logs in one new log.
+pub fn merge_logs(args: &MergeArgs) -> anyhow::Result<()> {
+    let out_is_input = args.logs.iter().any(|log| same_file(log, &args.out));
+    if args.out.exists() && !out_is_input {
+        return Err(super::Usage(format!(
+            "{} exists; merge writes a new log (name another file, or list it among the inputs)",
+            args.out.display()
+        ))
+        .into());
+    }
+    let merged = merge(&args.logs).context("reading the logs to merge")?;
+    for warning in &merged.warnings {
+        eprintln!("warning: {warning}");
+    }
+    // Write next to the output and rename, so that an input named as output is never lost
+    // half-written.
+    let staging = args.out.with_extension("merge-tmp");
+    LogWriter::create(&staging)?.append_batch(&merged.records)?;
+    std::fs::rename(&staging, &args.out)
+        .with_context(|| format!("moving the merged log to {}", args.out.display()))?;
+    eprintln!(
+        "merged {} records ({} duplicates dropped) into {}",
+        merged.records.len(),
+        merged.duplicates,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `looptune export-db`: the best config per workload and target, in the deploy database.
+pub fn export(args: &ExportDbArgs) -> anyhow::Result<()> {
+    let merged = merge(&args.logs).context("reading the logs to export")?;
+    for warning in &merged.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let db = export_db(&merged.records, &args.out)?;
+    eprintln!(
+        "wrote {} entries to {}",
+        db.entries().len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn same_file(a: &PathBuf, b: &PathBuf) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}

@@ -1,0 +1,205 @@
+//! `looptune tune WORKLOAD`: search the workload's config space, measuring every candidate in a
+//! worker process and appending it to the tuning log.
+//!
+//! Progress (trials, best GFLOP/s, errors) goes to stderr; the summary goes to stdout, as one
+//! JSON object with `--json`. The peak is measured in the same run, after tuning, so that the
+//! ratio compares numbers taken on the same machine state.
+
+use super::input;
+use super::logs::read_with_warnings;
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use looptune::jit::measure::{Isolation, WorkerCommand};
+use looptune::jit::{measure_peak, CraneliftBackend, MeasureOptions, Measurer, Target};
+use looptune::log::{LogWriter, RecordContext, TargetFingerprint};
+use looptune::space::Task;
+use looptune::tune::{tune, GridTuner, Observer, Progress, RandomTuner, TuneOptions, Tuner};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which tuner proposes configs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TunerKind {
+    /// Uniform sampling without replacement.
+    Random,
+    /// The space in index order.
+    Grid,
+}
+
+/// Arguments of `looptune tune`.
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// The workload, `op:key=value,...` (see `looptune ops`).
+    workload: String,
+    /// The tuner.
+    #[arg(long, value_enum, default_value_t = TunerKind::Random)]
+    tuner: TunerKind,
+    /// Configs to measure in this run (configs already in the log do not count).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    trials: u32,
+    /// The tuning log to append to (created if missing; a rerun resumes from it).
+    #[arg(long)]
+    log: PathBuf,
+    /// Seed of the tuner's decisions.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Threads for parallel loops of the kernels and for the peak measurement.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    threads: u32,
+    /// Configs measured per batch (the log is synced once per batch).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
+    /// Stop after this many trials in a row without a new best.
+    #[arg(long)]
+    early_stop: Option<u32>,
+    /// Stop starting batches after this many seconds.
+    #[arg(long)]
+    time_budget: Option<f64>,
+    /// Timed repeats per candidate (the median is recorded).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// Calls per repeat grow until a repeat lasts at least this many milliseconds.
+    #[arg(long, default_value_t = 50.0)]
+    min_repeat_ms: f64,
+    /// Seconds a candidate may take (compile, check and timing) before it is a Timeout.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Measure in this process instead of a worker (no protection from crashing kernels).
+    #[arg(long)]
+    in_process: bool,
+    /// Print one JSON object on stdout; progress goes to stderr.
+    #[arg(long)]
+    json: bool,
+}
+
+/// An indicatif bar on stderr.
+struct Bar(ProgressBar);
+
+impl Observer for Bar {
+    fn batch_done(&mut self, progress: &Progress) {
+        self.0.set_position(progress.trials as u64);
+        let best = progress
+            .best_gflops
+            .map_or("-".to_string(), |gflops| format!("{gflops:.2}"));
+        self.0
+            .set_message(format!("best {best} GFLOP/s, {} errors", progress.errors));
+    }
+}
+
+/// Runs `looptune tune`.
+pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
+    let workload = input::workload(&args.workload)?;
+    let task = Task::new(workload).with_context(|| format!("building the task of `{workload}`"))?;
+    if let Some(seconds) = args.time_budget {
+        if !(seconds.is_finite() && seconds >= 0.0) {
+            return Err(super::Usage(format!(
+                "--time-budget {seconds} must be a number of seconds, at least 0"
+            ))
+            .into());
+        }
+    }
+    let threads = args.threads as usize;
+    let target = Target::host().with_threads(threads);
+    let existing = if args.log.exists() {
+        read_with_warnings(&args.log)?.records
+    } else {
+        Vec::new()
+    };
+    let mut writer =
+        LogWriter::open(&args.log).with_context(|| format!("opening {}", args.log.display()))?;
+    let (isolation, worker) = if args.in_process {
+        (Isolation::InProcess, None)
+    } else {
+        let exe = std::env::current_exe().context("locating the looptune binary for the worker")?;
+        (
+            Isolation::Worker,
+            Some(WorkerCommand::new(exe).arg("worker")),
+        )
+    };
+    for (flag, value) in [
+        ("--min-repeat-ms", args.min_repeat_ms),
+        ("--timeout", args.timeout),
+    ] {
+        if !(value.is_finite() && value > 0.0) {
+            return Err(super::Usage(format!("{flag} {value} must be a positive number")).into());
+        }
+    }
+    let options = MeasureOptions {
+        repeat: args.repeat as usize,
+        min_repeat_ms: args.min_repeat_ms,
+        timeout: Duration::from_secs_f64(args.timeout),
+        ..MeasureOptions::default().with_isolation(isolation)
+    };
+    let mut measurer = Measurer::new(options, target.clone(), worker)?;
+    let mut tuner: Box<dyn Tuner + '_> = match args.tuner {
+        TunerKind::Random => Box::new(RandomTuner::new(task.space(), args.seed)),
+        TunerKind::Grid => Box::new(GridTuner::new(task.space())),
+    };
+    let context = RecordContext::new(
+        &workload,
+        TargetFingerprint::new(&target, &CraneliftBackend::new()),
+        tuner.name(),
+    );
+    let tune_options = TuneOptions {
+        trials: args.trials as usize,
+        batch_size: args.batch_size as usize,
+        early_stopping: args.early_stop.map(|n| n as usize),
+        time_budget: args.time_budget.map(Duration::from_secs_f64),
+    };
+    let bar = ProgressBar::new(tune_options.trials as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} trials, {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(format!("tuning {workload}"));
+    let mut observer = Bar(bar);
+    let report = tune(
+        &task,
+        tuner.as_mut(),
+        &mut measurer,
+        &mut writer,
+        &context,
+        &existing,
+        &tune_options,
+        &mut observer,
+    )?;
+    observer.0.finish_and_clear();
+    let peak = measure_peak(threads).context("measuring the peak")?;
+    let best_gflops = report.best.as_ref().map(|best| best.gflops);
+    if args.json {
+        let summary = serde_json::json!({
+            "workload": workload.to_string(),
+            "tuner": context.tuner,
+            "trials": report.trials,
+            "resumed": report.resumed,
+            "errors": report.errors,
+            "best_gflops": best_gflops,
+            "peak_gflops": peak.gflops,
+            "ratio_to_peak": best_gflops.map(|gflops| gflops / peak.gflops),
+            "best_config": report.best.as_ref().map(|best| &best.values),
+            "stop_reason": report.stop_reason.as_str(),
+            "wall_s": report.wall.as_secs_f64(),
+            "threads": threads,
+            "log": args.log.display().to_string(),
+        });
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!("workload    {workload}");
+        println!(
+            "tuner       {} ({} trials this run, {} from the log, {} errors)",
+            context.tuner, report.trials, report.resumed, report.errors
+        );
+        match best_gflops {
+            Some(gflops) => println!("best        {gflops:.2} GFLOP/s, {:.1}% of peak {:.1} GFLOP/s ({threads} thread(s))", 100.0 * gflops / peak.gflops, peak.gflops),
+            None => println!("best        none: no config passed its check"),
+        }
+        println!(
+            "stopped     {} after {:.1} s",
+            report.stop_reason,
+            report.wall.as_secs_f64()
+        );
+        println!("log         {}", args.log.display());
+    }
+    Ok(())
+}

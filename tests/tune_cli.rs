@@ -1,0 +1,214 @@
+//! `looptune tune`, `best`, `merge` and `export-db` run as a user would, on small workloads with
+//! cheap measurement options; including a `kill -9` of a tuning run and the rerun that follows.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const QUICK: &[&str] = &["--repeat", "1", "--min-repeat-ms", "1"];
+
+fn looptune(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_looptune"))
+        .args(args)
+        .output()
+        .expect("looptune runs")
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON object on stdout")
+}
+
+/// The config indices of the complete lines of a log.
+fn logged_indices(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .map(|record| {
+            record["config_index"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn tune_writes_the_log_reports_json_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("t.jsonl");
+    let log_arg = log.to_str().unwrap();
+    let mut args = vec![
+        "tune",
+        "matmul:m=16,n=12,k=8",
+        "--trials",
+        "6",
+        "--batch-size",
+        "3",
+        "--log",
+        log_arg,
+        "--json",
+    ];
+    args.extend_from_slice(QUICK);
+    let first = json(&looptune(&args));
+    for key in [
+        "workload",
+        "tuner",
+        "trials",
+        "errors",
+        "best_gflops",
+        "peak_gflops",
+        "stop_reason",
+        "wall_s",
+    ] {
+        assert!(first.get(key).is_some(), "`{key}` missing from {first}");
+    }
+    assert_eq!(first["trials"], 6);
+    assert_eq!(first["errors"], 0);
+    assert_eq!(first["stop_reason"], "trial_budget");
+    assert!(first["best_gflops"].as_f64().is_some_and(|g| g > 0.0));
+    assert_eq!(logged_indices(&log).len(), 6);
+
+    let second = json(&looptune(&args));
+    assert_eq!(second["resumed"], 6);
+    let indices = logged_indices(&log);
+    assert_eq!(indices.len(), 12);
+    assert_eq!(
+        indices.iter().collect::<HashSet<_>>().len(),
+        12,
+        "a resumed run re-measured a config"
+    );
+    assert!(second["best_gflops"].as_f64() >= first["best_gflops"].as_f64());
+
+    // best, merge and export-db over that log.
+    let best = json(&looptune(&["best", "--log", log_arg, "--json"]));
+    assert_eq!(best.as_array().map(Vec::len), Some(1));
+    let merged = dir.path().join("merged.jsonl");
+    let status = looptune(&["merge", "--out", merged.to_str().unwrap(), log_arg, log_arg]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert_eq!(
+        logged_indices(&merged).len(),
+        12,
+        "duplicates dropped, nothing lost"
+    );
+    let refused = looptune(&["merge", "--out", merged.to_str().unwrap(), log_arg]);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "merge must not overwrite an unrelated file"
+    );
+    let db = dir.path().join("best.db");
+    let exported = looptune(&["export-db", "--out", db.to_str().unwrap(), log_arg]);
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    assert!(std::fs::metadata(&db).unwrap().len() > 0);
+}
+
+#[test]
+fn a_killed_tuning_run_loses_at_most_its_batch_and_the_rerun_remeasures_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("killed.jsonl");
+    let log_arg = log.to_str().unwrap();
+    let mut args = vec![
+        "tune",
+        "matmul:m=24,n=20,k=12",
+        "--trials",
+        "400",
+        "--batch-size",
+        "2",
+        "--log",
+        log_arg,
+    ];
+    args.extend_from_slice(QUICK);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_looptune"))
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tune starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while logged_indices(&log).len() < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix.
+    child.wait().unwrap();
+    let before = logged_indices(&log);
+    assert!(
+        before.len() >= 4,
+        "the run logged {} records before the kill",
+        before.len()
+    );
+
+    let mut rerun = vec![
+        "tune",
+        "matmul:m=24,n=20,k=12",
+        "--trials",
+        "4",
+        "--batch-size",
+        "2",
+        "--log",
+        log_arg,
+        "--json",
+    ];
+    rerun.extend_from_slice(QUICK);
+    let report = json(&looptune(&rerun));
+    assert_eq!(report["resumed"].as_u64(), Some(before.len() as u64));
+    let after = logged_indices(&log);
+    assert_eq!(after.len(), before.len() + 4);
+    assert_eq!(
+        after.iter().collect::<HashSet<_>>().len(),
+        after.len(),
+        "a logged config was measured again"
+    );
+}
+
+#[test]
+fn bad_tune_arguments_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("x.jsonl");
+    let log_arg = log.to_str().unwrap();
+    for (args, expected) in [
+        (
+            vec!["tune", "matmul:m=0,n=4,k=4", "--log", log_arg],
+            "`m=0` must be at least 1",
+        ),
+        (
+            vec![
+                "tune",
+                "matmul:m=4,n=4,k=4",
+                "--log",
+                log_arg,
+                "--time-budget=-1",
+            ],
+            "--time-budget",
+        ),
+        (
+            vec![
+                "tune",
+                "matmul:m=4,n=4,k=4",
+                "--log",
+                log_arg,
+                "--min-repeat-ms",
+                "0",
+            ],
+            "--min-repeat-ms",
+        ),
+    ] {
+        let output = looptune(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
