@@ -106,6 +106,26 @@ fn tune_writes_the_log_reports_json_and_resumes() {
         Some(2),
         "merge must not overwrite an unrelated file"
     );
+    let shown = looptune(&["show", "--log", log_arg, "matmul:m=16,n=12,k=8"]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success() && text.contains("config #") && text.contains("kernel matmul"),
+        "{text}"
+    );
+    let ran = json(&looptune(&[
+        "run",
+        "matmul:m=16,n=12,k=8",
+        "--log",
+        log_arg,
+        "--json",
+    ]));
+    assert_eq!(ran["correct"], true);
+    let missing = looptune(&["run", "matmul:m=8,n=8,k=8", "--log", log_arg, "--json"]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("fallback"),
+        "a missing workload falls back, and says so"
+    );
+    assert_eq!(json(&missing)["correct"], true);
     let db = dir.path().join("best.db");
     let exported = looptune(&["export-db", "--out", db.to_str().unwrap(), log_arg]);
     assert!(

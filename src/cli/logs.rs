@@ -44,6 +44,30 @@ pub struct ExportDbArgs {
     logs: Vec<PathBuf>,
 }
 
+/// Arguments of `looptune show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The tuning log to read.
+    #[arg(long)]
+    log: PathBuf,
+    /// The workload, `op:key=value,...`.
+    workload: String,
+}
+
+/// `looptune show`: the knobs of the best config for a workload and its lowered nest.
+pub fn show(args: &ShowArgs) -> anyhow::Result<()> {
+    let workload = input::workload(&args.workload)?;
+    let (schedule, config) = super::schedule::from_log(&args.log, &workload, false)?;
+    println!("config #{}", config.index());
+    for (name, value) in config.to_values() {
+        println!("  {name} = {value}");
+    }
+    let nest = looptune::lower(&schedule)
+        .with_context(|| format!("lowering the tuned schedule of `{workload}`"))?;
+    println!("{nest}");
+    Ok(())
+}
+
 /// Reads a log, printing its warnings.
 pub fn read_with_warnings(path: &PathBuf) -> anyhow::Result<LogContents> {
     let contents =

@@ -48,6 +48,9 @@ enum Command {
     Tune(tune::TuneArgs),
     /// Print the best valid record per workload and target of a tuning log.
     Best(logs::BestArgs),
+    /// Print the knobs of the best config a tuning log holds for a workload and its lowered
+    /// loop nest.
+    Show(logs::ShowArgs),
     /// Merge tuning logs into a new one, dropping duplicate records.
     Merge(logs::MergeArgs),
     /// Write the best config per workload and target of tuning logs to a compact deploy
@@ -84,6 +87,7 @@ pub fn main() -> ExitCode {
         Command::Peak(args) => peak::run(&args),
         Command::Tune(args) => tune::run(&args),
         Command::Best(args) => logs::best(&args),
+        Command::Show(args) => logs::show(&args),
         Command::Merge(args) => logs::merge_logs(&args),
         Command::ExportDb(args) => logs::export(&args),
         Command::Worker => looptune::jit::measure::serve_stdio().context("measurement worker"),

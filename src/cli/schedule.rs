@@ -35,6 +35,11 @@ pub struct ScheduleArgs {
     /// the tile's rows: no such block).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(i64).range(1..))]
     block_rows: i64,
+    /// Take the schedule from the best config of this tuning log for the workload on this
+    /// target (exact target first, then a compatible one, reported), or the template's fallback
+    /// config with a warning when the log has none.
+    #[arg(long, conflicts_with = "source")]
+    log: Option<std::path::PathBuf>,
     /// Data-layout choices of the operator definition for `--schedule default`, e.g. `pack=8`
     /// to pack the matrix read along `n` into panels of 8 columns (matmul, dense).
     #[arg(long, default_value = "")]
@@ -44,6 +49,9 @@ pub struct ScheduleArgs {
 impl ScheduleArgs {
     /// The name of the source, as written on the command line.
     pub fn name(&self) -> &'static str {
+        if self.log.is_some() {
+            return "tuned";
+        }
         match self.source {
             ScheduleSource::Default => "default",
             ScheduleSource::RegisterTiled => "register-tiled",
@@ -51,7 +59,14 @@ impl ScheduleArgs {
     }
 
     /// Builds the schedule of `workload`; `parallel` asks recipes for a parallel outer loop.
-    pub fn build(&self, workload: &Workload, parallel: bool) -> Result<Schedule, Usage> {
+    pub fn build(&self, workload: &Workload, parallel: bool) -> anyhow::Result<Schedule> {
+        if let Some(log) = &self.log {
+            return Ok(from_log(log, workload, parallel)?.0);
+        }
+        Ok(self.build_recipe(workload, parallel)?)
+    }
+
+    fn build_recipe(&self, workload: &Workload, parallel: bool) -> Result<Schedule, Usage> {
         match self.source {
             ScheduleSource::Default => {
                 let layout = input::layout(&self.layout)?;
@@ -84,6 +99,66 @@ impl ScheduleArgs {
             }
         }
     }
+}
+
+/// The schedule of the best config a tuning log holds for `workload` on this host, or of the
+/// template's fallback config. Where the config came from is said on stderr. `threads` of the
+/// target only matter for matching the log, so `parallel` picks them as `run` does.
+pub fn from_log(
+    log: &std::path::Path,
+    workload: &Workload,
+    parallel: bool,
+) -> anyhow::Result<(Schedule, looptune::space::Config)> {
+    use anyhow::Context;
+    use looptune::jit::{CraneliftBackend, Target};
+    use looptune::log::{Dispatcher, Source, TargetFingerprint};
+    use looptune::space::Task;
+
+    let dispatcher =
+        Dispatcher::from_logs(&[log]).with_context(|| format!("reading {}", log.display()))?;
+    for warning in dispatcher.load_warnings() {
+        eprintln!("warning: {warning}");
+    }
+    let task =
+        Task::new(*workload).with_context(|| format!("building the task of `{workload}`"))?;
+    let threads = if parallel {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        1
+    };
+    let target = Target::host().with_threads(threads);
+    let fingerprint = TargetFingerprint::new(&target, &CraneliftBackend::new());
+    let fallback = task
+        .fallback_config()
+        .context("the template's fallback config")?;
+    let dispatch = dispatcher.best(workload, &fingerprint, || fallback.to_values());
+    for warning in &dispatch.warnings {
+        eprintln!("warning: {warning}");
+    }
+    match &dispatch.source {
+        Source::Exact => eprintln!("config: best of {} for this target", log.display()),
+        Source::CompatibleTarget { differences, .. } => {
+            eprintln!(
+                "config: best of {} for a compatible target ({})",
+                log.display(),
+                differences.join(", ")
+            )
+        }
+        _ => eprintln!(
+            "config: the template's fallback (nothing for `{workload}` in {})",
+            log.display()
+        ),
+    }
+    let config = task
+        .space()
+        .from_values(&dispatch.config)
+        .with_context(|| {
+            format!(
+                "the config recorded in {} does not fit today's space",
+                log.display()
+            )
+        })?;
+    Ok((task.schedule(&config)?, config))
 }
 
 /// Parses `ROWSxCOLUMNS`.
