@@ -12,6 +12,7 @@
 mod input;
 mod logs;
 mod lower;
+mod main_job;
 mod ops;
 mod peak;
 mod run;
@@ -26,8 +27,10 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "looptune", version, about, long_about = None)]
 struct Cli {
+    /// Without a command: the main job, tuning an embedded default set of workloads for about
+    /// a minute and printing a table.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,7 +83,10 @@ const EXIT_USAGE: u8 = 2;
 /// Parses the arguments, runs the command and turns its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let outcome = match cli.command {
+    let Some(command) = cli.command else {
+        return finish(main_job::run());
+    };
+    let outcome = match command {
         Command::Ops => ops::run(),
         Command::Lower(args) => lower::run(&args),
         Command::Run(args) => run::run(&args),
@@ -92,6 +98,11 @@ pub fn main() -> ExitCode {
         Command::ExportDb(args) => logs::export(&args),
         Command::Worker => looptune::jit::measure::serve_stdio().context("measurement worker"),
     };
+    finish(outcome)
+}
+
+/// Prints an error and picks the exit code: 2 for errors in what the user typed, 1 otherwise.
+fn finish(outcome: anyhow::Result<()>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -14,7 +14,9 @@ use looptune::jit::measure::{Isolation, WorkerCommand};
 use looptune::jit::{measure_peak, CraneliftBackend, MeasureOptions, Measurer, Target};
 use looptune::log::{LogWriter, RecordContext, TargetFingerprint};
 use looptune::space::Task;
-use looptune::tune::{tune, GridTuner, Observer, Progress, RandomTuner, TuneOptions, Tuner};
+use looptune::tune::{
+    tune, GridTuner, Observer, Progress, RandomTuner, TuneOptions, TuneReport, Tuner,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -87,6 +89,96 @@ impl Observer for Bar {
     }
 }
 
+/// One tuning session: a task tuned with a tuner into a log, measured in a worker (or in this
+/// process), with a progress bar on stderr. Shared by `looptune tune` and the main job.
+pub struct Session<'a> {
+    /// The task.
+    pub task: &'a Task,
+    /// The tuner.
+    pub tuner: TunerKind,
+    /// Its seed.
+    pub seed: u64,
+    /// Threads of the target.
+    pub threads: usize,
+    /// The log appended to (and resumed from).
+    pub log: &'a std::path::Path,
+    /// Budgets.
+    pub options: TuneOptions,
+    /// How candidates are measured (isolation is set from `in_process`).
+    pub measure: MeasureOptions,
+    /// Measure in this process.
+    pub in_process: bool,
+}
+
+/// The measurer of a session: a worker process running this binary's `worker` subcommand,
+/// unless `in_process`.
+pub fn measurer(
+    target: &Target,
+    measure: MeasureOptions,
+    in_process: bool,
+) -> anyhow::Result<Measurer> {
+    let (isolation, worker) = if in_process {
+        (Isolation::InProcess, None)
+    } else {
+        let exe = std::env::current_exe().context("locating the looptune binary for the worker")?;
+        (
+            Isolation::Worker,
+            Some(WorkerCommand::new(exe).arg("worker")),
+        )
+    };
+    Ok(Measurer::new(
+        measure.with_isolation(isolation),
+        target.clone(),
+        worker,
+    )?)
+}
+
+impl Session<'_> {
+    /// Tunes, returning the report and the tuner's name.
+    pub fn run(&self) -> anyhow::Result<(TuneReport, String)> {
+        let workload = *self.task.workload();
+        let target = Target::host().with_threads(self.threads);
+        let existing = if self.log.exists() {
+            read_with_warnings(&self.log.to_path_buf())?.records
+        } else {
+            Vec::new()
+        };
+        let mut writer =
+            LogWriter::open(self.log).with_context(|| format!("opening {}", self.log.display()))?;
+        let mut measurer = measurer(&target, self.measure.clone(), self.in_process)?;
+        let mut tuner: Box<dyn Tuner + '_> = match self.tuner {
+            TunerKind::Random => Box::new(RandomTuner::new(self.task.space(), self.seed)),
+            TunerKind::Grid => Box::new(GridTuner::new(self.task.space())),
+        };
+        let context = RecordContext::new(
+            &workload,
+            TargetFingerprint::new(&target, &CraneliftBackend::new()),
+            tuner.name(),
+        );
+        let bar = ProgressBar::new(self.options.trials as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} trials, {msg} ({elapsed})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(format!("tuning {workload}"));
+        let mut observer = Bar(bar);
+        let report = tune(
+            self.task,
+            tuner.as_mut(),
+            &mut measurer,
+            &mut writer,
+            &context,
+            &existing,
+            &self.options,
+            &mut observer,
+        )?;
+        observer.0.finish_and_clear();
+        Ok((report, context.tuner))
+    }
+}
+
 /// Runs `looptune tune`.
 pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
     let workload = input::workload(&args.workload)?;
@@ -99,24 +191,6 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             .into());
         }
     }
-    let threads = args.threads as usize;
-    let target = Target::host().with_threads(threads);
-    let existing = if args.log.exists() {
-        read_with_warnings(&args.log)?.records
-    } else {
-        Vec::new()
-    };
-    let mut writer =
-        LogWriter::open(&args.log).with_context(|| format!("opening {}", args.log.display()))?;
-    let (isolation, worker) = if args.in_process {
-        (Isolation::InProcess, None)
-    } else {
-        let exe = std::env::current_exe().context("locating the looptune binary for the worker")?;
-        (
-            Isolation::Worker,
-            Some(WorkerCommand::new(exe).arg("worker")),
-        )
-    };
     for (flag, value) in [
         ("--min-repeat-ms", args.min_repeat_ms),
         ("--timeout", args.timeout),
@@ -125,52 +199,34 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             return Err(super::Usage(format!("{flag} {value} must be a positive number")).into());
         }
     }
-    let options = MeasureOptions {
-        repeat: args.repeat as usize,
-        min_repeat_ms: args.min_repeat_ms,
-        timeout: Duration::from_secs_f64(args.timeout),
-        ..MeasureOptions::default().with_isolation(isolation)
+    let threads = args.threads as usize;
+    let session = Session {
+        task: &task,
+        tuner: args.tuner,
+        seed: args.seed,
+        threads,
+        log: &args.log,
+        options: TuneOptions {
+            trials: args.trials as usize,
+            batch_size: args.batch_size as usize,
+            early_stopping: args.early_stop.map(|n| n as usize),
+            time_budget: args.time_budget.map(Duration::from_secs_f64),
+        },
+        measure: MeasureOptions {
+            repeat: args.repeat as usize,
+            min_repeat_ms: args.min_repeat_ms,
+            timeout: Duration::from_secs_f64(args.timeout),
+            ..MeasureOptions::default()
+        },
+        in_process: args.in_process,
     };
-    let mut measurer = Measurer::new(options, target.clone(), worker)?;
-    let mut tuner: Box<dyn Tuner + '_> = match args.tuner {
-        TunerKind::Random => Box::new(RandomTuner::new(task.space(), args.seed)),
-        TunerKind::Grid => Box::new(GridTuner::new(task.space())),
-    };
-    let context = RecordContext::new(
-        &workload,
-        TargetFingerprint::new(&target, &CraneliftBackend::new()),
-        tuner.name(),
-    );
-    let tune_options = TuneOptions {
-        trials: args.trials as usize,
-        batch_size: args.batch_size as usize,
-        early_stopping: args.early_stop.map(|n| n as usize),
-        time_budget: args.time_budget.map(Duration::from_secs_f64),
-    };
-    let bar = ProgressBar::new(tune_options.trials as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} trials, {msg} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_prefix(format!("tuning {workload}"));
-    let mut observer = Bar(bar);
-    let report = tune(
-        &task,
-        tuner.as_mut(),
-        &mut measurer,
-        &mut writer,
-        &context,
-        &existing,
-        &tune_options,
-        &mut observer,
-    )?;
-    observer.0.finish_and_clear();
+    let (report, tuner) = session.run()?;
     let peak = measure_peak(threads).context("measuring the peak")?;
     let best_gflops = report.best.as_ref().map(|best| best.gflops);
     if args.json {
         let summary = serde_json::json!({
             "workload": workload.to_string(),
-            "tuner": context.tuner,
+            "tuner": tuner,
             "trials": report.trials,
             "resumed": report.resumed,
             "errors": report.errors,
@@ -180,6 +236,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             "best_config": report.best.as_ref().map(|best| &best.values),
             "stop_reason": report.stop_reason.as_str(),
             "wall_s": report.wall.as_secs_f64(),
+            "trials_per_s": report.trials as f64 / report.wall.as_secs_f64().max(1e-9),
             "threads": threads,
             "log": args.log.display().to_string(),
         });
@@ -187,17 +244,22 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
     } else {
         println!("workload    {workload}");
         println!(
-            "tuner       {} ({} trials this run, {} from the log, {} errors)",
-            context.tuner, report.trials, report.resumed, report.errors
+            "tuner       {tuner} ({} trials this run, {} from the log, {} errors)",
+            report.trials, report.resumed, report.errors
         );
         match best_gflops {
-            Some(gflops) => println!("best        {gflops:.2} GFLOP/s, {:.1}% of peak {:.1} GFLOP/s ({threads} thread(s))", 100.0 * gflops / peak.gflops, peak.gflops),
+            Some(gflops) => println!(
+                "best        {gflops:.2} GFLOP/s, {:.1}% of peak {:.1} GFLOP/s ({threads} thread(s))",
+                100.0 * gflops / peak.gflops,
+                peak.gflops
+            ),
             None => println!("best        none: no config passed its check"),
         }
         println!(
-            "stopped     {} after {:.1} s",
+            "stopped     {} after {:.1} s ({:.2} trials/s)",
             report.stop_reason,
-            report.wall.as_secs_f64()
+            report.wall.as_secs_f64(),
+            report.trials as f64 / report.wall.as_secs_f64().max(1e-9)
         );
         println!("log         {}", args.log.display());
     }
