@@ -485,25 +485,15 @@ impl Workload {
                 Ok(())
             }
         };
-        match *self {
-            Workload::Matmul(p) => {
-                positive("m", p.m)?;
-                positive("n", p.n)?;
-                positive("k", p.k)
-            }
+        // Sizes that must be at least 1, and for convolutions the window geometry.
+        let (sizes, window): (Vec<(&str, i64)>, Option<[i64; 7]>) = match *self {
+            Workload::Matmul(p) => (vec![("m", p.m), ("n", p.n), ("k", p.k)], None),
             Workload::BatchMatmul(p) => {
-                positive("b", p.b)?;
-                positive("m", p.m)?;
-                positive("n", p.n)?;
-                positive("k", p.k)
+                (vec![("b", p.b), ("m", p.m), ("n", p.n), ("k", p.k)], None)
             }
-            Workload::Dense(p) => {
-                positive("m", p.m)?;
-                positive("n", p.n)?;
-                positive("k", p.k)
-            }
-            Workload::Conv2d(p) => {
-                for (name, value) in [
+            Workload::Dense(p) => (vec![("m", p.m), ("n", p.n), ("k", p.k)], None),
+            Workload::Conv2d(p) => (
+                vec![
                     ("n", p.n),
                     ("ic", p.ic),
                     ("h", p.h),
@@ -511,43 +501,37 @@ impl Workload {
                     ("oc", p.oc),
                     ("kh", p.kh),
                     ("kw", p.kw),
-                    ("stride", p.stride),
-                    ("dilation", p.dilation),
-                ] {
-                    positive(name, value)?;
-                }
-                if p.pad < 0 {
-                    return Err(IrError::InvalidParameter {
-                        op: op.to_string(),
-                        message: format!("`pad={}` must not be negative", p.pad),
-                    });
-                }
-                conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
-                conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation).map(|_| ())
-            }
-            Workload::DepthwiseConv2d(p) => {
-                for (name, value) in [
+                ],
+                Some([p.h, p.w, p.kh, p.kw, p.stride, p.pad, p.dilation]),
+            ),
+            Workload::DepthwiseConv2d(p) => (
+                vec![
                     ("n", p.n),
                     ("c", p.c),
                     ("h", p.h),
                     ("w", p.w),
                     ("kh", p.kh),
                     ("kw", p.kw),
-                    ("stride", p.stride),
-                    ("dilation", p.dilation),
-                ] {
-                    positive(name, value)?;
-                }
-                if p.pad < 0 {
-                    return Err(IrError::InvalidParameter {
-                        op: op.to_string(),
-                        message: format!("`pad={}` must not be negative", p.pad),
-                    });
-                }
-                conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
-                conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation).map(|_| ())
-            }
+                ],
+                Some([p.h, p.w, p.kh, p.kw, p.stride, p.pad, p.dilation]),
+            ),
+        };
+        for (name, value) in sizes {
+            positive(name, value)?;
         }
+        if let Some([h, w, kh, kw, stride, pad, dilation]) = window {
+            positive("stride", stride)?;
+            positive("dilation", dilation)?;
+            if pad < 0 {
+                return Err(IrError::InvalidParameter {
+                    op: op.to_string(),
+                    message: format!("`pad={pad}` must not be negative"),
+                });
+            }
+            conv_out(op, h, kh, stride, pad, dilation)?;
+            conv_out(op, w, kw, stride, pad, dilation)?;
+        }
+        Ok(())
     }
 
     /// Floating-point operations of one run (a multiply-add counts as two).

@@ -54,6 +54,18 @@ impl SplitMix64 {
     }
 }
 
+/// Random inputs in `-1..1` for every placeholder of `program`, from one generator seeded with
+/// `seed`, in placeholder order (which is also a lowered nest's input order): the inputs of
+/// every correctness check, so that a failure reproduces from its seed.
+pub fn random_inputs(program: &crate::Program, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = SplitMix64::new(seed);
+    program
+        .inputs()
+        .iter()
+        .map(|&tensor| (0..program.tensor(tensor).len()).map(|_| rng.unit_f32()).collect())
+        .collect()
+}
+
 /// One generated test case.
 #[derive(Clone, Debug)]
 pub struct Case {

@@ -2,8 +2,8 @@
 //! triples. 500 cases by default; `LOOPTUNE_PROPTEST_CASES=100000` for a long local run.
 
 use looptune_ir::eval::{compare, evaluate};
-use looptune_ir::random::{random_case, SplitMix64};
-use looptune_ir::{interp, lower, Program};
+use looptune_ir::random::{random_case, random_inputs};
+use looptune_ir::{interp, lower};
 use proptest::prelude::*;
 
 fn cases() -> u32 {
@@ -13,26 +13,12 @@ fn cases() -> u32 {
         .unwrap_or(500)
 }
 
-/// Random inputs for every placeholder of `program`, from `seed`.
-fn inputs_for(program: &Program, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = SplitMix64::new(seed ^ 0xDA7A);
-    program
-        .inputs()
-        .iter()
-        .map(|&tensor| {
-            (0..program.tensor(tensor).len())
-                .map(|_| rng.unit_f32())
-                .collect()
-        })
-        .collect()
-}
-
 fn check_seed(seed: u64) -> Result<(), String> {
     let case = random_case(seed);
     let program = case.schedule.program();
     let nest = lower(&case.schedule)
         .map_err(|err| format!("seed {seed} ({}): lowering failed: {err}", case.workload))?;
-    let inputs = inputs_for(program, seed);
+    let inputs = random_inputs(program, seed ^ 0xDA7A);
     let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
     let expected =
         evaluate(program, &input_refs).map_err(|err| format!("seed {seed}: evaluator: {err}"))?;

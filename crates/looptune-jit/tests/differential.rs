@@ -4,7 +4,7 @@
 //! reproduced by the seed it prints.
 
 use looptune_ir::eval::compare;
-use looptune_ir::random::{random_case, SplitMix64};
+use looptune_ir::random::{random_case, random_inputs, SplitMix64};
 use looptune_ir::{interp, lower};
 use looptune_jit::{Backend, CraneliftBackend, Target};
 
@@ -20,16 +20,7 @@ fn check_seed(seed: u64, target: &Target) -> Result<(), String> {
     let program = case.schedule.program();
     let nest = lower(&case.schedule)
         .map_err(|error| format!("seed {seed} ({}): lowering failed: {error}", case.workload))?;
-    let mut rng = SplitMix64::new(seed ^ 0xDA7A);
-    let inputs: Vec<Vec<f32>> = program
-        .inputs()
-        .iter()
-        .map(|&tensor| {
-            (0..program.tensor(tensor).len())
-                .map(|_| rng.unit_f32())
-                .collect()
-        })
-        .collect();
+    let inputs = random_inputs(program, seed ^ 0xDA7A);
     let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
     let fresh_outputs = || -> Vec<Vec<f32>> {
         nest.outputs

@@ -19,6 +19,7 @@
 use super::options::CheckMode;
 use super::result::{MeasureError, MeasureErrorKind};
 use looptune_ir::eval::{compare, evaluate, evaluate_points};
+pub use looptune_ir::random::random_inputs;
 use looptune_ir::random::SplitMix64;
 use looptune_ir::{interp, lower, BufferId, Program, Schedule};
 use serde::{Deserialize, Serialize};
@@ -73,21 +74,6 @@ pub struct Reference {
     pub tolerance: f64,
     /// One entry per program output, in order.
     pub outputs: Vec<ExpectedOutput>,
-}
-
-/// Random inputs in `-1..1` for every placeholder of `program`, from one generator seeded
-/// with `seed`, in placeholder order (which is also the nest's input order).
-pub fn random_inputs(program: &Program, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = SplitMix64::new(seed);
-    program
-        .inputs()
-        .iter()
-        .map(|&tensor| {
-            (0..program.tensor(tensor).len())
-                .map(|_| rng.unit_f32())
-                .collect()
-        })
-        .collect()
 }
 
 /// Points the reference evaluates: each computed tensor's elements times its reduction extents.
