@@ -77,8 +77,13 @@ pub fn run() -> anyhow::Result<()> {
         rows.push((workload, report, fallback_gflops));
     }
     let peak = measure_peak(threads).context("measuring the peak")?;
+    let width = rows
+        .iter()
+        .map(|(workload, ..)| workload.to_string().len())
+        .max()
+        .unwrap_or(8);
     println!(
-        "{:<64} {:>7} {:>9} {:>8} {:>10} {:>9}",
+        "{:<width$} {:>7} {:>9} {:>8} {:>10} {:>9}",
         "workload", "trials", "GFLOP/s", "of peak", "fallback", "speed-up"
     );
     for (workload, report, fallback) in &rows {
@@ -87,7 +92,7 @@ pub fn run() -> anyhow::Result<()> {
             value.map_or("-".to_string(), |v| format!("{v:.2}{suffix}"))
         };
         println!(
-            "{:<64} {:>7} {:>9} {:>8} {:>10} {:>9}",
+            "{:<width$} {:>7} {:>9} {:>8} {:>10} {:>9}",
             workload.to_string(),
             report.trials + report.resumed,
             cell(best, ""),
