@@ -7,15 +7,17 @@ use common::*;
 use looptune_ir::{DType, LoopKind, Stmt, ValueExpr};
 use looptune_jit::Target;
 
-/// The blocks of a CLIF function that branch back to themselves: the innermost loops.
-fn self_loops(clif: &str) -> Vec<String> {
-    let mut loops = Vec::new();
+/// The bodies of a CLIF function's innermost loops. Loops are top-tested: a header holding the
+/// test, then the body, which jumps back to it; an innermost loop's body is a single block
+/// right after its header.
+fn innermost_loops(clif: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
     let mut current: Option<(String, Vec<&str>)> = None;
     for line in clif.lines() {
         let trimmed = line.trim();
         if trimmed.starts_with("block") && trimmed.ends_with(':') {
             if let Some((name, body)) = current.take() {
-                loops.push((name, body));
+                blocks.push((name, body));
             }
             let name = trimmed
                 .split(['(', ':'])
@@ -27,14 +29,18 @@ fn self_loops(clif: &str) -> Vec<String> {
             body.push(trimmed);
         }
     }
-    loops.extend(current);
-    loops
-        .into_iter()
-        .filter(|(name, body)| {
+    blocks.extend(current);
+    blocks
+        .windows(2)
+        .filter(|pair| {
+            let (header, _) = &pair[0];
+            let (_, body) = &pair[1];
             body.iter()
-                .any(|line| line.starts_with("brif") && line.contains(&format!(" {name}(")))
+                .rev()
+                .find(|line| !line.is_empty())
+                .is_some_and(|line| line.starts_with(&format!("jump {header}(")))
         })
-        .map(|(_, body)| body.join("\n"))
+        .map(|pair| pair[1].1.join("\n"))
         .collect()
 }
 
@@ -59,7 +65,7 @@ fn accumulators_stay_in_registers_across_the_reduction_loop() {
     let nest = tiled_matmul(8, 32, 64, mr, nr, LoopKind::Serial);
     let kernel = compile(&nest);
     let clif = kernel.clif().expect("clif kept");
-    let loops = self_loops(clif);
+    let loops = innermost_loops(clif);
     // The k loop is the only innermost loop; the outer ones contain other blocks.
     assert_eq!(loops.len(), 1, "{clif}");
     let k_loop = &loops[0];
@@ -67,9 +73,10 @@ fn accumulators_stay_in_registers_across_the_reduction_loop() {
     let scalar_loads = k_loop.matches("load.f32 ").count();
     let stores = k_loop.matches("store").count();
     let fmas = k_loop.matches("= fma").count();
-    // One broadcast load of A per row, one vector load of B per group of four columns, one
-    // FMA per accumulator vector, and nothing of the tile itself.
-    assert_eq!(scalar_loads, mr as usize, "{k_loop}");
+    // One broadcast load of A per accumulator vector (per row and group of four columns, so
+    // that each FMA may overwrite its own broadcast), one vector load of B per group, one FMA
+    // per accumulator vector, and nothing of the tile itself.
+    assert_eq!(scalar_loads, (mr * nr / 4) as usize, "{k_loop}");
     assert_eq!(vector_loads, (nr / 4) as usize, "{k_loop}");
     assert_eq!(fmas, (mr * nr / 4) as usize, "{k_loop}");
     assert_eq!(stores, 0, "{k_loop}");
@@ -126,7 +133,7 @@ fn scalar_register_tiles_are_promoted_too() {
     );
     let nest = builder.build(serial(io, 2, serial(jo, 2, body)));
     let kernel = compile(&nest);
-    let loops = self_loops(kernel.clif().expect("clif kept"));
+    let loops = innermost_loops(kernel.clif().expect("clif kept"));
     assert_eq!(loops.len(), 1);
     assert_eq!(loops[0].matches("store").count(), 0, "{}", loops[0]);
     let a_data = data((m * k) as usize, 13);

@@ -55,6 +55,14 @@ impl IVal {
     }
 }
 
+/// `value * scale` in an element offset, with the binding order of the innermost variable it
+/// depends on.
+struct AffineTerm {
+    value: Value,
+    scale: i64,
+    order: u32,
+}
+
 /// Where a buffer's elements live while code for its scope is emitted.
 pub(crate) enum Storage {
     /// In memory at `base` (a parameter, a stack slot or a heap block).
@@ -113,6 +121,29 @@ pub(crate) fn load_flags(role: BufferRole, statically_in_bounds: bool) -> MemFla
     }
 }
 
+/// Flags equivalent to `flags` for a load of a naturally aligned little-endian element, but
+/// different for each `copy` up to 3 (beyond that, copies share the flags of copy 3).
+///
+/// Cranelift's e-graph merges identical movable loads into one value. Where that value is a
+/// multiplicand of several FMAs, each FMA but the last must copy it first: x86-64 Cranelift
+/// lowers `fma` only to forms that overwrite a multiplicand (`vfmadd213`/`vfmadd132`, never
+/// `vfmadd231`). A broadcast of `A` loaded once per FMA is instead a `vbroadcastss` from
+/// memory (a load, no vector ALU work) whose register the FMA may overwrite. The flags set here
+/// are true of every element access (elements are naturally aligned, x86-64 is little-endian),
+/// so they change nothing but the identity of the load.
+pub(crate) fn distinct_flags(flags: MemFlagsData, copy: usize) -> MemFlagsData {
+    let flags = if copy & 1 != 0 {
+        flags.with_aligned()
+    } else {
+        flags
+    };
+    if copy & 2 != 0 {
+        flags.with_endianness(cranelift_codegen::ir::Endianness::Little)
+    } else {
+        flags
+    }
+}
+
 /// Memory flags of element accesses: no trap (indices are verified in bounds), and no alignment
 /// promise beyond the element's own, so vector accesses are unaligned loads and stores.
 pub(crate) fn access_flags(role: BufferRole) -> MemFlagsData {
@@ -161,12 +192,20 @@ pub(crate) struct FnGen<'n, 'b> {
     pub ranges: Vec<Option<(i64, i64)>>,
     /// The storage of each buffer, `None` outside its scope.
     pub storage: Vec<Option<Storage>>,
+    /// When each variable bound to a run-time value was bound, in order of binding: a variable
+    /// bound later belongs to a loop nested deeper (0 for bindings outside any loop).
+    pub binding_order: Vec<u32>,
+    /// The last binding order handed out.
+    pub last_binding: u32,
     /// The `args` parameter: one pointer per parameter buffer.
     pub args: Value,
     /// The `runtime` parameter: the host function table.
     pub runtime: Value,
     /// Whether this function is an outlined parallel body (nested parallel loops run serially).
     pub in_parallel: bool,
+    /// Which copy of a movable load scalar loads emit: copies of the same element with
+    /// different numbers stay distinct values (see [`distinct_flags`]).
+    pub load_copy: usize,
 }
 
 impl<'n, 'b> FnGen<'n, 'b> {
@@ -354,35 +393,115 @@ impl<'n, 'b> FnGen<'n, 'b> {
         Ok(total)
     }
 
-    /// An address and immediate offset for element `offset` of elements of `size` bytes.
-    pub fn address(
+    /// The address and immediate offset of the element at `indices` of `buffer` (elements of
+    /// `size` bytes at `base`).
+    ///
+    /// The offset is taken apart into affine terms (a run-time value times a constant) and the
+    /// address summed from the outermost loop's term to the innermost's, starting at `base`:
+    /// every partial sum but the last is then invariant in the inner loops, which Cranelift
+    /// hoists out of them, and the innermost term, when its scale is 1, 2, 4 or 8 bytes, folds
+    /// into the addressing mode. An access in a reduction loop costs no instruction of its own;
+    /// summed the other way round (`base + (row * K + k) * 4`), the partial sums all depend on
+    /// the innermost counter and are recomputed on every iteration.
+    pub fn element_address(
         &mut self,
         base: Value,
-        offset: IVal,
+        buffer: BufferId,
+        indices: &[IndexExpr],
         size: i64,
     ) -> Result<(Value, i32), CompileError> {
-        let bytes = Self::fold(IndexOp::Mul, offset.offset, size)?;
-        let mut address = match offset.dynamic {
-            None => base,
-            Some(d) => {
-                let scaled = if (size as u64).is_power_of_two() {
-                    self.builder
-                        .ins()
-                        .ishl_imm_s(d, i64::from(size.trailing_zeros()))
-                } else {
-                    self.builder.ins().imul_imm_s(d, size)
-                };
-                self.builder.ins().iadd(base, scaled)
+        let strides = self.nest.buffer(buffer).strides();
+        let mut terms = Vec::new();
+        let mut constant = 0;
+        for (index, stride) in indices.iter().zip(strides) {
+            self.affine_terms(index, stride, &mut terms, &mut constant)?;
+        }
+        // Terms of the same value (the same variable reached through two indices) add up.
+        let mut merged: Vec<AffineTerm> = Vec::with_capacity(terms.len());
+        for term in terms {
+            match merged.iter_mut().find(|other| other.value == term.value) {
+                Some(other) => {
+                    other.scale = Self::fold(IndexOp::Add, other.scale, term.scale)?;
+                    other.order = other.order.max(term.order);
+                }
+                None => merged.push(term),
             }
-        };
-        let immediate = match i32::try_from(bytes) {
-            Ok(immediate) => immediate,
-            Err(_) => {
-                address = self.builder.ins().iadd_imm_s(address, bytes);
-                0
+        }
+        merged.retain(|term| term.scale != 0);
+        merged.sort_by_key(|term| term.order);
+        let mut address = base;
+        for term in merged {
+            let bytes = Self::fold(IndexOp::Mul, term.scale, size)?;
+            let scaled = if bytes == 1 {
+                term.value
+            } else if bytes > 0 && (bytes as u64).is_power_of_two() {
+                self.builder
+                    .ins()
+                    .ishl_imm_s(term.value, i64::from(bytes.trailing_zeros()))
+            } else {
+                self.builder.ins().imul_imm_s(term.value, bytes)
+            };
+            address = self.builder.ins().iadd(address, scaled);
+        }
+        let bytes = Self::fold(IndexOp::Mul, constant, size)?;
+        match i32::try_from(bytes) {
+            Ok(immediate) => Ok((address, immediate)),
+            Err(_) => Ok((self.builder.ins().iadd_imm_s(address, bytes), 0)),
+        }
+    }
+
+    /// Adds `scale * expr` to `terms` and `constant`: affine parts term by term, anything else
+    /// (floor division, modulo, min, max, products of variables) as one opaque term.
+    fn affine_terms(
+        &mut self,
+        expr: &IndexExpr,
+        scale: i64,
+        terms: &mut Vec<AffineTerm>,
+        constant: &mut i64,
+    ) -> Result<(), CompileError> {
+        match expr {
+            IndexExpr::Binary(IndexOp::Add, a, b) => {
+                self.affine_terms(a, scale, terms, constant)?;
+                self.affine_terms(b, scale, terms, constant)
             }
-        };
-        Ok((address, immediate))
+            IndexExpr::Binary(IndexOp::Sub, a, b) => {
+                self.affine_terms(a, scale, terms, constant)?;
+                let negated = Self::fold(IndexOp::Mul, scale, -1)?;
+                self.affine_terms(b, negated, terms, constant)
+            }
+            IndexExpr::Binary(IndexOp::Mul, a, b) => match (&**a, &**b) {
+                (IndexExpr::Const(factor), other) | (other, IndexExpr::Const(factor)) => {
+                    let scale = Self::fold(IndexOp::Mul, scale, *factor)?;
+                    self.affine_terms(other, scale, terms, constant)
+                }
+                _ => self.opaque_term(expr, scale, terms, constant),
+            },
+            _ => self.opaque_term(expr, scale, terms, constant),
+        }
+    }
+
+    fn opaque_term(
+        &mut self,
+        expr: &IndexExpr,
+        scale: i64,
+        terms: &mut Vec<AffineTerm>,
+        constant: &mut i64,
+    ) -> Result<(), CompileError> {
+        let value = self.index(expr)?;
+        let part = Self::fold(IndexOp::Mul, value.offset, scale)?;
+        *constant = Self::fold(IndexOp::Add, *constant, part)?;
+        if let Some(dynamic) = value.dynamic {
+            let mut order = 0;
+            expr.for_each_var(&mut |var| {
+                order = order.max(self.binding_order.get(var.index()).copied().unwrap_or(0));
+            });
+            terms.push(AffineTerm {
+                value: dynamic,
+                scale,
+                order,
+            });
+        }
+        Ok(())
     }
 
     /// The storage of `buffer`, or the error naming it when it is out of scope.
@@ -484,7 +603,14 @@ impl<'n, 'b> FnGen<'n, 'b> {
                 let offset = self.element_offset(load.buffer, &load.indices)?;
                 let bounded = self.check_bounds(load.buffer, &load.indices, offset, 1)?;
                 let flags = load_flags(role, bounded);
-                let (address, immediate) = self.address(base, offset, i64::from(ty.bytes()))?;
+                let flags = if flags.can_move() {
+                    distinct_flags(flags, self.load_copy)
+                } else {
+                    flags
+                };
+                let size = i64::from(ty.bytes());
+                let (address, immediate) =
+                    self.element_address(base, load.buffer, &load.indices, size)?;
                 Ok(self.builder.ins().load(ty, flags, address, immediate))
             }
         }
@@ -509,7 +635,7 @@ impl<'n, 'b> FnGen<'n, 'b> {
                 let base = *base;
                 let offset = self.element_offset(buffer, indices)?;
                 self.check_bounds(buffer, indices, offset, 1)?;
-                let (address, immediate) = self.address(base, offset, size)?;
+                let (address, immediate) = self.element_address(base, buffer, indices, size)?;
                 self.builder.ins().store(flags, value, address, immediate);
                 Ok(())
             }

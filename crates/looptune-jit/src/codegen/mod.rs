@@ -120,9 +120,12 @@ pub(crate) fn compile(
             env: vec![None; nest.vars.len()],
             ranges: vec![None; nest.vars.len()],
             storage: (0..nest.buffers.len()).map(|_| None).collect(),
+            binding_order: vec![0; nest.vars.len()],
+            last_binding: 0,
             args: params[0],
             runtime: params[1],
             in_parallel: false,
+            load_copy: 0,
         };
         generator.bind_params();
         generator.stmt(&nest.body)?;
@@ -154,9 +157,12 @@ pub(crate) fn compile(
                 env: vec![None; nest.vars.len()],
                 ranges: vec![None; nest.vars.len()],
                 storage: (0..nest.buffers.len()).map(|_| None).collect(),
+                binding_order: vec![0; nest.vars.len()],
+                last_binding: 0,
                 args: params[0],
                 runtime: params[4],
                 in_parallel: true,
+                load_copy: 0,
             };
             generator.emit_parallel_body(&job, params[1], params[2], params[3])?;
             generator.builder.ins().return_(&[]);

@@ -99,9 +99,15 @@ impl<'n> FnGen<'n, '_> {
         if slot >= self.env.len() {
             self.env.resize(slot + 1, None);
         }
+        if slot >= self.binding_order.len() {
+            self.binding_order.resize(slot + 1, 0);
+        }
+        self.last_binding += 1;
+        let previous_order = std::mem::replace(&mut self.binding_order[slot], self.last_binding);
         let previous = self.env[slot].replace(value);
         let result = body(self);
         self.env[slot] = previous;
+        self.binding_order[slot] = previous_order;
         result
     }
 
@@ -143,8 +149,15 @@ impl<'n> FnGen<'n, '_> {
         })
     }
 
-    /// A bottom-tested loop `counter = start, start + step, ...` while `counter < end`; the caller
-    /// guarantees that `start < end`.
+    /// A loop `counter = start, start + step, ...` while `counter < end`.
+    ///
+    /// The test is at the top, in a header of its own, and the body jumps back to it: the exit
+    /// block then reads loop-carried variables as the header's parameters, so the last value the
+    /// body computes for each (an accumulator's final FMA) has exactly one use, the back edge.
+    /// Cranelift's lowering treats everything a multiply-used value depends on as used many
+    /// times, and a bottom test with the exit reading the body's values made every load feeding
+    /// an accumulator chain "used many times", which keeps it from folding into its user (a
+    /// broadcast load, an FMA's memory operand).
     pub fn counted_loop(
         &mut self,
         start: Value,
@@ -152,26 +165,35 @@ impl<'n> FnGen<'n, '_> {
         step: i64,
         body: impl FnOnce(&mut Self, Value) -> Result<(), CompileError>,
     ) -> Result<(), CompileError> {
+        let end_offset = end.offset;
         let header = self.builder.create_block();
         let counter = self.builder.append_block_param(header, types::I64);
+        let body_block = self.builder.create_block();
         let exit = self.builder.create_block();
-        self.builder.ins().jump(header, &block_args(&[start]));
-        self.builder.switch_to_block(header);
-        body(self, counter)?;
-        let next = self.builder.ins().iadd_imm_s(counter, step);
-        let more = match end.dynamic {
-            None => self
+        let end = end.dynamic.map(|_| self.materialize(end));
+        let less_than_end = |this: &mut Self, value: Value| match end {
+            None => this
                 .builder
                 .ins()
-                .icmp_imm_s(IntCC::SignedLessThan, next, end.offset),
-            Some(_) => {
-                let end = self.materialize(end);
-                self.builder.ins().icmp(IntCC::SignedLessThan, next, end)
-            }
+                .icmp_imm_s(IntCC::SignedLessThan, value, end_offset),
+            Some(end) => this.builder.ins().icmp(IntCC::SignedLessThan, value, end),
         };
+        // The entry test makes the preheader, not the header, the exit's immediate dominator.
+        // Cranelift's e-graph elaboration walks the dominator tree keeping a stack of the loops
+        // it is in, and pops a loop for good when it visits a block outside it; were the exit a
+        // dominator-tree child of the header and visited before the body, the body would be
+        // elaborated as if outside every loop, and nothing would be hoisted out of it.
+        let nonempty = less_than_end(self, start);
         self.builder
             .ins()
-            .brif(more, header, &block_args(&[next]), exit, &[]);
+            .brif(nonempty, header, &block_args(&[start]), exit, &[]);
+        self.builder.switch_to_block(header);
+        let more = less_than_end(self, counter);
+        self.builder.ins().brif(more, body_block, &[], exit, &[]);
+        self.builder.switch_to_block(body_block);
+        body(self, counter)?;
+        let next = self.builder.ins().iadd_imm_s(counter, step);
+        self.builder.ins().jump(header, &block_args(&[next]));
         self.builder.switch_to_block(exit);
         Ok(())
     }

@@ -183,8 +183,10 @@ impl<'n> FnGen<'n, '_> {
         let decl = self.nest.buffer(buffer);
         let flags = access_flags(decl.role);
         if offset_coefficient(decl, indices, group.var) == Some(1) {
-            let (offset, _) = self.group_offset(buffer, indices, group)?;
-            let (address, immediate) = self.address(base, offset, 4)?;
+            self.group_offset(buffer, indices, group)?;
+            let (address, immediate) = self.with_var(group.var, group.base, |this| {
+                this.element_address(base, buffer, indices, 4)
+            })?;
             self.builder.ins().store(flags, vector, address, immediate);
             return Ok(());
         }
@@ -195,7 +197,7 @@ impl<'n> FnGen<'n, '_> {
             self.with_var(group.var, group.base.plus(lane), |this| {
                 let offset = this.element_offset(buffer, indices)?;
                 this.check_bounds(buffer, indices, offset, 1)?;
-                let (address, immediate) = this.address(base, offset, 4)?;
+                let (address, immediate) = this.element_address(base, buffer, indices, 4)?;
                 this.builder.ins().store(flags, scalar, address, immediate);
                 Ok(())
             })?;
@@ -224,11 +226,23 @@ impl<'n> FnGen<'n, '_> {
                 Lanes::Vector(a) => Ok(Lanes::Vector(self.unary(*op, DType::F32, a)?)),
             },
             ValueExpr::Fma(a, b, c) => {
-                let parts = [
-                    self.lanes(a, group)?,
-                    self.lanes(b, group)?,
-                    self.lanes(c, group)?,
-                ];
+                // A uniform multiplicand (a broadcast of `A` in a matmul) is loaded afresh for
+                // each group, so that each FMA can overwrite its own (see `distinct_flags`).
+                let copy = match group.base.dynamic {
+                    None => (group.base.offset / LANES).min(3) as usize,
+                    Some(_) => 0,
+                };
+                let previous = std::mem::replace(&mut self.load_copy, copy);
+                let multiplicands = [self.lanes(a, group), self.lanes(b, group)];
+                self.load_copy = previous;
+                let [a, b] = multiplicands;
+                let (a, b) = (a?, b?);
+                // The uniform multiplicand goes first: see the comment on `fma` ordering.
+                let (a, b) = match (a, b) {
+                    (Lanes::Vector(_), Lanes::Uniform(_)) => (b, a),
+                    other => other,
+                };
+                let parts = [a, b, self.lanes(c, group)?];
                 if let [Lanes::Uniform(a), Lanes::Uniform(b), Lanes::Uniform(c)] = parts {
                     return Ok(Lanes::Uniform(self.fma(DType::F32, a, b, c)?));
                 }
@@ -313,9 +327,11 @@ impl<'n> FnGen<'n, '_> {
         let decl_role = decl.role;
         match offset_coefficient(decl, &load.indices, group.var) {
             Some(1) => {
-                let (offset, bounded) = self.group_offset(load.buffer, &load.indices, group)?;
+                let (_, bounded) = self.group_offset(load.buffer, &load.indices, group)?;
                 let flags = load_flags(decl_role, bounded);
-                let (address, immediate) = self.address(base, offset, 4)?;
+                let (address, immediate) = self.with_var(group.var, group.base, |this| {
+                    this.element_address(base, load.buffer, &load.indices, 4)
+                })?;
                 Ok(Lanes::Vector(self.builder.ins().load(
                     types::F32X4,
                     flags,
