@@ -84,3 +84,17 @@ fn jit_matches_the_interpreter_without_fma() {
         check_seed(seed, &target).unwrap_or_else(|message| panic!("{message}"));
     }
 }
+
+/// Seeds that once failed, each with what it caught.
+const REGRESSION_SEEDS: &[(u64, &str)] = &[(
+    11819229880481118370,
+    "an unrolled copy read a register tile past its end under a guard false for that copy",
+)];
+
+#[test]
+fn regression_seeds() {
+    let target = Target::host().with_threads(2);
+    for &(seed, caught) in REGRESSION_SEEDS {
+        check_seed(seed, &target).unwrap_or_else(|message| panic!("{caught}: {message}"));
+    }
+}

@@ -683,6 +683,10 @@ impl<'n, 'b> FnGen<'n, 'b> {
             }
             ValueExpr::Select(cond, a, b) => {
                 let ty = clif_type(dtype, "a select")?;
+                if let Some(holds) = self.known_cond(cond)? {
+                    // Only the chosen side exists in this copy of the code (see `known_cond`).
+                    return self.value(if holds { a } else { b });
+                }
                 if reads_memory(a) || reads_memory(b) {
                     let cond = self.cond(cond)?;
                     self.branchy_select(cond, ty, |this| this.value(a), |this| this.value(b))
@@ -841,6 +845,33 @@ impl<'n, 'b> FnGen<'n, 'b> {
     }
 
     // ----- conditions -----
+
+    /// The value of `cond` when it is known while compiling (constants and unrolled loop
+    /// counters). Code under a condition that cannot hold must not be emitted at all: an
+    /// unrolled copy may index a register tile past its end under a guard that is false for
+    /// that copy, and such an element has no register.
+    pub fn known_cond(&mut self, cond: &Cond) -> Result<Option<bool>, CompileError> {
+        Ok(match cond {
+            Cond::Const(value) => Some(*value),
+            Cond::Index(op, a, b) => {
+                let a = self.index(a)?;
+                let b = self.index(b)?;
+                (a.dynamic == b.dynamic).then(|| op.compare(a.offset, b.offset))
+            }
+            Cond::Value(..) => None,
+            Cond::And(a, b) => match (self.known_cond(a)?, self.known_cond(b)?) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            },
+            Cond::Or(a, b) => match (self.known_cond(a)?, self.known_cond(b)?) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            },
+            Cond::Not(a) => self.known_cond(a)?.map(|holds| !holds),
+        })
+    }
 
     /// Emits a condition as an `i8` truth value.
     pub fn cond(&mut self, cond: &Cond) -> Result<Value, CompileError> {

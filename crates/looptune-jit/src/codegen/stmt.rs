@@ -31,10 +31,14 @@ impl<'n> FnGen<'n, '_> {
                 let computed = self.convert_for_buffer(*buffer, value, computed)?;
                 self.store_scalar(*buffer, indices, computed)
             }
-            Stmt::If { cond, then } => {
-                let holds = self.cond(cond)?;
-                self.guarded(holds, |this| this.stmt(then))
-            }
+            Stmt::If { cond, then } => match self.known_cond(cond)? {
+                Some(true) => self.stmt(then),
+                Some(false) => Ok(()),
+                None => {
+                    let holds = self.cond(cond)?;
+                    self.guarded(holds, |this| this.stmt(then))
+                }
+            },
             Stmt::Alloc { buffer, body } => self.alloc(*buffer, body),
         }
     }
