@@ -62,7 +62,11 @@ pub fn random_inputs(program: &crate::Program, seed: u64) -> Vec<Vec<f32>> {
     program
         .inputs()
         .iter()
-        .map(|&tensor| (0..program.tensor(tensor).len()).map(|_| rng.unit_f32()).collect())
+        .map(|&tensor| {
+            (0..program.tensor(tensor).len())
+                .map(|_| rng.unit_f32())
+                .collect()
+        })
         .collect()
 }
 
