@@ -15,7 +15,7 @@ use looptune::jit::{measure_peak, CraneliftBackend, MeasureOptions, Measurer, Ta
 use looptune::log::{LogWriter, RecordContext, TargetFingerprint};
 use looptune::space::Task;
 use looptune::tune::{
-    tune, GridTuner, Observer, Progress, RandomTuner, TuneOptions, TuneReport, Tuner,
+    tune, GridTuner, Observer, Progress, RandomTuner, TuneOptions, TuneReport, Tuner, XgbTuner,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,6 +27,8 @@ pub enum TunerKind {
     Random,
     /// The space in index order.
     Grid,
+    /// XGBoost over loop-nest features, searched by simulated annealing.
+    Xgb,
 }
 
 /// Arguments of `looptune tune`.
@@ -149,6 +151,7 @@ impl Session<'_> {
         let mut tuner: Box<dyn Tuner + '_> = match self.tuner {
             TunerKind::Random => Box::new(RandomTuner::new(self.task.space(), self.seed)),
             TunerKind::Grid => Box::new(GridTuner::new(self.task.space())),
+            TunerKind::Xgb => Box::new(XgbTuner::with_defaults(self.task, self.seed)?),
         };
         let context = RecordContext::new(
             &workload,

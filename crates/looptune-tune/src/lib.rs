@@ -15,10 +15,12 @@
 
 #![deny(missing_docs)]
 
+pub mod model;
 pub mod task;
 pub mod tuner;
 pub mod tuning;
 
+pub use model::{XgbTuner, XgbTunerOptions, XgbTunerStats};
 pub use task::TuningTask;
 pub use tuner::{GridTuner, RandomTuner, Trial, Tuner};
 pub use tuning::{tune, Observer, Progress, StopReason, TuneError, TuneOptions, TuneReport};

@@ -1,0 +1,283 @@
+//! The model-guided tuner: XGBoost over loop-nest features, searched by simulated annealing.
+//!
+//! [`XgbTuner`] is AutoTVM's `XGBTuner`: until it has measurements it proposes random configs;
+//! after every batch it refits its [`CostModel`] on everything measured so far (failures as zero
+//! throughput) and lets the [`Annealer`] find the configs the model likes best among those not
+//! yet measured or proposed. The annealer's chains persist from one round to the next and are
+//! restarted from the best measured configs, so later rounds refine rather than start over. A
+//! small share of every batch (5% by default) is still random, so that a wrong model cannot
+//! keep the search out of a region forever.
+//!
+//! **Invariant:** the tuner's decisions depend on the seed and the measured throughputs only;
+//! the time it spends fitting and annealing is recorded for reports and never read back.
+
+use crate::tuner::{RandomTuner, Trial, Tuner};
+use looptune_cost::{
+    AnnealOptions, Annealer, CostError, CostModel, FeatureSpec, XgbModel, XgbOptions,
+};
+use looptune_ir::random::SplitMix64;
+use looptune_space::{Config, Task};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// Options of [`XgbTuner`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct XgbTunerOptions {
+    /// Configs the annealer returns per round; batches are drawn from this plan until the next
+    /// refit.
+    pub plan_size: usize,
+    /// Share of every batch drawn at random once the model is in use.
+    pub random_share: f64,
+    /// Measured configs needed before the model is used (random proposals until then).
+    pub min_trials: usize,
+    /// The model.
+    pub model: XgbOptions,
+    /// The annealer.
+    pub anneal: AnnealOptions,
+}
+
+impl Default for XgbTunerOptions {
+    fn default() -> XgbTunerOptions {
+        XgbTunerOptions {
+            plan_size: 64,
+            random_share: 0.05,
+            min_trials: 8,
+            model: XgbOptions::default(),
+            anneal: AnnealOptions::default(),
+        }
+    }
+}
+
+/// Where an [`XgbTuner`] spent its time (for progress reports; never read by the search).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct XgbTunerStats {
+    /// Refits done.
+    pub fits: usize,
+    /// Time in feature extraction of measured configs and in fitting.
+    pub fit_time: Duration,
+    /// Annealing rounds done.
+    pub rounds: usize,
+    /// Time in annealing (feature extraction and prediction of candidates included).
+    pub anneal_time: Duration,
+    /// Candidates scored by the model over all rounds.
+    pub scored: usize,
+    /// The last error of the model, if a fit failed (the tuner then proposes at random).
+    pub last_error: Option<String>,
+}
+
+/// Model-guided search: XGBoost plus simulated annealing (see the module doc).
+pub struct XgbTuner<'a> {
+    task: &'a Task,
+    options: XgbTunerOptions,
+    spec: FeatureSpec,
+    model: XgbModel,
+    annealer: Annealer,
+    random: RandomTuner<'a>,
+    coin: SplitMix64,
+    proposed: HashSet<u128>,
+    plan: Vec<Config>,
+    refit_pending: bool,
+    features: Vec<Vec<f32>>,
+    throughput: Vec<f64>,
+    measured: Vec<(f64, Config)>,
+    stats: XgbTunerStats,
+}
+
+impl std::fmt::Debug for XgbTuner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XgbTuner")
+            .field("task", &self.task.key())
+            .field("options", &self.options)
+            .field("measured", &self.measured.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl<'a> XgbTuner<'a> {
+    /// A tuner of `task` whose every random choice comes from `seed`, or why the model options
+    /// cannot work.
+    pub fn new(
+        task: &'a Task,
+        options: XgbTunerOptions,
+        seed: u64,
+    ) -> Result<XgbTuner<'a>, CostError> {
+        let model = XgbModel::new(options.model.clone().with_seed(seed))?;
+        Ok(XgbTuner {
+            task,
+            spec: FeatureSpec::for_task(task),
+            model,
+            annealer: Annealer::new(options.anneal.clone(), seed),
+            random: RandomTuner::new(task.space(), seed),
+            coin: SplitMix64::new(seed ^ 0x5EED_C011),
+            proposed: HashSet::new(),
+            plan: Vec::new(),
+            refit_pending: false,
+            features: Vec::new(),
+            throughput: Vec::new(),
+            measured: Vec::new(),
+            stats: XgbTunerStats::default(),
+            options,
+        })
+    }
+
+    /// A tuner of `task` with the default options.
+    pub fn with_defaults(task: &'a Task, seed: u64) -> Result<XgbTuner<'a>, CostError> {
+        XgbTuner::new(task, XgbTunerOptions::default(), seed)
+    }
+
+    /// Where the time went so far.
+    pub fn stats(&self) -> &XgbTunerStats {
+        &self.stats
+    }
+
+    /// Whether proposals come from the model (enough data and a successful fit).
+    pub fn model_in_use(&self) -> bool {
+        self.model.is_fitted() && self.measured.len() >= self.options.min_trials
+    }
+
+    fn random_configs(
+        &mut self,
+        count: usize,
+        already_measured: &dyn Fn(u128) -> bool,
+    ) -> Vec<Config> {
+        let proposed = &self.proposed;
+        let batch = self.random.next_batch(count, &|index| {
+            already_measured(index) || proposed.contains(&index)
+        });
+        self.proposed.extend(batch.iter().map(Config::index));
+        batch
+    }
+
+    /// A new plan from the annealer, scored by the model.
+    fn anneal(&mut self, already_measured: &dyn Fn(u128) -> bool) {
+        let started = Instant::now();
+        let best_measured: Vec<Config> = self
+            .measured
+            .iter()
+            .take(self.options.anneal.chains / 4)
+            .map(|(_, config)| config.clone())
+            .collect();
+        self.annealer.restart_from(&best_measured);
+        let (task, spec, model) = (self.task, &self.spec, &self.model);
+        let mut flat = Vec::new();
+        let mut score = |configs: &[Config]| -> Vec<f64> {
+            flat.clear();
+            let mut lowered = Vec::with_capacity(configs.len());
+            for config in configs {
+                let ok = task
+                    .lower(config)
+                    .ok()
+                    .and_then(|nest| spec.extract_nest(&nest, config.choices(), &mut flat).ok())
+                    .is_some();
+                if !ok {
+                    // A config that does not lower scores lowest; a placeholder row keeps the
+                    // rows aligned (a failed extraction appends nothing).
+                    flat.extend(std::iter::repeat_n(0.0, spec.len()));
+                }
+                lowered.push(ok);
+            }
+            let predicted = model
+                .predict_flat(&flat, configs.len())
+                .unwrap_or_else(|_| vec![0.0; configs.len()]);
+            predicted
+                .into_iter()
+                .zip(lowered)
+                .map(|(value, ok)| if ok { value } else { f64::NEG_INFINITY })
+                .collect()
+        };
+        let proposed = &self.proposed;
+        let excluded = |index: u128| already_measured(index) || proposed.contains(&index);
+        let plan =
+            self.annealer
+                .find_best(task.space(), self.options.plan_size, &mut score, &excluded);
+        self.stats.rounds += 1;
+        self.stats.scored += self.annealer.last_round().scored;
+        self.stats.anneal_time += started.elapsed();
+        // Best last, so that taking from the plan is a pop.
+        self.plan = plan.into_iter().rev().collect();
+    }
+
+    fn refit(&mut self) {
+        let started = Instant::now();
+        match self.model.fit(&self.features, &self.throughput) {
+            Ok(()) => self.stats.last_error = None,
+            Err(error) => self.stats.last_error = Some(error.to_string()),
+        }
+        self.stats.fits += 1;
+        self.stats.fit_time += started.elapsed();
+        self.refit_pending = false;
+    }
+}
+
+impl Tuner for XgbTuner<'_> {
+    fn name(&self) -> &'static str {
+        "xgb"
+    }
+
+    fn next_batch(
+        &mut self,
+        batch_size: usize,
+        already_measured: &dyn Fn(u128) -> bool,
+    ) -> Vec<Config> {
+        if self.refit_pending {
+            self.refit();
+        }
+        if !self.model_in_use() {
+            return self.random_configs(batch_size, already_measured);
+        }
+        // About `random_share` of the batch is random: the whole part, and one more with the
+        // probability of the fraction.
+        let share = batch_size as f64 * self.options.random_share.clamp(0.0, 1.0);
+        let fraction = share.fract();
+        let draw = (self.coin.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let random_count = share.floor() as usize + usize::from(draw < fraction);
+        let model_count = batch_size - random_count.min(batch_size);
+        let mut batch = Vec::with_capacity(batch_size);
+        let mut annealed_this_call = false;
+        while batch.len() < model_count {
+            match self.plan.pop() {
+                Some(config) => {
+                    let index = config.index();
+                    if !already_measured(index) && !self.proposed.contains(&index) {
+                        self.proposed.insert(index);
+                        batch.push(config);
+                    }
+                }
+                None if !annealed_this_call => {
+                    self.anneal(already_measured);
+                    annealed_this_call = true;
+                }
+                None => break,
+            }
+        }
+        let missing = batch_size - batch.len();
+        batch.extend(self.random_configs(missing, already_measured));
+        batch
+    }
+
+    fn update(&mut self, trials: &[Trial]) {
+        let started = Instant::now();
+        for trial in trials {
+            let throughput = trial.gflops.filter(|g| g.is_finite()).unwrap_or(0.0);
+            let Ok(features) = self.spec.extract(self.task, &trial.config) else {
+                continue;
+            };
+            self.features.push(features);
+            self.throughput.push(throughput);
+            self.measured.push((throughput, trial.config.clone()));
+        }
+        self.measured.sort_by(|a, b| {
+            b.0.total_cmp(&a.0)
+                .then_with(|| a.1.index().cmp(&b.1.index()))
+        });
+        self.stats.fit_time += started.elapsed();
+        // The old plan was chosen by the old model: drop it, refit before the next batch.
+        self.plan.clear();
+        self.refit_pending = true;
+    }
+}
+
+#[cfg(test)]
+mod tests;
