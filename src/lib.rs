@@ -13,7 +13,8 @@
 //! - [`space`]: knobs, config spaces and one schedule template per operator.
 //! - [`log`]: the JSON-lines tuning log, queries over it, deploy-time dispatch and the bincode
 //!   deploy database.
-//! - [`tune`]: tuners and the tuning loop.
+//! - `tune` (feature `tune`, on by default): tuners, the XGBoost cost model and the tuning
+//!   loop. Without it nothing links XGBoost.
 //!
 //! ```
 //! use looptune::{lower, Backend, CraneliftBackend, Layout, Schedule, Target, Workload};
@@ -38,6 +39,7 @@ pub use looptune_ir as ir;
 pub use looptune_jit as jit;
 pub use looptune_log as log;
 pub use looptune_space as space;
+#[cfg(feature = "tune")]
 pub use looptune_tune as tune;
 
 pub use looptune_ir::{lower, IrError, Layout, LoopNest, LowerError, Program, Schedule, Workload};
