@@ -209,6 +209,40 @@ pub(crate) struct FnGen<'n, 'b> {
 }
 
 impl<'n, 'b> FnGen<'n, 'b> {
+    /// A generator for one function (the kernel entry or an outlined parallel body) with no
+    /// variable bound and no buffer placed yet; `args` and `runtime` are its parameters.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fresh(
+        nest: &'n LoopNest,
+        builder: FunctionBuilder<'b>,
+        module: &'b mut JITModule,
+        pending: &'b mut Vec<Outlined<'n>>,
+        sigs: &'b Signatures,
+        has_fma: bool,
+        args: Value,
+        runtime: Value,
+        in_parallel: bool,
+    ) -> FnGen<'n, 'b> {
+        FnGen {
+            nest,
+            builder,
+            module,
+            pending,
+            sigs,
+            has_fma,
+            pointer: types::I64,
+            env: vec![None; nest.vars.len()],
+            ranges: vec![None; nest.vars.len()],
+            storage: (0..nest.buffers.len()).map(|_| None).collect(),
+            binding_order: vec![0; nest.vars.len()],
+            last_binding: 0,
+            args,
+            runtime,
+            in_parallel,
+            load_copy: 0,
+        }
+    }
+
     pub fn var_name(&self, var: VarId) -> String {
         self.nest
             .vars

@@ -109,24 +109,17 @@ pub(crate) fn compile(
         builder.append_block_params_for_function_params(block);
         builder.switch_to_block(block);
         let params = builder.block_params(block).to_vec();
-        let mut generator = FnGen {
+        let mut generator = FnGen::fresh(
             nest,
             builder,
-            module: &mut *jit,
-            pending: &mut pending,
-            sigs: &sigs,
+            &mut *jit,
+            &mut pending,
+            &sigs,
             has_fma,
-            pointer: types::I64,
-            env: vec![None; nest.vars.len()],
-            ranges: vec![None; nest.vars.len()],
-            storage: (0..nest.buffers.len()).map(|_| None).collect(),
-            binding_order: vec![0; nest.vars.len()],
-            last_binding: 0,
-            args: params[0],
-            runtime: params[1],
-            in_parallel: false,
-            load_copy: 0,
-        };
+            params[0],
+            params[1],
+            false,
+        );
         generator.bind_params();
         generator.stmt(&nest.body)?;
         generator.builder.ins().return_(&[]);
@@ -146,24 +139,9 @@ pub(crate) fn compile(
             builder.append_block_params_for_function_params(block);
             builder.switch_to_block(block);
             let params = builder.block_params(block).to_vec();
-            let mut generator = FnGen {
-                nest,
-                builder,
-                module: &mut *jit,
-                pending: &mut more,
-                sigs: &sigs,
-                has_fma,
-                pointer: types::I64,
-                env: vec![None; nest.vars.len()],
-                ranges: vec![None; nest.vars.len()],
-                storage: (0..nest.buffers.len()).map(|_| None).collect(),
-                binding_order: vec![0; nest.vars.len()],
-                last_binding: 0,
-                args: params[0],
-                runtime: params[4],
-                in_parallel: true,
-                load_copy: 0,
-            };
+            let mut generator = FnGen::fresh(
+                nest, builder, &mut *jit, &mut more, &sigs, has_fma, params[0], params[4], true,
+            );
             generator.emit_parallel_body(&job, params[1], params[2], params[3])?;
             generator.builder.ins().return_(&[]);
             generator.builder.seal_all_blocks();
