@@ -15,6 +15,7 @@ mod lower;
 mod main_job;
 mod ops;
 mod peak;
+mod report;
 mod run;
 mod schedule;
 mod tune;
@@ -59,6 +60,9 @@ enum Command {
     /// Write the best config per workload and target of tuning logs to a compact deploy
     /// database (bincode), loadable without a JSON parser.
     ExportDb(logs::ExportDbArgs),
+    /// Draw a tuning log as an SVG (or an HTML page with a table): best GFLOP/s against trials
+    /// per workload and tuner, and each workload's best against the peak.
+    Report(report::ReportArgs),
     /// Serve measurement requests on stdin/stdout until stdin closes: the worker process that
     /// `looptune-jit`'s measurer starts so that a crashing kernel cannot take the caller down.
     #[command(hide = true)]
@@ -96,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Show(args) => logs::show(&args),
         Command::Merge(args) => logs::merge_logs(&args),
         Command::ExportDb(args) => logs::export(&args),
+        Command::Report(args) => report::run(&args),
         Command::Worker => looptune::jit::measure::serve_stdio().context("measurement worker"),
     };
     finish(outcome)
