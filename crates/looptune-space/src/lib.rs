@@ -12,6 +12,7 @@
 
 #![deny(missing_docs)]
 
+pub mod custom;
 pub mod error;
 pub mod knob;
 pub mod space;
@@ -19,6 +20,7 @@ pub mod task;
 pub mod templates;
 pub mod value;
 
+pub use custom::{CustomTask, CustomTaskError};
 pub use error::{SpaceError, TemplateError};
 pub use knob::{Annotation, Factors, Knob, KnobKind};
 pub use space::{Config, ConfigSpace, Constraint, Sampler};

@@ -1,0 +1,257 @@
+//! Deploy: the best tuned kernel of a workload, from a tuning log or a deploy database, with
+//! none of the tuning half of looptune linked (no tuners, no XGBoost).
+//!
+//! ```sh
+//! cargo run --release --no-default-features --example deploy -- quickstart.tunelog
+//! cargo run --release -- export-db --out kernels.db quickstart.tunelog
+//! cargo run --release --no-default-features --example deploy -- kernels.db
+//! cargo run --release --no-default-features --example deploy -- kernels.db \
+//!     --workload conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1
+//! ```
+//!
+//! This is what a framework embedding looptune does at start-up: read the log (JSON lines, as
+//! `looptune tune` and `examples/quickstart.rs` write it) or the bincode database of best
+//! configs (`looptune export-db`), ask the `Dispatcher` for the workload's best config on this
+//! target (exact target, else a compatible one, said so), compile it, and call it. When the
+//! file knows nothing usable for the workload, the template's fallback config is used and a
+//! warning says so: the kernel is slower, never missing. A missing or damaged file is an error
+//! with its path and what is wrong, never a panic.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use looptune::ir::eval::{compare, evaluate_points};
+use looptune::ir::random::SplitMix64;
+use looptune::jit::{Backend, CraneliftBackend, Target};
+use looptune::log::{parse_log, DeployDb, Dispatcher, Source, TargetFingerprint, DB_MAGIC};
+use looptune::space::Task;
+use looptune::Workload;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Call the best tuned kernel of a workload, from a tuning log or a deploy database.
+#[derive(Debug, Parser)]
+struct Args {
+    /// A tuning log (JSON lines) or a deploy database (`looptune export-db`).
+    file: PathBuf,
+    /// The workload, `op:key=value,...` (the default is what the quickstart tunes).
+    #[arg(long, default_value = "matmul:m=256,n=256,k=256")]
+    workload: String,
+    /// Threads of the target (a log's records match only the thread count they were tuned at).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    threads: u32,
+    /// Refuse to run the template's fallback config: fail unless the file holds a tuned config
+    /// for this workload (for a service that must not start with an untuned kernel).
+    #[arg(long)]
+    require_tuned: bool,
+}
+
+/// Errors are printed as a chain of causes (`error: reading x: No such file`) and exit code 1,
+/// never a panic.
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let args = Args::parse();
+    let workload: Workload = args
+        .workload
+        .parse()
+        .with_context(|| format!("workload `{}`", args.workload))?;
+    let task = Task::new(workload).with_context(|| format!("building the task of `{workload}`"))?;
+    let target = Target::host().with_threads(args.threads as usize);
+    let fingerprint = TargetFingerprint::new(&target, &CraneliftBackend::new());
+
+    // 1. Which config: the file's best for this workload and target, or the fallback.
+    let dispatcher = load(&args.file)?;
+    let fallback = task.fallback_config()?;
+    let dispatch = dispatcher.best(&workload, &fingerprint, || fallback.to_values());
+    for warning in &dispatch.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let file = args.file.display();
+    let measured = dispatch.gflops.map_or(String::new(), |gflops| {
+        format!(", {gflops:.2} GFLOP/s when tuned")
+    });
+    match &dispatch.source {
+        Source::Exact => println!("config      best of {file} for this target{measured}"),
+        Source::CompatibleTarget { differences, .. } => println!(
+            "config      best of {file} for a compatible target ({}){measured}",
+            differences.join(", ")
+        ),
+        _ => {
+            if args.require_tuned {
+                bail!(
+                    "{file} has no tuned config for `{workload}` on this target (--require-tuned)"
+                );
+            }
+            println!("config      the template's fallback: {file} has nothing for `{workload}`")
+        }
+    }
+    // A record written by an older version of the template may not be a point of today's
+    // space: that is a reason to tune again, not to stop serving.
+    let config = match task.space().from_values(&dispatch.config) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!(
+                "warning: the config recorded in {file} is not a point of today's space \
+                 ({error}); using the template's fallback"
+            );
+            fallback
+        }
+    };
+    println!("            {config}");
+
+    // 2. Compile it and call it on our own buffers.
+    let kernel = CraneliftBackend::new().compile(&task.lower(&config)?, &target)?;
+    let program = task.reference_program()?;
+    let mut random = SplitMix64::new(42);
+    let inputs: Vec<Vec<f32>> = program
+        .inputs()
+        .into_iter()
+        .map(|tensor| {
+            (0..program.tensor(tensor).len())
+                .map(|_| random.unit_f32())
+                .collect()
+        })
+        .collect();
+    let input_slices: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let output_tensor = program.outputs[0];
+    let output_shape = program.tensor(output_tensor).shape.clone();
+    let mut output = vec![0.0f32; program.tensor(output_tensor).len()];
+    kernel.call(&input_slices, &mut [&mut output])?;
+
+    // 3. Check a sample of elements against the operator's definition, then time it.
+    let points = sample_points(&output_shape, 256, &mut random);
+    let expected = evaluate_points(&program, &input_slices, output_tensor, &points)?;
+    let actual: Vec<f32> = points
+        .iter()
+        .map(|point| output[flat_index(point, &output_shape)])
+        .collect();
+    if let Err(mismatch) = compare(&actual, &expected, 1e-4) {
+        bail!(
+            "the kernel's output at {:?} is {}, the definition says {}",
+            points[mismatch.index],
+            mismatch.actual,
+            mismatch.expected
+        );
+    }
+    println!(
+        "checked     {} sampled elements of {} against the definition",
+        points.len(),
+        output.len()
+    );
+    let per_call = time_per_call(|| kernel.call(&input_slices, &mut [&mut output]))?;
+    println!(
+        "kernel      {workload}: {:.3} ms per call, {:.2} GFLOP/s",
+        per_call.as_secs_f64() * 1e3,
+        workload.flops() / per_call.as_secs_f64() / 1e9
+    );
+    Ok(())
+}
+
+/// A dispatcher over `path`: a deploy database when it starts with the database magic, a
+/// tuning log otherwise. A log none of whose lines is a record is refused rather than served
+/// as empty: it is almost certainly not a tuning log.
+fn load(path: &Path) -> Result<Dispatcher> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    if bytes.starts_with(&DB_MAGIC) {
+        let db = DeployDb::from_bytes(&bytes, path)?;
+        println!(
+            "loaded      {} ({} best configs, deploy database)",
+            path.display(),
+            db.entries().len()
+        );
+        return Ok(Dispatcher::from_db(db));
+    }
+    let contents = parse_log(&bytes, path)?;
+    for warning in &contents.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if contents.records.is_empty() && !contents.warnings.is_empty() {
+        bail!(
+            "`{}` is neither a deploy database nor a tuning log: none of its {} non-empty \
+             lines is a record",
+            path.display(),
+            contents.warnings.len()
+        );
+    }
+    println!(
+        "loaded      {} ({} records, tuning log)",
+        path.display(),
+        contents.records.len()
+    );
+    Ok(Dispatcher::from_records(&contents.records))
+}
+
+/// Every corner of `shape` and random points, `wanted` in all (or fewer for tiny outputs).
+fn sample_points(shape: &[i64], wanted: usize, random: &mut SplitMix64) -> Vec<Vec<i64>> {
+    let mut points: Vec<Vec<i64>> = (0..1usize << shape.len())
+        .map(|corner| {
+            shape
+                .iter()
+                .enumerate()
+                .map(|(dim, &extent)| {
+                    if corner >> dim & 1 == 1 {
+                        extent - 1
+                    } else {
+                        0
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    while points.len() < wanted {
+        points.push(
+            shape
+                .iter()
+                .map(|&extent| (random.next_u64() % extent as u64) as i64)
+                .collect(),
+        );
+    }
+    points.sort();
+    points.dedup();
+    points
+}
+
+/// The row-major position of `point` in a tensor of `shape`.
+fn flat_index(point: &[i64], shape: &[i64]) -> usize {
+    point
+        .iter()
+        .zip(shape)
+        .fold(0, |flat, (&index, &extent)| flat * extent + index) as usize
+}
+
+/// The median over 5 repeats of the time per call, each repeat lasting at least 20 ms.
+fn time_per_call<E: std::error::Error + Send + Sync + 'static>(
+    mut call: impl FnMut() -> Result<(), E>,
+) -> Result<Duration> {
+    call()?;
+    let mut number = 1u32;
+    loop {
+        let started = Instant::now();
+        for _ in 0..number {
+            call()?;
+        }
+        if started.elapsed() >= Duration::from_millis(20) {
+            break;
+        }
+        number *= 2;
+    }
+    let mut repeats = Vec::with_capacity(5);
+    for _ in 0..5 {
+        let started = Instant::now();
+        for _ in 0..number {
+            call()?;
+        }
+        repeats.push(started.elapsed() / number);
+    }
+    repeats.sort();
+    Ok(repeats[2])
+}
