@@ -9,6 +9,7 @@
 //! Only commands that do something real exist here: there are no stubs for features that have
 //! not landed.
 
+mod compare;
 mod input;
 mod logs;
 mod lower;
@@ -50,6 +51,10 @@ enum Command {
     /// Search a workload's config space, measuring each candidate (checked against the
     /// reference first) and appending it to a tuning log; a rerun resumes from the log.
     Tune(tune::TuneArgs),
+    /// Compare tuners over several seeds on the same workloads: median trials to reach 95% of
+    /// the best any run found, and median best after 200 trials (each config measured once and
+    /// shared by every run that proposes it).
+    TuneCompare(compare::CompareArgs),
     /// Print the best valid record per workload and target of a tuning log.
     Best(logs::BestArgs),
     /// Print the knobs of the best config a tuning log holds for a workload and its lowered
@@ -96,6 +101,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Peak(args) => peak::run(&args),
         Command::Tune(args) => tune::run(&args),
+        Command::TuneCompare(args) => compare::run(&args),
         Command::Best(args) => logs::best(&args),
         Command::Show(args) => logs::show(&args),
         Command::Merge(args) => logs::merge_logs(&args),

@@ -12,10 +12,12 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use looptune::jit::measure::{Isolation, WorkerCommand};
 use looptune::jit::{measure_peak, CraneliftBackend, MeasureOptions, Measurer, Target};
+use looptune::log::Record;
 use looptune::log::{LogWriter, RecordContext, TargetFingerprint};
 use looptune::space::Task;
 use looptune::tune::{
-    tune, GridTuner, Observer, Progress, RandomTuner, TuneOptions, TuneReport, Tuner, XgbTuner,
+    tune, GaTuner, GridTuner, Observer, Progress, RandomTuner, TransferSet, TuneOptions,
+    TuneReport, Tuner, XgbTuner, XgbTunerStats,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +31,65 @@ pub enum TunerKind {
     Grid,
     /// XGBoost over loop-nest features, searched by simulated annealing.
     Xgb,
+    /// Genetic: elites, crossover over knobs, mutation.
+    Ga,
+}
+
+/// A tuner of one of the kinds, kept concrete so that the model-guided one can report where
+/// its time went.
+pub enum BuiltTuner<'a> {
+    /// A model-free tuner.
+    Plain(Box<dyn Tuner + 'a>),
+    /// The model-guided tuner.
+    Xgb(Box<XgbTuner<'a>>),
+}
+
+impl<'a> BuiltTuner<'a> {
+    /// A tuner of `kind` for `task` from `seed`. The model-guided tuner is pre-trained on
+    /// `transfer` (records of other shapes of the operator) when it is given and not empty.
+    pub fn new(
+        kind: TunerKind,
+        task: &'a Task,
+        seed: u64,
+        transfer: Option<TransferSet>,
+    ) -> anyhow::Result<BuiltTuner<'a>> {
+        Ok(match kind {
+            TunerKind::Random => BuiltTuner::Plain(Box::new(RandomTuner::new(task.space(), seed))),
+            TunerKind::Grid => BuiltTuner::Plain(Box::new(GridTuner::new(task.space()))),
+            TunerKind::Ga => {
+                BuiltTuner::Plain(Box::new(GaTuner::with_defaults(task.space(), seed)))
+            }
+            TunerKind::Xgb => {
+                let tuner = XgbTuner::with_defaults(task, seed)?;
+                BuiltTuner::Xgb(Box::new(match transfer {
+                    Some(set) => tuner.with_transfer(set),
+                    None => tuner,
+                }))
+            }
+        })
+    }
+
+    /// The tuner, to drive.
+    pub fn as_tuner(&mut self) -> &mut (dyn Tuner + 'a) {
+        match self {
+            BuiltTuner::Plain(tuner) => tuner.as_mut(),
+            BuiltTuner::Xgb(tuner) => tuner.as_mut(),
+        }
+    }
+
+    /// Where the model-guided tuner spent its time; `None` for the others.
+    pub fn xgb_stats(&self) -> Option<&XgbTunerStats> {
+        match self {
+            BuiltTuner::Plain(_) => None,
+            BuiltTuner::Xgb(tuner) => Some(tuner.stats()),
+        }
+    }
+}
+
+/// Rows for transfer learning from `records` (a log's), for `task` on `target`.
+pub fn transfer_set(task: &Task, records: &[Record], target: &Target) -> TransferSet {
+    let fingerprint = TargetFingerprint::new(target, &CraneliftBackend::new());
+    TransferSet::from_records(task, records, &fingerprint)
 }
 
 /// Arguments of `looptune tune`.
@@ -75,6 +136,10 @@ pub struct TuneArgs {
     /// Print one JSON object on stdout; progress goes to stderr.
     #[arg(long)]
     json: bool,
+    /// Do not pre-train the `xgb` tuner's model on the log's records of other shapes of the
+    /// same operator (transfer learning, on by default).
+    #[arg(long)]
+    no_transfer: bool,
 }
 
 /// An indicatif bar on stderr.
@@ -136,8 +201,18 @@ pub fn measurer(
 }
 
 impl Session<'_> {
-    /// Tunes, returning the report and the tuner's name.
+    /// Tunes (transfer on), returning the report and the tuner's name.
     pub fn run(&self) -> anyhow::Result<(TuneReport, String)> {
+        let (report, name, _) = self.run_with(true)?;
+        Ok((report, name))
+    }
+
+    /// Tunes, pre-training the `xgb` tuner on the log's other shapes when `transfer`; returns
+    /// the report, the tuner's name and, for `xgb`, where its time went.
+    pub fn run_with(
+        &self,
+        transfer: bool,
+    ) -> anyhow::Result<(TuneReport, String, Option<XgbTunerStats>)> {
         let workload = *self.task.workload();
         let target = Target::host().with_threads(self.threads);
         let existing = if self.log.exists() {
@@ -148,11 +223,10 @@ impl Session<'_> {
         let mut writer =
             LogWriter::open(self.log).with_context(|| format!("opening {}", self.log.display()))?;
         let mut measurer = measurer(&target, self.measure.clone(), self.in_process)?;
-        let mut tuner: Box<dyn Tuner + '_> = match self.tuner {
-            TunerKind::Random => Box::new(RandomTuner::new(self.task.space(), self.seed)),
-            TunerKind::Grid => Box::new(GridTuner::new(self.task.space())),
-            TunerKind::Xgb => Box::new(XgbTuner::with_defaults(self.task, self.seed)?),
-        };
+        let transfer = (transfer && self.tuner == TunerKind::Xgb)
+            .then(|| transfer_set(self.task, &existing, &target));
+        let mut built = BuiltTuner::new(self.tuner, self.task, self.seed, transfer)?;
+        let tuner = built.as_tuner();
         let context = RecordContext::new(
             &workload,
             TargetFingerprint::new(&target, &CraneliftBackend::new()),
@@ -169,7 +243,7 @@ impl Session<'_> {
         let mut observer = Bar(bar);
         let report = tune(
             self.task,
-            tuner.as_mut(),
+            tuner,
             &mut measurer,
             &mut writer,
             &context,
@@ -178,7 +252,8 @@ impl Session<'_> {
             &mut observer,
         )?;
         observer.0.finish_and_clear();
-        Ok((report, context.tuner))
+        let stats = built.xgb_stats().cloned();
+        Ok((report, context.tuner, stats))
     }
 }
 
@@ -223,7 +298,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
         },
         in_process: args.in_process,
     };
-    let (report, tuner) = session.run()?;
+    let (report, tuner, stats) = session.run_with(!args.no_transfer)?;
     let peak = measure_peak(threads).context("measuring the peak")?;
     let best_gflops = report.best.as_ref().map(|best| best.gflops);
     if args.json {
@@ -242,6 +317,15 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             "trials_per_s": report.trials as f64 / report.wall.as_secs_f64().max(1e-9),
             "threads": threads,
             "log": args.log.display().to_string(),
+            "model": stats.as_ref().map(|stats| serde_json::json!({
+                "fits": stats.fits,
+                "fit_s": stats.fit_time.as_secs_f64(),
+                "anneal_rounds": stats.rounds,
+                "anneal_s": stats.anneal_time.as_secs_f64(),
+                "scored": stats.scored,
+                "transfer_rows": stats.transfer_rows,
+                "transfer_workloads": stats.transfer_workloads,
+            })),
         });
         println!("{}", serde_json::to_string(&summary)?);
     } else {
@@ -264,6 +348,18 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             report.wall.as_secs_f64(),
             report.trials as f64 / report.wall.as_secs_f64().max(1e-9)
         );
+        if let Some(stats) = &stats {
+            println!(
+                "model       {} fits in {:.1} s, {} annealing rounds in {:.1} s ({} candidates scored); transfer: {} rows of {} other workloads",
+                stats.fits,
+                stats.fit_time.as_secs_f64(),
+                stats.rounds,
+                stats.anneal_time.as_secs_f64(),
+                stats.scored,
+                stats.transfer_rows,
+                stats.transfer_workloads
+            );
+        }
         println!("log         {}", args.log.display());
     }
     Ok(())

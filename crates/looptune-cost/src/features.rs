@@ -98,6 +98,15 @@ impl FeatureSpec {
         self.loop_slots * (PER_LOOP + PER_ACCESS * self.access_slots) + GLOBAL + self.knobs
     }
 
+    /// The columns holding the raw knob choices (the last ones). A choice is a position in a
+    /// knob's list of values, and a split knob's list depends on the extent it splits, so these
+    /// columns mean different things for different shapes of one operator; everything before
+    /// them (extents, strides, bytes, reuse, counts) is comparable across shapes. Transfer
+    /// learning marks these columns missing on rows of other shapes.
+    pub fn knob_columns(&self) -> std::ops::Range<usize> {
+        self.len() - self.knobs..self.len()
+    }
+
     /// Whether vectors are empty (never: a layout has at least its whole-nest features).
     pub fn is_empty(&self) -> bool {
         self.len() == 0

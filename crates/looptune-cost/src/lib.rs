@@ -23,4 +23,4 @@ pub mod model;
 pub use anneal::{AnnealOptions, Annealer, RoundStats};
 pub use error::CostError;
 pub use features::FeatureSpec;
-pub use model::{spearman, CostModel, Objective, XgbModel, XgbOptions};
+pub use model::{spearman, CostModel, Group, Objective, XgbModel, XgbOptions, MISSING};

@@ -183,6 +183,20 @@ impl XgbModel {
     }
 }
 
+/// A feature value XGBoost treats as missing: every real feature is at least 0. Transfer
+/// learning writes it into columns that do not mean the same thing on another workload's rows.
+pub const MISSING: f32 = -1.0;
+
+/// A run of consecutive training rows that are ranked among themselves (one workload), with a
+/// weight for all of them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Group {
+    /// Rows in the group.
+    pub rows: usize,
+    /// Weight of every row (of every pair, for ranking) in the group; 1 is the default.
+    pub weight: f32,
+}
+
 /// Rows laid out back to back, checked to be of one length.
 fn flatten(features: &[Vec<f32>]) -> Result<(Vec<f32>, usize), CostError> {
     let columns = features.first().map_or(0, Vec::len);
@@ -200,11 +214,12 @@ fn flatten(features: &[Vec<f32>]) -> Result<(Vec<f32>, usize), CostError> {
     Ok((flat, columns))
 }
 
-/// A dense matrix of `rows` rows. Every feature is at least 0, so -1 marks nothing missing
-/// (the crate's `from_dense` would treat every 0 as missing).
+/// A dense matrix of `rows` rows. Every feature is at least 0, so [`MISSING`] (-1) marks
+/// nothing but deliberately missing values (the crate's `from_dense` would treat every 0 as
+/// missing).
 fn matrix(flat: &[f32], rows: usize, during: &'static str) -> Result<DMatrix, CostError> {
     let columns = flat.len() / rows.max(1);
-    DMatrix::from_col_major_f32(flat, 4 * columns, 4, rows, columns, 1, -1.0).map_err(|error| {
+    DMatrix::from_col_major_f32(flat, 4 * columns, 4, rows, columns, 1, MISSING).map_err(|error| {
         CostError::Xgboost {
             during,
             message: error.to_string(),
@@ -212,12 +227,29 @@ fn matrix(flat: &[f32], rows: usize, during: &'static str) -> Result<DMatrix, Co
     })
 }
 
-impl CostModel for XgbModel {
-    fn fit(&mut self, features: &[Vec<f32>], throughput: &[f64]) -> Result<(), CostError> {
+impl XgbModel {
+    /// Fits on rows that come in `groups` of consecutive rows, one per workload: throughputs
+    /// are scaled by the best of their own group (workloads of different shapes run at different
+    /// speeds), a ranking objective compares rows within a group only, and every row of a group
+    /// carries the group's weight. This is how records of other shapes of the same operator
+    /// train the model of a new one (transfer). Forgets earlier fits.
+    pub fn fit_groups(
+        &mut self,
+        features: &[Vec<f32>],
+        throughput: &[f64],
+        groups: &[Group],
+    ) -> Result<(), CostError> {
         if features.len() != throughput.len() {
             return Err(CostError::TargetCount {
                 features: features.len(),
                 targets: throughput.len(),
+            });
+        }
+        let grouped: usize = groups.iter().map(|group| group.rows).sum();
+        if grouped != features.len() {
+            return Err(CostError::TargetCount {
+                features: features.len(),
+                targets: grouped,
             });
         }
         let (flat, columns) = flatten(features)?;
@@ -231,31 +263,49 @@ impl CostModel for XgbModel {
                 message: error.to_string(),
             }
         };
-        let best = throughput
-            .iter()
-            .copied()
-            .filter(|value| value.is_finite())
-            .fold(0.0f64, f64::max);
         // Failures (and anything not a finite positive number) count as zero throughput.
-        let labels: Vec<f32> = throughput
-            .iter()
-            .map(|&value| {
+        let mut labels: Vec<f32> = Vec::with_capacity(features.len());
+        let mut start = 0;
+        for group in groups {
+            let values = &throughput[start..start + group.rows];
+            let best = values
+                .iter()
+                .copied()
+                .filter(|value| value.is_finite())
+                .fold(0.0f64, f64::max);
+            labels.extend(values.iter().map(|&value| {
                 if value.is_finite() && value > 0.0 && best > 0.0 {
                     (value / best) as f32
                 } else {
                     0.0
                 }
-            })
-            .collect();
+            }));
+            start += group.rows;
+        }
         let mut train = matrix(&flat, features.len(), "building the training matrix")?;
         train
             .set_labels(&labels)
             .map_err(xgb("setting training labels"))?;
-        if self.options.objective == Objective::RankPairwise {
-            // One query group: every config of the task is compared with every other.
+        let ranking = self.options.objective == Objective::RankPairwise;
+        if ranking {
+            let sizes: Vec<u32> = groups.iter().map(|group| group.rows as u32).collect();
             train
-                .set_group(&[features.len() as u32])
-                .map_err(xgb("setting the ranking group"))?;
+                .set_group(&sizes)
+                .map_err(xgb("setting the ranking groups"))?;
+        }
+        if groups.iter().any(|group| group.weight != 1.0) {
+            // Ranking takes one weight per group, regression one per row.
+            let weights: Vec<f32> = if ranking {
+                groups.iter().map(|group| group.weight).collect()
+            } else {
+                groups
+                    .iter()
+                    .flat_map(|group| std::iter::repeat_n(group.weight, group.rows))
+                    .collect()
+            };
+            train
+                .set_weights(&weights)
+                .map_err(xgb("setting the weights"))?;
         }
         let mut booster = Booster::new_with_json_config(&[&train], self.options.params())
             .map_err(xgb("creating the booster"))?;
@@ -267,6 +317,17 @@ impl CostModel for XgbModel {
         self.booster = Some(booster);
         self.columns = columns;
         Ok(())
+    }
+}
+
+impl CostModel for XgbModel {
+    fn fit(&mut self, features: &[Vec<f32>], throughput: &[f64]) -> Result<(), CostError> {
+        // One group: every config of the task is compared with every other.
+        let group = Group {
+            rows: features.len(),
+            weight: 1.0,
+        };
+        self.fit_groups(features, throughput, &[group])
     }
 
     fn predict(&self, features: &[Vec<f32>]) -> Result<Vec<f64>, CostError> {

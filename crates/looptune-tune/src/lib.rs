@@ -20,7 +20,7 @@ pub mod task;
 pub mod tuner;
 pub mod tuning;
 
-pub use model::{XgbTuner, XgbTunerOptions, XgbTunerStats};
+pub use model::{TransferSet, XgbTuner, XgbTunerOptions, XgbTunerStats};
 pub use task::TuningTask;
-pub use tuner::{GridTuner, RandomTuner, Trial, Tuner};
+pub use tuner::{GaOptions, GaTuner, GridTuner, RandomTuner, Trial, Tuner};
 pub use tuning::{tune, Observer, Progress, StopReason, TuneError, TuneOptions, TuneReport};

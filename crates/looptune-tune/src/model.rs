@@ -8,17 +8,29 @@
 //! small share of every batch (5% by default) is still random, so that a wrong model cannot
 //! keep the search out of a region forever.
 //!
+//! With a [`TransferSet`] ([`XgbTuner::with_transfer`]: records of other shapes of the same
+//! operator from the log), the model is fitted on those rows before the first measurement and
+//! proposes from the first batch on; each later refit keeps them as groups of their own whose
+//! weight halves with every 64 configs of the new workload measured (AutoTVM's discount of its
+//! base model), so the new workload's own results take over.
+//!
 //! **Invariant:** the tuner's decisions depend on the seed and the measured throughputs only;
 //! the time it spends fitting and annealing is recorded for reports and never read back.
 
 use crate::tuner::{RandomTuner, Trial, Tuner};
 use looptune_cost::{
-    AnnealOptions, Annealer, CostError, CostModel, FeatureSpec, XgbModel, XgbOptions,
+    AnnealOptions, Annealer, CostError, CostModel, FeatureSpec, Group, XgbModel, XgbOptions,
 };
 use looptune_ir::random::SplitMix64;
 use looptune_space::{Config, Task};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
+
+mod transfer;
+pub use transfer::{TransferSet, MAX_ROWS_PER_WORKLOAD};
+
+/// Own measurements after which transferred rows weigh half as much as at the start.
+const TRANSFER_HALF_LIFE: f64 = 64.0;
 
 /// Options of [`XgbTuner`].
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +76,10 @@ pub struct XgbTunerStats {
     pub scored: usize,
     /// The last error of the model, if a fit failed (the tuner then proposes at random).
     pub last_error: Option<String>,
+    /// Rows transferred from other workloads of the operator (0 without transfer).
+    pub transfer_rows: usize,
+    /// Workloads they came from.
+    pub transfer_workloads: usize,
 }
 
 /// Model-guided search: XGBoost plus simulated annealing (see the module doc).
@@ -78,8 +94,10 @@ pub struct XgbTuner<'a> {
     proposed: HashSet<u128>,
     plan: Vec<Config>,
     refit_pending: bool,
+    /// Transferred rows first (in groups of `transfer_groups` rows), then this task's rows.
     features: Vec<Vec<f32>>,
     throughput: Vec<f64>,
+    transfer_groups: Vec<usize>,
     measured: Vec<(f64, Config)>,
     stats: XgbTunerStats,
 }
@@ -116,6 +134,7 @@ impl<'a> XgbTuner<'a> {
             refit_pending: false,
             features: Vec::new(),
             throughput: Vec::new(),
+            transfer_groups: Vec::new(),
             measured: Vec::new(),
             stats: XgbTunerStats::default(),
             options,
@@ -127,6 +146,27 @@ impl<'a> XgbTuner<'a> {
         XgbTuner::new(task, XgbTunerOptions::default(), seed)
     }
 
+    /// The tuner with `transfer`'s rows added to its training data: the model is fitted on them
+    /// before the first batch, which is then proposed by the model rather than at random. Call
+    /// before the first batch; an empty set changes nothing.
+    pub fn with_transfer(mut self, transfer: TransferSet) -> XgbTuner<'a> {
+        if transfer.is_empty() {
+            return self;
+        }
+        let own_features = std::mem::take(&mut self.features);
+        let own_throughput = std::mem::take(&mut self.throughput);
+        self.stats.transfer_rows = transfer.rows.len();
+        self.stats.transfer_workloads = transfer.groups.len();
+        self.transfer_groups = transfer.groups.iter().map(|(_, rows)| *rows).collect();
+        self.features = transfer.rows;
+        self.throughput = transfer.throughput;
+        self.features.extend(own_features);
+        self.throughput.extend(own_throughput);
+        self.plan.clear();
+        self.refit_pending = true;
+        self
+    }
+
     /// Where the time went so far.
     pub fn stats(&self) -> &XgbTunerStats {
         &self.stats
@@ -134,7 +174,8 @@ impl<'a> XgbTuner<'a> {
 
     /// Whether proposals come from the model (enough data and a successful fit).
     pub fn model_in_use(&self) -> bool {
-        self.model.is_fitted() && self.measured.len() >= self.options.min_trials
+        self.model.is_fitted()
+            && (self.measured.len() >= self.options.min_trials || !self.transfer_groups.is_empty())
     }
 
     fn random_configs(
@@ -201,7 +242,27 @@ impl<'a> XgbTuner<'a> {
 
     fn refit(&mut self) {
         let started = Instant::now();
-        match self.model.fit(&self.features, &self.throughput) {
+        let fitted = if self.transfer_groups.is_empty() {
+            self.model.fit(&self.features, &self.throughput)
+        } else {
+            let transferred: usize = self.transfer_groups.iter().sum();
+            let own = self.features.len() - transferred;
+            let weight = (-(own as f64) / TRANSFER_HALF_LIFE).exp2() as f32;
+            let mut groups: Vec<Group> = self
+                .transfer_groups
+                .iter()
+                .map(|&rows| Group { rows, weight })
+                .collect();
+            if own > 0 {
+                groups.push(Group {
+                    rows: own,
+                    weight: 1.0,
+                });
+            }
+            self.model
+                .fit_groups(&self.features, &self.throughput, &groups)
+        };
+        match fitted {
             Ok(()) => self.stats.last_error = None,
             Err(error) => self.stats.last_error = Some(error.to_string()),
         }

@@ -6,6 +6,9 @@
 
 use looptune_space::{Config, ConfigSpace, Sampler};
 
+mod ga;
+pub use ga::{GaOptions, GaTuner};
+
 /// One measured config, as a tuner learns from it.
 #[derive(Clone, Debug)]
 pub struct Trial {

@@ -180,3 +180,64 @@ fn spearman_of_known_orders() {
     assert_eq!(spearman(&[1.0, 1.0, 1.0], &[3.0, 2.0, 1.0]), 0.0);
     assert_eq!(spearman(&[1.0], &[3.0]), 0.0);
 }
+
+/// Rows of another "shape": the same law as [`synthetic`] at a hundred times the throughput,
+/// with the last column marked missing.
+fn other_shape(seed: u64, rows: usize, columns: usize) -> (Vec<Vec<f32>>, Vec<f64>) {
+    let (mut features, throughput) = synthetic(seed, rows, columns);
+    for row in &mut features {
+        row[columns - 1] = MISSING;
+    }
+    (features, throughput.iter().map(|t| 100.0 * t).collect())
+}
+
+#[test]
+fn groups_of_another_scale_and_missing_columns_still_teach_the_order() {
+    for objective in [Objective::RankPairwise, Objective::Regression] {
+        // Ten rows of this workload alone teach little; 300 rows of another shape (other
+        // scale, a column missing) in their own group teach the order.
+        let (mut x, mut y) = synthetic(3, 10, 12);
+        let (other_x, other_y) = other_shape(4, 300, 12);
+        let own = x.len();
+        x.extend(other_x);
+        y.extend(other_y);
+        let groups = [
+            Group {
+                rows: own,
+                weight: 1.0,
+            },
+            Group {
+                rows: 300,
+                weight: 0.5,
+            },
+        ];
+        let mut model = XgbModel::new(XgbOptions::with_objective(objective)).expect("options");
+        model.fit_groups(&x, &y, &groups).expect("fits");
+        let (test_x, test_y) = synthetic(2, 200, 12);
+        let rho = spearman(&model.predict(&test_x).expect("predicts"), &test_y);
+        assert!(rho > 0.7, "{objective:?}: Spearman {rho}");
+    }
+}
+
+#[test]
+fn groups_must_cover_the_rows() {
+    let (x, y) = synthetic(3, 10, 12);
+    let mut model = XgbModel::new(XgbOptions::default()).expect("options");
+    let error = model
+        .fit_groups(
+            &x,
+            &y,
+            &[Group {
+                rows: 4,
+                weight: 1.0,
+            }],
+        )
+        .expect_err("10 rows, groups of 4");
+    assert!(matches!(
+        error,
+        CostError::TargetCount {
+            features: 10,
+            targets: 4
+        }
+    ));
+}

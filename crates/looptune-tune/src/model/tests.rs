@@ -2,6 +2,7 @@
 //! new, deterministic for a seed, and find fast configs sooner than random sampling.
 
 use super::*;
+use looptune_ir::Workload;
 use looptune_space::KnobValue;
 
 fn task() -> Task {
@@ -116,4 +117,131 @@ fn bad_model_options_are_refused() {
     options.model.rounds = 0;
     let error = XgbTuner::new(&task, options, 0).expect_err("zero rounds");
     assert!(error.to_string().contains("rounds"), "{error}");
+}
+
+/// Records of `workload` measured on the synthetic machine, for `configs` sampled configs (the
+/// failing ones as error records), as a log would hold them.
+fn synthetic_records(workload: &str, configs: usize, seed: u64) -> Vec<looptune_log::Record> {
+    use looptune_jit::{Costs, MeasureError, MeasureErrorKind, MeasureResult, Target};
+    use looptune_log::{Record, RecordContext, TargetFingerprint};
+    let other = Task::new(workload.parse().expect("parses")).expect("builds");
+    let fingerprint = TargetFingerprint::from_parts(&Target::host(), "cranelift", "test");
+    let context = RecordContext::new(other.workload(), fingerprint, "random");
+    other
+        .space()
+        .sample(seed)
+        .take(configs)
+        .map(|config| {
+            let outcome = match synthetic_gflops(&config) {
+                Some(gflops) => {
+                    let seconds = other.flops() / (gflops * 1e9);
+                    Ok(Costs {
+                        median_s: seconds,
+                        min_s: seconds,
+                        number: 1,
+                        repeat: 1,
+                        all_s: vec![seconds],
+                    })
+                }
+                None => Err(MeasureError::new(
+                    MeasureErrorKind::RuntimeError,
+                    "synthetic",
+                )),
+            };
+            let result = MeasureResult {
+                outcome,
+                compile_ms: None,
+                check_ms: None,
+                reference_ms: 0.0,
+                checked_elements: 0,
+                total_ms: 0.0,
+            };
+            let now = std::time::SystemTime::now();
+            Record::from_measurement(
+                &context,
+                config.index(),
+                config.to_values(),
+                &result,
+                now,
+                now,
+            )
+        })
+        .collect()
+}
+
+fn fingerprint() -> looptune_log::TargetFingerprint {
+    looptune_log::TargetFingerprint::from_parts(&looptune_jit::Target::host(), "cranelift", "test")
+}
+
+#[test]
+fn transfer_uses_other_shapes_of_the_operator_only() {
+    let task = task();
+    let mut records = synthetic_records("matmul:m=256,n=256,k=256", 40, 1);
+    records.extend(synthetic_records("matmul:m=128,n=384,k=64", 30, 2));
+    // The task's own records, another operator and another target are not transferred.
+    records.extend(synthetic_records("matmul:m=512,n=512,k=512", 20, 3));
+    records.extend(synthetic_records("batch_matmul:b=2,m=64,n=64,k=64", 20, 4));
+    let mut elsewhere = synthetic_records("matmul:m=64,n=64,k=64", 10, 5);
+    for record in &mut elsewhere {
+        record.target.cpu_model = "another CPU".to_string();
+    }
+    records.extend(elsewhere);
+    let set = TransferSet::from_records(&task, &records, &fingerprint());
+    let key = |text: &str| text.parse::<Workload>().expect("parses").to_string();
+    assert_eq!(
+        set.workloads(),
+        [
+            (key("matmul:m=128,n=384,k=64"), 30),
+            (key("matmul:m=256,n=256,k=256"), 40)
+        ]
+    );
+    assert_eq!(set.len(), 70);
+    assert_eq!(set.skipped(), 0);
+    let knob_columns = FeatureSpec::for_task(&task).knob_columns();
+    assert!(!knob_columns.is_empty());
+    for row in &set.rows {
+        assert!(knob_columns
+            .clone()
+            .all(|column| row[column] == looptune_cost::MISSING));
+        assert!(row[..knob_columns.start].iter().all(|&value| value >= 0.0));
+    }
+}
+
+#[test]
+fn transfer_proposes_from_the_model_before_any_measurement_and_finds_fast_configs_sooner() {
+    let task = task();
+    let records = synthetic_records("matmul:m=256,n=256,k=256", 200, 7);
+    let set = TransferSet::from_records(&task, &records, &fingerprint());
+    assert_eq!(set.len(), 200);
+    let mut with_wins = 0;
+    for seed in 0..5 {
+        let mut with = XgbTuner::new(&task, small_options(), seed)
+            .expect("options valid")
+            .with_transfer(set.clone());
+        let first = with.next_batch(8, &|_| false);
+        assert_eq!(first.len(), 8);
+        assert!(with.model_in_use());
+        assert_eq!(with.stats().transfer_rows, 200);
+        assert_eq!(
+            with.stats().rounds,
+            1,
+            "the first batch came from the annealer"
+        );
+        let mut with = XgbTuner::new(&task, small_options(), seed)
+            .expect("options valid")
+            .with_transfer(set.clone());
+        let mut without = XgbTuner::new(&task, small_options(), seed).expect("options valid");
+        // The first batch: chosen by the transferred model, or at random.
+        let with_best = *drive(&mut with, 1).1.last().expect("ran");
+        let without_best = *drive(&mut without, 1).1.last().expect("ran");
+        eprintln!("seed {seed}: with transfer {with_best:.2}, without {without_best:.2}");
+        assert!(
+            with_best >= without_best,
+            "seed {seed}: {with_best} < {without_best}"
+        );
+        if with_best > without_best {
+            with_wins += 1;
+        }
+    }
+    assert!(with_wins >= 3, "transfer ahead on {with_wins} of 5 seeds");
 }

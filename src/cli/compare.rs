@@ -1,0 +1,539 @@
+//! `looptune tune-compare`: tuners against each other, several seeds each, on the same workloads.
+//!
+//! For every workload, tuner and seed the command runs a tuning session of `--trials` trials and
+//! keeps its curve (best throughput after each trial). Per workload and tuner it then prints the
+//! median over seeds of the trials needed to reach 95% of the best throughput *any* run found on
+//! that workload, and the median best after 200 trials (after `--trials`, when fewer).
+//!
+//! The runs of a workload advance in lockstep, one batch each in turn, so that the load of a
+//! shared machine drifting during the comparison does not favour the runs that happened to go
+//! first. Every config is measured once per workload: a config that several tuners or seeds propose is
+//! timed the first time and its result (throughput or failure) serves every later proposal. This
+//! cuts the wall time several-fold, and it is a fair comparison, arguably fairer than measuring
+//! again: every tuner sees the same number for the same config, so measurement noise cannot
+//! favour one of them. The output says how many trials the cache served. With `--log`, every new
+//! measurement is appended to a tuning log and the log's earlier records of the same workload and
+//! target fill the cache before the runs (a rerun with more seeds or another tuner measures only
+//! what is new).
+//!
+//! Transfer learning is measured the same way: with `--transfer-log`, the log's records of other
+//! shapes of each workload's operator pre-train an extra `xgb+transfer` tuner per seed, next to
+//! plain `xgb` with the same seeds.
+
+use super::input;
+use super::logs::read_with_warnings;
+use super::tune::{measurer, transfer_set, BuiltTuner, TunerKind};
+use anyhow::Context;
+use clap::Args;
+use looptune::jit::{measure_peak, CraneliftBackend, MeasureOptions, Measurer, Target};
+use looptune::log::{measured, LogWriter, Record, RecordContext, TargetFingerprint};
+use looptune::space::{Config, Task};
+use looptune::tune::{TransferSet, Trial, TuningTask};
+use looptune::Workload;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The workloads compared when none is given: matmul 512^3, ResNet-18 C2, MobileNet D3.
+const DEFAULT_WORKLOADS: &[&str] = &[
+    "matmul:m=512,n=512,k=512",
+    "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1",
+    "depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1",
+];
+
+/// The trial at which the "best after" column is read.
+const BEST_AFTER: usize = 200;
+
+/// The share of the best throughput a run must reach.
+const TARGET_SHARE: f64 = 0.95;
+
+/// Arguments of `looptune tune-compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// A workload to compare on (repeat the flag for several); default: matmul 512^3, ResNet-18
+    /// C2 and MobileNet D3.
+    #[arg(long = "workload")]
+    workloads: Vec<String>,
+    /// A tuner to compare (repeat the flag for several); default: random and xgb.
+    #[arg(long = "tuner", value_enum)]
+    tuners: Vec<TunerKind>,
+    /// Seeds per tuner (0, 1, ...).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    seeds: u32,
+    /// Trials per run.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    trials: u32,
+    /// Configs proposed per batch.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
+    /// Append every new measurement to this log, and reuse its records of the same workloads and
+    /// target instead of measuring them again.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Also run `xgb+transfer`: xgb pre-trained on this log's records of other shapes of each
+    /// workload's operator.
+    #[arg(long)]
+    transfer_log: Option<PathBuf>,
+    /// Threads for parallel loops of the kernels.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    threads: u32,
+    /// Timed repeats per candidate (the median is recorded).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// Calls per repeat grow until a repeat lasts at least this many milliseconds.
+    #[arg(long, default_value_t = 20.0)]
+    min_repeat_ms: f64,
+    /// Seconds a candidate may take (compile, check and timing) before it is a Timeout.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Measure in this process instead of a worker (no protection from crashing kernels).
+    #[arg(long)]
+    in_process: bool,
+    /// Print a JSON array of rows on stdout; progress goes to stderr.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What the runs of one tuner on one workload did.
+struct Row {
+    workload: Workload,
+    tuner: String,
+    /// Per seed: best throughput after each trial (0 before anything succeeded).
+    curves: Vec<Vec<f64>>,
+}
+
+/// Measurements of one workload, each config measured once (see the module doc).
+struct Cache<'a> {
+    task: &'a Task,
+    results: HashMap<u128, Option<f64>>,
+    measured: usize,
+    served: usize,
+    measure_time: Duration,
+    log: Option<(&'a mut LogWriter, RecordContext)>,
+}
+
+impl Cache<'_> {
+    /// The throughput of every config of `batch` (`None` for a failure), measuring the new ones
+    /// and logging them.
+    fn measure(
+        &mut self,
+        measurer: &mut Measurer,
+        batch: &[Config],
+    ) -> anyhow::Result<Vec<Option<f64>>> {
+        let mut records = Vec::new();
+        let mut out = Vec::with_capacity(batch.len());
+        for config in batch {
+            self.served += 1;
+            if let Some(&known) = self.results.get(&config.index()) {
+                out.push(known);
+                continue;
+            }
+            let started = Instant::now();
+            let started_at = SystemTime::now();
+            let gflops = match self.task.measure_input(config) {
+                Ok(input) => {
+                    let result = measurer.measure_one(&input);
+                    let gflops = result
+                        .outcome
+                        .as_ref()
+                        .ok()
+                        .map(|costs| costs.gflops(self.task.flops()))
+                        .filter(|gflops| gflops.is_finite());
+                    if let Some((_, context)) = &self.log {
+                        records.push(Record::from_measurement(
+                            context,
+                            config.index(),
+                            config.to_values(),
+                            &result,
+                            started_at,
+                            SystemTime::now(),
+                        ));
+                    }
+                    gflops
+                }
+                Err(_) => None,
+            };
+            self.measure_time += started.elapsed();
+            self.measured += 1;
+            self.results.insert(config.index(), gflops);
+            out.push(gflops);
+        }
+        if let Some((writer, _)) = &mut self.log {
+            if !records.is_empty() {
+                writer.append_batch(&records)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One run of one tuner and seed, advanced a batch at a time.
+struct Run<'t> {
+    name: String,
+    seed: u64,
+    tuner: BuiltTuner<'t>,
+    proposed: HashSet<u128>,
+    /// Best throughput after each trial (0 before anything succeeded).
+    curve: Vec<f64>,
+    finished: bool,
+}
+
+impl Run<'_> {
+    /// Proposes, measures (through `cache`) and learns one batch; false once the run is over
+    /// (its trials done or its tuner out of proposals).
+    fn step(
+        &mut self,
+        cache: &mut Cache<'_>,
+        measurer: &mut Measurer,
+        trials: usize,
+        batch_size: usize,
+    ) -> anyhow::Result<bool> {
+        if self.finished || self.curve.len() >= trials {
+            self.finished = true;
+            return Ok(false);
+        }
+        let tuner = self.tuner.as_tuner();
+        let wanted = batch_size.min(trials - self.curve.len());
+        let proposed = &self.proposed;
+        let batch = tuner.next_batch(wanted, &|index| proposed.contains(&index));
+        if batch.is_empty() {
+            self.finished = true;
+            return Ok(false);
+        }
+        let results = cache.measure(measurer, &batch)?;
+        let mut best = self.curve.last().copied().unwrap_or(0.0);
+        let mut measured = Vec::with_capacity(batch.len());
+        for (config, gflops) in batch.into_iter().zip(results) {
+            self.proposed.insert(config.index());
+            best = best.max(gflops.unwrap_or(0.0));
+            self.curve.push(best);
+            measured.push(Trial { config, gflops });
+        }
+        tuner.update(&measured);
+        Ok(true)
+    }
+}
+
+/// The trial (from 1) at which `curve` first reaches `target`, if it does.
+fn trials_to_reach(curve: &[f64], target: f64) -> Option<usize> {
+    curve
+        .iter()
+        .position(|&best| best >= target)
+        .map(|position| position + 1)
+}
+
+/// The median of `values`, where `None` (never reached) counts as more than any number; `None`
+/// when the median itself is such a value. An even count averages the two middle values.
+fn median(values: &[Option<f64>]) -> Option<f64> {
+    let mut sorted: Vec<f64> = values
+        .iter()
+        .map(|value| value.unwrap_or(f64::INFINITY))
+        .collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    let value = if sorted.len() % 2 == 1 {
+        sorted[middle]
+    } else {
+        (sorted[middle - 1] + sorted[middle]) / 2.0
+    };
+    value.is_finite().then_some(value)
+}
+
+/// Median trials to 95% of `best` and median best after [`BEST_AFTER`] trials of a row.
+fn summarise(row: &Row, best: f64) -> (Option<f64>, Option<f64>) {
+    let target = TARGET_SHARE * best;
+    let to_target: Vec<Option<f64>> = row
+        .curves
+        .iter()
+        .map(|curve| {
+            if best > 0.0 {
+                trials_to_reach(curve, target).map(|trials| trials as f64)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let after: Vec<Option<f64>> = row
+        .curves
+        .iter()
+        .map(|curve| {
+            curve
+                .get(BEST_AFTER.min(curve.len()).saturating_sub(1))
+                .copied()
+        })
+        .collect();
+    (median(&to_target), median(&after))
+}
+
+/// Runs `looptune tune-compare`.
+pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
+    for (flag, value) in [
+        ("--min-repeat-ms", args.min_repeat_ms),
+        ("--timeout", args.timeout),
+    ] {
+        if !(value.is_finite() && value > 0.0) {
+            return Err(super::Usage(format!("{flag} {value} must be a positive number")).into());
+        }
+    }
+    let texts: Vec<&str> = if args.workloads.is_empty() {
+        DEFAULT_WORKLOADS.to_vec()
+    } else {
+        args.workloads.iter().map(String::as_str).collect()
+    };
+    let mut tasks = Vec::with_capacity(texts.len());
+    for text in texts {
+        let workload = input::workload(text)?;
+        tasks.push(
+            Task::new(workload).with_context(|| format!("building the task of `{workload}`"))?,
+        );
+    }
+    let mut tuners = if args.tuners.is_empty() {
+        vec![TunerKind::Random, TunerKind::Xgb]
+    } else {
+        args.tuners.clone()
+    };
+    tuners.dedup();
+    let threads = args.threads as usize;
+    let target = Target::host().with_threads(threads);
+    let fingerprint = TargetFingerprint::new(&target, &CraneliftBackend::new());
+    let measure = MeasureOptions {
+        repeat: args.repeat as usize,
+        min_repeat_ms: args.min_repeat_ms,
+        timeout: Duration::from_secs_f64(args.timeout),
+        ..MeasureOptions::default()
+    };
+    let mut measurer = measurer(&target, measure, args.in_process)?;
+    let existing = match &args.log {
+        Some(path) if path.exists() => read_with_warnings(path)?.records,
+        _ => Vec::new(),
+    };
+    let mut writer = match &args.log {
+        Some(path) => {
+            Some(LogWriter::open(path).with_context(|| format!("opening {}", path.display()))?)
+        }
+        None => None,
+    };
+    let transfer_records = match &args.transfer_log {
+        Some(path) => Some(read_with_warnings(path)?.records),
+        None => None,
+    };
+    let (trials, batch_size, seeds) = (
+        args.trials as usize,
+        args.batch_size as usize,
+        args.seeds as u64,
+    );
+
+    let started = Instant::now();
+    let mut rows: Vec<(Row, f64)> = Vec::new();
+    let mut total_served = 0;
+    let mut total_measured = 0;
+    let mut total_measure_time = Duration::ZERO;
+    for task in &tasks {
+        let workload = *task.workload();
+        let context = RecordContext::new(&workload, fingerprint.clone(), "tune-compare");
+        let mut cache = Cache {
+            task,
+            results: HashMap::new(),
+            measured: 0,
+            served: 0,
+            measure_time: Duration::ZERO,
+            log: writer.as_mut().map(|writer| (writer, context)),
+        };
+        // The log's results for this workload and target fill the cache.
+        let known = measured(&existing, &workload, &fingerprint);
+        let key = workload.to_string();
+        for record in &existing {
+            if record.is_of_task(&key, &fingerprint) && known.contains_index(record.config_index) {
+                cache
+                    .results
+                    .entry(record.config_index)
+                    .or_insert(record.gflops.filter(|g| g.is_finite()));
+            }
+        }
+        let reused = cache.results.len();
+        let transfer: Option<TransferSet> = transfer_records
+            .as_ref()
+            .map(|records| transfer_set(task, records, &target));
+        if let Some(set) = &transfer {
+            eprintln!(
+                "{workload}: transfer from {} rows of {} other workloads ({} skipped)",
+                set.len(),
+                set.workloads().len(),
+                set.skipped()
+            );
+        }
+        let mut kinds: Vec<(TunerKind, String, Option<&TransferSet>)> = tuners
+            .iter()
+            .map(|&kind| (kind, tuner_name(kind).to_string(), None))
+            .collect();
+        if let Some(set) = &transfer {
+            kinds.push((TunerKind::Xgb, "xgb+transfer".to_string(), Some(set)));
+        }
+        // All runs advance in lockstep, a batch each in turn, so that a change in the machine's
+        // load during the comparison falls on every tuner and seed alike.
+        let mut runs = Vec::new();
+        for (kind, name, transfer) in kinds {
+            for seed in 0..seeds {
+                runs.push(Run {
+                    name: name.clone(),
+                    seed,
+                    tuner: BuiltTuner::new(kind, task, seed, transfer.cloned())?,
+                    proposed: HashSet::new(),
+                    curve: Vec::with_capacity(trials),
+                    finished: false,
+                });
+            }
+        }
+        let mut round = 0;
+        loop {
+            let mut progressed = false;
+            for run in &mut runs {
+                progressed |= run.step(&mut cache, &mut measurer, trials, batch_size)?;
+            }
+            if !progressed {
+                break;
+            }
+            round += 1;
+            if round % 5 == 0 {
+                let trials_done = runs.iter().map(|run| run.curve.len()).max().unwrap_or(0);
+                eprintln!(
+                    "{workload}: {trials_done} trials per run, {} measured, {:.0} s",
+                    cache.measured,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        let mut workload_rows: Vec<Row> = Vec::new();
+        for run in runs {
+            eprintln!(
+                "{workload} {} seed {}: {} trials, best {:.2} GFLOP/s",
+                run.name,
+                run.seed,
+                run.curve.len(),
+                run.curve.last().copied().unwrap_or(0.0)
+            );
+            match workload_rows.last_mut() {
+                Some(row) if row.tuner == run.name => row.curves.push(run.curve),
+                _ => workload_rows.push(Row {
+                    workload,
+                    tuner: run.name,
+                    curves: vec![run.curve],
+                }),
+            }
+        }
+        let best = workload_rows
+            .iter()
+            .flat_map(|row| row.curves.iter())
+            .filter_map(|curve| curve.last().copied())
+            .fold(0.0f64, f64::max);
+        eprintln!(
+            "{workload}: {} trials served by {} measurements ({reused} reused from the log)",
+            cache.served, cache.measured
+        );
+        total_served += cache.served;
+        total_measured += cache.measured;
+        total_measure_time += cache.measure_time;
+        rows.extend(workload_rows.into_iter().map(|row| (row, best)));
+    }
+
+    if args.json {
+        let json: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(row, best)| {
+                let (to_target, after) = summarise(row, *best);
+                serde_json::json!({
+                    "workload": row.workload.to_string(),
+                    "tuner": row.tuner,
+                    "median_trials_to_95": to_target,
+                    "median_best_after_200_gflops": after,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&json)?);
+        return Ok(());
+    }
+    let peak = measure_peak(threads).context("measuring the peak")?;
+    let after = BEST_AFTER.min(trials);
+    println!(
+        "{} seeds x {trials} trials per tuner; {threads} thread(s); peak {:.1} GFLOP/s (same run)",
+        seeds, peak.gflops
+    );
+    println!(
+        "each config measured once per workload and shared by every tuner and seed that proposed it: {total_served} trials, {total_measured} measurements ({:.0} s measuring, {:.0} s in all)",
+        total_measure_time.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    let width = rows
+        .iter()
+        .map(|(row, _)| row.workload.to_string().len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    println!(
+        "{:<width$}  {:<13}  {:>10}  {:>22}  {:>14}",
+        "workload",
+        "tuner",
+        "best any",
+        "median trials to 95%",
+        format!("median best@{after}")
+    );
+    for (row, best) in &rows {
+        let (to_target, best_after) = summarise(row, *best);
+        println!(
+            "{:<width$}  {:<13}  {:>10.2}  {:>22}  {:>14}",
+            row.workload.to_string(),
+            row.tuner,
+            best,
+            to_target.map_or(format!("> {trials}"), |t| format!("{t}")),
+            best_after.map_or("-".to_string(), |g| format!("{g:.2}"))
+        );
+    }
+    Ok(())
+}
+
+fn tuner_name(kind: TunerKind) -> &'static str {
+    match kind {
+        TunerKind::Random => "random",
+        TunerKind::Grid => "grid",
+        TunerKind::Xgb => "xgb",
+        TunerKind::Ga => "ga",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trials_to_reach_counts_from_one() {
+        assert_eq!(trials_to_reach(&[1.0, 2.0, 5.0, 5.0], 4.0), Some(3));
+        assert_eq!(trials_to_reach(&[1.0, 2.0], 4.0), None);
+    }
+
+    #[test]
+    fn the_median_treats_never_reached_as_more_than_any_number() {
+        assert_eq!(median(&[Some(3.0), None, Some(1.0)]), Some(3.0));
+        assert_eq!(median(&[Some(3.0), None, None]), None);
+        assert_eq!(median(&[Some(2.0), Some(4.0)]), Some(3.0));
+        assert_eq!(median(&[Some(2.0), None]), None);
+    }
+
+    #[test]
+    fn rows_are_summarised_against_the_best_of_any_run() {
+        let row = Row {
+            workload: "matmul:m=4,n=4,k=4".parse().expect("parses"),
+            tuner: "random".to_string(),
+            curves: vec![
+                vec![1.0, 9.6, 9.6],
+                vec![1.0, 1.0, 10.0],
+                vec![2.0, 2.0, 2.0],
+            ],
+        };
+        let (to_target, after) = summarise(&row, 10.0);
+        assert_eq!(to_target, Some(3.0));
+        assert_eq!(after, Some(9.6));
+    }
+}
