@@ -60,10 +60,8 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     let args = Args::parse();
-    let workload: Workload = args
-        .workload
-        .parse()
-        .with_context(|| format!("workload `{}`", args.workload))?;
+    // The parse error names the workload and its bad part.
+    let workload: Workload = args.workload.parse()?;
     let task = Task::new(workload).with_context(|| format!("building the task of `{workload}`"))?;
     let target = Target::host().with_threads(args.threads as usize);
     let fingerprint = TargetFingerprint::new(&target, &CraneliftBackend::new());
@@ -76,36 +74,41 @@ fn run() -> Result<()> {
         eprintln!("warning: {warning}");
     }
     let file = args.file.display();
-    let measured = dispatch.gflops.map_or(String::new(), |gflops| {
-        format!(", {gflops:.2} GFLOP/s when tuned")
-    });
-    match &dispatch.source {
-        Source::Exact => println!("config      best of {file} for this target{measured}"),
-        Source::CompatibleTarget { differences, .. } => println!(
-            "config      best of {file} for a compatible target ({}){measured}",
-            differences.join(", ")
-        ),
-        _ => {
-            if args.require_tuned {
-                bail!(
-                    "{file} has no tuned config for `{workload}` on this target (--require-tuned)"
-                );
-            }
-            println!("config      the template's fallback: {file} has nothing for `{workload}`")
-        }
-    }
     // A record written by an older version of the template may not be a point of today's
-    // space: that is a reason to tune again, not to stop serving.
-    let config = match task.space().from_values(&dispatch.config) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!(
-                "warning: the config recorded in {file} is not a point of today's space \
-                 ({error}); using the template's fallback"
-            );
-            fallback
-        }
-    };
+    // space: a reason to tune again, not to stop serving.
+    let (config, origin, tuned) =
+        match (&dispatch.source, task.space().from_values(&dispatch.config)) {
+            (Source::Fallback, _) => (
+                fallback,
+                format!("the template's fallback: {file} has nothing for `{workload}`"),
+                false,
+            ),
+            (_, Err(error)) => (
+                fallback,
+                format!(
+                    "the template's fallback: the config {file} holds is not a point of today's \
+                 space ({error}); tune again"
+                ),
+                false,
+            ),
+            (source, Ok(config)) => {
+                let measured = dispatch.gflops.map_or(String::new(), |gflops| {
+                    format!(", {gflops:.2} GFLOP/s when tuned")
+                });
+                let origin = match source {
+                    Source::CompatibleTarget { differences, .. } => format!(
+                        "best of {file} for a compatible target ({}){measured}",
+                        differences.join(", ")
+                    ),
+                    _ => format!("best of {file} for this target{measured}"),
+                };
+                (config, origin, true)
+            }
+        };
+    if args.require_tuned && !tuned {
+        bail!("{origin} (--require-tuned)");
+    }
+    println!("config      {origin}");
     println!("            {config}");
 
     // 2. Compile it and call it on our own buffers.
