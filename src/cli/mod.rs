@@ -20,6 +20,7 @@ mod report;
 mod run;
 mod schedule;
 mod tune;
+mod tune_model;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -51,6 +52,10 @@ enum Command {
     /// Search a workload's config space, measuring each candidate (checked against the
     /// reference first) and appending it to a tuning log; a rerun resumes from the log.
     Tune(tune::TuneArgs),
+    /// Tune every layer of a built-in network (resnet18, mobilenet, bert-base) into one log, the
+    /// layer of each batch chosen where the model's estimated latency gains most; report the
+    /// estimate before (fallback configs) and after. A rerun resumes from the log.
+    TuneModel(tune_model::TuneModelArgs),
     /// Compare tuners over several seeds on the same workloads: median trials to reach 95% of
     /// the best any run found, and median best after 200 trials (each config measured once and
     /// shared by every run that proposes it).
@@ -101,6 +106,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Peak(args) => peak::run(&args),
         Command::Tune(args) => tune::run(&args),
+        Command::TuneModel(args) => tune_model::run(&args),
         Command::TuneCompare(args) => compare::run(&args),
         Command::Best(args) => logs::best(&args),
         Command::Show(args) => logs::show(&args),

@@ -16,11 +16,18 @@
 #![deny(missing_docs)]
 
 pub mod model;
+pub mod models;
+pub mod scheduler;
 pub mod task;
 pub mod tuner;
 pub mod tuning;
 
 pub use model::{TransferSet, XgbTuner, XgbTunerOptions, XgbTunerStats};
+pub use models::{Layer, Network};
+pub use scheduler::driver::{
+    tune_model, ModelTask, ModelTuneError, ModelTuneOptions, ModelTuneReport,
+};
+pub use scheduler::{SchedulerOptions, TaskScheduler};
 pub use task::TuningTask;
 pub use tuner::{GaOptions, GaTuner, GridTuner, RandomTuner, Trial, Tuner};
 pub use tuning::{tune, Observer, Progress, StopReason, TuneError, TuneOptions, TuneReport};

@@ -1,0 +1,276 @@
+//! Built-in networks for whole-model tuning: every distinct layer of a model as a [`Workload`],
+//! with how many times it occurs.
+//!
+//! The shapes are the reference workloads of the design (the TVM/AutoTVM papers' ResNet-18
+//! convolutions, MobileNet's depthwise convolutions, BERT-base's GEMMs at sequence length 128).
+//! A layer's *multiplicity* is what makes a whole-model estimate out of per-layer latencies:
+//! the model's latency is the sum over layers of multiplicity times latency.
+//!
+//! Multiplicities, counted in the models the papers measured:
+//! - ResNet-18 (MXNet's `resnet-18`, batch 1): the stem C1 once; in each of the four stages the
+//!   first unit has a 1x1 projection shortcut (C3, C5, C8, C11; stage one's is stride 1 because
+//!   MXNet's first unit never matches dimensions) and a strided or first 3x3 convolution (C2's
+//!   first use, C4, C7, C10); the remaining 3x3 convolutions of each stage have the stage's
+//!   output shape (C2 four times in all, C6, C9 and C12 three times each).
+//! - MobileNet v1: thirteen depthwise layers, the 14x14x512 stride-1 layer five times. Only the
+//!   depthwise layers are listed in the design, so the pointwise 1x1 convolutions between them
+//!   are not part of this network (its estimate covers the depthwise layers only).
+//! - BERT-base, sequence 128, 12 encoder layers: per layer four 768x768 projections (query, key,
+//!   value, output), the two feed-forward GEMMs and the attention scores `Q K^T` (12 heads of
+//!   128x64 by 64x128, one batch_matmul). The design lists no `scores V` product, so it is not
+//!   here either.
+
+use looptune_ir::ops::{
+    BatchMatmulParams, Conv2dParams, DepthwiseConv2dParams, MatmulParams, Workload,
+};
+use std::fmt;
+use std::str::FromStr;
+use thiserror::Error;
+
+/// A built-in network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Network {
+    /// ResNet-18's twelve distinct conv2d layers (C1-C12).
+    Resnet18,
+    /// MobileNet v1's nine distinct depthwise layers (D1-D9).
+    Mobilenet,
+    /// BERT-base's GEMMs at sequence length 128.
+    BertBase,
+}
+
+/// One distinct layer of a network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layer {
+    /// The name the design gives it (`C2`, `D7`, `ffn1`).
+    pub name: &'static str,
+    /// Its operator and shape.
+    pub workload: Workload,
+    /// How many times it occurs in one forward pass of the network.
+    pub multiplicity: u32,
+}
+
+/// A network name that is not built in.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("unknown network `{name}` (known: resnet18, mobilenet, bert-base)")]
+pub struct UnknownNetwork {
+    /// What was asked for.
+    pub name: String,
+}
+
+impl Network {
+    /// Every built-in network.
+    pub const ALL: [Network; 3] = [Network::Resnet18, Network::Mobilenet, Network::BertBase];
+
+    /// Its command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Network::Resnet18 => "resnet18",
+            Network::Mobilenet => "mobilenet",
+            Network::BertBase => "bert-base",
+        }
+    }
+
+    /// Its distinct layers, in the order the design lists them.
+    pub fn layers(self) -> Vec<Layer> {
+        match self {
+            Network::Resnet18 => resnet18(),
+            Network::Mobilenet => mobilenet(),
+            Network::BertBase => bert_base(),
+        }
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Network {
+    type Err = UnknownNetwork;
+
+    fn from_str(text: &str) -> Result<Network, UnknownNetwork> {
+        Network::ALL
+            .into_iter()
+            .find(|network| network.name() == text)
+            .ok_or_else(|| UnknownNetwork {
+                name: text.to_string(),
+            })
+    }
+}
+
+/// A square NCHW convolution of batch 1 with padding `kernel / 2`.
+fn conv(size: i64, in_channels: i64, out_channels: i64, kernel: i64, stride: i64) -> Workload {
+    Workload::Conv2d(Conv2dParams {
+        n: 1,
+        ic: in_channels,
+        h: size,
+        w: size,
+        oc: out_channels,
+        kh: kernel,
+        kw: kernel,
+        stride,
+        pad: kernel / 2,
+        dilation: 1,
+    })
+}
+
+/// A square 3x3 depthwise convolution of batch 1, padding 1.
+fn depthwise(size: i64, channels: i64, stride: i64) -> Workload {
+    Workload::DepthwiseConv2d(DepthwiseConv2dParams {
+        n: 1,
+        c: channels,
+        h: size,
+        w: size,
+        kh: 3,
+        kw: 3,
+        stride,
+        pad: 1,
+        dilation: 1,
+    })
+}
+
+fn gemm(m: i64, n: i64, k: i64) -> Workload {
+    Workload::Matmul(MatmulParams {
+        m,
+        n,
+        k,
+        transpose_b: false,
+    })
+}
+
+fn layer(name: &'static str, workload: Workload, multiplicity: u32) -> Layer {
+    Layer {
+        name,
+        workload,
+        multiplicity,
+    }
+}
+
+fn resnet18() -> Vec<Layer> {
+    vec![
+        layer("C1", conv(224, 3, 64, 7, 2), 1),
+        layer("C2", conv(56, 64, 64, 3, 1), 4),
+        layer("C3", conv(56, 64, 64, 1, 1), 1),
+        layer("C4", conv(56, 64, 128, 3, 2), 1),
+        layer("C5", conv(56, 64, 128, 1, 2), 1),
+        layer("C6", conv(28, 128, 128, 3, 1), 3),
+        layer("C7", conv(28, 128, 256, 3, 2), 1),
+        layer("C8", conv(28, 128, 256, 1, 2), 1),
+        layer("C9", conv(14, 256, 256, 3, 1), 3),
+        layer("C10", conv(14, 256, 512, 3, 2), 1),
+        layer("C11", conv(14, 256, 512, 1, 2), 1),
+        layer("C12", conv(7, 512, 512, 3, 1), 3),
+    ]
+}
+
+fn mobilenet() -> Vec<Layer> {
+    vec![
+        layer("D1", depthwise(112, 32, 1), 1),
+        layer("D2", depthwise(112, 64, 2), 1),
+        layer("D3", depthwise(56, 128, 1), 1),
+        layer("D4", depthwise(56, 128, 2), 1),
+        layer("D5", depthwise(28, 256, 1), 1),
+        layer("D6", depthwise(28, 256, 2), 1),
+        layer("D7", depthwise(14, 512, 1), 5),
+        layer("D8", depthwise(14, 512, 2), 1),
+        layer("D9", depthwise(7, 1024, 1), 1),
+    ]
+}
+
+fn bert_base() -> Vec<Layer> {
+    let encoder_layers = 12;
+    vec![
+        layer("qkvo", gemm(128, 768, 768), 4 * encoder_layers),
+        layer("ffn1", gemm(128, 3072, 768), encoder_layers),
+        layer("ffn2", gemm(128, 768, 3072), encoder_layers),
+        layer(
+            "scores",
+            Workload::BatchMatmul(BatchMatmulParams {
+                b: 12,
+                m: 128,
+                n: 128,
+                k: 64,
+                transpose_b: false,
+            }),
+            encoder_layers,
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_layer_round_trips_through_the_workload_parser_and_has_a_task() {
+        for network in Network::ALL {
+            for layer in network.layers() {
+                let text = layer.workload.to_string();
+                assert_eq!(text.parse::<Workload>(), Ok(layer.workload), "{text}");
+                assert!(
+                    looptune_space::Task::new(layer.workload).is_ok(),
+                    "{network} {}: no task",
+                    layer.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn layers_are_the_design_reference_workloads() {
+        let keys = |network: Network| -> Vec<String> {
+            network
+                .layers()
+                .iter()
+                .map(|layer| format!("{} {} x{}", layer.name, layer.workload, layer.multiplicity))
+                .collect()
+        };
+        assert_eq!(
+            keys(Network::Resnet18),
+            [
+                "C1 conv2d:n=1,ic=3,h=224,w=224,oc=64,kh=7,kw=7,stride=2,pad=3,dilation=1 x1",
+                "C2 conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1,dilation=1 x4",
+                "C3 conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=1,kw=1,stride=1,pad=0,dilation=1 x1",
+                "C4 conv2d:n=1,ic=64,h=56,w=56,oc=128,kh=3,kw=3,stride=2,pad=1,dilation=1 x1",
+                "C5 conv2d:n=1,ic=64,h=56,w=56,oc=128,kh=1,kw=1,stride=2,pad=0,dilation=1 x1",
+                "C6 conv2d:n=1,ic=128,h=28,w=28,oc=128,kh=3,kw=3,stride=1,pad=1,dilation=1 x3",
+                "C7 conv2d:n=1,ic=128,h=28,w=28,oc=256,kh=3,kw=3,stride=2,pad=1,dilation=1 x1",
+                "C8 conv2d:n=1,ic=128,h=28,w=28,oc=256,kh=1,kw=1,stride=2,pad=0,dilation=1 x1",
+                "C9 conv2d:n=1,ic=256,h=14,w=14,oc=256,kh=3,kw=3,stride=1,pad=1,dilation=1 x3",
+                "C10 conv2d:n=1,ic=256,h=14,w=14,oc=512,kh=3,kw=3,stride=2,pad=1,dilation=1 x1",
+                "C11 conv2d:n=1,ic=256,h=14,w=14,oc=512,kh=1,kw=1,stride=2,pad=0,dilation=1 x1",
+                "C12 conv2d:n=1,ic=512,h=7,w=7,oc=512,kh=3,kw=3,stride=1,pad=1,dilation=1 x3",
+            ]
+        );
+        // ResNet-18 has 17 convolutions on its main path and 3 strided projection shortcuts;
+        // MXNet's first stage adds one stride-1 projection (C3): 21 in all.
+        let count = |network: Network| -> u32 {
+            network
+                .layers()
+                .iter()
+                .map(|layer| layer.multiplicity)
+                .sum()
+        };
+        assert_eq!(count(Network::Resnet18), 21);
+        assert_eq!(count(Network::Mobilenet), 13);
+        assert_eq!(count(Network::BertBase), 12 * 7);
+        assert_eq!(Network::Mobilenet.layers().len(), 9);
+        assert_eq!(
+            Network::BertBase.layers()[3].workload.to_string(),
+            "batch_matmul:b=12,m=128,n=128,k=64,transpose_b=false"
+        );
+    }
+
+    #[test]
+    fn names_parse_and_unknown_names_are_errors() {
+        for network in Network::ALL {
+            assert_eq!(network.name().parse(), Ok(network));
+        }
+        let error = "resnet50".parse::<Network>().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown network `resnet50` (known: resnet18, mobilenet, bert-base)"
+        );
+    }
+}

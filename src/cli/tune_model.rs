@@ -1,0 +1,377 @@
+//! `looptune tune-model NETWORK`: tune every layer of a built-in network into one log, the
+//! layer of each batch chosen by the task scheduler, and report the model's estimated latency
+//! before (fallback configs) and after.
+//!
+//! One line per round goes to stderr (the layer, why it was chosen, its best, the model
+//! estimate); the report goes to stdout, as one JSON object with `--json`. A rerun with the same
+//! log resumes: configs in the log are not measured again, and fallback figures come from it.
+
+use super::logs::read_with_warnings;
+use super::tune::measurer;
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use looptune::jit::{CraneliftBackend, MeasureOptions, Target};
+use looptune::log::{LogWriter, Record, TargetFingerprint};
+use looptune::space::Task;
+use looptune::tune::scheduler::driver::{LayerOutcome, RoundObserver, RoundSummary};
+use looptune::tune::{
+    tune_model, ModelTask, ModelTuneOptions, ModelTuneReport, Network, RandomTuner, TransferSet,
+    Tuner, XgbTuner,
+};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The built-in networks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NetworkArg {
+    /// ResNet-18's conv2d layers (C1-C12 of the TVM papers).
+    Resnet18,
+    /// MobileNet v1's depthwise layers (D1-D9).
+    Mobilenet,
+    /// BERT-base's GEMMs and attention batch_matmul at sequence length 128.
+    BertBase,
+}
+
+impl NetworkArg {
+    fn network(self) -> Network {
+        match self {
+            NetworkArg::Resnet18 => Network::Resnet18,
+            NetworkArg::Mobilenet => Network::Mobilenet,
+            NetworkArg::BertBase => Network::BertBase,
+        }
+    }
+}
+
+/// Which tuner searches each layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModelTunerKind {
+    /// Uniform sampling without replacement.
+    Random,
+    /// XGBoost over loop-nest features, pre-trained on the log's records of the other layers of
+    /// the same operator.
+    Xgb,
+}
+
+/// Arguments of `looptune tune-model`.
+#[derive(Debug, Args)]
+pub struct TuneModelArgs {
+    /// The network.
+    #[arg(value_enum)]
+    network: NetworkArg,
+    /// The tuning log (default `looptune-NETWORK.tunelog`; created if missing, resumed if not).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Configs to measure in this run, over all layers.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    trials: u32,
+    /// Stop starting batches after this many seconds.
+    #[arg(long)]
+    time_budget: Option<f64>,
+    /// The tuner of every layer.
+    #[arg(long, value_enum, default_value_t = ModelTunerKind::Random)]
+    tuner: ModelTunerKind,
+    /// Seed of the tuners' decisions (layer i uses seed + i).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Threads for parallel loops of the kernels.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    threads: u32,
+    /// Configs per batch; each batch belongs to one layer.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
+    /// Places of a batch given to the best configs of other layers of the same operator.
+    #[arg(long, default_value_t = 2)]
+    shared_per_batch: u32,
+    /// Timed repeats per candidate (the median is recorded).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// Calls per repeat grow until a repeat lasts at least this many milliseconds.
+    #[arg(long, default_value_t = 50.0)]
+    min_repeat_ms: f64,
+    /// Seconds a candidate may take (compile, check and timing) before it is a Timeout.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Measure in this process instead of a worker (no protection from crashing kernels).
+    #[arg(long)]
+    in_process: bool,
+    /// Print one JSON object on stdout; progress goes to stderr.
+    #[arg(long)]
+    json: bool,
+    /// Only the first N distinct layers (for tests and quick looks; the estimate then covers
+    /// those layers only).
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u32).range(1..))]
+    max_layers: Option<u32>,
+}
+
+/// A line per round on stderr.
+struct Lines;
+
+impl RoundObserver for Lines {
+    fn round_done(&mut self, summary: &RoundSummary) {
+        let best = summary
+            .best_gflops
+            .map_or("-".to_string(), |gflops| format!("{gflops:.2}"));
+        let model = summary.model_latency_s.map_or("-".to_string(), |seconds| {
+            format!("{:.3} ms", seconds * 1e3)
+        });
+        eprintln!(
+            "[{}/{}] round {} {} ({}): {} trials, best {best} GFLOP/s; model {model}",
+            summary.total_trials,
+            summary.budget,
+            summary.round,
+            summary.name,
+            summary.pick.reason,
+            summary.trials,
+        );
+    }
+}
+
+fn check_arguments(args: &TuneModelArgs) -> Result<(), super::Usage> {
+    if let Some(seconds) = args.time_budget {
+        if !(seconds.is_finite() && seconds >= 0.0) {
+            return Err(super::Usage(format!(
+                "--time-budget {seconds} must be a number of seconds, at least 0"
+            )));
+        }
+    }
+    for (flag, value) in [
+        ("--min-repeat-ms", args.min_repeat_ms),
+        ("--timeout", args.timeout),
+    ] {
+        if !(value.is_finite() && value > 0.0) {
+            return Err(super::Usage(format!(
+                "{flag} {value} must be a positive number"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The log's records, or none when it does not exist yet.
+fn records(log: &Path) -> anyhow::Result<Vec<Record>> {
+    Ok(if log.exists() {
+        read_with_warnings(&log.to_path_buf())?.records
+    } else {
+        Vec::new()
+    })
+}
+
+/// Runs `looptune tune-model`.
+pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
+    check_arguments(args)?;
+    let network = args.network.network();
+    let log = args
+        .log
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("looptune-{network}.tunelog")));
+    let mut layers = network.layers();
+    if let Some(limit) = args.max_layers {
+        layers.truncate(limit as usize);
+    }
+    let tasks = layers
+        .iter()
+        .map(|layer| {
+            Task::new(layer.workload).with_context(|| {
+                format!("building the task of {} `{}`", layer.name, layer.workload)
+            })
+        })
+        .collect::<anyhow::Result<Vec<Task>>>()?;
+    let model_tasks: Vec<ModelTask<'_>> = layers
+        .iter()
+        .zip(&tasks)
+        .map(|(layer, task)| ModelTask {
+            name: layer.name.to_string(),
+            multiplicity: layer.multiplicity,
+            task,
+            fallback: task.fallback_config().ok(),
+        })
+        .collect();
+    let threads = args.threads as usize;
+    let target = Target::host().with_threads(threads);
+    let fingerprint = TargetFingerprint::new(&target, &CraneliftBackend::new());
+    let existing = records(&log)?;
+    let mut writer = LogWriter::open(&log).with_context(|| format!("opening {}", log.display()))?;
+    let measure = MeasureOptions {
+        repeat: args.repeat as usize,
+        min_repeat_ms: args.min_repeat_ms,
+        timeout: Duration::from_secs_f64(args.timeout),
+        ..MeasureOptions::default()
+    };
+    let mut measurer = measurer(&target, measure, args.in_process)?;
+    let options = ModelTuneOptions {
+        trials: args.trials as usize,
+        batch_size: args.batch_size as usize,
+        time_budget: args.time_budget.map(Duration::from_secs_f64),
+        shared_per_round: args.shared_per_batch as usize,
+        ..ModelTuneOptions::default()
+    };
+    let mut make_tuner = |position: usize| -> Result<Box<dyn Tuner + '_>, String> {
+        let task = &tasks[position];
+        let seed = args.seed.wrapping_add(position as u64);
+        match args.tuner {
+            ModelTunerKind::Random => Ok(Box::new(RandomTuner::new(task.space(), seed))),
+            ModelTunerKind::Xgb => {
+                // The log as it stands now: other layers measured earlier in this run included.
+                let records = records(&log).map_err(|error| format!("{error:#}"))?;
+                let transfer = TransferSet::from_records(task, &records, &fingerprint);
+                let tuner =
+                    XgbTuner::with_defaults(task, seed).map_err(|error| error.to_string())?;
+                Ok(Box::new(tuner.with_transfer(transfer)))
+            }
+        }
+    };
+    eprintln!(
+        "looptune: tuning {} layers of {network} ({} trials over all, {} per batch); log: {}",
+        model_tasks.len(),
+        args.trials,
+        args.batch_size,
+        log.display()
+    );
+    let report = tune_model(
+        &model_tasks,
+        &mut make_tuner,
+        &mut measurer,
+        &mut writer,
+        &fingerprint,
+        &existing,
+        &options,
+        &mut Lines,
+    )?;
+    let tuner = match args.tuner {
+        ModelTunerKind::Random => "random",
+        ModelTunerKind::Xgb => "xgb",
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&json_report(network, tuner, &log, threads, &report))?
+        );
+    } else {
+        print_report(network, tuner, &log, threads, &report);
+    }
+    Ok(())
+}
+
+fn milliseconds(seconds: Option<f64>) -> Option<f64> {
+    seconds.map(|seconds| seconds * 1e3)
+}
+
+fn speedup(before: Option<f64>, after: Option<f64>) -> Option<f64> {
+    before.zip(after).map(|(before, after)| before / after)
+}
+
+fn json_layer(layer: &LayerOutcome) -> serde_json::Value {
+    serde_json::json!({
+        "name": layer.name,
+        "workload": layer.workload.to_string(),
+        "multiplicity": layer.multiplicity,
+        "flops": layer.workload.flops(),
+        "fallback_gflops": layer.fallback_gflops,
+        "fallback_ms": milliseconds(layer.fallback_latency_s()),
+        "best_gflops": layer.best_gflops,
+        "tuned_ms": milliseconds(layer.tuned_latency_s()),
+        "speedup": speedup(layer.fallback_latency_s(), layer.tuned_latency_s()),
+        "trials": layer.trials,
+        "logged_trials": layer.logged_trials,
+        "errors": layer.errors,
+        "shared_trials": layer.shared_trials,
+        "best_is_shared": layer.best_is_shared,
+    })
+}
+
+fn json_report(
+    network: Network,
+    tuner: &str,
+    log: &Path,
+    threads: usize,
+    report: &ModelTuneReport,
+) -> serde_json::Value {
+    serde_json::json!({
+        "network": network.name(),
+        "tuner": tuner,
+        "layers": report.layers.iter().map(json_layer).collect::<Vec<_>>(),
+        "model": {
+            "before_ms": milliseconds(report.before_s()),
+            "after_ms": milliseconds(report.after_s()),
+            "speedup": speedup(report.before_s(), report.after_s()),
+        },
+        "trials": report.trials,
+        "rounds": report.rounds,
+        "stop_reason": report.stop_reason.as_str(),
+        "wall_s": report.wall.as_secs_f64(),
+        "threads": threads,
+        "log": log.display().to_string(),
+    })
+}
+
+fn print_report(
+    network: Network,
+    tuner: &str,
+    log: &Path,
+    threads: usize,
+    report: &ModelTuneReport,
+) {
+    let cell = |value: Option<f64>, digits: usize, suffix: &str| {
+        value.map_or("-".to_string(), |v| format!("{v:.digits$}{suffix}"))
+    };
+    println!(
+        "network     {network}: {} distinct layers, {} in the model; tuner {tuner}, {threads} thread(s)",
+        report.layers.len(),
+        report
+            .layers
+            .iter()
+            .map(|layer| layer.multiplicity)
+            .sum::<u32>()
+    );
+    println!(
+        "{:<7} {:>5} {:>12} {:>9} {:>9} {:>9} {:>13} {:>7}",
+        "layer",
+        "mult",
+        "fallback ms",
+        "tuned ms",
+        "speed-up",
+        "GFLOP/s",
+        "trials run/log",
+        "shared"
+    );
+    for layer in &report.layers {
+        println!(
+            "{:<7} {:>5} {:>12} {:>9} {:>9} {:>9} {:>13} {:>7}",
+            layer.name,
+            layer.multiplicity,
+            cell(milliseconds(layer.fallback_latency_s()), 3, ""),
+            cell(milliseconds(layer.tuned_latency_s()), 3, ""),
+            cell(
+                speedup(layer.fallback_latency_s(), layer.tuned_latency_s()),
+                2,
+                "x"
+            ),
+            cell(layer.best_gflops, 2, ""),
+            format!("{}/{}", layer.trials, layer.logged_trials),
+            format!(
+                "{}{}",
+                layer.shared_trials,
+                if layer.best_is_shared { "*" } else { "" }
+            ),
+        );
+    }
+    println!(
+        "model       estimated latency (sum of multiplicity x latency): before {} ms with fallback configs, after {} ms tuned ({})",
+        cell(milliseconds(report.before_s()), 3, ""),
+        cell(milliseconds(report.after_s()), 3, ""),
+        cell(speedup(report.before_s(), report.after_s()), 2, "x"),
+    );
+    println!(
+        "stopped     {} after {:.1} s: {} trials in {} batches, {} errors",
+        report.stop_reason,
+        report.wall.as_secs_f64(),
+        report.trials,
+        report.rounds,
+        report
+            .layers
+            .iter()
+            .map(|layer| layer.errors)
+            .sum::<usize>()
+    );
+    println!("log         {}", log.display());
+}

@@ -1,0 +1,160 @@
+//! `looptune tune-model` run as a user would, on the first layers of MobileNet with a tiny
+//! budget and cheap measurement options: the report's shape, and a rerun that resumes.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const QUICK: &[&str] = &["--repeat", "1", "--min-repeat-ms", "1"];
+
+fn looptune(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_looptune"))
+        .args(args)
+        .output()
+        .expect("looptune runs")
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON object on stdout")
+}
+
+/// (workload, config index) of every complete line of a log.
+fn logged(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .map(|record| {
+            (
+                record["workload"].as_str().unwrap_or_default().to_string(),
+                record["config_index"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+fn tune_model(log: &str, json: bool) -> Output {
+    let mut args = vec![
+        "tune-model",
+        "mobilenet",
+        "--max-layers",
+        "3",
+        "--trials",
+        "6",
+        "--batch-size",
+        "2",
+        "--log",
+        log,
+    ];
+    args.extend_from_slice(QUICK);
+    if json {
+        args.push("--json");
+    }
+    looptune(&args)
+}
+
+#[test]
+fn tune_model_reports_every_layer_and_the_model_estimate_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mobilenet.jsonl");
+    let log_arg = log.to_str().unwrap();
+    let first = json(&tune_model(log_arg, true));
+    assert_eq!(first["network"], "mobilenet");
+    assert_eq!(first["trials"], 6);
+    assert_eq!(first["stop_reason"], "trial_budget");
+    let layers = first["layers"].as_array().expect("layers");
+    let names: Vec<&str> = layers.iter().filter_map(|l| l["name"].as_str()).collect();
+    assert_eq!(names, ["D1", "D2", "D3"]);
+    for layer in layers {
+        for key in [
+            "workload",
+            "multiplicity",
+            "fallback_ms",
+            "tuned_ms",
+            "trials",
+            "logged_trials",
+        ] {
+            assert!(layer.get(key).is_some(), "`{key}` missing from {layer}");
+        }
+        // Two trials per layer: the warm-up round, fallback config first.
+        assert_eq!(layer["trials"], 2, "{layer}");
+        let (fallback, tuned) = (
+            layer["fallback_ms"].as_f64().expect("fallback measured"),
+            layer["tuned_ms"].as_f64().expect("tuned"),
+        );
+        assert!(tuned <= fallback, "{layer}");
+    }
+    let model = &first["model"];
+    let before: f64 = layers
+        .iter()
+        .map(|l| l["multiplicity"].as_f64().unwrap() * l["fallback_ms"].as_f64().unwrap())
+        .sum();
+    let reported = model["before_ms"].as_f64().expect("before_ms");
+    assert!((reported - before).abs() <= 1e-9 * before, "{model}");
+    assert!(model["after_ms"].as_f64().expect("after_ms") <= reported);
+    assert_eq!(logged(&log).len(), 6);
+
+    // The rerun continues: six more configs, none measured before, in the text report.
+    let second = tune_model(log_arg, false);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let text = String::from_utf8_lossy(&second.stdout);
+    for expected in ["D1", "D3", "fallback ms", "model", "before", "after"] {
+        assert!(text.contains(expected), "`{expected}` missing from\n{text}");
+    }
+    let all = logged(&log);
+    assert_eq!(all.len(), 12);
+    assert_eq!(
+        all.iter().collect::<HashSet<_>>().len(),
+        12,
+        "a resumed run measured a config again"
+    );
+    let third = json(&tune_model(log_arg, true));
+    let logged_trials: u64 = third["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["logged_trials"].as_u64().unwrap())
+        .sum();
+    assert_eq!(logged_trials, 18);
+}
+
+#[test]
+fn unknown_networks_and_bad_budgets_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("x.jsonl");
+    let log_arg = log.to_str().unwrap();
+    for (args, expected) in [
+        (vec!["tune-model", "resnet50", "--log", log_arg], "resnet50"),
+        (
+            vec![
+                "tune-model",
+                "resnet18",
+                "--log",
+                log_arg,
+                "--time-budget=-1",
+            ],
+            "--time-budget",
+        ),
+        (
+            vec!["tune-model", "bert-base", "--log", log_arg, "--trials", "0"],
+            "--trials",
+        ),
+    ] {
+        let output = looptune(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    assert!(!log.exists(), "nothing was tuned, no log was written");
+}
