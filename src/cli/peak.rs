@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use looptune::jit::{measure_peak, Target};
+use looptune::jit::{measure_peak, PeakResult, Target};
 
 /// Arguments of `looptune peak`.
 #[derive(Debug, Args)]
@@ -38,4 +38,25 @@ pub fn run(args: &PeakArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs `work` between two peak measurements and returns its result with the higher peak.
+///
+/// On a shared machine a single peak taken while another process holds the core reads low,
+/// and every ratio to it reads high. Two measurements around the work, keeping the higher,
+/// make the ratio conservative: a kernel only counts as close to peak if it was close to the
+/// best the FMA units did during the run.
+pub fn bracketed<T>(
+    threads: usize,
+    work: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<(T, PeakResult)> {
+    let before = measure_peak(threads).context("measuring the peak")?;
+    let result = work()?;
+    let after = measure_peak(threads).context("measuring the peak")?;
+    let peak = if after.gflops > before.gflops {
+        after
+    } else {
+        before
+    };
+    Ok((result, peak))
 }

@@ -2,8 +2,8 @@
 //! worker process and appending it to the tuning log.
 //!
 //! Progress (trials, best GFLOP/s, errors) goes to stderr; the summary goes to stdout, as one
-//! JSON object with `--json`. The peak is measured in the same run, after tuning, so that the
-//! ratio compares numbers taken on the same machine state.
+//! JSON object with `--json`. The peak is measured in the same run, before and after tuning
+//! (the higher counts), so that the ratio compares numbers taken on the same machine state.
 
 use super::input;
 use super::logs::read_with_warnings;
@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use looptune::jit::measure::{Isolation, WorkerCommand};
-use looptune::jit::{measure_peak, CraneliftBackend, MeasureOptions, Measurer, Target};
+use looptune::jit::{CraneliftBackend, MeasureOptions, Measurer, Target};
 use looptune::log::Record;
 use looptune::log::{LogWriter, RecordContext, TargetFingerprint};
 use looptune::space::Task;
@@ -298,8 +298,8 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
         },
         in_process: args.in_process,
     };
-    let (report, tuner, stats) = session.run_with(!args.no_transfer)?;
-    let peak = measure_peak(threads).context("measuring the peak")?;
+    let ((report, tuner, stats), peak) =
+        super::peak::bracketed(threads, || session.run_with(!args.no_transfer))?;
     let best_gflops = report.best.as_ref().map(|best| best.gflops);
     if args.json {
         let summary = serde_json::json!({

@@ -55,6 +55,34 @@ fn registers(rows: i64, columns: i64) -> i64 {
     vectors(columns) * rows + vectors(columns) + 1
 }
 
+/// Independent accumulators that keep the FMA units busy: two FMA pipes, each with a latency
+/// of four cycles, need eight FMAs in flight (Zen 4, and Intel cores since Haswell alike).
+pub const LATENCY_HIDING_ACCUMULATORS: i64 = 8;
+
+/// The sizes a `Factors::List` split offers for an axis of `extent`.
+fn listed(sizes: &[i64], extent: i64) -> Vec<i64> {
+    let fitting: Vec<i64> = sizes.iter().copied().filter(|&size| size <= extent).collect();
+    if fitting.is_empty() {
+        vec![extent]
+    } else {
+        fitting
+    }
+}
+
+/// The most accumulator vectors a register tile of this GEMM can have within the registers:
+/// small shapes cannot reach [`LATENCY_HIDING_ACCUMULATORS`], and still need a point.
+fn most_accumulators(m: i64, n: i64) -> i64 {
+    let mut rows = listed(&TILE_ROWS, m);
+    rows.extend((0..).map(|power| 1i64 << power).take_while(|&size| size <= m));
+    let columns = listed(&TILE_COLUMNS, n);
+    rows.iter()
+        .flat_map(|&rows| columns.iter().map(move |&columns| (rows, columns)))
+        .filter(|&(rows, columns)| registers(rows, columns) <= VECTOR_REGISTERS)
+        .map(|(rows, columns)| rows * vectors(columns))
+        .max()
+        .unwrap_or(1)
+}
+
 /// The parts of a knob the constraints read; a missing knob reads as a point that breaks them.
 fn tile_shape(config: &Config) -> Option<(i64, i64, i64)> {
     let rows = *config.split("tile_i").ok()?.last()?;
@@ -94,6 +122,12 @@ pub(crate) fn space(gemm: &Gemm) -> Result<ConfigSpace, SpaceError> {
     space.constrain("register tile fits in 16 vector registers", |config| {
         tile_shape(config)
             .is_some_and(|(rows, columns, _)| registers(rows, columns) <= VECTOR_REGISTERS)
+    });
+    // Fewer independent accumulators than FMAs in flight leave the FMA pipes idle for a
+    // reason no other knob changes: such tiles are slow at every size and only dilute search.
+    let required = LATENCY_HIDING_ACCUMULATORS.min(most_accumulators(gemm.m, gemm.n));
+    space.constrain("enough accumulators to hide FMA latency", move |config| {
+        tile_shape(config).is_some_and(|(rows, columns, _)| rows * vectors(columns) >= required)
     });
     space.constrain("unrolled reduction body at most 64 vector FMAs", |config| {
         tile_shape(config).is_some_and(|(rows, columns, unroll)| {
