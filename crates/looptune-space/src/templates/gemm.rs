@@ -61,7 +61,11 @@ pub const LATENCY_HIDING_ACCUMULATORS: i64 = 8;
 
 /// The sizes a `Factors::List` split offers for an axis of `extent`.
 fn listed(sizes: &[i64], extent: i64) -> Vec<i64> {
-    let fitting: Vec<i64> = sizes.iter().copied().filter(|&size| size <= extent).collect();
+    let fitting: Vec<i64> = sizes
+        .iter()
+        .copied()
+        .filter(|&size| size <= extent)
+        .collect();
     if fitting.is_empty() {
         vec![extent]
     } else {
@@ -73,7 +77,11 @@ fn listed(sizes: &[i64], extent: i64) -> Vec<i64> {
 /// small shapes cannot reach [`LATENCY_HIDING_ACCUMULATORS`], and still need a point.
 fn most_accumulators(m: i64, n: i64) -> i64 {
     let mut rows = listed(&TILE_ROWS, m);
-    rows.extend((0..).map(|power| 1i64 << power).take_while(|&size| size <= m));
+    rows.extend(
+        (0..)
+            .map(|power| 1i64 << power)
+            .take_while(|&size| size <= m),
+    );
     let columns = listed(&TILE_COLUMNS, n);
     rows.iter()
         .flat_map(|&rows| columns.iter().map(move |&columns| (rows, columns)))
