@@ -147,4 +147,8 @@ fn bad_options_are_usage_errors() {
     assert_eq!(output.status.code(), Some(2));
     let output = looptune(&["tune-compare", "--seeds", "0"]);
     assert_eq!(output.status.code(), Some(2));
+    // An hour of measuring is never started by accident.
+    let output = looptune(&["tune-compare"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--reference"));
 }

@@ -34,7 +34,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-/// The workloads compared when none is given: matmul 512^3, ResNet-18 C2, MobileNet D3.
+/// The workloads `--reference` compares: matmul 512^3, ResNet-18 C2, MobileNet D3.
 const DEFAULT_WORKLOADS: &[&str] = &[
     "matmul:m=512,n=512,k=512",
     "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1",
@@ -50,10 +50,13 @@ const TARGET_SHARE: f64 = 0.95;
 /// Arguments of `looptune tune-compare`.
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// A workload to compare on (repeat the flag for several); default: matmul 512^3, ResNet-18
-    /// C2 and MobileNet D3.
+    /// A workload to compare on (repeat the flag for several).
     #[arg(long = "workload")]
     workloads: Vec<String>,
+    /// Compare on the reference workloads: matmul 512^3, ResNet-18 C2 and MobileNet D3 (with the
+    /// defaults, an hour or more of measuring; it is never started by a bare `tune-compare`).
+    #[arg(long)]
+    reference: bool,
     /// A tuner to compare (repeat the flag for several); default: random and xgb.
     #[arg(long = "tuner", value_enum)]
     tuners: Vec<TunerKind>,
@@ -278,11 +281,17 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
             return Err(super::Usage(format!("{flag} {value} must be a positive number")).into());
         }
     }
-    let texts: Vec<&str> = if args.workloads.is_empty() {
-        DEFAULT_WORKLOADS.to_vec()
-    } else {
-        args.workloads.iter().map(String::as_str).collect()
-    };
+    let mut texts: Vec<&str> = args.workloads.iter().map(String::as_str).collect();
+    if args.reference {
+        texts.extend(DEFAULT_WORKLOADS);
+    }
+    if texts.is_empty() {
+        return Err(super::Usage(
+            "no workload: give --workload W (repeatable) or --reference (matmul 512^3, ResNet-18 C2, MobileNet D3)"
+                .to_string(),
+        )
+        .into());
+    }
     let mut tasks = Vec::with_capacity(texts.len());
     for text in texts {
         let workload = input::workload(text)?;
