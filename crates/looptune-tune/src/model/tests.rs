@@ -9,19 +9,32 @@ fn task() -> Task {
     Task::new("matmul:m=512,n=512,k=512".parse().expect("parses")).expect("builds")
 }
 
-/// A made-up machine: fast when the register tile has about 32 elements and the `k` unroll is
-/// long; configs with a one-row tile "fail".
+/// A made-up machine: fast when the register tile has about 48 elements, the `k` unroll is
+/// long, B is packed, the loops run serially and the column panels are outside; configs with a
+/// one-row tile "fail". Several knobs matter, so a few random batches rarely hit the best.
 fn synthetic_gflops(config: &Config) -> Option<f64> {
     let inner = |name: &str| match config.value(name) {
         Some(KnobValue::Split(parts)) => *parts.last().unwrap_or(&1) as f64,
         _ => 1.0,
     };
+    let choice = |name: &str| match config.value(name) {
+        Some(KnobValue::Choice(value)) => *value as f64,
+        _ => 0.0,
+    };
     if inner("tile_i") == 1.0 {
         return None;
     }
     let tile = inner("tile_i") * inner("tile_j");
-    let fit = (-((tile.log2() - 5.0).powi(2)) / 2.0).exp();
-    Some(10.0 * fit + inner("tile_k").log2())
+    let fit = (-((tile.log2() - 48f64.log2()).powi(2)) * 2.0).exp();
+    let columns_outside =
+        matches!(config.value("order"), Some(KnobValue::Reorder(order)) if order[..] == [1, 0]);
+    Some(
+        10.0 * fit
+            + inner("tile_k").log2()
+            + 2.0 * choice("pack_b")
+            + 2.0 * (1.0 - choice("parallel"))
+            + f64::from(u8::from(columns_outside)),
+    )
 }
 
 fn small_options() -> XgbTunerOptions {
