@@ -24,13 +24,14 @@ use looptune::ir::expr::{CmpOp, Cond};
 use looptune::ir::program::sum;
 use looptune::ir::{interp, DType, IrError, ProgramBuilder, ValueExpr};
 use looptune::jit::measure::{serve_stdio, Isolation, WorkerCommand};
-use looptune::jit::{Backend, CraneliftBackend, MeasureInput, MeasureOptions, Measurer, Target};
+use looptune::jit::{Backend, CraneliftBackend, MeasureOptions, Measurer, Target};
+use looptune::log::{read_log, LogWriter, RecordContext, TargetFingerprint};
 use looptune::space::{
     Annotation, Config, ConfigSpace, CustomTask, Factors, Knob, SpaceError, TemplateError,
 };
-use looptune::tune::{RandomTuner, Trial, Tuner};
+use looptune::tune::{tune, Observer, Progress, RandomTuner, TuneOptions, TuneReport, Tuner};
 use looptune::{lower, Program, Schedule};
-use std::collections::HashSet;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,9 @@ struct Args {
     /// Seed of the random search.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The tuning log: appended to, and resumed from when it exists.
+    #[arg(long, default_value = "custom_op.tunelog")]
+    log: PathBuf,
 }
 
 /// Errors are printed as a chain of causes (`error: reading x: No such file`) and exit code 1,
@@ -122,12 +126,24 @@ fn run() -> Result<()> {
     // 2. Tune: random configs, each checked against the program and timed in the worker.
     let target = Target::host();
     let mut measurer = measurer(&target)?;
-    let (best, trials, errors) = search(&task, &mut measurer, &args)?;
-    let Some((best_config, best_gflops)) = best else {
-        bail!("none of the {trials} configs measured passed its check ({errors} errors)");
+    let report = search(&task, &mut measurer, &args)?;
+    let Some(best) = report.best else {
+        bail!(
+            "none of the {} configs measured passed its check ({} errors)",
+            report.trials,
+            report.errors
+        );
     };
-    println!("searched    {trials} configs, {errors} failed");
-    println!("best        {best_gflops:.2} GFLOP/s: {best_config}");
+    let best_config = task.space().from_values(&best.values)?;
+    println!(
+        "searched    {} configs ({} failed, {} resumed from {}), stopped: {}",
+        report.trials,
+        report.errors,
+        report.resumed,
+        args.log.display(),
+        report.stop_reason
+    );
+    println!("best        {:.2} GFLOP/s: {best_config}", best.gflops);
 
     // 3. Compile the best config and call it on our own buffers.
     let batch = args.batch as usize;
@@ -330,63 +346,60 @@ fn measurer(target: &Target) -> Result<Measurer> {
     )?)
 }
 
-/// The best config and its GFLOP/s, the configs measured and how many failed.
-type SearchResult = (Option<(Config, f64)>, usize, usize);
+/// Prints one line per batch on stderr.
+struct Lines;
 
-/// Random search over the task's space until the time or trial budget runs out. A custom task
-/// has no [`looptune::Workload`], which `looptune::tune::tune` and its log key by, so the
-/// search drives the tuner and the measurer itself (and keeps no log).
-fn search(task: &CustomTask, measurer: &mut Measurer, args: &Args) -> Result<SearchResult> {
-    let started = Instant::now();
-    let budget = Duration::from_secs_f64(args.seconds);
-    let mut tuner = RandomTuner::new(task.space(), args.seed);
-    let mut measured = HashSet::new();
-    let mut best: Option<(Config, f64)> = None;
-    let mut errors = 0;
-    while measured.len() < args.trials && started.elapsed() < budget {
-        let wanted = 8.min(args.trials - measured.len());
-        let batch = tuner.next_batch(wanted, &|index| measured.contains(&index));
-        if batch.is_empty() {
-            break;
-        }
-        let mut trials = Vec::with_capacity(batch.len());
-        for config in batch {
-            // A config that does not lower is a bug in the template: reported, not fatal.
-            let outcome = task
-                .lower(&config)
-                .map_err(|error| error.to_string())
-                .and_then(|nest| {
-                    let input =
-                        MeasureInput::new(task.reference_program().clone(), nest, task.flops());
-                    let result = measurer.measure_one(&input);
-                    result.outcome.map_err(|error| error.to_string())
-                });
-            let gflops = match outcome {
-                Ok(costs) => Some(costs.gflops(task.flops())),
-                Err(error) => {
-                    errors += 1;
-                    eprintln!("  {config}: {error}");
-                    None
-                }
-            };
-            if let Some(gflops) = gflops {
-                if best.as_ref().is_none_or(|(_, best)| gflops > *best) {
-                    best = Some((config.clone(), gflops));
-                }
-            }
-            measured.insert(config.index());
-            trials.push(Trial { config, gflops });
-        }
-        tuner.update(&trials);
+impl Observer for Lines {
+    fn batch_done(&mut self, progress: &Progress) {
+        let best = progress
+            .best_gflops
+            .map_or("-".to_string(), |gflops| format!("{gflops:.2} GFLOP/s"));
         eprintln!(
-            "  {} configs, best {}",
-            measured.len(),
-            best.as_ref().map_or("-".to_string(), |(_, gflops)| format!(
-                "{gflops:.2} GFLOP/s"
-            ))
+            "  {}/{} configs, best {best}, {} failed",
+            progress.trials, progress.budget, progress.errors
         );
     }
-    Ok((best, measured.len(), errors))
+}
+
+/// Random search over the task's space with the tuning loop every built-in operator uses:
+/// until the time or trial budget runs out, every candidate appended to the log under the
+/// task's key (`custom:NAME`), and a rerun with the same log resumes.
+fn search(task: &CustomTask, measurer: &mut Measurer, args: &Args) -> Result<TuneReport> {
+    let existing = if args.log.exists() {
+        let contents =
+            read_log(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
+        for warning in &contents.warnings {
+            eprintln!("warning: {warning}");
+        }
+        contents.records
+    } else {
+        Vec::new()
+    };
+    let mut writer =
+        LogWriter::open(&args.log).with_context(|| format!("opening {}", args.log.display()))?;
+    let mut tuner = RandomTuner::new(task.space(), args.seed);
+    let context = RecordContext::with_key(
+        task.key(),
+        task.flops(),
+        TargetFingerprint::new(measurer.target(), &CraneliftBackend::new()),
+        tuner.name(),
+    );
+    let options = TuneOptions {
+        trials: args.trials,
+        batch_size: 8,
+        early_stopping: None,
+        time_budget: Some(Duration::from_secs_f64(args.seconds)),
+    };
+    Ok(tune(
+        task,
+        &mut tuner,
+        measurer,
+        &mut writer,
+        &context,
+        &existing,
+        &options,
+        &mut Lines,
+    )?)
 }
 
 /// The median over 5 repeats of the time per call, each repeat lasting at least 20 ms.

@@ -60,7 +60,8 @@ pub use db::{export_db, DeployDb, DeployEntry, DB_MAGIC, DB_VERSION};
 pub use dispatch::{Dispatch, Dispatcher, Source};
 pub use error::LogError;
 pub use query::{
-    best, best_per_task, measured, merge, merge_records, task_records, top_k, Measured, Merged,
+    best, best_by_key, best_per_task, measured, measured_by_key, merge, merge_records,
+    task_records, task_records_by_key, top_k, top_k_by_key, Measured, Merged,
 };
 pub use reader::{
     parse_log, read_log, read_logs, upgrade, LogContents, LogWarning, WarningKind, REQUIRED_FIELDS,

@@ -19,10 +19,19 @@ pub fn task_records<'a>(
     workload: &Workload,
     target: &TargetFingerprint,
 ) -> Vec<&'a Record> {
-    let key = workload.to_string();
+    task_records_by_key(records, &workload.to_string(), target)
+}
+
+/// All records of the task with log key `key` (a built-in workload's text, or a user-defined
+/// task's `custom:NAME`) on `target`, valid or not, in log order.
+pub fn task_records_by_key<'a>(
+    records: &'a [Record],
+    key: &str,
+    target: &TargetFingerprint,
+) -> Vec<&'a Record> {
     records
         .iter()
-        .filter(|record| record.is_of_task(&key, target))
+        .filter(|record| record.is_of_task(key, target))
         .collect()
 }
 
@@ -33,7 +42,17 @@ pub fn top_k<'a>(
     target: &TargetFingerprint,
     k: usize,
 ) -> Vec<&'a Record> {
-    let mut valid: Vec<&Record> = task_records(records, workload, target)
+    top_k_by_key(records, &workload.to_string(), target, k)
+}
+
+/// [`top_k`] of the task with log key `key`.
+pub fn top_k_by_key<'a>(
+    records: &'a [Record],
+    key: &str,
+    target: &TargetFingerprint,
+    k: usize,
+) -> Vec<&'a Record> {
+    let mut valid: Vec<&Record> = task_records_by_key(records, key, target)
         .into_iter()
         .filter(|record| record.is_valid())
         .collect();
@@ -49,6 +68,15 @@ pub fn best<'a>(
     target: &TargetFingerprint,
 ) -> Option<&'a Record> {
     top_k(records, workload, target, 1).into_iter().next()
+}
+
+/// [`best`] of the task with log key `key`.
+pub fn best_by_key<'a>(
+    records: &'a [Record],
+    key: &str,
+    target: &TargetFingerprint,
+) -> Option<&'a Record> {
+    top_k_by_key(records, key, target, 1).into_iter().next()
 }
 
 /// The fastest valid record of every task in `records`, in the order each task first appears.
@@ -106,8 +134,13 @@ impl Measured {
 
 /// What the task (`workload`, `target`) has measured already.
 pub fn measured(records: &[Record], workload: &Workload, target: &TargetFingerprint) -> Measured {
+    measured_by_key(records, &workload.to_string(), target)
+}
+
+/// [`measured`] of the task with log key `key`.
+pub fn measured_by_key(records: &[Record], key: &str, target: &TargetFingerprint) -> Measured {
     let mut measured = Measured::default();
-    for record in task_records(records, workload, target) {
+    for record in task_records_by_key(records, key, target) {
         measured.indices.insert(record.config_index);
         measured.configs.insert(record.config.clone());
     }

@@ -9,6 +9,7 @@
 use crate::error::LogError;
 use crate::record::{Record, FORMAT_VERSION};
 use crate::writer::io_error;
+use looptune_space::CUSTOM_KEY_PREFIX;
 use serde_json::{Map, Value};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -153,6 +154,8 @@ pub fn parse_log(bytes: &[u8], path: &Path) -> Result<LogContents, LogError> {
                 match record.parse_workload() {
                     // Keys are compared as text, so spell every one canonically.
                     Ok(workload) => record.workload = workload.to_string(),
+                    // A user-defined task's key is its own spelling; nothing to warn about.
+                    Err(_) if record.workload.starts_with(CUSTOM_KEY_PREFIX) => {}
                     Err(error) => contents.warnings.push(warn(WarningKind::UnknownWorkload {
                         key: record.workload.clone(),
                         message: error.to_string(),
@@ -307,6 +310,15 @@ mod tests {
             error.to_string().contains("version 0 never existed"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn user_defined_task_keys_are_kept_as_written_without_a_warning() {
+        let mut custom = record(1, 1.0);
+        custom.workload = "custom:projection_b64".to_string();
+        let contents = parse(&line(&custom)).expect("reads");
+        assert_eq!(contents.records[0].workload, "custom:projection_b64");
+        assert!(contents.warnings.is_empty(), "{:?}", contents.warnings);
     }
 
     #[test]

@@ -139,11 +139,22 @@ pub struct RecordContext {
 impl RecordContext {
     /// The context of tuning `workload` on `target` with `tuner`.
     pub fn new(workload: &Workload, target: TargetFingerprint, tuner: &str) -> RecordContext {
+        RecordContext::with_key(workload.to_string(), workload.flops(), target, tuner)
+    }
+
+    /// The context of tuning the task with log key `key` (a user-defined task's
+    /// `custom:NAME`) and `flops` operations per call.
+    pub fn with_key(
+        key: String,
+        flops: f64,
+        target: TargetFingerprint,
+        tuner: &str,
+    ) -> RecordContext {
         RecordContext {
-            workload: workload.to_string(),
+            workload: key,
             target,
             tuner: tuner.to_string(),
-            flops: workload.flops(),
+            flops,
         }
     }
 }

@@ -20,7 +20,7 @@ pub mod task;
 pub mod templates;
 pub mod value;
 
-pub use custom::{CustomTask, CustomTaskError};
+pub use custom::{CustomTask, CustomTaskError, CUSTOM_KEY_PREFIX};
 pub use error::{SpaceError, TemplateError};
 pub use knob::{Annotation, Factors, Knob, KnobKind};
 pub use space::{Config, ConfigSpace, Constraint, Sampler};

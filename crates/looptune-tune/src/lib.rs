@@ -28,6 +28,6 @@ pub use scheduler::driver::{
     tune_model, ModelTask, ModelTuneError, ModelTuneOptions, ModelTuneReport,
 };
 pub use scheduler::{SchedulerOptions, TaskScheduler};
-pub use task::TuningTask;
+pub use task::{TuningTask, WorkloadTask};
 pub use tuner::{GaOptions, GaTuner, GridTuner, RandomTuner, Trial, Tuner};
 pub use tuning::{tune, Observer, Progress, StopReason, TuneError, TuneOptions, TuneReport};

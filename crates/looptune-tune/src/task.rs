@@ -1,5 +1,5 @@
-//! What the tuning loop needs from a task: its workload, its space, and a way to turn a config
-//! into something the measurer can run.
+//! What the tuning loop needs from a task: its log key, its space, and a way to turn a config
+//! into something the measurer can run; and, for built-in operators, the workload itself.
 //!
 //! A trait rather than a concrete type so that the loop is tested with small hand-made spaces
 //! and runs any template (built-in operators, user-defined ones) the same way.
@@ -8,10 +8,15 @@ use looptune_ir::Workload;
 use looptune_jit::MeasureInput;
 use looptune_space::{Config, ConfigSpace};
 
-/// A tunable task.
+/// A tunable task: a built-in operator's [`looptune_space::Task`] or a user's
+/// [`looptune_space::CustomTask`].
 pub trait TuningTask {
-    /// The workload, whose canonical text is the log's workload key.
-    fn workload(&self) -> &Workload;
+    /// The log's workload key: a built-in workload's canonical text, `custom:NAME` for a
+    /// user-defined task (which no built-in workload's text can be).
+    fn key(&self) -> String;
+
+    /// Floating-point operations per call, to turn seconds into GFLOP/s.
+    fn flops(&self) -> f64;
 
     /// The configs the tuner may choose from.
     fn space(&self) -> &ConfigSpace;
@@ -21,9 +26,26 @@ pub trait TuningTask {
     fn measure_input(&self, config: &Config) -> Result<MeasureInput, String>;
 }
 
-impl TuningTask for looptune_space::Task {
+/// A task of a built-in operator: tasks of one operator share what was learned about their
+/// configs (whole-model tuning groups them by [`Workload::op_name`]).
+pub trait WorkloadTask: TuningTask {
+    /// The workload, whose canonical text is [`TuningTask::key`].
+    fn workload(&self) -> &Workload;
+}
+
+impl WorkloadTask for looptune_space::Task {
     fn workload(&self) -> &Workload {
         looptune_space::Task::workload(self)
+    }
+}
+
+impl TuningTask for looptune_space::Task {
+    fn key(&self) -> String {
+        looptune_space::Task::key(self)
+    }
+
+    fn flops(&self) -> f64 {
+        looptune_space::Task::flops(self)
     }
 
     fn space(&self) -> &ConfigSpace {
@@ -36,5 +58,28 @@ impl TuningTask for looptune_space::Task {
             .reference_program()
             .map_err(|error| error.to_string())?;
         Ok(MeasureInput::new(program, nest, self.flops()))
+    }
+}
+
+impl TuningTask for looptune_space::CustomTask {
+    fn key(&self) -> String {
+        looptune_space::CustomTask::key(self)
+    }
+
+    fn flops(&self) -> f64 {
+        looptune_space::CustomTask::flops(self)
+    }
+
+    fn space(&self) -> &ConfigSpace {
+        looptune_space::CustomTask::space(self)
+    }
+
+    fn measure_input(&self, config: &Config) -> Result<MeasureInput, String> {
+        let nest = self.lower(config).map_err(|error| error.to_string())?;
+        Ok(MeasureInput::new(
+            self.reference_program().clone(),
+            nest,
+            self.flops(),
+        ))
     }
 }

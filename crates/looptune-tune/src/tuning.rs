@@ -9,7 +9,7 @@
 use crate::task::TuningTask;
 use crate::tuner::{Trial, Tuner};
 use looptune_jit::{MeasureError, MeasureErrorKind, MeasureResult, Measurer};
-use looptune_log::{best, measured, LogError, LogWriter, Record, RecordContext};
+use looptune_log::{best_by_key, measured_by_key, LogError, LogWriter, Record, RecordContext};
 use looptune_space::ConfigValues;
 use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
@@ -156,10 +156,10 @@ pub fn tune(
         ));
     }
     let started = Instant::now();
-    let workload = task.workload();
-    let mut done = measured(existing, workload, &context.target);
+    let key = task.key();
+    let mut done = measured_by_key(existing, &key, &context.target);
     let resumed = done.len();
-    let mut best_config = best(existing, workload, &context.target).and_then(|record| {
+    let mut best_config = best_by_key(existing, &key, &context.target).and_then(|record| {
         Some(BestConfig {
             index: record.config_index,
             values: record.config.clone(),

@@ -29,8 +29,12 @@ impl SplitTask {
 }
 
 impl TuningTask for SplitTask {
-    fn workload(&self) -> &Workload {
-        &self.workload
+    fn key(&self) -> String {
+        self.workload.to_string()
+    }
+
+    fn flops(&self) -> f64 {
+        self.workload.flops()
     }
 
     fn space(&self) -> &ConfigSpace {

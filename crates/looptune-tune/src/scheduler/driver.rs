@@ -20,7 +20,7 @@
 //! counts and best throughputs.
 
 use super::{Pick, SchedulerOptions, SchedulerTask, TaskScheduler};
-use crate::task::TuningTask;
+use crate::task::WorkloadTask;
 use crate::tuner::{Trial, Tuner};
 use crate::tuning::{tune, StopReason, TuneError, TuneOptions};
 use looptune_ir::Workload;
@@ -41,7 +41,7 @@ pub struct ModelTask<'a> {
     /// How many times the layer occurs in the model.
     pub multiplicity: u32,
     /// The task.
-    pub task: &'a dyn TuningTask,
+    pub task: &'a dyn WorkloadTask,
     /// The config a user gets without tuning; measured first (its throughput is the "before" of
     /// the model estimate).
     pub fallback: Option<Config>,
