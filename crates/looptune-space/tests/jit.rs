@@ -52,6 +52,6 @@ fn every_point_of_a_small_matmul_space_compiles_and_agrees_with_the_interpreter(
 #[test]
 fn every_point_of_a_small_conv2d_space_compiles_and_agrees_with_the_interpreter() {
     let count =
-        check_every_point_compiles_and_agrees("conv2d:n=1,ic=2,h=6,w=7,oc=8,kh=3,kw=3,pad=1");
-    assert!(count > 1_000, "{count}");
+        check_every_point_compiles_and_agrees("conv2d:n=1,ic=2,h=6,w=9,oc=16,kh=3,kw=3,pad=1");
+    assert!(count > 800, "{count}");
 }

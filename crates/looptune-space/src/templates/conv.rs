@@ -70,6 +70,37 @@ fn registers(channels: i64, rows: i64, columns: i64, vector_axis: i64) -> i64 {
     }
 }
 
+/// Accumulator vectors of a vectorized tile (none for a scalar tile).
+fn accumulator_vectors(channels: i64, rows: i64, columns: i64, vector_axis: i64) -> i64 {
+    match vector_axis {
+        VECTOR_CHANNELS => channels / 4 * rows * columns,
+        VECTOR_COLUMNS => columns / 4 * rows * channels,
+        _ => 0,
+    }
+}
+
+/// The most accumulator vectors a vectorized tile of `conv` can have within the registers:
+/// small shapes cannot reach [`super::gemm::LATENCY_HIDING_ACCUMULATORS`], and still need a
+/// point.
+fn most_accumulators(conv: &DirectConv, vector_options: &[i64]) -> i64 {
+    let channels = super::gemm::listed(&TILE_CHANNELS, conv.channels);
+    let rows = super::gemm::listed(&TILE_ROWS, conv.out_h);
+    let columns = super::gemm::listed(&TILE_COLUMNS, conv.out_w);
+    let mut most = 0;
+    for &vector_axis in vector_options {
+        for &c in &channels {
+            for &r in &rows {
+                for &w in &columns {
+                    if registers(c, r, w, vector_axis) <= super::gemm::VECTOR_REGISTERS {
+                        most = most.max(accumulator_vectors(c, r, w, vector_axis));
+                    }
+                }
+            }
+        }
+    }
+    most
+}
+
 pub(crate) fn space(conv: &DirectConv) -> Result<ConfigSpace, SpaceError> {
     let mut space = ConfigSpace::new();
     space.add(Knob::split(
@@ -87,12 +118,20 @@ pub(crate) fn space(conv: &DirectConv) -> Result<ConfigSpace, SpaceError> {
         conv.out_w,
         &[Factors::List(TILE_COLUMNS.to_vec())],
     )?)?;
-    let vector_options: &[i64] = if conv.input_channels {
-        &[VECTOR_CHANNELS, VECTOR_COLUMNS, VECTOR_NONE]
+    let vectorized: &[i64] = if conv.input_channels {
+        &[VECTOR_CHANNELS, VECTOR_COLUMNS]
     } else {
-        &[VECTOR_COLUMNS, VECTOR_NONE]
+        &[VECTOR_COLUMNS]
     };
-    space.add(Knob::choice("vector_axis", vector_options)?)?;
+    // A scalar tile does a quarter of a vector tile's work per instruction: it is offered
+    // only to shapes too small for any whole-vector tile.
+    let most = most_accumulators(conv, vectorized);
+    let vector_options = if most > 0 {
+        vectorized.to_vec()
+    } else {
+        vec![VECTOR_NONE]
+    };
+    space.add(Knob::choice("vector_axis", &vector_options)?)?;
     let channel_outer = format!("{}.outer", conv.channel_name());
     space.add(Knob::reorder(
         "order",
@@ -127,6 +166,15 @@ pub(crate) fn space(conv: &DirectConv) -> Result<ConfigSpace, SpaceError> {
     space.constrain("register tile fits in 16 vector registers", |config| {
         tile(config).is_some_and(|(channels, rows, columns, vector_axis)| {
             registers(channels, rows, columns, vector_axis) <= super::gemm::VECTOR_REGISTERS
+        })
+    });
+    // As in the GEMM template: a vectorized tile with fewer independent accumulators than FMAs
+    // in flight leaves the FMA pipes idle whatever the other knobs say.
+    let required = super::gemm::LATENCY_HIDING_ACCUMULATORS.min(most);
+    space.constrain("enough accumulators to hide FMA latency", move |config| {
+        tile(config).is_some_and(|(channels, rows, columns, vector_axis)| {
+            vector_axis == VECTOR_NONE
+                || accumulator_vectors(channels, rows, columns, vector_axis) >= required
         })
     });
     Ok(space)
@@ -219,9 +267,10 @@ pub(crate) fn template(conv: &DirectConv, config: &Config) -> Result<Schedule, T
     Ok(s)
 }
 
-/// An 8-channel vectorized tile by 4 columns for conv2d (8 accumulators), 8 vectorized columns
-/// for depthwise; padding folded into the loads, the kernel's columns unrolled, the outer
-/// channel loop parallel. Narrow shapes fall back to what their extents allow.
+/// An 8-channel vectorized tile by 4 columns for conv2d (8 accumulators), 4 channels by 8
+/// vectorized columns for depthwise (8 accumulators as well); padding folded into the loads, the
+/// kernel's columns unrolled, the outer channel loop parallel. Narrow shapes fall back to what
+/// their extents allow.
 pub(crate) fn fallback_config(
     conv: &DirectConv,
     space: &ConfigSpace,
@@ -235,8 +284,8 @@ pub(crate) fn fallback_config(
     };
     let (want_channels, want_columns) = match vector_axis {
         VECTOR_CHANNELS => (8, 4),
-        VECTOR_COLUMNS if conv.input_channels => (2, 8),
-        VECTOR_COLUMNS => (1, 8),
+        // Eight accumulator vectors: two of columns for each of four channels.
+        VECTOR_COLUMNS => (4, 8),
         _ => (1, 1),
     };
     let whole_vectors = |size: i64, vectorized: bool| {

@@ -60,7 +60,7 @@ fn registers(rows: i64, columns: i64) -> i64 {
 pub const LATENCY_HIDING_ACCUMULATORS: i64 = 8;
 
 /// The sizes a `Factors::List` split offers for an axis of `extent`.
-fn listed(sizes: &[i64], extent: i64) -> Vec<i64> {
+pub(crate) fn listed(sizes: &[i64], extent: i64) -> Vec<i64> {
     let fitting: Vec<i64> = sizes
         .iter()
         .copied()
