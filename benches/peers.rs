@@ -45,30 +45,11 @@ fn fail(message: String) -> ! {
     std::process::exit(1)
 }
 
-/// `C = A B` with matrixmultiply, row-major, `a` m x k, `b` k x n, `c` m x n (overwritten).
+/// `C = A B` with matrixmultiply (looptune-jit's safe `baseline::sgemm`), row-major, `a`
+/// m x k, `b` k x n, `c` m x n (overwritten).
 fn sgemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n);
-    // SAFETY: the lengths checked above cover every element the strides reach: A is m x k with
-    // row stride k, B is k x n with row stride n, C is m x n with row stride n, all unit column
-    // stride, and `c` is borrowed mutably so it aliases neither input.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            n as isize,
-            1,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
+    looptune_jit::baseline::sgemm((m, n, k), false, a, b, c)
+        .unwrap_or_else(|error| fail(error.to_string()));
 }
 
 /// The tuned config of `task` from the log (or the fallback) and the bench id naming its source.

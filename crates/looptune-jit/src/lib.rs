@@ -19,6 +19,8 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+#[cfg(feature = "baseline")]
+pub mod baseline;
 pub mod codegen;
 pub mod error;
 pub mod kernel;

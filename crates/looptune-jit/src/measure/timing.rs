@@ -88,6 +88,19 @@ fn last_level_cache_bytes() -> Option<usize> {
     largest
 }
 
+/// Times `call` in this process under the measurer's protocol (warm-up, calls per repeat grown
+/// to `min_repeat_ms`, `repeat` repeats, median; no cache flush), so that a baseline such as a
+/// peer library's GEMM is timed exactly as candidates are. `None` when `options.timeout` passed
+/// first.
+pub fn time_in_process(options: &MeasureOptions, mut call: impl FnMut()) -> Option<Costs> {
+    let deadline = Instant::now() + options.timeout;
+    time_calls(options, deadline, None, || {
+        call();
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .ok()
+}
+
 /// Times `call` under `options` (see the module documentation), giving up at `deadline`.
 pub(crate) fn time_calls<E>(
     options: &MeasureOptions,
