@@ -23,7 +23,7 @@ use clap::Parser;
 use looptune::ir::expr::{CmpOp, Cond};
 use looptune::ir::program::sum;
 use looptune::ir::{interp, DType, IrError, ProgramBuilder, ValueExpr};
-use looptune::jit::measure::{serve_stdio, Isolation, WorkerCommand};
+use looptune::jit::measure::{serve_stdio, time_in_process, Isolation, WorkerCommand};
 use looptune::jit::{Backend, CraneliftBackend, MeasureOptions, Measurer, Target};
 use looptune::log::{read_log, LogWriter, RecordContext, TargetFingerprint};
 use looptune::space::{
@@ -33,7 +33,7 @@ use looptune::tune::{tune, Observer, Progress, RandomTuner, TuneOptions, TuneRep
 use looptune::{lower, Program, Schedule};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Bits packed in one `f32` word (exact: below 2^24).
 const BITS_PER_WORD: i64 = 16;
@@ -175,7 +175,12 @@ fn run() -> Result<()> {
             expected[word] as u32
         );
     }
-    let per_call = time_per_call(|| kernel.call(&[&inputs, &directions], &mut [&mut packed]))?;
+    let per_call = Duration::from_secs_f64(
+        time_in_process(&MeasureOptions::default(), || {
+            kernel.call(&[&inputs, &directions], &mut [&mut packed])
+        })?
+        .median_s,
+    );
     println!(
         "checked     all {} words equal the reference interpreter's",
         packed.len()
@@ -400,32 +405,4 @@ fn search(task: &CustomTask, measurer: &mut Measurer, args: &Args) -> Result<Tun
         &options,
         &mut Lines,
     )?)
-}
-
-/// The median over 5 repeats of the time per call, each repeat lasting at least 20 ms.
-fn time_per_call<E: std::error::Error + Send + Sync + 'static>(
-    mut call: impl FnMut() -> Result<(), E>,
-) -> Result<Duration> {
-    call()?;
-    let mut number = 1u32;
-    loop {
-        let started = Instant::now();
-        for _ in 0..number {
-            call()?;
-        }
-        if started.elapsed() >= Duration::from_millis(20) {
-            break;
-        }
-        number *= 2;
-    }
-    let mut repeats = Vec::with_capacity(5);
-    for _ in 0..5 {
-        let started = Instant::now();
-        for _ in 0..number {
-            call()?;
-        }
-        repeats.push(started.elapsed() / number);
-    }
-    repeats.sort();
-    Ok(repeats[2])
 }

@@ -21,13 +21,14 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use looptune::ir::eval::{compare, evaluate_points};
 use looptune::ir::random::SplitMix64;
-use looptune::jit::{Backend, CraneliftBackend, Target};
+use looptune::jit::measure::time_in_process;
+use looptune::jit::{Backend, CraneliftBackend, MeasureOptions, Target};
 use looptune::log::{parse_log, DeployDb, Dispatcher, Source, TargetFingerprint, DB_MAGIC};
 use looptune::space::Task;
 use looptune::Workload;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Call the best tuned kernel of a workload, from a tuning log or a deploy database.
 #[derive(Debug, Parser)]
@@ -150,7 +151,12 @@ fn run() -> Result<()> {
         points.len(),
         output.len()
     );
-    let per_call = time_per_call(|| kernel.call(&input_slices, &mut [&mut output]))?;
+    let per_call = Duration::from_secs_f64(
+        time_in_process(&MeasureOptions::default(), || {
+            kernel.call(&input_slices, &mut [&mut output])
+        })?
+        .median_s,
+    );
     println!(
         "kernel      {workload}: {:.3} ms per call, {:.2} GFLOP/s",
         per_call.as_secs_f64() * 1e3,
@@ -229,32 +235,4 @@ fn flat_index(point: &[i64], shape: &[i64]) -> usize {
         .iter()
         .zip(shape)
         .fold(0, |flat, (&index, &extent)| flat * extent + index) as usize
-}
-
-/// The median over 5 repeats of the time per call, each repeat lasting at least 20 ms.
-fn time_per_call<E: std::error::Error + Send + Sync + 'static>(
-    mut call: impl FnMut() -> Result<(), E>,
-) -> Result<Duration> {
-    call()?;
-    let mut number = 1u32;
-    loop {
-        let started = Instant::now();
-        for _ in 0..number {
-            call()?;
-        }
-        if started.elapsed() >= Duration::from_millis(20) {
-            break;
-        }
-        number *= 2;
-    }
-    let mut repeats = Vec::with_capacity(5);
-    for _ in 0..5 {
-        let started = Instant::now();
-        for _ in 0..number {
-            call()?;
-        }
-        repeats.push(started.elapsed() / number);
-    }
-    repeats.sort();
-    Ok(repeats[2])
 }

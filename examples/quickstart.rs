@@ -18,7 +18,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use looptune::ir::ops::MatmulParams;
-use looptune::jit::measure::{serve_stdio, Isolation, WorkerCommand};
+use looptune::jit::measure::{serve_stdio, time_in_process, Isolation, WorkerCommand};
 use looptune::jit::{Backend, CraneliftBackend, MeasureOptions, Measurer, Target};
 use looptune::log::{read_log, LogWriter, RecordContext, TargetFingerprint};
 use looptune::space::Task;
@@ -212,7 +212,12 @@ fn run() -> Result<()> {
 
     // 5. Time it.
     let flops = workload.flops();
-    let per_call = time_per_call(|| kernel.call(&[&a, &b], &mut [&mut c]))?;
+    let per_call = Duration::from_secs_f64(
+        time_in_process(&MeasureOptions::default(), || {
+            kernel.call(&[&a, &b], &mut [&mut c])
+        })?
+        .median_s,
+    );
     println!(
         "kernel      {:.3} ms per call, {:.2} GFLOP/s on our buffers; the triple loop: {:.2} GFLOP/s",
         per_call.as_secs_f64() * 1e3,
@@ -254,32 +259,4 @@ fn reference_matmul(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f
         }
     }
     c
-}
-
-/// The median over 5 repeats of the time per call, each repeat lasting at least 20 ms.
-fn time_per_call<E: std::error::Error + Send + Sync + 'static>(
-    mut call: impl FnMut() -> Result<(), E>,
-) -> Result<Duration> {
-    call()?;
-    let mut number = 1u32;
-    loop {
-        let started = Instant::now();
-        for _ in 0..number {
-            call()?;
-        }
-        if started.elapsed() >= Duration::from_millis(20) {
-            break;
-        }
-        number *= 2;
-    }
-    let mut repeats = Vec::with_capacity(5);
-    for _ in 0..5 {
-        let started = Instant::now();
-        for _ in 0..number {
-            call()?;
-        }
-        repeats.push(started.elapsed() / number);
-    }
-    repeats.sort();
-    Ok(repeats[2])
 }

@@ -36,7 +36,7 @@ pub use measurer::{Measurer, MeasurerError};
 pub use options::{CheckMode, Isolation, MeasureOptions, OptionsError};
 pub use protocol::{ProtocolError, PROTOCOL_VERSION};
 pub use result::{Costs, MeasureError, MeasureErrorKind, MeasureResult};
-pub use timing::time_in_process;
+pub use timing::{time_in_process, TimingError};
 pub use worker::{serve, serve_stdio, WorkerCommand, WorkerError};
 
 /// The environment variable that lets a worker process honour [`MeasureInput::fault`]; it must

@@ -29,11 +29,13 @@ const MAX_NUMBER: usize = 1 << 30;
 const MIN_FLUSH_BYTES: usize = 64 << 20;
 
 /// Why timing stopped without costs.
-#[derive(Debug)]
-pub(crate) enum TimingError<E> {
+#[derive(Debug, thiserror::Error)]
+pub enum TimingError<E: std::error::Error + 'static> {
     /// A call failed.
-    Call(E),
+    #[error("a timed call failed: {0}")]
+    Call(#[source] E),
     /// The deadline passed; `calls` calls had completed.
+    #[error("the timeout passed after {calls} calls")]
     Deadline {
         /// Calls completed when the deadline was noticed.
         calls: usize,
@@ -89,20 +91,18 @@ fn last_level_cache_bytes() -> Option<usize> {
 }
 
 /// Times `call` in this process under the measurer's protocol (warm-up, calls per repeat grown
-/// to `min_repeat_ms`, `repeat` repeats, median; no cache flush), so that a baseline such as a
-/// peer library's GEMM is timed exactly as candidates are. `None` when `options.timeout` passed
-/// first.
-pub fn time_in_process(options: &MeasureOptions, mut call: impl FnMut()) -> Option<Costs> {
-    let deadline = Instant::now() + options.timeout;
-    time_calls(options, deadline, None, || {
-        call();
-        Ok::<(), std::convert::Infallible>(())
-    })
-    .ok()
+/// to `min_repeat_ms`, `repeat` repeats, median; no cache flush), giving up after
+/// `options.timeout`: how a kernel is timed on a user's own buffers, and how a baseline such
+/// as a peer library's GEMM is timed exactly as candidates are.
+pub fn time_in_process<E: std::error::Error + 'static>(
+    options: &MeasureOptions,
+    call: impl FnMut() -> Result<(), E>,
+) -> Result<Costs, TimingError<E>> {
+    time_calls(options, Instant::now() + options.timeout, None, call)
 }
 
 /// Times `call` under `options` (see the module documentation), giving up at `deadline`.
-pub(crate) fn time_calls<E>(
+pub(crate) fn time_calls<E: std::error::Error + 'static>(
     options: &MeasureOptions,
     deadline: Instant,
     mut flusher: Option<&mut CacheFlusher>,
@@ -280,12 +280,12 @@ mod tests {
         let result = time_calls(&options(1, 3, 1.0), far_deadline(), None, || {
             left -= 1;
             if left == 0 {
-                Err("broken")
+                Err(std::fmt::Error)
             } else {
                 Ok(())
             }
         });
-        assert!(matches!(result, Err(TimingError::Call("broken"))));
+        assert!(matches!(result, Err(TimingError::Call(std::fmt::Error))));
     }
 
     #[test]
