@@ -76,12 +76,9 @@ pub(crate) fn listed(sizes: &[i64], extent: i64) -> Vec<i64> {
 /// The most accumulator vectors a register tile of this GEMM can have within the registers:
 /// small shapes cannot reach [`LATENCY_HIDING_ACCUMULATORS`], and still need a point.
 fn most_accumulators(m: i64, n: i64) -> i64 {
-    let mut rows = listed(&TILE_ROWS, m);
-    rows.extend(
-        (0..)
-            .map(|power| 1i64 << power)
-            .take_while(|&size| size <= m),
-    );
+    // The tile's rows are the innermost part of `tile_i` (the powers of two are the cache
+    // block outside it), its columns the inner part of `tile_j`.
+    let rows = listed(&TILE_ROWS, m);
     let columns = listed(&TILE_COLUMNS, n);
     rows.iter()
         .flat_map(|&rows| columns.iter().map(move |&columns| (rows, columns)))
