@@ -165,11 +165,13 @@ fn compile_peak_loop(target: &Target) -> Result<(OwnedModule, PeakFn), CompileEr
         builder.switch_to_block(header);
         let mut next = vec![];
         for accumulator in &accumulators {
+            // `acc = x * y + acc`, the accumulation every kernel does: the addend is the
+            // accumulator, which `vfmadd231ps` updates in place (see vendor/README.md).
             let updated = if target.features.fma || target.arch != "x86_64" {
-                builder.ins().fma(*accumulator, x, y)
+                builder.ins().fma(x, y, *accumulator)
             } else {
-                let product = builder.ins().fmul(*accumulator, x);
-                builder.ins().fadd(product, y)
+                let product = builder.ins().fmul(x, y);
+                builder.ins().fadd(product, *accumulator)
             };
             next.push(updated);
         }

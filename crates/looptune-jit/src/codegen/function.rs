@@ -121,29 +121,6 @@ pub(crate) fn load_flags(role: BufferRole, statically_in_bounds: bool) -> MemFla
     }
 }
 
-/// Flags equivalent to `flags` for a load of a naturally aligned little-endian element, but
-/// different for each `copy` up to 3 (beyond that, copies share the flags of copy 3).
-///
-/// Cranelift's e-graph merges identical movable loads into one value. Where that value is a
-/// multiplicand of several FMAs, each FMA but the last must copy it first: x86-64 Cranelift
-/// lowers `fma` only to forms that overwrite a multiplicand (`vfmadd213`/`vfmadd132`, never
-/// `vfmadd231`). A broadcast of `A` loaded once per FMA is instead a `vbroadcastss` from
-/// memory (a load, no vector ALU work) whose register the FMA may overwrite. The flags set here
-/// are true of every element access (elements are naturally aligned, x86-64 is little-endian),
-/// so they change nothing but the identity of the load.
-pub(crate) fn distinct_flags(flags: MemFlagsData, copy: usize) -> MemFlagsData {
-    let flags = if copy & 1 != 0 {
-        flags.with_aligned()
-    } else {
-        flags
-    };
-    if copy & 2 != 0 {
-        flags.with_endianness(cranelift_codegen::ir::Endianness::Little)
-    } else {
-        flags
-    }
-}
-
 /// Memory flags of element accesses: no trap (indices are verified in bounds), and no alignment
 /// promise beyond the element's own, so vector accesses are unaligned loads and stores.
 pub(crate) fn access_flags(role: BufferRole) -> MemFlagsData {
@@ -203,9 +180,6 @@ pub(crate) struct FnGen<'n, 'b> {
     pub runtime: Value,
     /// Whether this function is an outlined parallel body (nested parallel loops run serially).
     pub in_parallel: bool,
-    /// Which copy of a movable load scalar loads emit: copies of the same element with
-    /// different numbers stay distinct values (see [`distinct_flags`]).
-    pub load_copy: usize,
 }
 
 impl<'n, 'b> FnGen<'n, 'b> {
@@ -239,7 +213,6 @@ impl<'n, 'b> FnGen<'n, 'b> {
             args,
             runtime,
             in_parallel,
-            load_copy: 0,
         }
     }
 
@@ -637,11 +610,6 @@ impl<'n, 'b> FnGen<'n, 'b> {
                 let offset = self.element_offset(load.buffer, &load.indices)?;
                 let bounded = self.check_bounds(load.buffer, &load.indices, offset, 1)?;
                 let flags = load_flags(role, bounded);
-                let flags = if flags.can_move() {
-                    distinct_flags(flags, self.load_copy)
-                } else {
-                    flags
-                };
                 let size = i64::from(ty.bytes());
                 let (address, immediate) =
                     self.element_address(base, load.buffer, &load.indices, size)?;

@@ -226,18 +226,9 @@ impl<'n> FnGen<'n, '_> {
                 Lanes::Vector(a) => Ok(Lanes::Vector(self.unary(*op, DType::F32, a)?)),
             },
             ValueExpr::Fma(a, b, c) => {
-                // A uniform multiplicand (a broadcast of `A` in a matmul) is loaded afresh for
-                // each group, so that each FMA can overwrite its own (see `distinct_flags`).
-                let copy = match group.base.dynamic {
-                    None => (group.base.offset / LANES).min(3) as usize,
-                    Some(_) => 0,
-                };
-                let previous = std::mem::replace(&mut self.load_copy, copy);
-                let multiplicands = [self.lanes(a, group), self.lanes(b, group)];
-                self.load_copy = previous;
-                let [a, b] = multiplicands;
-                let (a, b) = (a?, b?);
-                // The uniform multiplicand goes first: see the comment on `fma` ordering.
+                let (a, b) = (self.lanes(a, group)?, self.lanes(b, group)?);
+                // The uniform multiplicand (a broadcast) goes first, so that the vector one is
+                // `vfmadd231ps`'s last operand, the one that can be a memory operand.
                 let (a, b) = match (a, b) {
                     (Lanes::Vector(_), Lanes::Uniform(_)) => (b, a),
                     other => other,
