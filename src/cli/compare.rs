@@ -22,10 +22,11 @@
 
 use super::input;
 use super::logs::read_with_warnings;
-use super::tune::{measurer, transfer_set, BuiltTuner, TunerKind};
+use super::measuring::{measurer, MeasureArgs};
+use super::tune::{transfer_set, BuiltTuner, TunerKind};
 use anyhow::Context;
 use clap::Args;
-use looptune::jit::{measure_peak, CraneliftBackend, MeasureOptions, Measurer, Target};
+use looptune::jit::{measure_peak, CraneliftBackend, Measurer, Target};
 use looptune::log::{measured, LogWriter, Record, RecordContext, TargetFingerprint};
 use looptune::space::{Config, Task};
 use looptune::tune::{TransferSet, Trial, TuningTask};
@@ -47,8 +48,13 @@ const BEST_AFTER: usize = 200;
 /// The share of the best throughput a run must reach.
 const TARGET_SHARE: f64 = 0.95;
 
-/// Arguments of `looptune tune-compare`.
+/// Arguments of `looptune tune-compare`. Its measuring defaults are quicker than `tune`'s (3
+/// repeats of 20 ms): every config is measured once and serves every run that proposes it.
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("repeat", |arg| arg.default_value("3")),
+    mut_arg("min_repeat_ms", |arg| arg.default_value("20"))
+)]
 pub struct CompareArgs {
     /// A workload to compare on (repeat the flag for several).
     #[arg(long = "workload")]
@@ -80,18 +86,8 @@ pub struct CompareArgs {
     /// Threads for parallel loops of the kernels.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     threads: u32,
-    /// Timed repeats per candidate (the median is recorded).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-    repeat: u32,
-    /// Calls per repeat grow until a repeat lasts at least this many milliseconds.
-    #[arg(long, default_value_t = 20.0)]
-    min_repeat_ms: f64,
-    /// Seconds a candidate may take (compile, check and timing) before it is a Timeout.
-    #[arg(long, default_value_t = 10.0)]
-    timeout: f64,
-    /// Measure in this process instead of a worker (no protection from crashing kernels).
-    #[arg(long)]
-    in_process: bool,
+    #[command(flatten)]
+    measure: MeasureArgs,
     /// Print a JSON array of rows on stdout; progress goes to stderr.
     #[arg(long)]
     json: bool,
@@ -273,14 +269,7 @@ fn summarise(row: &Row, best: f64) -> (Option<f64>, Option<f64>) {
 
 /// Runs `looptune tune-compare`.
 pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
-    for (flag, value) in [
-        ("--min-repeat-ms", args.min_repeat_ms),
-        ("--timeout", args.timeout),
-    ] {
-        if !(value.is_finite() && value > 0.0) {
-            return Err(super::Usage(format!("{flag} {value} must be a positive number")).into());
-        }
-    }
+    let measure = args.measure.options()?;
     let mut texts: Vec<&str> = args.workloads.iter().map(String::as_str).collect();
     if args.reference {
         texts.extend(DEFAULT_WORKLOADS);
@@ -308,13 +297,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     let threads = args.threads as usize;
     let target = Target::host().with_threads(threads);
     let fingerprint = TargetFingerprint::new(&target, &CraneliftBackend::new());
-    let measure = MeasureOptions {
-        repeat: args.repeat as usize,
-        min_repeat_ms: args.min_repeat_ms,
-        timeout: Duration::from_secs_f64(args.timeout),
-        ..MeasureOptions::default()
-    };
-    let mut measurer = measurer(&target, measure, args.in_process)?;
+    let mut measurer = measurer(&target, measure, args.measure.in_process)?;
     let existing = match &args.log {
         Some(path) if path.exists() => read_with_warnings(path)?.records,
         _ => Vec::new(),

@@ -1,10 +1,22 @@
-//! Turning command-line text into looptune values: workloads and layout choices.
+//! Turning command-line text into looptune values: workloads, layout choices, time budgets.
 //!
-//! Both parsers return [`Usage`] errors, so a typo exits with code 2 and a message naming the
+//! The parsers return [`Usage`] errors, so a typo exits with code 2 and a message naming the
 //! bad part rather than a panic or a generic failure.
 
 pub use super::Usage;
 use looptune::{Layout, Program, Workload};
+use std::time::Duration;
+
+/// A `--time-budget` in seconds as a duration; a negative or non-finite number is a usage error.
+pub fn time_budget(seconds: Option<f64>) -> Result<Option<Duration>, Usage> {
+    match seconds {
+        Some(seconds) if !(seconds.is_finite() && seconds >= 0.0) => Err(Usage(format!(
+            "--time-budget {seconds} must be a number of seconds, at least 0"
+        ))),
+        Some(seconds) => Ok(Some(Duration::from_secs_f64(seconds))),
+        None => Ok(None),
+    }
+}
 
 /// Parses `op:key=value,...`; the message of a failure is the IR's, which names the bad part.
 pub fn workload(text: &str) -> Result<Workload, Usage> {

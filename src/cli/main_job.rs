@@ -11,8 +11,9 @@
 //! `matrixmultiply` is a baseline only: its result is timed, never returned as a kernel.
 
 use super::logs::read_with_warnings;
+use super::measuring::measurer;
 use super::report::{self, Peaks};
-use super::tune::{measurer, Session, TunerKind};
+use super::tune::{Session, TunerKind};
 use anyhow::Context;
 use looptune::ir::ops::MatmulParams;
 use looptune::ir::random::random_inputs;

@@ -14,6 +14,7 @@ mod input;
 mod logs;
 mod lower;
 mod main_job;
+mod measuring;
 mod ops;
 mod peak;
 mod report;

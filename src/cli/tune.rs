@@ -7,11 +7,11 @@
 
 use super::input;
 use super::logs::read_with_warnings;
+use super::measuring::{measurer, MeasureArgs};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use looptune::jit::measure::{Isolation, WorkerCommand};
-use looptune::jit::{CraneliftBackend, MeasureOptions, Measurer, Target};
+use looptune::jit::{CraneliftBackend, MeasureOptions, Target};
 use looptune::log::Record;
 use looptune::log::{LogWriter, RecordContext, TargetFingerprint};
 use looptune::space::Task;
@@ -20,7 +20,6 @@ use looptune::tune::{
     TuneReport, Tuner, XgbTuner, XgbTunerStats,
 };
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Which tuner proposes configs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -121,18 +120,8 @@ pub struct TuneArgs {
     /// Stop starting batches after this many seconds.
     #[arg(long)]
     time_budget: Option<f64>,
-    /// Timed repeats per candidate (the median is recorded).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    repeat: u32,
-    /// Calls per repeat grow until a repeat lasts at least this many milliseconds.
-    #[arg(long, default_value_t = 50.0)]
-    min_repeat_ms: f64,
-    /// Seconds a candidate may take (compile, check and timing) before it is a Timeout.
-    #[arg(long, default_value_t = 10.0)]
-    timeout: f64,
-    /// Measure in this process instead of a worker (no protection from crashing kernels).
-    #[arg(long)]
-    in_process: bool,
+    #[command(flatten)]
+    measure: MeasureArgs,
     /// Print one JSON object on stdout; progress goes to stderr.
     #[arg(long)]
     json: bool,
@@ -175,29 +164,6 @@ pub struct Session<'a> {
     pub measure: MeasureOptions,
     /// Measure in this process.
     pub in_process: bool,
-}
-
-/// The measurer of a session: a worker process running this binary's `worker` subcommand,
-/// unless `in_process`.
-pub fn measurer(
-    target: &Target,
-    measure: MeasureOptions,
-    in_process: bool,
-) -> anyhow::Result<Measurer> {
-    let (isolation, worker) = if in_process {
-        (Isolation::InProcess, None)
-    } else {
-        let exe = std::env::current_exe().context("locating the looptune binary for the worker")?;
-        (
-            Isolation::Worker,
-            Some(WorkerCommand::new(exe).arg("worker")),
-        )
-    };
-    Ok(Measurer::new(
-        measure.with_isolation(isolation),
-        target.clone(),
-        worker,
-    )?)
 }
 
 impl Session<'_> {
@@ -261,22 +227,8 @@ impl Session<'_> {
 pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
     let workload = input::workload(&args.workload)?;
     let task = Task::new(workload).with_context(|| format!("building the task of `{workload}`"))?;
-    if let Some(seconds) = args.time_budget {
-        if !(seconds.is_finite() && seconds >= 0.0) {
-            return Err(super::Usage(format!(
-                "--time-budget {seconds} must be a number of seconds, at least 0"
-            ))
-            .into());
-        }
-    }
-    for (flag, value) in [
-        ("--min-repeat-ms", args.min_repeat_ms),
-        ("--timeout", args.timeout),
-    ] {
-        if !(value.is_finite() && value > 0.0) {
-            return Err(super::Usage(format!("{flag} {value} must be a positive number")).into());
-        }
-    }
+    let time_budget = input::time_budget(args.time_budget)?;
+    let measure = args.measure.options()?;
     let threads = args.threads as usize;
     let session = Session {
         task: &task,
@@ -288,15 +240,10 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             trials: args.trials as usize,
             batch_size: args.batch_size as usize,
             early_stopping: args.early_stop.map(|n| n as usize),
-            time_budget: args.time_budget.map(Duration::from_secs_f64),
+            time_budget,
         },
-        measure: MeasureOptions {
-            repeat: args.repeat as usize,
-            min_repeat_ms: args.min_repeat_ms,
-            timeout: Duration::from_secs_f64(args.timeout),
-            ..MeasureOptions::default()
-        },
-        in_process: args.in_process,
+        measure,
+        in_process: args.measure.in_process,
     };
     let ((report, tuner, stats), peak) =
         super::peak::bracketed(threads, || session.run_with(!args.no_transfer))?;

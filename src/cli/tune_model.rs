@@ -7,10 +7,10 @@
 //! log resumes: configs in the log are not measured again, and fallback figures come from it.
 
 use super::logs::read_with_warnings;
-use super::tune::measurer;
+use super::measuring::{measurer, MeasureArgs};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use looptune::jit::{CraneliftBackend, MeasureOptions, Target};
+use looptune::jit::{CraneliftBackend, Target};
 use looptune::log::{LogWriter, Record, TargetFingerprint};
 use looptune::space::Task;
 use looptune::tune::scheduler::driver::{LayerOutcome, RoundObserver, RoundSummary};
@@ -19,7 +19,6 @@ use looptune::tune::{
     Tuner, XgbTuner,
 };
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// The built-in networks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -82,18 +81,8 @@ pub struct TuneModelArgs {
     /// Places of a batch given to the best configs of other layers of the same operator.
     #[arg(long, default_value_t = 2)]
     shared_per_batch: u32,
-    /// Timed repeats per candidate (the median is recorded).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    repeat: u32,
-    /// Calls per repeat grow until a repeat lasts at least this many milliseconds.
-    #[arg(long, default_value_t = 50.0)]
-    min_repeat_ms: f64,
-    /// Seconds a candidate may take (compile, check and timing) before it is a Timeout.
-    #[arg(long, default_value_t = 10.0)]
-    timeout: f64,
-    /// Measure in this process instead of a worker (no protection from crashing kernels).
-    #[arg(long)]
-    in_process: bool,
+    #[command(flatten)]
+    measure: MeasureArgs,
     /// Print one JSON object on stdout; progress goes to stderr.
     #[arg(long)]
     json: bool,
@@ -127,23 +116,8 @@ impl RoundObserver for Lines {
 }
 
 fn check_arguments(args: &TuneModelArgs) -> Result<(), super::Usage> {
-    if let Some(seconds) = args.time_budget {
-        if !(seconds.is_finite() && seconds >= 0.0) {
-            return Err(super::Usage(format!(
-                "--time-budget {seconds} must be a number of seconds, at least 0"
-            )));
-        }
-    }
-    for (flag, value) in [
-        ("--min-repeat-ms", args.min_repeat_ms),
-        ("--timeout", args.timeout),
-    ] {
-        if !(value.is_finite() && value > 0.0) {
-            return Err(super::Usage(format!(
-                "{flag} {value} must be a positive number"
-            )));
-        }
-    }
+    super::input::time_budget(args.time_budget)?;
+    args.measure.options()?;
     Ok(())
 }
 
@@ -191,17 +165,11 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
     let fingerprint = TargetFingerprint::new(&target, &CraneliftBackend::new());
     let existing = records(&log)?;
     let mut writer = LogWriter::open(&log).with_context(|| format!("opening {}", log.display()))?;
-    let measure = MeasureOptions {
-        repeat: args.repeat as usize,
-        min_repeat_ms: args.min_repeat_ms,
-        timeout: Duration::from_secs_f64(args.timeout),
-        ..MeasureOptions::default()
-    };
-    let mut measurer = measurer(&target, measure, args.in_process)?;
+    let mut measurer = measurer(&target, args.measure.options()?, args.measure.in_process)?;
     let options = ModelTuneOptions {
         trials: args.trials as usize,
         batch_size: args.batch_size as usize,
-        time_budget: args.time_budget.map(Duration::from_secs_f64),
+        time_budget: super::input::time_budget(args.time_budget)?,
         shared_per_round: args.shared_per_batch as usize,
         ..ModelTuneOptions::default()
     };

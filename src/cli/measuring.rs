@@ -1,0 +1,70 @@
+//! The measuring flags the tuning commands share (`tune`, `tune-model`, `tune-compare`), their
+//! validation, and the measurer they make: one definition instead of a copy per command.
+
+use super::Usage;
+use anyhow::Context;
+use clap::Args;
+use looptune::jit::measure::{Isolation, WorkerCommand};
+use looptune::jit::{MeasureOptions, Measurer, Target};
+use std::time::Duration;
+
+/// How each candidate is measured. A command may lower the repeat defaults (`tune-compare`
+/// does, with clap's `mut_arg`).
+#[derive(Debug, Args)]
+pub struct MeasureArgs {
+    /// Timed repeats per candidate (the median is recorded).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
+    /// Calls per repeat grow until a repeat lasts at least this many milliseconds.
+    #[arg(long, default_value_t = 50.0)]
+    pub min_repeat_ms: f64,
+    /// Seconds a candidate may take (compile, check and timing) before it is a Timeout.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+    /// Measure in this process instead of a worker (no protection from crashing kernels).
+    #[arg(long)]
+    pub in_process: bool,
+}
+
+impl MeasureArgs {
+    /// The measuring options the flags say, or a usage error naming a flag that cannot work.
+    pub fn options(&self) -> Result<MeasureOptions, Usage> {
+        for (flag, value) in [
+            ("--min-repeat-ms", self.min_repeat_ms),
+            ("--timeout", self.timeout),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(Usage(format!("{flag} {value} must be a positive number")));
+            }
+        }
+        Ok(MeasureOptions {
+            repeat: self.repeat as usize,
+            min_repeat_ms: self.min_repeat_ms,
+            timeout: Duration::from_secs_f64(self.timeout),
+            ..MeasureOptions::default()
+        })
+    }
+}
+
+/// The measurer of a tuning run: a worker process running this binary's `worker` subcommand,
+/// unless `in_process`.
+pub fn measurer(
+    target: &Target,
+    measure: MeasureOptions,
+    in_process: bool,
+) -> anyhow::Result<Measurer> {
+    let (isolation, worker) = if in_process {
+        (Isolation::InProcess, None)
+    } else {
+        let exe = std::env::current_exe().context("locating the looptune binary for the worker")?;
+        (
+            Isolation::Worker,
+            Some(WorkerCommand::new(exe).arg("worker")),
+        )
+    };
+    Ok(Measurer::new(
+        measure.with_isolation(isolation),
+        target.clone(),
+        worker,
+    )?)
+}
