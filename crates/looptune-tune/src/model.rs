@@ -17,13 +17,12 @@
 //! **Invariant:** the tuner's decisions depend on the seed and the measured throughputs only;
 //! the time it spends fitting and annealing is recorded for reports and never read back.
 
-use crate::tuner::{RandomTuner, Trial, Tuner};
+use crate::tuner::{Proposals, Trial, Tuner};
 use looptune_cost::{
     AnnealOptions, Annealer, CostError, CostModel, FeatureSpec, Group, XgbModel, XgbOptions,
 };
 use looptune_ir::random::SplitMix64;
 use looptune_space::{Config, Task};
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 mod transfer;
@@ -89,9 +88,9 @@ pub struct XgbTuner<'a> {
     spec: FeatureSpec,
     model: XgbModel,
     annealer: Annealer,
-    random: RandomTuner<'a>,
     coin: SplitMix64,
-    proposed: HashSet<u128>,
+    /// Every config proposed so far, measured or not.
+    proposals: Proposals<'a>,
     plan: Vec<Config>,
     refit_pending: bool,
     /// Transferred rows first (in groups of `transfer_groups` rows), then this task's rows.
@@ -127,9 +126,8 @@ impl<'a> XgbTuner<'a> {
             spec: FeatureSpec::for_task(task),
             model,
             annealer: Annealer::new(options.anneal.clone(), seed),
-            random: RandomTuner::new(task.space(), seed),
+            proposals: Proposals::new(task.space(), seed),
             coin: SplitMix64::new(seed ^ 0x5EED_C011),
-            proposed: HashSet::new(),
             plan: Vec::new(),
             refit_pending: false,
             features: Vec::new(),
@@ -178,19 +176,6 @@ impl<'a> XgbTuner<'a> {
             && (self.measured.len() >= self.options.min_trials || !self.transfer_groups.is_empty())
     }
 
-    fn random_configs(
-        &mut self,
-        count: usize,
-        already_measured: &dyn Fn(u128) -> bool,
-    ) -> Vec<Config> {
-        let proposed = &self.proposed;
-        let batch = self.random.next_batch(count, &|index| {
-            already_measured(index) || proposed.contains(&index)
-        });
-        self.proposed.extend(batch.iter().map(Config::index));
-        batch
-    }
-
     /// A new plan from the annealer, scored by the model.
     fn anneal(&mut self, already_measured: &dyn Fn(u128) -> bool) {
         let started = Instant::now();
@@ -228,8 +213,8 @@ impl<'a> XgbTuner<'a> {
                 .map(|(value, ok)| if ok { value } else { f64::NEG_INFINITY })
                 .collect()
         };
-        let proposed = &self.proposed;
-        let excluded = |index: u128| already_measured(index) || proposed.contains(&index);
+        let proposals = &self.proposals;
+        let excluded = |index: u128| already_measured(index) || proposals.contains(index);
         let plan =
             self.annealer
                 .find_best(task.space(), self.options.plan_size, &mut score, &excluded);
@@ -286,7 +271,7 @@ impl Tuner for XgbTuner<'_> {
             self.refit();
         }
         if !self.model_in_use() {
-            return self.random_configs(batch_size, already_measured);
+            return self.proposals.random(batch_size, already_measured);
         }
         // About `random_share` of the batch is random: the whole part, and one more with the
         // probability of the fraction.
@@ -301,8 +286,8 @@ impl Tuner for XgbTuner<'_> {
             match self.plan.pop() {
                 Some(config) => {
                     let index = config.index();
-                    if !already_measured(index) && !self.proposed.contains(&index) {
-                        self.proposed.insert(index);
+                    if !already_measured(index) && !self.proposals.contains(index) {
+                        self.proposals.insert(index);
                         batch.push(config);
                     }
                 }
@@ -314,7 +299,7 @@ impl Tuner for XgbTuner<'_> {
             }
         }
         let missing = batch_size - batch.len();
-        batch.extend(self.random_configs(missing, already_measured));
+        batch.extend(self.proposals.random(missing, already_measured));
         batch
     }
 

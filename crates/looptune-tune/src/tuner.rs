@@ -5,6 +5,7 @@
 //! resumed run never measures a config twice.
 
 use looptune_space::{Config, ConfigSpace, Sampler};
+use std::collections::HashSet;
 
 mod ga;
 pub use ga::{GaOptions, GaTuner};
@@ -34,6 +35,50 @@ pub trait Tuner {
     /// Learns from measured configs (model-free tuners ignore this).
     fn update(&mut self, trials: &[Trial]) {
         let _ = trials;
+    }
+}
+
+/// Every config a search tuner (`ga`, `xgb`) has proposed, and uniform sampling that skips
+/// them: what keeps such a tuner from proposing a config twice, whether its proposals come from
+/// its search or at random.
+#[derive(Debug)]
+pub(crate) struct Proposals<'a> {
+    random: RandomTuner<'a>,
+    proposed: HashSet<u128>,
+}
+
+impl<'a> Proposals<'a> {
+    /// Nothing proposed yet; random proposals sample `space` from `seed`.
+    pub(crate) fn new(space: &'a ConfigSpace, seed: u64) -> Proposals<'a> {
+        Proposals {
+            random: RandomTuner::new(space, seed),
+            proposed: HashSet::new(),
+        }
+    }
+
+    /// Whether the config `index` was proposed before.
+    pub(crate) fn contains(&self, index: u128) -> bool {
+        self.proposed.contains(&index)
+    }
+
+    /// Records a proposal of the config `index`; false if it was proposed before.
+    pub(crate) fn insert(&mut self, index: u128) -> bool {
+        self.proposed.insert(index)
+    }
+
+    /// Up to `count` random configs neither proposed before nor `already_measured`, recorded
+    /// as proposed.
+    pub(crate) fn random(
+        &mut self,
+        count: usize,
+        already_measured: &dyn Fn(u128) -> bool,
+    ) -> Vec<Config> {
+        let proposed = &self.proposed;
+        let batch = self.random.next_batch(count, &|index| {
+            already_measured(index) || proposed.contains(&index)
+        });
+        self.proposed.extend(batch.iter().map(Config::index));
+        batch
     }
 }
 

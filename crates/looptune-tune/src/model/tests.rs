@@ -3,7 +3,9 @@
 
 use super::*;
 use looptune_ir::Workload;
+use crate::tuner::RandomTuner;
 use looptune_space::KnobValue;
+use std::collections::HashSet;
 
 fn task() -> Task {
     Task::new("matmul:m=512,n=512,k=512".parse().expect("parses")).expect("builds")

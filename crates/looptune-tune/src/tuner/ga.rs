@@ -14,10 +14,9 @@
 //! measured throughputs, taken in a fixed order (throughput, then index): the same seed and the
 //! same measurements give the same proposals.
 
-use crate::tuner::{RandomTuner, Trial, Tuner};
+use crate::tuner::{Proposals, Trial, Tuner};
 use looptune_ir::random::SplitMix64;
 use looptune_space::{Config, ConfigSpace};
-use std::collections::HashSet;
 
 /// Options of [`GaTuner`].
 #[derive(Clone, Debug, PartialEq)]
@@ -52,9 +51,8 @@ pub struct GaTuner<'a> {
     space: &'a ConfigSpace,
     options: GaOptions,
     random: SplitMix64,
-    sampler: RandomTuner<'a>,
     /// Every config proposed so far, measured or not.
-    proposed: HashSet<u128>,
+    proposals: Proposals<'a>,
     /// The current generation, waiting to be proposed (next one last).
     queue: Vec<Config>,
     /// Measured configs of the current generation: (throughput, config).
@@ -75,8 +73,7 @@ impl<'a> GaTuner<'a> {
                 mutation: options.mutation.clamp(0.0, 1.0),
             },
             random: SplitMix64::new(seed ^ 0x6A_7E11),
-            sampler: RandomTuner::new(space, seed),
-            proposed: HashSet::new(),
+            proposals: Proposals::new(space, seed),
             queue: Vec::new(),
             generation: Vec::new(),
             elites: Vec::new(),
@@ -92,20 +89,6 @@ impl<'a> GaTuner<'a> {
     /// Generations bred so far (the random first one included).
     pub fn generations(&self) -> usize {
         self.generations
-    }
-
-    /// Up to `count` new random configs.
-    fn random_configs(
-        &mut self,
-        count: usize,
-        already_measured: &dyn Fn(u128) -> bool,
-    ) -> Vec<Config> {
-        let proposed = &self.proposed;
-        let batch = self.sampler.next_batch(count, &|index| {
-            already_measured(index) || proposed.contains(&index)
-        });
-        self.proposed.extend(batch.iter().map(Config::index));
-        batch
     }
 
     /// A parent drawn from `pool` with probability proportional to throughput (uniformly when
@@ -160,7 +143,7 @@ impl<'a> GaTuner<'a> {
         let wanted = self.options.population;
         let mut children = Vec::with_capacity(wanted);
         if pool.is_empty() {
-            children = self.random_configs(wanted, already_measured);
+            children = self.proposals.random(wanted, already_measured);
         } else {
             let total: f64 = pool.iter().map(|(fitness, _)| fitness).sum();
             let mut failures = 0;
@@ -171,9 +154,9 @@ impl<'a> GaTuner<'a> {
                 match self.space.from_choices(&choices) {
                     Ok(config)
                         if !already_measured(config.index())
-                            && !self.proposed.contains(&config.index()) =>
+                            && !self.proposals.contains(config.index()) =>
                     {
-                        self.proposed.insert(config.index());
+                        self.proposals.insert(config.index());
                         children.push(config);
                     }
                     // Broken constraint, or not new: breed again.
@@ -181,7 +164,7 @@ impl<'a> GaTuner<'a> {
                 }
             }
             let missing = wanted - children.len();
-            children.extend(self.random_configs(missing, already_measured));
+            children.extend(self.proposals.random(missing, already_measured));
         }
         self.generations += 1;
         // Next one last, so that taking from the queue is a pop.
@@ -216,7 +199,9 @@ impl Tuner for GaTuner<'_> {
                 Some(config) => batch.push(config),
                 None if !bred_this_call => {
                     if self.generations == 0 {
-                        let first = self.random_configs(self.options.population, already_measured);
+                        let first = self
+                            .proposals
+                            .random(self.options.population, already_measured);
                         self.generations = 1;
                         self.queue = first.into_iter().rev().collect();
                     } else {
@@ -247,7 +232,9 @@ impl Tuner for GaTuner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tuner::RandomTuner;
     use looptune_space::{Factors, Knob, KnobValue};
+    use std::collections::HashSet;
 
     /// Three knobs, 8 * 8 * 4 = 256 points, with a constraint that removes a quarter of them.
     fn space() -> ConfigSpace {
