@@ -2,8 +2,8 @@
 //! new, deterministic for a seed, and find fast configs sooner than random sampling.
 
 use super::*;
-use looptune_ir::Workload;
 use crate::tuner::RandomTuner;
+use looptune_ir::Workload;
 use looptune_space::KnobValue;
 use std::collections::HashSet;
 
