@@ -270,6 +270,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
                 "anneal_rounds": stats.rounds,
                 "anneal_s": stats.anneal_time.as_secs_f64(),
                 "scored": stats.scored,
+                "extracted": stats.extracted,
                 "transfer_rows": stats.transfer_rows,
                 "transfer_workloads": stats.transfer_workloads,
             })),
@@ -297,12 +298,13 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
         );
         if let Some(stats) = &stats {
             println!(
-                "model       {} fits in {:.1} s, {} annealing rounds in {:.1} s ({} candidates scored); transfer: {} rows of {} other workloads",
+                "model       {} fits in {:.1} s, {} annealing rounds in {:.1} s ({} candidates scored, {} of them lowered, the rest from the feature cache); transfer: {} rows of {} other workloads",
                 stats.fits,
                 stats.fit_time.as_secs_f64(),
                 stats.rounds,
                 stats.anneal_time.as_secs_f64(),
                 stats.scored,
+                stats.extracted,
                 stats.transfer_rows,
                 stats.transfer_workloads
             );

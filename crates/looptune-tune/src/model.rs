@@ -14,6 +14,10 @@
 //! weight halves with every 64 configs of the new workload measured (AutoTVM's discount of its
 //! base model), so the new workload's own results take over.
 //!
+//! A config's features depend on the config only, so the tuner keeps every row it extracts,
+//! keyed by config index ([`FEATURE_CACHE_ROWS`] at most): annealing chains revisit the same
+//! configs round after round, and lowering a config is what scoring costs.
+//!
 //! **Invariant:** the tuner's decisions depend on the seed and the measured throughputs only;
 //! the time it spends fitting and annealing is recorded for reports and never read back.
 
@@ -23,6 +27,7 @@ use looptune_cost::{
 };
 use looptune_ir::random::SplitMix64;
 use looptune_space::{Config, Task};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 mod transfer;
@@ -30,6 +35,10 @@ pub use transfer::{TransferSet, MAX_ROWS_PER_WORKLOAD};
 
 /// Own measurements after which transferred rows weigh half as much as at the start.
 const TRANSFER_HALF_LIFE: f64 = 64.0;
+
+/// Feature rows an [`XgbTuner`] keeps (a few hundred bytes each); past this, new rows are
+/// extracted every time they are needed.
+pub const FEATURE_CACHE_ROWS: usize = 1 << 18;
 
 /// Options of [`XgbTuner`].
 #[derive(Clone, Debug, PartialEq)]
@@ -73,6 +82,9 @@ pub struct XgbTunerStats {
     pub anneal_time: Duration,
     /// Candidates scored by the model over all rounds.
     pub scored: usize,
+    /// Of those, the ones whose features were extracted (lowered) rather than found in the
+    /// tuner's feature cache.
+    pub extracted: usize,
     /// The last error of the model, if a fit failed (the tuner then proposes at random).
     pub last_error: Option<String>,
     /// Rows transferred from other workloads of the operator (0 without transfer).
@@ -98,6 +110,8 @@ pub struct XgbTuner<'a> {
     throughput: Vec<f64>,
     transfer_groups: Vec<usize>,
     measured: Vec<(f64, Config)>,
+    /// Feature rows by config index; `None` for a config that does not lower.
+    feature_cache: HashMap<u128, Option<Vec<f32>>>,
     stats: XgbTunerStats,
 }
 
@@ -134,6 +148,7 @@ impl<'a> XgbTuner<'a> {
             throughput: Vec::new(),
             transfer_groups: Vec::new(),
             measured: Vec::new(),
+            feature_cache: HashMap::new(),
             stats: XgbTunerStats::default(),
             options,
         })
@@ -187,16 +202,36 @@ impl<'a> XgbTuner<'a> {
             .collect();
         self.annealer.restart_from(&best_measured);
         let (task, spec, model) = (self.task, &self.spec, &self.model);
+        let cache = &mut self.feature_cache;
+        let mut extracted = 0;
         let mut flat = Vec::new();
         let mut score = |configs: &[Config]| -> Vec<f64> {
             flat.clear();
             let mut lowered = Vec::with_capacity(configs.len());
             for config in configs {
-                let ok = task
-                    .lower(config)
-                    .ok()
-                    .and_then(|nest| spec.extract_nest(&nest, config.choices(), &mut flat).ok())
-                    .is_some();
+                let index = config.index();
+                let ok = match cache.get(&index) {
+                    Some(Some(row)) => {
+                        flat.extend_from_slice(row);
+                        true
+                    }
+                    Some(None) => false,
+                    None => {
+                        extracted += 1;
+                        let start = flat.len();
+                        let ok = task
+                            .lower(config)
+                            .ok()
+                            .and_then(|nest| {
+                                spec.extract_nest(&nest, config.choices(), &mut flat).ok()
+                            })
+                            .is_some();
+                        if cache.len() < FEATURE_CACHE_ROWS {
+                            cache.insert(index, ok.then(|| flat[start..].to_vec()));
+                        }
+                        ok
+                    }
+                };
                 if !ok {
                     // A config that does not lower scores lowest; a placeholder row keeps the
                     // rows aligned (a failed extraction appends nothing).
@@ -220,6 +255,7 @@ impl<'a> XgbTuner<'a> {
                 .find_best(task.space(), self.options.plan_size, &mut score, &excluded);
         self.stats.rounds += 1;
         self.stats.scored += self.annealer.last_round().scored;
+        self.stats.extracted += extracted;
         self.stats.anneal_time += started.elapsed();
         // Best last, so that taking from the plan is a pop.
         self.plan = plan.into_iter().rev().collect();

@@ -107,6 +107,29 @@ fn the_model_takes_over_after_the_first_batch() {
 }
 
 #[test]
+fn annealing_lowers_each_config_once_and_reuses_its_features() {
+    let task = task();
+    let mut tuner = XgbTuner::new(&task, small_options(), 5).expect("options valid");
+    drive(&mut tuner, 5);
+    let stats = tuner.stats().clone();
+    assert!(stats.rounds >= 3, "{stats:?}");
+    // Chains revisit configs from round to round: most scores come from the cache.
+    assert!(
+        stats.extracted > 0 && stats.extracted * 2 < stats.scored,
+        "{stats:?}"
+    );
+    assert_eq!(tuner.feature_cache.len(), stats.extracted);
+    // A cached row is the row extraction gives.
+    for (&index, row) in tuner.feature_cache.iter().take(200) {
+        let config = task.space().get(index).expect("a config of the space");
+        assert_eq!(
+            row.as_ref(),
+            tuner.spec.extract(&task, &config).ok().as_ref()
+        );
+    }
+}
+
+#[test]
 fn the_model_guided_tuner_beats_random_on_a_synthetic_machine() {
     let task = task();
     let batches = 8;
