@@ -25,7 +25,7 @@ use looptune::ir::program::sum;
 use looptune::ir::{interp, DType, IrError, ProgramBuilder, ValueExpr};
 use looptune::jit::measure::{serve_stdio, time_in_process, Isolation, WorkerCommand};
 use looptune::jit::{Backend, CraneliftBackend, MeasureOptions, Measurer, Target};
-use looptune::log::{read_log, LogWriter, RecordContext, TargetFingerprint};
+use looptune::log::{read_log_to_resume, LogWriter, RecordContext, TargetFingerprint};
 use looptune::space::{
     Annotation, Config, ConfigSpace, CustomTask, Factors, Knob, SpaceError, TemplateError,
 };
@@ -370,16 +370,13 @@ impl Observer for Lines {
 /// until the time or trial budget runs out, every candidate appended to the log under the
 /// task's key (`custom:NAME`), and a rerun with the same log resumes.
 fn search(task: &CustomTask, measurer: &mut Measurer, args: &Args) -> Result<TuneReport> {
-    let existing = if args.log.exists() {
-        let contents =
-            read_log(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
-        for warning in &contents.warnings {
-            eprintln!("warning: {warning}");
-        }
-        contents.records
-    } else {
-        Vec::new()
-    };
+    // The log resumed from (nothing yet on a first run).
+    let contents =
+        read_log_to_resume(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
+    for warning in &contents.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let existing = contents.records;
     let mut writer =
         LogWriter::open(&args.log).with_context(|| format!("opening {}", args.log.display()))?;
     let mut tuner = RandomTuner::new(task.space(), args.seed);

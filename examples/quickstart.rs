@@ -20,7 +20,7 @@ use clap::{Parser, ValueEnum};
 use looptune::ir::ops::MatmulParams;
 use looptune::jit::measure::{serve_stdio, time_in_process, Isolation, WorkerCommand};
 use looptune::jit::{Backend, CraneliftBackend, MeasureOptions, Measurer, Target};
-use looptune::log::{read_log, LogWriter, RecordContext, TargetFingerprint};
+use looptune::log::{read_log_to_resume, LogWriter, RecordContext, TargetFingerprint};
 use looptune::space::Task;
 use looptune::tune::{tune, Observer, Progress, RandomTuner, TuneOptions, Tuner, XgbTuner};
 use looptune::Workload;
@@ -125,16 +125,13 @@ fn run() -> Result<()> {
 
     // 2. Tune into the log. One thread: the kernel and the log's records are single-threaded.
     let target = Target::host().with_threads(1);
-    let existing = if args.log.exists() {
-        let contents =
-            read_log(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
-        for warning in &contents.warnings {
-            eprintln!("warning: {warning}");
-        }
-        contents.records
-    } else {
-        Vec::new()
-    };
+    // The log resumed from (nothing yet on a first run).
+    let contents =
+        read_log_to_resume(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
+    for warning in &contents.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let existing = contents.records;
     let mut writer =
         LogWriter::open(&args.log).with_context(|| format!("opening {}", args.log.display()))?;
     let mut measurer = measurer(&target)?;

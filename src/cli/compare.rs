@@ -21,7 +21,7 @@
 //! plain `xgb` with the same seeds.
 
 use super::input;
-use super::logs::read_with_warnings;
+use super::logs::{read_with_warnings, records_to_resume};
 use super::measuring::{measurer, MeasureArgs};
 use super::tune::{transfer_set, BuiltTuner, TunerKind};
 use anyhow::Context;
@@ -299,8 +299,8 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     let fingerprint = TargetFingerprint::new(&target, &CraneliftBackend::new());
     let mut measurer = measurer(&target, measure, args.measure.in_process)?;
     let existing = match &args.log {
-        Some(path) if path.exists() => read_with_warnings(path)?.records,
-        _ => Vec::new(),
+        Some(path) => records_to_resume(path)?,
+        None => Vec::new(),
     };
     let mut writer = match &args.log {
         Some(path) => {

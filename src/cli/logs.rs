@@ -6,8 +6,10 @@
 use super::input;
 use anyhow::Context;
 use clap::Args;
-use looptune::log::{best_per_task, export_db, merge, read_log, LogContents, LogWriter, Record};
-use std::path::PathBuf;
+use looptune::log::{
+    best_per_task, export_db, merge, read_log, read_log_to_resume, LogContents, LogWriter, Record,
+};
+use std::path::{Path, PathBuf};
 
 /// Arguments of `looptune best`.
 #[derive(Debug, Args)]
@@ -76,6 +78,17 @@ pub fn read_with_warnings(path: &PathBuf) -> anyhow::Result<LogContents> {
         eprintln!("warning: {warning}");
     }
     Ok(contents)
+}
+
+/// The records of the log a tuning command appends to and resumes from (none while it does not
+/// exist yet), its warnings printed on stderr.
+pub fn records_to_resume(path: &Path) -> anyhow::Result<Vec<Record>> {
+    let contents = read_log_to_resume(path)
+        .with_context(|| format!("reading the tuning log {}", path.display()))?;
+    for warning in &contents.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(contents.records)
 }
 
 /// `looptune best`: the best valid record per workload and target.

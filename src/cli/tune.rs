@@ -6,7 +6,7 @@
 //! (the higher counts), so that the ratio compares numbers taken on the same machine state.
 
 use super::input;
-use super::logs::read_with_warnings;
+use super::logs::records_to_resume;
 use super::measuring::{measurer, MeasureArgs};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -181,11 +181,7 @@ impl Session<'_> {
     ) -> anyhow::Result<(TuneReport, String, Option<XgbTunerStats>)> {
         let workload = *self.task.workload();
         let target = Target::host().with_threads(self.threads);
-        let existing = if self.log.exists() {
-            read_with_warnings(&self.log.to_path_buf())?.records
-        } else {
-            Vec::new()
-        };
+        let existing = records_to_resume(self.log)?;
         let mut writer =
             LogWriter::open(self.log).with_context(|| format!("opening {}", self.log.display()))?;
         let mut measurer = measurer(&target, self.measure.clone(), self.in_process)?;

@@ -6,12 +6,12 @@
 //! estimate); the report goes to stdout, as one JSON object with `--json`. A rerun with the same
 //! log resumes: configs in the log are not measured again, and fallback figures come from it.
 
-use super::logs::read_with_warnings;
+use super::logs::records_to_resume;
 use super::measuring::{measurer, MeasureArgs};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use looptune::jit::{CraneliftBackend, Target};
-use looptune::log::{LogWriter, Record, TargetFingerprint};
+use looptune::log::{LogWriter, TargetFingerprint};
 use looptune::space::Task;
 use looptune::tune::scheduler::driver::{LayerOutcome, RoundObserver, RoundSummary};
 use looptune::tune::{
@@ -121,15 +121,6 @@ fn check_arguments(args: &TuneModelArgs) -> Result<(), super::Usage> {
     Ok(())
 }
 
-/// The log's records, or none when it does not exist yet.
-fn records(log: &Path) -> anyhow::Result<Vec<Record>> {
-    Ok(if log.exists() {
-        read_with_warnings(&log.to_path_buf())?.records
-    } else {
-        Vec::new()
-    })
-}
-
 /// Runs `looptune tune-model`.
 pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
     check_arguments(args)?;
@@ -163,7 +154,7 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
     let threads = args.threads as usize;
     let target = Target::host().with_threads(threads);
     let fingerprint = TargetFingerprint::new(&target, &CraneliftBackend::new());
-    let existing = records(&log)?;
+    let existing = records_to_resume(&log)?;
     let mut writer = LogWriter::open(&log).with_context(|| format!("opening {}", log.display()))?;
     let mut measurer = measurer(&target, args.measure.options()?, args.measure.in_process)?;
     let options = ModelTuneOptions {
@@ -180,7 +171,7 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
             ModelTunerKind::Random => Ok(Box::new(RandomTuner::new(task.space(), seed))),
             ModelTunerKind::Xgb => {
                 // The log as it stands now: other layers measured earlier in this run included.
-                let records = records(&log).map_err(|error| format!("{error:#}"))?;
+                let records = records_to_resume(&log).map_err(|error| format!("{error:#}"))?;
                 let transfer = TransferSet::from_records(task, &records, &fingerprint);
                 let tuner =
                     XgbTuner::with_defaults(task, seed).map_err(|error| error.to_string())?;

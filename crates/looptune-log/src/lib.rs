@@ -64,7 +64,8 @@ pub use query::{
     task_records, task_records_by_key, top_k, top_k_by_key, Measured, Merged,
 };
 pub use reader::{
-    parse_log, read_log, read_logs, upgrade, LogContents, LogWarning, WarningKind, REQUIRED_FIELDS,
+    parse_log, read_log, read_log_to_resume, read_logs, upgrade, LogContents, LogWarning,
+    WarningKind, REQUIRED_FIELDS,
 };
 pub use record::{
     unix_seconds, Record, RecordContext, TargetFingerprint, FORMAT_VERSION, LOOPTUNE_VERSION,

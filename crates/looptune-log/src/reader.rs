@@ -114,6 +114,17 @@ pub fn read_log(path: impl AsRef<Path>) -> Result<LogContents, LogError> {
     parse_log(&bytes, path)
 }
 
+/// Reads the log a tuning run appends to and resumes from: [`read_log`], except that a file
+/// that does not exist yet holds nothing (the run will create it).
+pub fn read_log_to_resume(path: impl AsRef<Path>) -> Result<LogContents, LogError> {
+    let path = path.as_ref();
+    match std::fs::read(path) {
+        Ok(bytes) => parse_log(&bytes, path),
+        Err(source) if source.kind() == std::io::ErrorKind::NotFound => Ok(LogContents::default()),
+        Err(source) => Err(io_error("read", path, source)),
+    }
+}
+
 /// Reads the logs at `paths` in order into one [`LogContents`] (records concatenated, warnings
 /// naming their own file).
 pub fn read_logs<P: AsRef<Path>>(paths: &[P]) -> Result<LogContents, LogError> {
@@ -372,6 +383,25 @@ mod tests {
             &contents.warnings[0].kind,
             WarningKind::UnknownWorkload { key, .. } if key == "winograd:n=3"
         ));
+    }
+
+    #[test]
+    fn a_log_to_resume_that_does_not_exist_yet_holds_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = dir.path().join("new.jsonl");
+        assert_eq!(
+            read_log_to_resume(&missing).expect("nothing"),
+            LogContents::default()
+        );
+        assert!(read_log(&missing).is_err());
+        // A directory is not a missing file: its read error is kept.
+        assert!(read_log_to_resume(dir.path()).is_err());
+        let written = dir.path().join("old.jsonl");
+        std::fs::write(&written, line(&record(3, 1.0))).expect("writes");
+        assert_eq!(
+            read_log_to_resume(&written).expect("reads"),
+            read_log(&written).expect("reads")
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use looptune_ir::Workload;
 use looptune_jit::measure::Isolation;
 use looptune_jit::{MeasureOptions, Measurer, Target};
-use looptune_log::{read_log, LogWriter, Record, TargetFingerprint};
+use looptune_log::{read_log, read_log_to_resume, LogWriter, Record, TargetFingerprint};
 use looptune_space::Task;
 use looptune_tune::scheduler::driver::{MakeTuner, ModelTuneError};
 use looptune_tune::{
@@ -57,11 +57,7 @@ fn fingerprint() -> TargetFingerprint {
 }
 
 fn run(tasks: &[Task], log: &Path, trials: usize) -> ModelTuneReport {
-    let existing: Vec<Record> = if log.exists() {
-        read_log(log).unwrap().records
-    } else {
-        Vec::new()
-    };
+    let existing: Vec<Record> = read_log_to_resume(log).unwrap().records;
     let options = MeasureOptions::quick().with_isolation(Isolation::InProcess);
     let mut measurer = Measurer::new(options, Target::host(), None).unwrap();
     let mut writer = LogWriter::open(log).unwrap();
