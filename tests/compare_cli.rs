@@ -38,7 +38,7 @@ fn json_rows(output: &Output) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn json_rows_have_one_row_per_workload_and_tuner_with_the_four_fields() {
+fn json_rows_have_one_row_per_workload_and_tuner_with_the_five_fields() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("compare.tunelog");
     let log_arg = log.to_str().expect("utf-8 path");
@@ -69,10 +69,25 @@ fn json_rows_have_one_row_per_workload_and_tuner_with_the_four_fields() {
             [
                 "median_best_after_200_gflops",
                 "median_trials_to_95",
+                "trials_to_95_per_seed",
                 "tuner",
                 "workload"
             ]
         );
+        // One entry per seed (2), each within the budget or null; with two seeds the median is
+        // their mean, or null when either never got there.
+        let per_seed: Vec<Option<f64>> = row["trials_to_95_per_seed"]
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(serde_json::Value::as_f64)
+            .collect();
+        assert_eq!(per_seed.len(), 2, "{row}");
+        let expected = match (per_seed[0], per_seed[1]) {
+            (Some(a), Some(b)) => serde_json::json!((a + b) / 2.0),
+            _ => serde_json::Value::Null,
+        };
+        assert_eq!(row["median_trials_to_95"], expected, "{row}");
         assert_eq!(row["workload"], "matmul:m=16,n=16,k=16,transpose_b=false");
         let best = row["median_best_after_200_gflops"]
             .as_f64()

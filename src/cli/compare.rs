@@ -3,7 +3,8 @@
 //! For every workload, tuner and seed the command runs a tuning session of `--trials` trials and
 //! keeps its curve (best throughput after each trial). Per workload and tuner it then prints the
 //! median over seeds of the trials needed to reach 95% of the best throughput *any* run found on
-//! that workload, and the median best after 200 trials (after `--trials`, when fewer).
+//! that workload (with each seed's count, and as a multiple of `random`'s median), and the median
+//! best after 200 trials (after `--trials`, when fewer).
 //!
 //! The runs of a workload advance in lockstep, one batch each in turn, so that the load of a
 //! shared machine drifting during the comparison does not favour the runs that happened to go
@@ -241,19 +242,47 @@ fn median(values: &[Option<f64>]) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
-/// Median trials to 95% of `best` and median best after [`BEST_AFTER`] trials of a row.
-fn summarise(row: &Row, best: f64) -> (Option<f64>, Option<f64>) {
+/// What the runs of one row did against the best throughput any run found.
+#[derive(Debug, PartialEq)]
+struct Summary {
+    /// Per seed, the trial at which the run reached 95% of the best (`None`: it never did).
+    trials_to_target: Vec<Option<usize>>,
+    /// The median of those.
+    median_to_target: Option<f64>,
+    /// The median best after [`BEST_AFTER`] trials (after the whole run, when shorter).
+    median_best_after: Option<f64>,
+}
+
+impl Summary {
+    /// The per-seed trials as text, `-` for a run that never got there.
+    fn per_seed(&self) -> String {
+        let texts: Vec<String> = self
+            .trials_to_target
+            .iter()
+            .map(|trials| trials.map_or("-".to_string(), |t| t.to_string()))
+            .collect();
+        texts.join(" ")
+    }
+}
+
+/// Trials to 95% of `best` per seed and their median, and the median best after
+/// [`BEST_AFTER`] trials, of a row.
+fn summarise(row: &Row, best: f64) -> Summary {
     let target = TARGET_SHARE * best;
-    let to_target: Vec<Option<f64>> = row
+    let trials_to_target: Vec<Option<usize>> = row
         .curves
         .iter()
         .map(|curve| {
             if best > 0.0 {
-                trials_to_reach(curve, target).map(|trials| trials as f64)
+                trials_to_reach(curve, target)
             } else {
                 None
             }
         })
+        .collect();
+    let as_f64: Vec<Option<f64>> = trials_to_target
+        .iter()
+        .map(|trials| trials.map(|t| t as f64))
         .collect();
     let after: Vec<Option<f64>> = row
         .curves
@@ -264,7 +293,11 @@ fn summarise(row: &Row, best: f64) -> (Option<f64>, Option<f64>) {
                 .copied()
         })
         .collect();
-    (median(&to_target), median(&after))
+    Summary {
+        median_to_target: median(&as_f64),
+        median_best_after: median(&after),
+        trials_to_target,
+    }
 }
 
 /// Runs `looptune tune-compare`.
@@ -435,12 +468,13 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         let json: Vec<serde_json::Value> = rows
             .iter()
             .map(|(row, best)| {
-                let (to_target, after) = summarise(row, *best);
+                let summary = summarise(row, *best);
                 serde_json::json!({
                     "workload": row.workload.to_string(),
                     "tuner": row.tuner,
-                    "median_trials_to_95": to_target,
-                    "median_best_after_200_gflops": after,
+                    "median_trials_to_95": summary.median_to_target,
+                    "median_best_after_200_gflops": summary.median_best_after,
+                    "trials_to_95_per_seed": summary.trials_to_target,
                 })
             })
             .collect();
@@ -465,25 +499,49 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         .unwrap_or(8)
         .max(8);
     println!(
-        "{:<width$}  {:<13}  {:>10}  {:>22}  {:>14}",
+        "{:<width$}  {:<13}  {:>10}  {:>22}  {:>9}  {:>14}  trials to 95% per seed",
         "workload",
         "tuner",
         "best any",
         "median trials to 95%",
+        "vs random",
         format!("median best@{after}")
     );
-    for (row, best) in &rows {
-        let (to_target, best_after) = summarise(row, *best);
+    let summaries: Vec<Summary> = rows
+        .iter()
+        .map(|(row, best)| summarise(row, *best))
+        .collect();
+    for ((row, best), summary) in rows.iter().zip(&summaries) {
+        let random = rows
+            .iter()
+            .zip(&summaries)
+            .find(|((other, _), _)| other.workload == row.workload && other.tuner == "random")
+            .and_then(|(_, random)| random.median_to_target);
         println!(
-            "{:<width$}  {:<13}  {:>10.2}  {:>22}  {:>14}",
+            "{:<width$}  {:<13}  {:>10.2}  {:>22}  {:>9}  {:>14}  {}",
             row.workload.to_string(),
             row.tuner,
             best,
-            to_target.map_or(format!("> {trials}"), |t| format!("{t}")),
-            best_after.map_or("-".to_string(), |g| format!("{g:.2}"))
+            summary
+                .median_to_target
+                .map_or(format!("> {trials}"), |t| format!("{t}")),
+            ratio_text(summary.median_to_target, random),
+            summary
+                .median_best_after
+                .map_or("-".to_string(), |g| format!("{g:.2}")),
+            summary.per_seed()
         );
     }
     Ok(())
+}
+
+/// A row's median trials to 95% as a multiple of random's on the same workload (`-` when either
+/// median is unknown: no random row, or a median run that never got there).
+fn ratio_text(median: Option<f64>, random: Option<f64>) -> String {
+    match (median, random) {
+        (Some(median), Some(random)) if random > 0.0 => format!("{:.2}x", median / random),
+        _ => "-".to_string(),
+    }
 }
 
 fn tuner_name(kind: TunerKind) -> &'static str {
@@ -524,8 +582,17 @@ mod tests {
                 vec![2.0, 2.0, 2.0],
             ],
         };
-        let (to_target, after) = summarise(&row, 10.0);
-        assert_eq!(to_target, Some(3.0));
-        assert_eq!(after, Some(9.6));
+        let summary = summarise(&row, 10.0);
+        assert_eq!(summary.trials_to_target, vec![Some(2), Some(3), None]);
+        assert_eq!(summary.per_seed(), "2 3 -");
+        assert_eq!(summary.median_to_target, Some(3.0));
+        assert_eq!(summary.median_best_after, Some(9.6));
+    }
+
+    #[test]
+    fn ratios_to_random_need_both_medians() {
+        assert_eq!(ratio_text(Some(10.0), Some(40.0)), "0.25x");
+        assert_eq!(ratio_text(None, Some(40.0)), "-");
+        assert_eq!(ratio_text(Some(10.0), None), "-");
     }
 }
