@@ -111,6 +111,13 @@ impl TransferSet {
         self.rows.is_empty()
     }
 
+    /// The feature rows and the throughput of each (GFLOP/s, 0 for a failure), grouped in the
+    /// order of [`workloads`](Self::workloads): what [`XgbTuner`](super::XgbTuner) fits its
+    /// model on before the first measurement, for anyone who wants to fit or inspect one.
+    pub fn rows(&self) -> (&[Vec<f32>], &[f64]) {
+        (&self.rows, &self.throughput)
+    }
+
     /// The workloads the rows come from, with their row counts, in key order.
     pub fn workloads(&self) -> &[(String, usize)] {
         &self.groups
