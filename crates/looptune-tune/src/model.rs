@@ -209,29 +209,7 @@ impl<'a> XgbTuner<'a> {
             flat.clear();
             let mut lowered = Vec::with_capacity(configs.len());
             for config in configs {
-                let index = config.index();
-                let ok = match cache.get(&index) {
-                    Some(Some(row)) => {
-                        flat.extend_from_slice(row);
-                        true
-                    }
-                    Some(None) => false,
-                    None => {
-                        extracted += 1;
-                        let start = flat.len();
-                        let ok = task
-                            .lower(config)
-                            .ok()
-                            .and_then(|nest| {
-                                spec.extract_nest(&nest, config.choices(), &mut flat).ok()
-                            })
-                            .is_some();
-                        if cache.len() < FEATURE_CACHE_ROWS {
-                            cache.insert(index, ok.then(|| flat[start..].to_vec()));
-                        }
-                        ok
-                    }
-                };
+                let ok = cached_row(cache, task, spec, config, &mut flat, &mut extracted);
                 if !ok {
                     // A config that does not lower scores lowest; a placeholder row keeps the
                     // rows aligned (a failed extraction appends nothing).
@@ -293,6 +271,40 @@ impl<'a> XgbTuner<'a> {
     }
 }
 
+/// Appends `config`'s feature row to `out` from `cache`, or extracts it (lowering the config,
+/// counted in `extracted`) and caches it while the cache has room. `false`, with nothing
+/// appended, for a config that does not lower.
+fn cached_row(
+    cache: &mut HashMap<u128, Option<Vec<f32>>>,
+    task: &Task,
+    spec: &FeatureSpec,
+    config: &Config,
+    out: &mut Vec<f32>,
+    extracted: &mut usize,
+) -> bool {
+    let index = config.index();
+    if let Some(row) = cache.get(&index) {
+        if let Some(row) = row {
+            out.extend_from_slice(row);
+        }
+        return row.is_some();
+    }
+    *extracted += 1;
+    let start = out.len();
+    let ok = task
+        .lower(config)
+        .ok()
+        .and_then(|nest| spec.extract_nest(&nest, config.choices(), out).ok())
+        .is_some();
+    if !ok {
+        out.truncate(start);
+    }
+    if cache.len() < FEATURE_CACHE_ROWS {
+        cache.insert(index, ok.then(|| out[start..].to_vec()));
+    }
+    ok
+}
+
 impl Tuner for XgbTuner<'_> {
     fn name(&self) -> &'static str {
         "xgb"
@@ -341,12 +353,24 @@ impl Tuner for XgbTuner<'_> {
 
     fn update(&mut self, trials: &[Trial]) {
         let started = Instant::now();
+        let mut row = Vec::with_capacity(self.spec.len());
         for trial in trials {
             let throughput = trial.gflops.filter(|g| g.is_finite()).unwrap_or(0.0);
-            let Ok(features) = self.spec.extract(self.task, &trial.config) else {
+            row.clear();
+            // Annealing has usually scored (and cached) a measured config already.
+            let (cache, spec) = (&mut self.feature_cache, &self.spec);
+            let mut extracted = 0;
+            if !cached_row(
+                cache,
+                self.task,
+                spec,
+                &trial.config,
+                &mut row,
+                &mut extracted,
+            ) {
                 continue;
-            };
-            self.features.push(features);
+            }
+            self.features.push(row.clone());
             self.throughput.push(throughput);
             self.measured.push((throughput, trial.config.clone()));
         }

@@ -118,7 +118,14 @@ fn annealing_lowers_each_config_once_and_reuses_its_features() {
         stats.extracted > 0 && stats.extracted * 2 < stats.scored,
         "{stats:?}"
     );
-    assert_eq!(tuner.feature_cache.len(), stats.extracted);
+    // Each config is lowered once: by annealing (counted in `extracted`) or, for a measured
+    // config annealing never scored (a random one), by `update`.
+    let cached = tuner.feature_cache.len();
+    assert!(
+        cached >= stats.extracted && cached <= stats.extracted + tuner.measured.len(),
+        "{cached} rows cached, {stats:?}, {} measured",
+        tuner.measured.len()
+    );
     // A cached row is the row extraction gives.
     for (&index, row) in tuner.feature_cache.iter().take(200) {
         let config = task.space().get(index).expect("a config of the space");
