@@ -109,47 +109,55 @@ impl Partitioner {
     }
 
     /// The interval of `var` (within `0..extent`) on which some index comparison in `body` is
-    /// provably true, when that interval is neither empty nor the whole loop.
+    /// provably true, when that interval is neither empty nor the whole loop: the first such
+    /// comparison in program order decides.
     fn find_cut(&mut self, body: &Stmt, var: VarId, extent: i64) -> Option<(i64, i64)> {
-        let mut comparisons = Vec::new();
-        collect_comparisons(body, &mut self.ranges, &mut comparisons);
-        for (op, difference, ranges) in comparisons {
-            let lookup = |v: VarId| ranges.get(v.index()).copied().flatten();
-            let Some(sum) = normalize(&difference, &lookup) else {
-                continue;
-            };
-            let coefficient: i64 = sum
-                .terms
-                .iter()
-                .filter(|(atom, _)| *atom == IndexExpr::Var(var))
-                .map(|(_, c)| *c)
-                .sum();
-            if coefficient == 0 {
-                continue;
+        let mut cut = |op: CmpOp, a: &IndexExpr, b: &IndexExpr, ranges: &[Option<(i64, i64)>]| {
+            // A comparison that does not mention `var` cannot move with it.
+            if !a.uses_var(var) && !b.uses_var(var) {
+                return None;
             }
-            let mut rest = sum.clone();
-            rest.terms.retain(|(atom, _)| *atom != IndexExpr::Var(var));
-            if rest.terms.iter().any(|(atom, _)| atom_uses(atom, var)) {
-                continue;
-            }
-            let Some((rest_low, rest_high)) = rest.range(&lookup) else {
-                continue;
-            };
-            // `coefficient * var + rest (op) 0` for every value of rest.
-            let (low, high) = match op {
-                CmpOp::Lt => at_most(coefficient, -rest_high - 1),
-                CmpOp::Le => at_most(coefficient, -rest_high),
-                CmpOp::Gt => at_least(coefficient, -rest_low + 1),
-                CmpOp::Ge => at_least(coefficient, -rest_low),
-                CmpOp::Eq | CmpOp::Ne => continue,
-            };
-            let (low, high) = (low.max(0), high.min(extent - 1));
-            if low <= high && (low > 0 || high < extent - 1) {
-                return Some((low, high));
-            }
-        }
-        None
+            cut_from(op, &(a.clone() - b.clone()), ranges, var, extent)
+        };
+        find_in_stmt(body, &mut self.ranges, &mut cut)
     }
+}
+
+/// The cut `difference (op) 0` gives for `var` in `0..extent` under `ranges`, if any.
+fn cut_from(
+    op: CmpOp,
+    difference: &IndexExpr,
+    ranges: &[Option<(i64, i64)>],
+    var: VarId,
+    extent: i64,
+) -> Option<(i64, i64)> {
+    let lookup = |v: VarId| ranges.get(v.index()).copied().flatten();
+    let sum = normalize(difference, &lookup)?;
+    let coefficient: i64 = sum
+        .terms
+        .iter()
+        .filter(|(atom, _)| *atom == IndexExpr::Var(var))
+        .map(|(_, c)| *c)
+        .sum();
+    if coefficient == 0 {
+        return None;
+    }
+    let mut rest = sum;
+    rest.terms.retain(|(atom, _)| *atom != IndexExpr::Var(var));
+    if rest.terms.iter().any(|(atom, _)| atom.uses_var(var)) {
+        return None;
+    }
+    let (rest_low, rest_high) = rest.range(&lookup)?;
+    // `coefficient * var + rest (op) 0` for every value of rest.
+    let (low, high) = match op {
+        CmpOp::Lt => at_most(coefficient, -rest_high - 1),
+        CmpOp::Le => at_most(coefficient, -rest_high),
+        CmpOp::Gt => at_least(coefficient, -rest_low + 1),
+        CmpOp::Ge => at_least(coefficient, -rest_low),
+        CmpOp::Eq | CmpOp::Ne => return None,
+    };
+    let (low, high) = (low.max(0), high.min(extent - 1));
+    (low <= high && (low > 0 || high < extent - 1)).then_some((low, high))
 }
 
 /// The values of `v` with `coefficient * v <= bound`, as an interval.
@@ -184,50 +192,57 @@ fn ceil_div(a: i64, b: i64) -> i64 {
     -floor_div(-a, b)
 }
 
-fn atom_uses(atom: &IndexExpr, var: VarId) -> bool {
-    atom.uses_var(var)
-}
+/// What a comparison `a (op) b` gives, seen with the variable ranges in force where it stands.
+type Visit<'a> =
+    dyn FnMut(CmpOp, &IndexExpr, &IndexExpr, &[Option<(i64, i64)>]) -> Option<(i64, i64)> + 'a;
 
-type Comparison = (CmpOp, IndexExpr, Vec<Option<(i64, i64)>>);
-
-/// Every index comparison in guards and select conditions of `stmt`, as `a - b (op) 0`, with
-/// the variable ranges in force where it stands.
-fn collect_comparisons(
+/// The first result `visit` gives for the index comparisons in guards and select conditions of
+/// `stmt`, in program order, each seen with the variable ranges in force where it stands.
+fn find_in_stmt(
     stmt: &Stmt,
     ranges: &mut Vec<Option<(i64, i64)>>,
-    out: &mut Vec<Comparison>,
-) {
+    visit: &mut Visit<'_>,
+) -> Option<(i64, i64)> {
     match stmt {
         Stmt::For(for_loop) => {
             let saved = ranges[for_loop.var.index()].replace((0, for_loop.extent - 1));
-            collect_comparisons(&for_loop.body, ranges, out);
+            let found = find_in_stmt(&for_loop.body, ranges, visit);
             ranges[for_loop.var.index()] = saved;
+            found
         }
         Stmt::Seq(stmts) => stmts
             .iter()
-            .for_each(|stmt| collect_comparisons(stmt, ranges, out)),
+            .find_map(|stmt| find_in_stmt(stmt, ranges, visit)),
         Stmt::If { cond, then } => {
-            cond_comparisons(cond, ranges, out);
-            collect_comparisons(then, ranges, out);
+            find_in_cond(cond, ranges, visit).or_else(|| find_in_stmt(then, ranges, visit))
         }
-        Stmt::Alloc { body, .. } => collect_comparisons(body, ranges, out),
-        Stmt::Store { value, .. } => value.walk(&mut |expr| {
-            if let ValueExpr::Select(cond, _, _) = expr {
-                cond_comparisons(cond, ranges, out);
-            }
-        }),
+        Stmt::Alloc { body, .. } => find_in_stmt(body, ranges, visit),
+        Stmt::Store { value, .. } => {
+            let mut found = None;
+            value.walk(&mut |expr| {
+                if found.is_none() {
+                    if let ValueExpr::Select(cond, _, _) = expr {
+                        found = find_in_cond(cond, ranges, visit);
+                    }
+                }
+            });
+            found
+        }
     }
 }
 
-fn cond_comparisons(cond: &Cond, ranges: &[Option<(i64, i64)>], out: &mut Vec<Comparison>) {
+fn find_in_cond(
+    cond: &Cond,
+    ranges: &[Option<(i64, i64)>],
+    visit: &mut Visit<'_>,
+) -> Option<(i64, i64)> {
     match cond {
-        Cond::Index(op, a, b) => out.push((*op, a.clone() - b.clone(), ranges.to_vec())),
+        Cond::Index(op, a, b) => visit(*op, a, b, ranges),
         Cond::And(a, b) => {
-            cond_comparisons(a, ranges, out);
-            cond_comparisons(b, ranges, out);
+            find_in_cond(a, ranges, visit).or_else(|| find_in_cond(b, ranges, visit))
         }
         // Parts of a disjunction or negation need not hold where the whole does.
-        _ => {}
+        _ => None,
     }
 }
 
