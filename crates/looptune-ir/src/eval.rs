@@ -322,6 +322,31 @@ pub struct Mismatch {
 
 /// Compares two outputs elementwise; `Err` names the first element out of tolerance.
 pub fn compare(actual: &[f32], expected: &[f32], tolerance: f64) -> Result<(), Mismatch> {
+    compare_with_magnitudes(actual, expected, &[], tolerance)
+}
+
+/// The magnitude behind every output element: `program` evaluated on the absolute values of
+/// `inputs`. For sums of products (matmul, convolutions, dense with bias and ReLU) an element's
+/// magnitude bounds the sum of the absolute values of the terms it adds, and so the rounding
+/// error by which two correct evaluation orders may differ, however much the terms cancel.
+pub fn magnitudes(program: &Program, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, EvalError> {
+    let absolute: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|input| input.iter().map(|x| x.abs()).collect())
+        .collect();
+    let refs: Vec<&[f32]> = absolute.iter().map(Vec::as_slice).collect();
+    evaluate(program, &refs)
+}
+
+/// [`compare`], where element `i` may also differ by `tolerance` relative to `magnitudes[i]`
+/// (from [`magnitudes`]; missing entries count as 0). A sum whose terms cancel to almost
+/// nothing is judged on the scale of its terms: its rounding error is theirs, not its own.
+pub fn compare_with_magnitudes(
+    actual: &[f32],
+    expected: &[f32],
+    magnitudes: &[f32],
+    tolerance: f64,
+) -> Result<(), Mismatch> {
     let scale = expected
         .iter()
         .fold(0f64, |acc, &x| acc.max((x as f64).abs()));
@@ -334,7 +359,8 @@ pub fn compare(actual: &[f32], expected: &[f32], tolerance: f64) -> Result<(), M
     }
     for (index, (&a, &e)) in actual.iter().zip(expected).enumerate() {
         let (a64, e64) = (a as f64, e as f64);
-        let allowed = tolerance * e64.abs().max(scale).max(1e-30);
+        let magnitude = magnitudes.get(index).map_or(0.0, |&m| (m as f64).abs());
+        let allowed = tolerance * e64.abs().max(scale).max(magnitude).max(1e-30);
         let same = (a64 - e64).abs() <= allowed || (a.is_nan() && e.is_nan()) || a == e;
         if !same {
             return Err(Mismatch {
@@ -352,6 +378,25 @@ mod tests {
     use super::*;
     use crate::ops::{Layout, Workload};
     use crate::random::SplitMix64;
+
+    #[test]
+    fn cancelled_sums_are_judged_on_the_scale_of_their_terms() {
+        // y = x0 * w0 + x1 * w1 with terms of about 1 that cancel to 1e-4.
+        let workload: Workload = "matmul:m=1,n=1,k=2".parse().unwrap();
+        let program = workload.program(&Layout::default()).unwrap();
+        let (x, w) = ([1.0f32, -0.9999], [1.0f32, 1.0]);
+        let inputs: [&[f32]; 2] = [&x, &w];
+        let expected = evaluate(&program, &inputs).unwrap();
+        let magnitudes = magnitudes(&program, &inputs).unwrap();
+        assert!((magnitudes[0][0] - 1.9999).abs() < 1e-6, "{magnitudes:?}");
+        // Off by 1e-7, a rounding error of the terms: 1e-3 of the result, 5e-8 of the terms.
+        let actual = [expected[0][0] + 1e-7];
+        assert!(compare(&actual, &expected[0], 1e-4).is_err());
+        compare_with_magnitudes(&actual, &expected[0], &magnitudes[0], 1e-4).unwrap();
+        // An error on the scale of the terms is still an error.
+        let wrong = [expected[0][0] + 1e-3];
+        assert!(compare_with_magnitudes(&wrong, &expected[0], &magnitudes[0], 1e-4).is_err());
+    }
 
     #[test]
     fn a_point_evaluates_to_the_same_value_as_the_whole_program() {

@@ -1,10 +1,13 @@
 //! The interpreter against the direct evaluator, over random (operator, shape, legal schedule)
-//! triples. 500 cases by default; `LOOPTUNE_PROPTEST_CASES=100000` for a long local run.
+//! triples. 500 cases by default; `LOOPTUNE_PROPTEST_CASES=100000` for a long local run. The
+//! seeds come from a fixed generator, so every run checks the same cases and a failure is
+//! reproduced by the seed it prints.
 
-use looptune_ir::eval::{compare, evaluate};
+use looptune_ir::eval::{compare_with_magnitudes, evaluate, magnitudes};
 use looptune_ir::random::{random_case, random_inputs};
 use looptune_ir::{interp, lower};
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 
 fn cases() -> u32 {
     std::env::var("LOOPTUNE_PROPTEST_CASES")
@@ -33,15 +36,24 @@ fn check_seed(seed: u64) -> Result<(), String> {
             case.workload
         )
     })?;
-    for (actual, expected) in outputs.iter().zip(&expected) {
-        compare(actual, expected, 1e-4)
+    // The interpreter rounds to f32 where the nest stores (a register tile at every step of the
+    // reduction); the evaluator does not. Where terms cancel, that differs on their scale.
+    let magnitudes =
+        magnitudes(program, &input_refs).map_err(|err| format!("seed {seed}: evaluator: {err}"))?;
+    for ((actual, expected), magnitudes) in outputs.iter().zip(&expected).zip(&magnitudes) {
+        compare_with_magnitudes(actual, expected, magnitudes, 1e-4)
             .map_err(|mismatch| format!("seed {seed} ({}): {mismatch:?}\n{nest}", case.workload))?;
     }
     Ok(())
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        failure_persistence: None,
+        rng_seed: RngSeed::Fixed(0x5EED_1E0F),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn interpreter_matches_direct_evaluation(seed in any::<u64>()) {
@@ -52,10 +64,17 @@ proptest! {
 }
 
 /// Seeds that once failed, kept as regression tests, each with what it caught.
-const REGRESSION_SEEDS: &[(u64, &str)] = &[(
-    6146667052141354920,
-    "the evaluator read a cache_write stage before computing it",
-)];
+const REGRESSION_SEEDS: &[(u64, &str)] = &[
+    (
+        6146667052141354920,
+        "the evaluator read a cache_write stage before computing it",
+    ),
+    (
+        1566830089169372475,
+        "a dense whose ReLU left one small output (1.75e-4 from terms of about 1): judged on the \
+         output's scale, the interpreter's f32 register tile was 7e-4 off",
+    ),
+];
 
 #[test]
 fn regression_seeds() {
