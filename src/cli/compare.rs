@@ -464,11 +464,15 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         rows.extend(workload_rows.into_iter().map(|row| (row, best)));
     }
 
+    let summaries: Vec<Summary> = rows
+        .iter()
+        .map(|(row, best)| summarise(row, *best))
+        .collect();
     if args.json {
         let json: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(row, best)| {
-                let summary = summarise(row, *best);
+            .zip(&summaries)
+            .map(|((row, _), summary)| {
                 serde_json::json!({
                     "workload": row.workload.to_string(),
                     "tuner": row.tuner,
@@ -507,10 +511,6 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         "vs random",
         format!("median best@{after}")
     );
-    let summaries: Vec<Summary> = rows
-        .iter()
-        .map(|(row, best)| summarise(row, *best))
-        .collect();
     for ((row, best), summary) in rows.iter().zip(&summaries) {
         let random = rows
             .iter()

@@ -7,7 +7,8 @@ use super::input;
 use anyhow::Context;
 use clap::Args;
 use looptune::log::{
-    best_per_task, export_db, merge, read_log, read_log_to_resume, LogContents, LogWriter, Record,
+    best_per_task, export_db, merge, read_log, read_log_to_resume, LogContents, LogError,
+    LogWriter, Record,
 };
 use std::path::{Path, PathBuf};
 
@@ -71,24 +72,23 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<()> {
 }
 
 /// Reads a log, printing its warnings.
-pub fn read_with_warnings(path: &PathBuf) -> anyhow::Result<LogContents> {
-    let contents =
-        read_log(path).with_context(|| format!("reading the tuning log {}", path.display()))?;
-    for warning in &contents.warnings {
-        eprintln!("warning: {warning}");
-    }
-    Ok(contents)
+pub fn read_with_warnings(path: &Path) -> anyhow::Result<LogContents> {
+    print_warnings(read_log(path), path)
 }
 
 /// The records of the log a tuning command appends to and resumes from (none while it does not
 /// exist yet), its warnings printed on stderr.
 pub fn records_to_resume(path: &Path) -> anyhow::Result<Vec<Record>> {
-    let contents = read_log_to_resume(path)
-        .with_context(|| format!("reading the tuning log {}", path.display()))?;
+    Ok(print_warnings(read_log_to_resume(path), path)?.records)
+}
+
+/// A log read from `path`, with its warnings printed on stderr and a read error naming the path.
+fn print_warnings(read: Result<LogContents, LogError>, path: &Path) -> anyhow::Result<LogContents> {
+    let contents = read.with_context(|| format!("reading the tuning log {}", path.display()))?;
     for warning in &contents.warnings {
         eprintln!("warning: {warning}");
     }
-    Ok(contents.records)
+    Ok(contents)
 }
 
 /// `looptune best`: the best valid record per workload and target.

@@ -138,7 +138,7 @@ pub fn run() -> anyhow::Result<()> {
     );
     println!("sgemm: the matrixmultiply crate, single thread, same timing protocol, this run");
     let report_path = log.with_file_name(DEFAULT_REPORT);
-    let contents = read_with_warnings(&log.to_path_buf())?;
+    let contents = read_with_warnings(log)?;
     report::write(
         &contents.records,
         log,

@@ -308,8 +308,9 @@ impl Evaluator<'_> {
 }
 
 /// The first element where `actual` and `expected` differ by more than `tolerance` relative to
-/// the larger of the element's magnitude and the output's largest magnitude (so that results
-/// near zero after cancellation are judged on the scale of the computation).
+/// the larger of the element's absolute value and the output's largest one (so that results
+/// near zero after cancellation are judged on the scale of the computation), or, with
+/// [`compare_with_magnitudes`], of the element's magnitude.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mismatch {
     /// The flat index of the element.
