@@ -92,6 +92,14 @@ pub enum SpaceError {
         /// The config, as knob values.
         config: String,
     },
+    /// A vector shape no template can size a space for (lanes not a power of two, say).
+    #[error("vector shape {shape}: {message}")]
+    BadVectorShape {
+        /// The shape, as `VectorShape` prints it.
+        shape: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// Why a template could not produce a schedule.

@@ -19,6 +19,7 @@ pub mod space;
 pub mod task;
 pub mod templates;
 pub mod value;
+pub mod vector_shape;
 
 pub use custom::{CustomTask, CustomTaskError, CUSTOM_KEY_PREFIX};
 pub use error::{SpaceError, TemplateError};
@@ -26,3 +27,4 @@ pub use knob::{Annotation, Factors, Knob, KnobKind};
 pub use space::{Config, ConfigSpace, Constraint, Sampler};
 pub use task::Task;
 pub use value::{ConfigValues, KnobValue};
+pub use vector_shape::VectorShape;

@@ -16,15 +16,34 @@ use crate::error::{SpaceError, TemplateError};
 use crate::knob::{Annotation, Factors, Knob};
 use crate::space::{Config, ConfigSpace};
 use crate::value::KnobValue;
+use crate::vector_shape::VectorShape;
 use looptune_ir::ops::Layout;
 use looptune_ir::{AxisId, Schedule, Workload};
 
-/// Channels per tile the space offers.
-pub const TILE_CHANNELS: [i64; 5] = [1, 2, 4, 8, 16];
-/// Output rows per tile the space offers.
-pub const TILE_ROWS: [i64; 3] = [1, 2, 4];
-/// Output columns per tile the space offers.
-pub const TILE_COLUMNS: [i64; 5] = [1, 2, 4, 8, 16];
+/// Channels per tile the space offers, and columns alike: powers of two up to four vectors or
+/// 16, whichever is more (1-16 at 4 lanes, 1-32 at 8, 1-64 at 16). Either axis may be the
+/// vectorized one (one, two or four whole vectors) or an unrolled one.
+pub fn tile_channels(shape: &VectorShape) -> Vec<i64> {
+    powers_of_two_up_to((4 * shape.lanes).max(16))
+}
+
+/// Output columns per tile the space offers: the same sizes as [`tile_channels`].
+pub fn tile_columns(shape: &VectorShape) -> Vec<i64> {
+    tile_channels(shape)
+}
+
+/// Output rows per tile the space offers (rows are always unrolled): powers of two up to a
+/// quarter of the registers (1, 2, 4 at 16 registers; 1-8 at 32).
+pub fn tile_rows(shape: &VectorShape) -> Vec<i64> {
+    powers_of_two_up_to((shape.registers / 4).max(1))
+}
+
+fn powers_of_two_up_to(most: i64) -> Vec<i64> {
+    (0..62)
+        .map(|bit| 1i64 << bit)
+        .take_while(|&size| size <= most)
+        .collect()
+}
 /// `vector_axis` value: the channel block is vectorized.
 pub const VECTOR_CHANNELS: i64 = 0;
 /// `vector_axis` value: the column block is vectorized.
@@ -62,19 +81,27 @@ fn tile(config: &Config) -> Option<(i64, i64, i64, i64)> {
 }
 
 /// Vector registers a tile needs: accumulators plus the operands of one reduction step.
-fn registers(channels: i64, rows: i64, columns: i64, vector_axis: i64) -> i64 {
+fn registers(shape: &VectorShape, channels: i64, rows: i64, columns: i64, vector_axis: i64) -> i64 {
+    let lanes = shape.lanes;
     match vector_axis {
-        VECTOR_CHANNELS => channels / 4 * rows * columns + channels / 4 + 1,
-        VECTOR_COLUMNS => columns / 4 * rows * channels + columns / 4 * rows + 1,
+        VECTOR_CHANNELS => channels / lanes * rows * columns + channels / lanes + 1,
+        VECTOR_COLUMNS => columns / lanes * rows * channels + columns / lanes * rows + 1,
         _ => channels * rows * columns + 2,
     }
 }
 
 /// Accumulator vectors of a vectorized tile (none for a scalar tile).
-fn accumulator_vectors(channels: i64, rows: i64, columns: i64, vector_axis: i64) -> i64 {
+fn accumulator_vectors(
+    shape: &VectorShape,
+    channels: i64,
+    rows: i64,
+    columns: i64,
+    vector_axis: i64,
+) -> i64 {
+    let lanes = shape.lanes;
     match vector_axis {
-        VECTOR_CHANNELS => channels / 4 * rows * columns,
-        VECTOR_COLUMNS => columns / 4 * rows * channels,
+        VECTOR_CHANNELS => channels / lanes * rows * columns,
+        VECTOR_COLUMNS => columns / lanes * rows * channels,
         _ => 0,
     }
 }
@@ -82,17 +109,22 @@ fn accumulator_vectors(channels: i64, rows: i64, columns: i64, vector_axis: i64)
 /// The most accumulator vectors a vectorized tile of `conv` can have within the registers:
 /// small shapes cannot reach [`super::gemm::LATENCY_HIDING_ACCUMULATORS`], and still need a
 /// point.
-fn most_accumulators(conv: &DirectConv, vector_options: &[i64]) -> i64 {
-    let channels = super::gemm::listed(&TILE_CHANNELS, conv.channels);
-    let rows = super::gemm::listed(&TILE_ROWS, conv.out_h);
-    let columns = super::gemm::listed(&TILE_COLUMNS, conv.out_w);
+fn most_accumulators(conv: &DirectConv, shape: &VectorShape, vector_options: &[i64]) -> i64 {
+    let channels = super::gemm::listed(&tile_channels(shape), conv.channels);
+    let rows = super::gemm::listed(&tile_rows(shape), conv.out_h);
+    let columns = super::gemm::listed(&tile_columns(shape), conv.out_w);
     let mut most = 0;
     for &vector_axis in vector_options {
         for &c in &channels {
             for &r in &rows {
                 for &w in &columns {
-                    if registers(c, r, w, vector_axis) <= super::gemm::VECTOR_REGISTERS {
-                        most = most.max(accumulator_vectors(c, r, w, vector_axis));
+                    // A vectorized axis of partial vectors is excluded, as in the space.
+                    let whole = match vector_axis {
+                        VECTOR_CHANNELS => shape.is_whole_vectors(c),
+                        _ => shape.is_whole_vectors(w),
+                    };
+                    if whole && registers(shape, c, r, w, vector_axis) <= shape.registers {
+                        most = most.max(accumulator_vectors(shape, c, r, w, vector_axis));
                     }
                 }
             }
@@ -101,31 +133,32 @@ fn most_accumulators(conv: &DirectConv, vector_options: &[i64]) -> i64 {
     most
 }
 
-pub(crate) fn space(conv: &DirectConv) -> Result<ConfigSpace, SpaceError> {
+pub(crate) fn space(conv: &DirectConv, shape: &VectorShape) -> Result<ConfigSpace, SpaceError> {
+    let shape = *shape;
     let mut space = ConfigSpace::new();
     space.add(Knob::split(
         "tile_c",
         conv.channels,
-        &[Factors::List(TILE_CHANNELS.to_vec())],
+        &[Factors::List(tile_channels(&shape))],
     )?)?;
     space.add(Knob::split(
         "tile_oh",
         conv.out_h,
-        &[Factors::List(TILE_ROWS.to_vec())],
+        &[Factors::List(tile_rows(&shape))],
     )?)?;
     space.add(Knob::split(
         "tile_ow",
         conv.out_w,
-        &[Factors::List(TILE_COLUMNS.to_vec())],
+        &[Factors::List(tile_columns(&shape))],
     )?)?;
     let vectorized: &[i64] = if conv.input_channels {
         &[VECTOR_CHANNELS, VECTOR_COLUMNS]
     } else {
         &[VECTOR_COLUMNS]
     };
-    // A scalar tile does a quarter of a vector tile's work per instruction: it is offered
+    // A scalar tile does a fraction of a vector tile's work per instruction: it is offered
     // only to shapes too small for any whole-vector tile.
-    let most = most_accumulators(conv, vectorized);
+    let most = most_accumulators(conv, &shape, vectorized);
     let vector_options = if most > 0 {
         vectorized.to_vec()
     } else {
@@ -155,17 +188,19 @@ pub(crate) fn space(conv: &DirectConv) -> Result<ConfigSpace, SpaceError> {
     space.add(Knob::choice("pad_root", pad_options)?)?;
     space.add(Knob::choice("parallel", &[0, 1])?)?;
     // Partial vectors would run lane by lane (and any tail guard inside a vectorized loop
-    // scalarises it), so a vectorized tile axis is whole f32x4 vectors.
-    space.constrain("vectorized extent is a multiple of 4", |config| {
+    // scalarises it), so a vectorized tile axis is whole vectors of the shape's lanes.
+    let whole = format!("vectorized extent is a multiple of {}", shape.lanes);
+    space.constrain(&whole, move |config| {
         tile(config).is_some_and(|(channels, _, columns, vector_axis)| match vector_axis {
-            VECTOR_CHANNELS => channels % 4 == 0,
-            VECTOR_COLUMNS => columns % 4 == 0,
+            VECTOR_CHANNELS => shape.is_whole_vectors(channels),
+            VECTOR_COLUMNS => shape.is_whole_vectors(columns),
             _ => true,
         })
     });
-    space.constrain("register tile fits in 16 vector registers", |config| {
+    let fits = format!("register tile fits in {} vector registers", shape.registers);
+    space.constrain(&fits, move |config| {
         tile(config).is_some_and(|(channels, rows, columns, vector_axis)| {
-            registers(channels, rows, columns, vector_axis) <= super::gemm::VECTOR_REGISTERS
+            registers(&shape, channels, rows, columns, vector_axis) <= shape.registers
         })
     });
     // As in the GEMM template: a vectorized tile with fewer independent accumulators than FMAs
@@ -174,7 +209,7 @@ pub(crate) fn space(conv: &DirectConv) -> Result<ConfigSpace, SpaceError> {
     space.constrain("enough accumulators to hide FMA latency", move |config| {
         tile(config).is_some_and(|(channels, rows, columns, vector_axis)| {
             vector_axis == VECTOR_NONE
-                || accumulator_vectors(channels, rows, columns, vector_axis) >= required
+                || accumulator_vectors(&shape, channels, rows, columns, vector_axis) >= required
         })
     });
     Ok(space)
@@ -267,29 +302,33 @@ pub(crate) fn template(conv: &DirectConv, config: &Config) -> Result<Schedule, T
     Ok(s)
 }
 
-/// An 8-channel vectorized tile by 4 columns for conv2d (8 accumulators), 4 channels by 8
-/// vectorized columns for depthwise (8 accumulators as well); padding folded into the loads, the
-/// kernel's columns unrolled, the outer channel loop parallel. Narrow shapes fall back to what
-/// their extents allow.
+/// For conv2d, two vectors of channels by a quarter of the registers in columns (8 x 4 at
+/// f32x4 and 16 registers: 8 accumulators); for depthwise, a quarter of the registers in
+/// channels by two vectors of columns (4 x 8 at f32x4: 8 accumulators as well); padding folded
+/// into the loads, the kernel's columns unrolled, the outer channel loop parallel. Narrow
+/// shapes fall back to what their extents allow.
 pub(crate) fn fallback_config(
     conv: &DirectConv,
+    shape: &VectorShape,
     space: &ConfigSpace,
 ) -> Result<Config, SpaceError> {
-    let vector_axis = if conv.input_channels && conv.channels >= 4 {
+    let lanes = shape.lanes;
+    let vector_axis = if conv.input_channels && conv.channels >= lanes {
         VECTOR_CHANNELS
-    } else if conv.out_w >= 4 {
+    } else if conv.out_w >= lanes {
         VECTOR_COLUMNS
     } else {
         VECTOR_NONE
     };
+    let quarter = (shape.registers / 4).max(1);
     let (want_channels, want_columns) = match vector_axis {
-        VECTOR_CHANNELS => (8, 4),
-        // Eight accumulator vectors: two of columns for each of four channels.
-        VECTOR_COLUMNS => (4, 8),
+        VECTOR_CHANNELS => (2 * lanes, quarter),
+        // Half the registers as accumulators: two vectors of columns for each channel.
+        VECTOR_COLUMNS => (quarter, 2 * lanes),
         _ => (1, 1),
     };
     let whole_vectors = |size: i64, vectorized: bool| {
-        if vectorized && size % 4 != 0 {
+        if vectorized && !shape.is_whole_vectors(size) {
             1_000
         } else {
             0

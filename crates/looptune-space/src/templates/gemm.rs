@@ -13,20 +13,48 @@ use crate::error::{SpaceError, TemplateError};
 use crate::knob::{Factors, Knob};
 use crate::space::{Config, ConfigSpace};
 use crate::value::KnobValue;
+use crate::vector_shape::VectorShape;
 use looptune_ir::ops::Layout;
 use looptune_ir::{Schedule, Workload};
+use std::collections::BTreeSet;
 
-/// Rows of the register tile the space offers (each row is unrolled).
-pub const TILE_ROWS: [i64; 7] = [1, 2, 3, 4, 5, 6, 8];
-/// Columns of the register tile the space offers: whole f32x4 vectors.
-pub const TILE_COLUMNS: [i64; 4] = [4, 8, 12, 16];
 /// Unroll factors of the reduction the space offers.
 pub const REDUCTION_UNROLL: [i64; 4] = [1, 2, 4, 8];
-/// Vector registers of the target (x86-64 SSE/AVX without AVX-512: 16 XMM registers).
-pub const VECTOR_REGISTERS: i64 = 16;
+
+/// Rows of the register tile the space offers (each row is unrolled): 1 to 6, even counts up
+/// to half the registers, and the most rows each tile width of [`tile_columns`] leaves room
+/// for (capped the same way): 1-6 and 8 at 16 registers; 1-6, 8, 9, 10, 12, 14 and 16 at 32,
+/// so the classic full-width tiles (6 x 2 vectors, 4 x 3 at 16 registers; 14 x 2, 9 x 3,
+/// 6 x 4 at 32) are all offered.
+pub fn tile_rows(shape: &VectorShape) -> Vec<i64> {
+    let half = shape.registers / 2;
+    let most_rows = (1..=COLUMN_VECTORS).map(|vectors| (shape.registers - vectors - 1) / vectors);
+    let rows: BTreeSet<i64> = (1..=6)
+        .chain((8..=half).step_by(2))
+        .chain(most_rows.map(|rows| rows.min(half)))
+        .filter(|&rows| rows >= 1)
+        .collect();
+    rows.into_iter().collect()
+}
+
+/// Widths of the register tile the space offers, in vectors.
+const COLUMN_VECTORS: i64 = 4;
+
+/// Columns of the register tile the space offers: one to four whole vectors (4, 8, 12, 16
+/// at 4 lanes; 8 to 32 at 8; 16 to 64 at 16).
+pub fn tile_columns(shape: &VectorShape) -> Vec<i64> {
+    (1..=COLUMN_VECTORS)
+        .map(|vectors| vectors * shape.lanes)
+        .collect()
+}
+
 /// The most vector FMAs one unrolled iteration of the reduction loop may hold, so that code
-/// size (and compile time) stays bounded.
-pub const MAX_UNROLLED_FMAS: i64 = 64;
+/// size (and compile time) stays bounded: four per register (64 at 16 registers, 128 at 32),
+/// which keeps the largest tiles of each shape with a k unroll of 4 (12 x 4 = 48 accumulator
+/// FMAs at 16 registers, 28 x 4 = 112 at 32).
+pub fn max_unrolled_fmas(shape: &VectorShape) -> i64 {
+    4 * shape.registers
+}
 
 /// Where the GEMM's stages are and which shape they have.
 #[derive(Clone, Copy, Debug)]
@@ -45,14 +73,9 @@ pub(crate) struct Gemm {
     pub packed: Option<&'static str>,
 }
 
-/// f32x4 registers needed for `columns` columns.
-fn vectors(columns: i64) -> i64 {
-    (columns + 3) / 4
-}
-
 /// Vector registers a tile needs: its accumulators, one row of `B` and a broadcast of `A`.
-fn registers(rows: i64, columns: i64) -> i64 {
-    vectors(columns) * rows + vectors(columns) + 1
+fn registers(shape: &VectorShape, rows: i64, columns: i64) -> i64 {
+    shape.vectors(columns) * rows + shape.vectors(columns) + 1
 }
 
 /// Independent accumulators that keep the FMA units busy: two FMA pipes, each with a latency
@@ -75,15 +98,15 @@ pub(crate) fn listed(sizes: &[i64], extent: i64) -> Vec<i64> {
 
 /// The most accumulator vectors a register tile of this GEMM can have within the registers:
 /// small shapes cannot reach [`LATENCY_HIDING_ACCUMULATORS`], and still need a point.
-fn most_accumulators(m: i64, n: i64) -> i64 {
+fn most_accumulators(shape: &VectorShape, m: i64, n: i64) -> i64 {
     // The tile's rows are the innermost part of `tile_i` (the powers of two are the cache
     // block outside it), its columns the inner part of `tile_j`.
-    let rows = listed(&TILE_ROWS, m);
-    let columns = listed(&TILE_COLUMNS, n);
+    let rows = listed(&tile_rows(shape), m);
+    let columns = listed(&tile_columns(shape), n);
     rows.iter()
         .flat_map(|&rows| columns.iter().map(move |&columns| (rows, columns)))
-        .filter(|&(rows, columns)| registers(rows, columns) <= VECTOR_REGISTERS)
-        .map(|(rows, columns)| rows * vectors(columns))
+        .filter(|&(rows, columns)| registers(shape, rows, columns) <= shape.registers)
+        .map(|(rows, columns)| rows * shape.vectors(columns))
         .max()
         .unwrap_or(1)
 }
@@ -96,17 +119,18 @@ fn tile_shape(config: &Config) -> Option<(i64, i64, i64)> {
     Some((rows, columns, unroll))
 }
 
-pub(crate) fn space(gemm: &Gemm) -> Result<ConfigSpace, SpaceError> {
+pub(crate) fn space(gemm: &Gemm, shape: &VectorShape) -> Result<ConfigSpace, SpaceError> {
+    let shape = *shape;
     let mut space = ConfigSpace::new();
     space.add(Knob::split(
         "tile_i",
         gemm.m,
-        &[Factors::PowersOfTwo, Factors::List(TILE_ROWS.to_vec())],
+        &[Factors::PowersOfTwo, Factors::List(tile_rows(&shape))],
     )?)?;
     space.add(Knob::split(
         "tile_j",
         gemm.n,
-        &[Factors::List(TILE_COLUMNS.to_vec())],
+        &[Factors::List(tile_columns(&shape))],
     )?)?;
     space.add(Knob::split(
         "tile_k",
@@ -124,25 +148,33 @@ pub(crate) fn space(gemm: &Gemm) -> Result<ConfigSpace, SpaceError> {
     space.add(Knob::choice("parallel", &[0, 1])?)?;
     // Accumulators, one row of B and a broadcast of A must all live in vector registers, or the
     // tile spills inside the reduction loop and the point is slow for a reason no knob explains.
-    space.constrain("register tile fits in 16 vector registers", |config| {
+    let fits = format!("register tile fits in {} vector registers", shape.registers);
+    space.constrain(&fits, move |config| {
         tile_shape(config)
-            .is_some_and(|(rows, columns, _)| registers(rows, columns) <= VECTOR_REGISTERS)
+            .is_some_and(|(rows, columns, _)| registers(&shape, rows, columns) <= shape.registers)
     });
     // Fewer independent accumulators than FMAs in flight leave the FMA pipes idle for a
     // reason no other knob changes: such tiles are slow at every size and only dilute search.
-    let required = LATENCY_HIDING_ACCUMULATORS.min(most_accumulators(gemm.m, gemm.n));
+    let required = LATENCY_HIDING_ACCUMULATORS.min(most_accumulators(&shape, gemm.m, gemm.n));
     space.constrain("enough accumulators to hide FMA latency", move |config| {
-        tile_shape(config).is_some_and(|(rows, columns, _)| rows * vectors(columns) >= required)
+        tile_shape(config)
+            .is_some_and(|(rows, columns, _)| rows * shape.vectors(columns) >= required)
     });
-    space.constrain("unrolled reduction body at most 64 vector FMAs", |config| {
+    let most_fmas = max_unrolled_fmas(&shape);
+    let bounded = format!("unrolled reduction body at most {most_fmas} vector FMAs");
+    space.constrain(&bounded, move |config| {
         tile_shape(config).is_some_and(|(rows, columns, unroll)| {
-            rows * vectors(columns) * unroll <= MAX_UNROLLED_FMAS
+            rows * shape.vectors(columns) * unroll <= most_fmas
         })
     });
     Ok(space)
 }
 
-pub(crate) fn template(gemm: &Gemm, config: &Config) -> Result<Schedule, TemplateError> {
+pub(crate) fn template(
+    gemm: &Gemm,
+    shape: &VectorShape,
+    config: &Config,
+) -> Result<Schedule, TemplateError> {
     let tile_i = config.split("tile_i")?;
     let (rows_outer, rows_middle, tile_rows) = (tile_i[0], tile_i[1], tile_i[2]);
     let tile_columns = config.split("tile_j")?[1];
@@ -151,7 +183,7 @@ pub(crate) fn template(gemm: &Gemm, config: &Config) -> Result<Schedule, Templat
     let pack = gemm.packed.is_some() && config.choice("pack_b")? == 1;
     let parallel = config.choice("parallel")? == 1;
     // Columns that fill whole vectors are vectorized; a narrower matrix is unrolled instead.
-    let vector_columns = tile_columns % 4 == 0;
+    let vector_columns = shape.is_whole_vectors(tile_columns);
 
     let layout = Layout {
         pack_columns: pack.then_some(tile_columns),
@@ -251,15 +283,22 @@ fn columns_kind(
     Ok(())
 }
 
-/// A 4 x 8 tile (the recipe's default: 8 accumulators, 2 vectors of B, a broadcast of A), B
+/// A tile two vectors wide with a quarter of the registers as rows, so that half the
+/// registers are accumulators (4 x 8 at f32x4 and 16 registers, the recipe's default: 8
+/// accumulators, 2 vectors of B, a broadcast of A; 4 x 16 with AVX2; 8 x 32 with AVX-512), B
 /// packed, a cache block of 64 rows when there are more, no k unroll, parallel rows when the
 /// output is large enough to share.
-pub(crate) fn fallback_config(gemm: &Gemm, space: &ConfigSpace) -> Result<Config, SpaceError> {
+pub(crate) fn fallback_config(
+    gemm: &Gemm,
+    shape: &VectorShape,
+    space: &ConfigSpace,
+) -> Result<Config, SpaceError> {
+    let (want_rows, want_columns) = (shape.registers / 4, 2 * shape.lanes);
     let block_rows = if gemm.m > 64 { 64 } else { 0 };
     let parallel = i64::from(gemm.m * gemm.n >= 64 * 64);
     pick_fallback(space, |name, value| match (name, value) {
         ("tile_i", KnobValue::Split(parts)) => {
-            let rows_score = (parts[2] - 4).abs() * 10_000;
+            let rows_score = (parts[2] - want_rows).abs() * 10_000;
             let block_score = if block_rows == 0 {
                 parts[1] - 1
             } else {
@@ -267,7 +306,7 @@ pub(crate) fn fallback_config(gemm: &Gemm, space: &ConfigSpace) -> Result<Config
             };
             rows_score + block_score
         }
-        ("tile_j", KnobValue::Split(parts)) => (parts[1] - 8).abs(),
+        ("tile_j", KnobValue::Split(parts)) => (parts[1] - want_columns).abs(),
         ("tile_k", KnobValue::Split(parts)) => parts[1] - 1,
         ("order", KnobValue::Reorder(order)) => order[0] as i64,
         ("pack_b", KnobValue::Choice(value)) => 1 - value,

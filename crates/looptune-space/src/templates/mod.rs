@@ -1,11 +1,15 @@
 //! One template per operator: its space, the schedule of a point, and a fallback point.
 //!
-//! Each operator module has the same three functions: `space(params)` builds the
-//! [`ConfigSpace`], `template(params, &config)` applies a point as schedule primitives, and
-//! `fallback_config(params)` picks a point by a simple heuristic (a register tile of a sensible
-//! size) for when no tuning log knows the workload. The GEMM-like operators share
+//! Each operator module has the same three functions: `space(params, &shape)` builds the
+//! [`ConfigSpace`], `template(params, &shape, &config)` applies a point as schedule primitives,
+//! and `fallback_config(params, &shape)` picks a point by a simple heuristic (a register tile of
+//! a sensible size) for when no tuning log knows the workload. The GEMM-like operators share
 //! [`gemm`]'s register-tiled template; the convolutions share [`conv`]'s direct template. The
 //! functions here dispatch on a [`Workload`].
+//!
+//! Every function takes the [`VectorShape`] the space is sized for: register tiles are whole
+//! vectors of its lanes and fit in its registers. A config belongs to the space of one shape;
+//! give `template` and `fallback_config` the shape its space was built with.
 
 pub mod conv;
 pub mod gemm;
@@ -13,6 +17,7 @@ pub mod gemm;
 use crate::error::{SpaceError, TemplateError};
 use crate::space::{Config, ConfigSpace};
 use crate::value::KnobValue;
+use crate::vector_shape::VectorShape;
 use conv::DirectConv;
 use gemm::Gemm;
 use looptune_ir::ops::{
@@ -20,27 +25,38 @@ use looptune_ir::ops::{
 };
 use looptune_ir::{Schedule, Workload};
 
-/// The space of a workload's template.
-pub fn space(workload: &Workload) -> Result<ConfigSpace, SpaceError> {
+/// The space of a workload's template, sized for `vector_shape` (an error if the shape is one
+/// no template can size a space for).
+pub fn space(workload: &Workload, vector_shape: &VectorShape) -> Result<ConfigSpace, SpaceError> {
+    vector_shape.check()?;
     match shape(workload) {
-        Shape::Gemm(gemm) => gemm::space(&gemm),
-        Shape::Conv(conv) => conv::space(&conv),
+        Shape::Gemm(gemm) => gemm::space(&gemm, vector_shape),
+        Shape::Conv(conv) => conv::space(&conv, vector_shape),
     }
 }
 
-/// The schedule of `config`, a point of [`space`]`(workload)`.
-pub fn template(workload: &Workload, config: &Config) -> Result<Schedule, TemplateError> {
+/// The schedule of `config`, a point of [`space`]`(workload, vector_shape)`.
+pub fn template(
+    workload: &Workload,
+    vector_shape: &VectorShape,
+    config: &Config,
+) -> Result<Schedule, TemplateError> {
     match shape(workload) {
-        Shape::Gemm(gemm) => gemm::template(&gemm, config),
+        Shape::Gemm(gemm) => gemm::template(&gemm, vector_shape, config),
         Shape::Conv(conv) => conv::template(&conv, config),
     }
 }
 
-/// The heuristic point of `space` used when nothing has been tuned.
-pub fn fallback_config(workload: &Workload, space: &ConfigSpace) -> Result<Config, SpaceError> {
+/// The heuristic point of `space`, built by [`space`]`(workload, vector_shape)`, used when
+/// nothing has been tuned.
+pub fn fallback_config(
+    workload: &Workload,
+    vector_shape: &VectorShape,
+    space: &ConfigSpace,
+) -> Result<Config, SpaceError> {
     match shape(workload) {
-        Shape::Gemm(gemm) => gemm::fallback_config(&gemm, space),
-        Shape::Conv(conv) => conv::fallback_config(&conv, space),
+        Shape::Gemm(gemm) => gemm::fallback_config(&gemm, vector_shape, space),
+        Shape::Conv(conv) => conv::fallback_config(&conv, vector_shape, space),
     }
 }
 
@@ -170,20 +186,28 @@ macro_rules! operator_module {
             //! The operator's template, its space and its fallback point (see the parent module).
             use super::*;
 
-            /// The space of the template for these parameters.
-            pub fn space(params: $params) -> Result<ConfigSpace, SpaceError> {
-                super::space(&Workload::$variant(params))
+            /// The space of the template for these parameters, sized for `shape`.
+            pub fn space(params: $params, shape: &VectorShape) -> Result<ConfigSpace, SpaceError> {
+                super::space(&Workload::$variant(params), shape)
             }
 
-            /// The schedule of `config`, a point of [`space`]`(params)`.
-            pub fn template(params: $params, config: &Config) -> Result<Schedule, TemplateError> {
-                super::template(&Workload::$variant(params), config)
+            /// The schedule of `config`, a point of [`space`]`(params, shape)`.
+            pub fn template(
+                params: $params,
+                shape: &VectorShape,
+                config: &Config,
+            ) -> Result<Schedule, TemplateError> {
+                super::template(&Workload::$variant(params), shape, config)
             }
 
-            /// The heuristic point used when nothing has been tuned.
-            pub fn fallback_config(params: $params) -> Result<Config, SpaceError> {
-                let space = space(params)?;
-                super::fallback_config(&Workload::$variant(params), &space)
+            /// The heuristic point of [`space`]`(params, shape)`, used when nothing has been
+            /// tuned.
+            pub fn fallback_config(
+                params: $params,
+                shape: &VectorShape,
+            ) -> Result<Config, SpaceError> {
+                let space = space(params, shape)?;
+                super::fallback_config(&Workload::$variant(params), shape, &space)
             }
         }
     };
