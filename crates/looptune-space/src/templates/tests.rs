@@ -6,6 +6,8 @@
 
 use super::*;
 use crate::task::Task;
+use crate::value::ConfigValues;
+use crate::vector_shape::VectorShape;
 use looptune_ir::eval::{compare, evaluate};
 use looptune_ir::random::SplitMix64;
 use looptune_ir::recipes::{register_tiled_matmul, MatmulTiling};
@@ -13,6 +15,10 @@ use looptune_ir::{interp, lower, LoopKind, LoopNest, Stmt};
 
 fn task(workload: &str) -> Task {
     Task::new(workload.parse().expect("workload parses")).expect("task builds")
+}
+
+fn task_for(workload: &str, shape: VectorShape) -> Task {
+    Task::for_shape(workload.parse().expect("workload parses"), shape).expect("task builds")
 }
 
 /// Random inputs for the task's program and the direct evaluator's outputs.
@@ -46,7 +52,12 @@ fn check_point(task: &Task, config: &Config, inputs: &[Vec<f32>], expected: &[f3
 
 /// Enumerates the whole space and checks every valid point; returns how many there were.
 fn check_every_point(workload: &str, max_points: u128) -> usize {
-    let task = task(workload);
+    check_every_point_for(workload, VectorShape::CRANELIFT, max_points)
+}
+
+/// [`check_every_point`] for the space sized for `shape`.
+fn check_every_point_for(workload: &str, shape: VectorShape, max_points: u128) -> usize {
+    let task = task_for(workload, shape);
     assert!(
         task.space().size() <= max_points,
         "{workload}: {} points",
@@ -443,4 +454,332 @@ fn cranelift_spaces_of_the_reference_workloads_are_unchanged() {
           2688 points, 552 valid, nests 9fa2f59a7f8ce5e2
           fallback tile_i=split[2, 16, 4], tile_j=split[16, 8], tile_k=split[64, 1], order=reorder[0, 1], parallel=1
     "#]].assert_eq(&table);
+}
+
+/// Small shapes for the wide vector shapes: primes, a single row, a single column, channels
+/// that are not a whole number of vectors, extents narrower than one vector (scalar tiles).
+const ODD_SHAPES: [&str; 11] = [
+    "matmul:m=21,n=30,k=7",
+    "matmul:m=13,n=37,k=5",
+    "matmul:m=17,n=70,k=3",
+    "matmul:m=1,n=67,k=3",
+    "matmul:m=11,n=1,k=3,transpose_b=true",
+    "dense:m=6,n=19,k=4,bias=true,relu=true",
+    "batch_matmul:b=2,m=5,n=17,k=3",
+    "conv2d:n=1,ic=2,h=5,w=19,oc=24,kh=3,kw=3,pad=1",
+    "conv2d:n=2,ic=3,h=7,w=7,oc=5,kh=3,kw=3,stride=2,pad=1",
+    "depthwise_conv2d:n=1,c=5,h=6,w=35,kh=3,kw=3,stride=1,pad=1",
+    "depthwise_conv2d:n=1,c=3,h=9,w=9,kh=3,kw=3,stride=1,pad=1",
+];
+
+#[test]
+fn every_point_of_small_spaces_is_correct_at_8_lanes() {
+    let counts: Vec<usize> = ODD_SHAPES
+        .iter()
+        .map(|workload| check_every_point_for(workload, VectorShape::AVX2, 20_000))
+        .collect();
+    assert!(counts.iter().all(|&count| count > 0), "{counts:?}");
+    assert!(counts.iter().sum::<usize>() > 3_000, "{counts:?}");
+}
+
+#[test]
+fn every_point_of_small_spaces_is_correct_at_16_lanes() {
+    let counts: Vec<usize> = ODD_SHAPES
+        .iter()
+        .map(|workload| check_every_point_for(workload, VectorShape::AVX512, 20_000))
+        .collect();
+    assert!(counts.iter().all(|&count| count > 0), "{counts:?}");
+    assert!(counts.iter().sum::<usize>() > 3_000, "{counts:?}");
+}
+
+#[test]
+fn sampled_points_of_reference_sized_spaces_build_schedules_at_every_width() {
+    for shape in [VectorShape::AVX2, VectorShape::AVX512] {
+        for workload in [
+            "matmul:m=1024,n=1024,k=1024",
+            "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1",
+            "depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1",
+            "dense:m=128,n=768,k=3072,bias=true,relu=true",
+            "batch_matmul:b=12,m=128,n=128,k=64",
+        ] {
+            let task = task_for(workload, shape);
+            for config in task.space().sample(5).take(40) {
+                task.lower(&config)
+                    .unwrap_or_else(|err| panic!("{workload} {shape}: {config}: {err}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn tile_sizes_offered_per_vector_shape() {
+    let mut table = String::new();
+    for shape in [
+        VectorShape::CRANELIFT,
+        VectorShape::AVX2,
+        VectorShape::AVX512,
+    ] {
+        table.push_str(&format!(
+            "{shape}\n  gemm rows {:?} columns {:?} unrolled FMAs <= {}\n  \
+             conv channels {:?} rows {:?} columns {:?}\n",
+            gemm::tile_rows(&shape),
+            gemm::tile_columns(&shape),
+            gemm::max_unrolled_fmas(&shape),
+            conv::tile_channels(&shape),
+            conv::tile_rows(&shape),
+            conv::tile_columns(&shape),
+        ));
+    }
+    expect_test::expect![[r#"
+        f32x4 x 16 registers, L1d 32 KiB, L2 1024 KiB
+          gemm rows [1, 2, 3, 4, 5, 6, 8] columns [4, 8, 12, 16] unrolled FMAs <= 64
+          conv channels [1, 2, 4, 8, 16] rows [1, 2, 4] columns [1, 2, 4, 8, 16]
+        f32x8 x 16 registers, L1d 32 KiB, L2 1024 KiB
+          gemm rows [1, 2, 3, 4, 5, 6, 8] columns [8, 16, 24, 32] unrolled FMAs <= 64
+          conv channels [1, 2, 4, 8, 16, 32] rows [1, 2, 4] columns [1, 2, 4, 8, 16, 32]
+        f32x16 x 32 registers, L1d 32 KiB, L2 1024 KiB
+          gemm rows [1, 2, 3, 4, 5, 6, 8, 9, 10, 12, 14, 16] columns [16, 32, 48, 64] unrolled FMAs <= 128
+          conv channels [1, 2, 4, 8, 16, 32, 64] rows [1, 2, 4, 8] columns [1, 2, 4, 8, 16, 32, 64]
+    "#]].assert_eq(&table);
+}
+
+/// The register tiles (rows x columns) the matmul space of `shape` offers at 1024^3, widest
+/// first, as the valid points have them.
+fn offered_gemm_tiles(shape: VectorShape) -> String {
+    let task = task_for("matmul:m=1024,n=1024,k=1024", shape);
+    let tiles: std::collections::BTreeSet<(i64, i64)> = task
+        .space()
+        .iter()
+        .map(|config| {
+            let rows = *config.split("tile_i").unwrap().last().unwrap();
+            let columns = config.split("tile_j").unwrap()[1];
+            (columns, rows)
+        })
+        .collect();
+    let mut by_width = String::new();
+    let mut widths: Vec<i64> = tiles.iter().map(|&(columns, _)| columns).collect();
+    widths.dedup();
+    for columns in widths.into_iter().rev() {
+        let rows: Vec<String> = tiles
+            .iter()
+            .filter(|&&(width, _)| width == columns)
+            .map(|(_, rows)| rows.to_string())
+            .collect();
+        by_width.push_str(&format!(" {columns}: rows {};", rows.join(",")));
+    }
+    by_width
+}
+
+#[test]
+fn register_tiles_of_the_matmul_space_per_vector_shape() {
+    let table = format!(
+        "f32x4:{}\nAVX2:{}\nAVX-512:{}\n",
+        offered_gemm_tiles(VectorShape::CRANELIFT),
+        offered_gemm_tiles(VectorShape::AVX2),
+        offered_gemm_tiles(VectorShape::AVX512)
+    );
+    expect_test::expect![[r#"
+        f32x4: 16: rows 2; 12: rows 3,4; 8: rows 4,5,6; 4: rows 8;
+        AVX2: 32: rows 2; 24: rows 3,4; 16: rows 4,5,6; 8: rows 8;
+        AVX-512: 64: rows 2,3,4,5,6; 48: rows 3,4,5,6,8,9; 32: rows 4,5,6,8,9,10,12,14; 16: rows 8,9,10,12,14,16;
+    "#]].assert_eq(&table);
+}
+
+#[test]
+fn sizes_of_the_reference_workloads_spaces_per_vector_shape() {
+    let mut table = String::new();
+    for shape in [
+        VectorShape::CRANELIFT,
+        VectorShape::AVX2,
+        VectorShape::AVX512,
+    ] {
+        table.push_str(&format!("{shape}\n"));
+        for workload in [
+            "matmul:m=512,n=512,k=512",
+            "matmul:m=1024,n=1024,k=1024",
+            "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1",
+            "depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1",
+        ] {
+            let task = task_for(workload, shape);
+            table.push_str(&format!(
+                "  {workload}: {} points, {} valid\n    fallback {}\n",
+                task.space().size(),
+                task.space().iter().count(),
+                task.fallback_config().unwrap()
+            ));
+        }
+    }
+    expect_test::expect![[r#"
+        f32x4 x 16 registers, L1d 32 KiB, L2 1024 KiB
+          matmul:m=512,n=512,k=512: 7168 points, 1488 valid
+            fallback tile_i=split[8, 16, 4], tile_j=split[64, 8], tile_k=split[512, 1], order=reorder[0, 1], pack_b=1, parallel=1
+          matmul:m=1024,n=1024,k=1024: 8064 points, 1680 valid
+            fallback tile_i=split[16, 16, 4], tile_j=split[128, 8], tile_k=split[1024, 1], order=reorder[0, 1], pack_b=1, parallel=1
+          conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1: 9600 points, 896 valid
+            fallback tile_c=split[8, 8], tile_oh=split[56, 1], tile_ow=split[14, 4], vector_axis=0, order=reorder[0, 1], reduce_order=reorder[0, 1, 2], unroll_kernel=annotate[none, unroll], pad_root=0, parallel=1
+          depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1: 2400 points, 192 valid
+            fallback tile_c=split[32, 4], tile_oh=split[56, 1], tile_ow=split[7, 8], vector_axis=1, order=reorder[0, 1], unroll_kernel=annotate[none, unroll], pad_root=0, parallel=1
+        f32x8 x 16 registers, L1d 32 KiB, L2 1024 KiB
+          matmul:m=512,n=512,k=512: 7168 points, 1488 valid
+            fallback tile_i=split[8, 16, 4], tile_j=split[32, 16], tile_k=split[512, 1], order=reorder[0, 1], pack_b=1, parallel=1
+          matmul:m=1024,n=1024,k=1024: 8064 points, 1680 valid
+            fallback tile_i=split[16, 16, 4], tile_j=split[64, 16], tile_k=split[1024, 1], order=reorder[0, 1], pack_b=1, parallel=1
+          conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1: 13824 points, 896 valid
+            fallback tile_c=split[4, 16], tile_oh=split[56, 1], tile_ow=split[14, 4], vector_axis=0, order=reorder[0, 1], reduce_order=reorder[0, 1, 2], unroll_kernel=annotate[none, unroll], pad_root=0, parallel=1
+          depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1: 3456 points, 192 valid
+            fallback tile_c=split[32, 4], tile_oh=split[56, 1], tile_ow=split[4, 16], vector_axis=1, order=reorder[0, 1], unroll_kernel=annotate[none, unroll], pad_root=0, parallel=1
+        f32x16 x 32 registers, L1d 32 KiB, L2 1024 KiB
+          matmul:m=512,n=512,k=512: 11008 points, 5040 valid
+            fallback tile_i=split[8, 8, 8], tile_j=split[16, 32], tile_k=split[512, 1], order=reorder[0, 1], pack_b=1, parallel=1
+          matmul:m=1024,n=1024,k=1024: 12544 points, 5768 valid
+            fallback tile_i=split[16, 8, 8], tile_j=split[32, 32], tile_k=split[1024, 1], order=reorder[0, 1], pack_b=1, parallel=1
+          conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1: 21504 points, 2176 valid
+            fallback tile_c=split[2, 32], tile_oh=split[56, 1], tile_ow=split[7, 8], vector_axis=0, order=reorder[0, 1], reduce_order=reorder[0, 1, 2], unroll_kernel=annotate[none, unroll], pad_root=0, parallel=1
+          depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1: 5376 points, 448 valid
+            fallback tile_c=split[16, 8], tile_oh=split[56, 1], tile_ow=split[2, 32], vector_axis=1, order=reorder[0, 1], unroll_kernel=annotate[none, unroll], pad_root=0, parallel=1
+    "#]].assert_eq(&table);
+}
+
+/// The register tile of a lowered GEMM nest: the extents of the unrolled row loop and the
+/// vectorized column loop around the tile's multiply-add, and the tile's buffer length.
+fn register_tile(nest: &LoopNest) -> (Vec<i64>, Vec<i64>, usize) {
+    let (mut unrolled, mut vectorized) = (Vec::new(), Vec::new());
+    nest.body.walk(&mut |stmt| match stmt {
+        Stmt::For(lp) if lp.kind == LoopKind::Vectorized => vectorized.push(lp.extent),
+        Stmt::For(lp) if lp.kind == LoopKind::Unrolled => unrolled.push(lp.extent),
+        _ => {}
+    });
+    let tile = properties(nest).tile_elements.expect("a register tile");
+    (unrolled, vectorized, tile)
+}
+
+#[test]
+fn full_width_register_tiles_are_points_of_the_matmul_1024_space() {
+    for (shape, rows, columns, unroll) in [
+        (VectorShape::AVX2, 6, 16, 4),
+        (VectorShape::AVX2, 4, 24, 4),
+        (VectorShape::AVX512, 14, 32, 4),
+        (VectorShape::AVX512, 8, 48, 2),
+        (VectorShape::AVX512, 6, 64, 4),
+    ] {
+        let task = task_for("matmul:m=1024,n=1024,k=1024", shape);
+        let values: ConfigValues = vec![
+            (
+                "tile_i".to_string(),
+                KnobValue::Split(vec![(1024 + rows - 1) / rows, 1, rows]),
+            ),
+            (
+                "tile_j".to_string(),
+                KnobValue::Split(vec![(1024 + columns - 1) / columns, columns]),
+            ),
+            (
+                "tile_k".to_string(),
+                KnobValue::Split(vec![1024 / unroll, unroll]),
+            ),
+            ("order".to_string(), KnobValue::Reorder(vec![0, 1])),
+            ("pack_b".to_string(), KnobValue::Choice(1)),
+            ("parallel".to_string(), KnobValue::Choice(1)),
+        ];
+        let config = task
+            .space()
+            .from_values(&values)
+            .unwrap_or_else(|err| panic!("{rows}x{columns} at {shape}: {err}"));
+        let nest = task.lower(&config).unwrap();
+        let (unrolled, vectorized, tile) = register_tile(&nest);
+        assert_eq!(tile, (rows * columns) as usize, "{shape}: {config}\n{nest}");
+        // Rows and the k unroll are unrolled loops of the tile (initialisation, reduction,
+        // copy-out); every vectorized loop is the tile's columns or the packing's panel.
+        assert!(unrolled.contains(&rows), "{shape}: {unrolled:?}");
+        assert!(unrolled.contains(&unroll), "{shape}: {unrolled:?}");
+        assert!(
+            vectorized.len() >= 4 && vectorized.iter().all(|&extent| extent == columns),
+            "{shape}: {vectorized:?}"
+        );
+        // B is packed into panels of the tile's columns.
+        let packed = nest
+            .buffers
+            .iter()
+            .find(|buffer| buffer.name == "B.packed")
+            .expect("B is packed");
+        assert_eq!(packed.shape.last(), Some(&columns), "{shape}: {packed:?}");
+    }
+}
+
+#[test]
+fn wide_shapes_reject_tiles_that_spill_and_partial_vectors() {
+    let task = task_for("matmul:m=64,n=128,k=64", VectorShape::AVX512);
+    let mut values = task.fallback_config().unwrap().to_values();
+    // 8 rows x 4 vectors: 32 accumulators, 4 vectors of B and a broadcast make 37.
+    values[0].1 = KnobValue::Split(vec![8, 1, 8]);
+    values[1].1 = KnobValue::Split(vec![2, 64]);
+    assert!(matches!(
+        task.space().from_values(&values),
+        Err(SpaceError::Violates { constraint, .. })
+            if constraint == "register tile fits in 32 vector registers"
+    ));
+    let task = task_for("matmul:m=64,n=128,k=64", VectorShape::AVX2);
+    let mut values = task.fallback_config().unwrap().to_values();
+    // 4 rows x 2 vectors with a k unroll of 8: 64 FMAs fit; 6 rows x 2 vectors x 8: 96 do not.
+    values[0].1 = KnobValue::Split(vec![11, 1, 6]);
+    values[1].1 = KnobValue::Split(vec![8, 16]);
+    values[2].1 = KnobValue::Split(vec![8, 8]);
+    assert!(matches!(
+        task.space().from_values(&values),
+        Err(SpaceError::Violates { constraint, .. })
+            if constraint == "unrolled reduction body at most 64 vector FMAs"
+    ));
+    let conv = task_for(
+        "conv2d:n=1,ic=4,h=8,w=8,oc=16,kh=3,kw=3,pad=1",
+        VectorShape::AVX2,
+    );
+    let mut values = conv.fallback_config().unwrap().to_values();
+    values[0].1 = KnobValue::Split(vec![4, 4]);
+    values[3].1 = KnobValue::Choice(conv::VECTOR_CHANNELS);
+    assert!(matches!(
+        conv.space().from_values(&values),
+        Err(SpaceError::Violates { constraint, .. })
+            if constraint == "vectorized extent is a multiple of 8"
+    ));
+    for config in conv.space().iter() {
+        let (channels, columns) = (
+            config.split("tile_c").unwrap()[1],
+            config.split("tile_ow").unwrap()[1],
+        );
+        match config.choice("vector_axis").unwrap() {
+            conv::VECTOR_CHANNELS => assert_eq!(channels % 8, 0, "{config}"),
+            conv::VECTOR_COLUMNS => assert_eq!(columns % 8, 0, "{config}"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_shape_no_template_can_size_is_an_error() {
+    let error = Task::for_shape(
+        "matmul:m=8,n=8,k=8".parse().unwrap(),
+        VectorShape::new(12, 16),
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "vector shape f32x12 x 16 registers, L1d 32 KiB, L2 1024 KiB: lanes must be a power of \
+         two from 1 to 64"
+    );
+}
+
+#[test]
+fn a_task_lowers_with_the_shape_it_was_built_with() {
+    // The same knob values mean a vectorized column tile at 4 lanes and an unrolled one
+    // (a partial vector) at 8: the task's shape decides, not the caller's.
+    let task = task_for("matmul:m=8,n=4,k=4", VectorShape::AVX2);
+    assert_eq!(task.vector_shape(), &VectorShape::AVX2);
+    let fallback = task.fallback_config().unwrap();
+    assert_eq!(fallback.split("tile_j").unwrap(), [1, 4]);
+    let nest = task.lower(&fallback).unwrap();
+    assert_eq!(properties(&nest).vectorized, 0, "{nest}");
+    let cranelift = self::task("matmul:m=8,n=4,k=4");
+    let nest = cranelift
+        .lower(&cranelift.fallback_config().unwrap())
+        .unwrap();
+    assert!(properties(&nest).vectorized > 0, "{nest}");
 }
