@@ -9,7 +9,8 @@
 //! registers. Knobs also choose the order of the channel and row loops, the order of the
 //! reduction loops, unrolling of the kernel window, whether padding is folded into the loads
 //! (inlined) or materialised once, and a parallel outer loop. Depthwise convolution offers
-//! only the column axis for vectors: its channels are read from different planes.
+//! only the column axis for vectors: its channels are read from different planes. The vectorized
+//! block is whole vectors of the [`VectorShape`]'s lanes and the tile fits in its registers.
 
 use super::pick_fallback;
 use crate::error::{SpaceError, TemplateError};

@@ -6,7 +6,9 @@
 //! inside), an optional cache block of rows outside the column panels, the column-panel loop
 //! inside or outside the row loops, a k unroll, packing of the matrix read along `n` into panels
 //! of `NR` columns, and a parallel outer loop. The primitives are applied in the recipe's order,
-//! so the recipe's schedules are points of the space with identical loop nests.
+//! so the recipe's schedules are points of the space with identical loop nests. Tile widths are
+//! whole vectors of the [`VectorShape`]'s lanes and tiles fit in its registers, so the same
+//! template offers 4 x 8 for Cranelift's f32x4, 6 x 16 for AVX2 and 14 x 32 for AVX-512.
 
 use super::pick_fallback;
 use crate::error::{SpaceError, TemplateError};
