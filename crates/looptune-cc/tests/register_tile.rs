@@ -71,7 +71,9 @@ fn loops(instructions: &[Instruction]) -> Vec<&[Instruction]> {
             if target >= jump.address {
                 return None;
             }
-            let start = instructions.iter().position(|inst| inst.address == target)?;
+            let start = instructions
+                .iter()
+                .position(|inst| inst.address == target)?;
             Some(&instructions[start..=end])
         })
         .collect();

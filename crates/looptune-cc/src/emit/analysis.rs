@@ -68,6 +68,32 @@ pub(crate) fn contains_loop_or_alloc(stmt: &Stmt) -> bool {
     found
 }
 
+/// Calls `visit` on every buffer that `stmt` loads from or stores to, outside the bodies of
+/// parallel loops that will be outlined when `outlined_apart` (they are other functions).
+pub(crate) fn for_each_access_here(
+    stmt: &Stmt,
+    outlined_apart: bool,
+    visit: &mut dyn FnMut(BufferId),
+) {
+    match stmt {
+        Stmt::For(lp) if outlined_apart && lp.kind == LoopKind::Parallel && lp.extent > 1 => {}
+        Stmt::For(lp) => for_each_access_here(&lp.body, outlined_apart, visit),
+        Stmt::Seq(stmts) => stmts
+            .iter()
+            .for_each(|stmt| for_each_access_here(stmt, outlined_apart, visit)),
+        Stmt::Alloc { body, .. } => for_each_access_here(body, outlined_apart, visit),
+        Stmt::If { cond, then } => {
+            cond.walk_values(&mut |expr| {
+                if let ValueExpr::Load(load) = expr {
+                    visit(load.buffer);
+                }
+            });
+            for_each_access_here(then, outlined_apart, visit);
+        }
+        Stmt::Store { .. } => for_each_access(stmt, visit),
+    }
+}
+
 /// Calls `visit` on every buffer that `stmt` loads from or stores to.
 pub(crate) fn for_each_access(stmt: &Stmt, visit: &mut dyn FnMut(BufferId)) {
     let value = |expr: &ValueExpr, visit: &mut dyn FnMut(BufferId)| {

@@ -32,7 +32,7 @@ mod prelude;
 mod tile;
 mod vector;
 
-use analysis::{accessed_in_parallel_loop, for_each_access};
+use analysis::{accessed_in_parallel_loop, for_each_access_here};
 use index::{floor_div, product_range, Lin};
 use looptune_ir::print::Printed;
 use looptune_ir::{
@@ -408,7 +408,10 @@ impl<'n> Emitter<'n> {
     /// Declares pointers to the parameters `stmt` uses and places every parameter in memory.
     fn bind_params(&mut self, stmt: &Stmt) {
         let mut used = vec![false; self.nest.buffers.len()];
-        for_each_access(stmt, &mut |buffer| used[buffer.index()] = true);
+        let outlined_apart = !self.f.in_parallel;
+        for_each_access_here(stmt, outlined_apart, &mut |buffer| {
+            used[buffer.index()] = true
+        });
         let params: Vec<BufferId> = self.nest.params().collect();
         for (slot, buffer) in params.into_iter().enumerate() {
             let name = self.names.buffers[buffer.index()].clone();

@@ -43,19 +43,19 @@ struct lt_runtime {
 };
 
 /* Index arithmetic rounds towards negative infinity. */
-static inline lt_i64 lt_floordiv(lt_i64 a, lt_i64 b) {
+static inline __attribute__((unused)) lt_i64 lt_floordiv(lt_i64 a, lt_i64 b) {
     lt_i64 q = a / b;
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
-static inline lt_i64 lt_floormod(lt_i64 a, lt_i64 b) {
+static inline __attribute__((unused)) lt_i64 lt_floormod(lt_i64 a, lt_i64 b) {
     lt_i64 r = a % b;
     return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
 }
-static inline lt_i64 lt_imin(lt_i64 a, lt_i64 b) { return a < b ? a : b; }
-static inline lt_i64 lt_imax(lt_i64 a, lt_i64 b) { return a > b ? a : b; }
+static inline __attribute__((unused)) lt_i64 lt_imin(lt_i64 a, lt_i64 b) { return a < b ? a : b; }
+static inline __attribute__((unused)) lt_i64 lt_imax(lt_i64 a, lt_i64 b) { return a > b ? a : b; }
 /* min and max return the operand that is not NaN, like Rust's f32::min and f32::max. */
-static inline float lt_fmin(float a, float b) { return (a < b || b != b) ? a : b; }
-static inline float lt_fmax(float a, float b) { return (a > b || b != b) ? a : b; }
+static inline __attribute__((unused)) float lt_fmin(float a, float b) { return (a < b || b != b) ? a : b; }
+static inline __attribute__((unused)) float lt_fmax(float a, float b) { return (a > b || b != b) ? a : b; }
 ",
     );
     for width in WIDTHS {

@@ -98,8 +98,8 @@ impl Recording {
                 }
             }
         }
-        for element in 0..self.elements {
-            if touched[element] && tile.element[element].is_none() {
+        for (element, touched) in touched.into_iter().enumerate() {
+            if touched && tile.element[element].is_none() {
                 tile.element[element] = Some((tile.slots.len(), 0));
                 tile.slots.push(Slot {
                     code: format!("{name}__{element}"),

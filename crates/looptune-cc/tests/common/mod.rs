@@ -148,6 +148,16 @@ pub struct Kernel<'a> {
 }
 
 impl Compiled {
+    /// The function `name` as an `F` (a function pointer type).
+    ///
+    /// # Safety
+    /// `F` must be the type of the C function `name`.
+    pub unsafe fn function<F: Copy>(&self, name: &str) -> F {
+        // SAFETY: the caller vouches for the type.
+        *unsafe { self.library.get::<F>(name.as_bytes()) }
+            .unwrap_or_else(|error| panic!("symbol {name}: {error}"))
+    }
+
     /// The entry point `name`, printed for `nest`.
     pub fn kernel(&self, name: &str, nest: &looptune_ir::LoopNest) -> Kernel<'_> {
         // SAFETY: every entry the printer exports has the type `Entry`.
