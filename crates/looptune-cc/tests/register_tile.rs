@@ -119,11 +119,13 @@ fn accumulators_stay_in_vector_registers_across_the_reduction_loop() {
     let memory_reads = k_loop.iter().filter(|inst| reads_memory(inst)).count();
     // One FMA per accumulator vector (6 rows x 2 vectors), one broadcast of A per row, and
     // memory touched only by those broadcasts and the two vector loads of B (as loads or FMA
-    // memory operands): the tile itself is neither loaded nor stored.
-    assert_eq!(fmas, 12, "{listing}");
-    assert_eq!(broadcasts, 6, "{listing}");
+    // memory operands): the tile itself is neither loaded nor stored. (clang unrolls the loop:
+    // then all of that once per unrolled iteration.)
+    let unrolled = fmas / 12;
+    assert!(unrolled >= 1 && fmas % 12 == 0, "{fmas} FMAs:\n{listing}");
+    assert_eq!(broadcasts, 6 * unrolled, "{listing}");
     assert!(
-        memory_reads <= 6 + 2 * 6,
+        memory_reads <= (6 + 2 * 6) * unrolled,
         "{memory_reads} reads:\n{listing}"
     );
     assert!(
