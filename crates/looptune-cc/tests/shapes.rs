@@ -1,0 +1,149 @@
+//! Odd shapes, explicitly: primes, m = 1 (GEMV), n = 1, a 7x7 stride-2 convolution, an odd
+//! depthwise convolution, dense with bias and ReLU, batch matmul; each under its default
+//! schedule, matmuls also register-tiled (with tails, parallel, blocked), at 4, 8 and 16 lanes,
+//! against the interpreter. One C file per width.
+
+mod common;
+
+use looptune_cc::{emit_c, EmitOptions};
+use looptune_ir::eval::{compare_with_magnitudes, magnitudes};
+use looptune_ir::ops::Workload;
+use looptune_ir::random::random_inputs;
+use looptune_ir::recipes::{register_tiled_matmul, MatmulTiling};
+use looptune_ir::{interp, lower, Layout, LoopNest, Program, Schedule};
+
+const WORKLOADS: &[&str] = &[
+    "matmul:m=13,n=17,k=19",
+    "matmul:m=1,n=64,k=37",
+    "matmul:m=37,n=1,k=23",
+    "matmul:m=7,n=11,k=5,transpose_b=true",
+    "conv2d:n=1,ic=3,h=17,w=17,oc=5,kh=7,kw=7,stride=2,pad=3",
+    "depthwise_conv2d:n=1,c=5,h=11,w=13,kh=3,kw=3,stride=2,pad=1",
+    "dense:m=7,n=13,k=11,bias=true,relu=true",
+    "batch_matmul:b=3,m=5,n=7,k=9",
+];
+
+fn tilings() -> Vec<MatmulTiling> {
+    let base = MatmulTiling::default();
+    vec![
+        MatmulTiling {
+            tile_rows: 6,
+            tile_columns: 16,
+            ..base
+        },
+        MatmulTiling {
+            tile_rows: 3,
+            tile_columns: 12,
+            unroll_reduction: 4,
+            parallel: true,
+            ..base
+        },
+        MatmulTiling {
+            tile_rows: 2,
+            tile_columns: 8,
+            block_rows: 6,
+            parallel: true,
+            ..base
+        },
+    ]
+}
+
+struct Case {
+    name: String,
+    nest: LoopNest,
+    program: Program,
+}
+
+fn cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for text in WORKLOADS {
+        let workload: Workload = text.parse().expect("workload parses");
+        let program = workload
+            .program(&Layout::default())
+            .expect("program builds");
+        cases.push(Case {
+            name: format!("{text} (default schedule)"),
+            nest: lower(&Schedule::new(&program)).expect("lowers"),
+            program,
+        });
+        if let Workload::Matmul(params) = workload {
+            for tiling in tilings() {
+                let schedule = register_tiled_matmul(params, tiling).expect("recipe applies");
+                cases.push(Case {
+                    name: format!("{text} ({tiling:?})"),
+                    nest: lower(&schedule).expect("lowers"),
+                    program: schedule.program().clone(),
+                });
+            }
+        }
+    }
+    cases
+}
+
+#[test]
+fn odd_shapes_match_the_interpreter_at_every_width() {
+    let cases = cases();
+    for lanes in [4, 8, 16] {
+        let mut source = String::new();
+        for (index, case) in cases.iter().enumerate() {
+            let options = EmitOptions::new(lanes).with_entry(format!("case_{index}"));
+            source.push_str(&emit_c(&case.nest, &options).expect("prints"));
+        }
+        let compiled = common::compile(&source).expect("compiles");
+        for (index, case) in cases.iter().enumerate() {
+            let inputs = random_inputs(&case.program, index as u64);
+            let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+            let outputs = || -> Vec<Vec<f32>> {
+                case.nest
+                    .outputs
+                    .iter()
+                    .map(|&buffer| vec![0.25; case.nest.buffer(buffer).len()])
+                    .collect()
+            };
+            let (mut expected, mut actual) = (outputs(), outputs());
+            let mut expected_refs: Vec<&mut [f32]> =
+                expected.iter_mut().map(Vec::as_mut_slice).collect();
+            interp::run(&case.nest, &refs, &mut expected_refs).expect("interpreter runs");
+            let mut actual_refs: Vec<&mut [f32]> =
+                actual.iter_mut().map(Vec::as_mut_slice).collect();
+            compiled
+                .kernel(&format!("case_{index}"), &case.nest)
+                .call(&refs, &mut actual_refs);
+            let magnitudes = magnitudes(&case.program, &refs).expect("evaluates");
+            for ((actual, expected), magnitudes) in actual.iter().zip(&expected).zip(&magnitudes) {
+                compare_with_magnitudes(actual, expected, magnitudes, 1e-4).unwrap_or_else(
+                    |mismatch| panic!("{}, {lanes} lanes: {mismatch:?}", case.name),
+                );
+            }
+        }
+    }
+}
+
+/// gcc and clang (when installed) accept the printed code of every case with `-Wall -Wextra`
+/// and say nothing.
+#[test]
+fn printed_code_compiles_without_warnings_with_gcc_and_clang() {
+    let cases = cases();
+    let mut source = String::new();
+    for (index, case) in cases.iter().enumerate() {
+        let options = EmitOptions::new(16).with_entry(format!("case_{index}"));
+        source.push_str(&emit_c(&case.nest, &options).expect("prints"));
+    }
+    for compiler in ["gcc", "clang"] {
+        let available = std::process::Command::new(compiler)
+            .arg("--version")
+            .output()
+            .is_ok_and(|output| output.status.success());
+        if !available {
+            eprintln!("{compiler} not installed: skipped");
+            continue;
+        }
+        let extra: &[&str] = if compiler == "clang" {
+            &["-Wall", "-Wextra", "-mprefer-vector-width=512"]
+        } else {
+            &["-Wall", "-Wextra"]
+        };
+        let compiled = common::compile_with(&source, compiler, extra).expect("compiles");
+        assert_eq!(compiled.diagnostics, "", "{compiler} warned");
+    }
+}
