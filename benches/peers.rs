@@ -17,12 +17,14 @@
 //! pair), so the ratios of its times are the ratios of GFLOP/s.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use looptune::backend::{select, task_for, BackendChoice};
 use looptune::ir::eval::compare;
 use looptune::ir::random::random_inputs;
-use looptune::jit::{Backend, CraneliftBackend, Kernel, Target};
 use looptune::log::{Dispatcher, Source, TargetFingerprint};
+use looptune::runtime::{Backend, Kernel, Target};
 use looptune::space::{Config, Task};
 use looptune::Workload;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The GEMM shapes (m, n, k) of the design's reference workloads.
@@ -45,22 +47,27 @@ fn fail(message: String) -> ! {
     std::process::exit(1)
 }
 
-/// `C = A B` with matrixmultiply (looptune-jit's safe `baseline::sgemm`), row-major, `a`
+/// `C = A B` with matrixmultiply (looptune-runtime's safe `baseline::sgemm`), row-major, `a`
 /// m x k, `b` k x n, `c` m x n (overwritten).
 fn sgemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    looptune_jit::baseline::sgemm((m, n, k), false, a, b, c)
+    looptune::runtime::baseline::sgemm((m, n, k), false, a, b, c)
         .unwrap_or_else(|error| fail(error.to_string()));
 }
 
 /// The tuned config of `task` from the log (or the fallback) and the bench id naming its source.
-fn tuned_config(task: &Task, dispatcher: Option<&Dispatcher>, target: &Target) -> (Config, String) {
+fn tuned_config(
+    task: &Task,
+    dispatcher: Option<&Dispatcher>,
+    target: &Target,
+    backend: &dyn Backend,
+) -> (Config, String) {
     let fallback = task
         .fallback_config()
         .unwrap_or_else(|error| fail(format!("fallback config of `{}`: {error}", task.key())));
     let Some(dispatcher) = dispatcher else {
         return (fallback, format!("tuned(fallback: {LOG_ENV} unset)"));
     };
-    let fingerprint = TargetFingerprint::new(target, &CraneliftBackend::new());
+    let fingerprint = TargetFingerprint::new(target, backend);
     let dispatch = dispatcher.best(task.workload(), &fingerprint, || fallback.to_values());
     let source = match dispatch.source {
         Source::Exact => "exact",
@@ -75,17 +82,20 @@ fn tuned_config(task: &Task, dispatcher: Option<&Dispatcher>, target: &Target) -
 }
 
 /// Compiles `config` of `task` for `target`.
-fn compile(task: &Task, config: &Config, target: &Target) -> Kernel {
+fn compile(task: &Task, config: &Config, target: &Target, backend: &dyn Backend) -> Kernel {
     let nest = task
         .lower(config)
         .unwrap_or_else(|error| fail(format!("lowering `{}`: {error}", task.key())));
-    CraneliftBackend::new()
+    backend
         .compile(&nest, target)
         .unwrap_or_else(|error| fail(format!("compiling `{}`: {error}", task.key())))
 }
 
 fn peers(criterion: &mut Criterion) {
     let target = Target::host().with_threads(1);
+    let backend: Arc<dyn Backend> = select(BackendChoice::Auto)
+        .unwrap_or_else(|error| fail(format!("choosing a backend: {error}")))
+        .backend;
     let dispatcher = std::env::var_os(LOG_ENV).map(|path| {
         let dispatcher = Dispatcher::from_logs(&[&path]).unwrap_or_else(|error| {
             fail(format!(
@@ -102,7 +112,7 @@ fn peers(criterion: &mut Criterion) {
         let workload: Workload = format!("matmul:m={m},n={n},k={k}")
             .parse()
             .unwrap_or_else(|error| fail(format!("{m}x{n}x{k}: {error}")));
-        let task = Task::new(workload)
+        let task = task_for(workload, backend.as_ref(), &target)
             .unwrap_or_else(|error| fail(format!("the task of `{workload}`: {error}")));
         let program = task
             .reference_program()
@@ -112,13 +122,16 @@ fn peers(criterion: &mut Criterion) {
         let mut expected = vec![0.0f32; m * n];
         sgemm(m, n, k, a, b, &mut expected);
 
-        let (tuned, tuned_id) = tuned_config(&task, dispatcher.as_ref(), &target);
+        let (tuned, tuned_id) = tuned_config(&task, dispatcher.as_ref(), &target, backend.as_ref());
         let fallback = task
             .fallback_config()
             .unwrap_or_else(|error| fail(format!("fallback config of `{workload}`: {error}")));
-        let mut kernels = vec![(tuned_id, compile(&task, &tuned, &target))];
+        let mut kernels = vec![(tuned_id, compile(&task, &tuned, &target, backend.as_ref()))];
         if tuned.to_values() != fallback.to_values() {
-            kernels.push(("fallback".to_string(), compile(&task, &fallback, &target)));
+            kernels.push((
+                "fallback".to_string(),
+                compile(&task, &fallback, &target, backend.as_ref()),
+            ));
         }
 
         let mut group = criterion.benchmark_group(format!("gemm_{m}x{n}x{k}"));

@@ -20,12 +20,13 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use looptune::backend::{select, serve_worker, BackendChoice};
 use looptune::ir::expr::{CmpOp, Cond};
 use looptune::ir::program::sum;
 use looptune::ir::{interp, DType, IrError, ProgramBuilder, ValueExpr};
-use looptune::jit::measure::{serve_stdio, time_in_process, Isolation, WorkerCommand};
-use looptune::jit::{Backend, CraneliftBackend, MeasureOptions, Measurer, Target};
 use looptune::log::{read_log_to_resume, LogWriter, RecordContext, TargetFingerprint};
+use looptune::runtime::measure::{time_in_process, Isolation, WorkerCommand};
+use looptune::runtime::{MeasureOptions, Measurer, Target};
 use looptune::space::{
     Annotation, Config, ConfigSpace, CustomTask, Factors, Knob, SpaceError, TemplateError,
 };
@@ -83,7 +84,7 @@ fn run() -> Result<()> {
     // Candidates run in a child process (a crashing kernel becomes an error, not the end of
     // the search): this same executable, started with `WORKER_ARG`.
     if std::env::args().nth(1).as_deref() == Some(WORKER_ARG) {
-        return serve_stdio().context("measurement worker");
+        return serve_worker().context("measurement worker");
     }
     let args = Args::parse();
     if !(args.seconds.is_finite() && args.seconds >= 0.0) {
@@ -156,7 +157,7 @@ fn run() -> Result<()> {
         .map(|index| ((index * 53 % 97) as f32 - 48.0) / 48.0)
         .collect();
     let nest = task.lower(&best_config)?;
-    let kernel = CraneliftBackend::new().compile(&nest, &target)?;
+    let kernel = measurer.backend().compile(&nest, &target)?;
     let mut packed = vec![0.0f32; batch * args.words as usize];
     kernel.call(&[&inputs, &directions], &mut [&mut packed])?;
 
@@ -336,6 +337,11 @@ fn projection_schedule(program: &Program, config: &Config) -> Result<Schedule, T
 
 /// A measurer whose worker is this executable.
 fn measurer(target: &Target) -> Result<Measurer> {
+    // C through the system compiler when one works, else Cranelift.
+    let selected = select(BackendChoice::Auto)?;
+    if let Some(note) = &selected.note {
+        eprintln!("{note}");
+    }
     let exe = std::env::current_exe().context("locating this example for its worker")?;
     let options = MeasureOptions {
         repeat: 3,
@@ -347,6 +353,7 @@ fn measurer(target: &Target) -> Result<Measurer> {
     Ok(Measurer::new(
         options,
         target.clone(),
+        selected.backend,
         Some(WorkerCommand::new(exe).arg(WORKER_ARG)),
     )?)
 }
@@ -383,7 +390,7 @@ fn search(task: &CustomTask, measurer: &mut Measurer, args: &Args) -> Result<Tun
     let context = RecordContext::with_key(
         task.key(),
         task.flops(),
-        TargetFingerprint::new(measurer.target(), &CraneliftBackend::new()),
+        TargetFingerprint::new(measurer.target(), measurer.backend().as_ref()),
         tuner.name(),
     );
     let options = TuneOptions {

@@ -19,12 +19,12 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use looptune::backend::{select, task_for, BackendChoice};
 use looptune::ir::eval::{compare, evaluate_points};
 use looptune::ir::random::SplitMix64;
-use looptune::jit::measure::time_in_process;
-use looptune::jit::{Backend, CraneliftBackend, MeasureOptions, Target};
 use looptune::log::{parse_log, DeployDb, Dispatcher, Source, TargetFingerprint, DB_MAGIC};
-use looptune::space::Task;
+use looptune::runtime::measure::time_in_process;
+use looptune::runtime::{MeasureOptions, Target};
 use looptune::Workload;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,9 +63,17 @@ fn run() -> Result<()> {
     let args = Args::parse();
     // The parse error names the workload and its bad part.
     let workload: Workload = args.workload.parse()?;
-    let task = Task::new(workload).with_context(|| format!("building the task of `{workload}`"))?;
+    // The backend the kernels were tuned with is part of the target a record belongs to: C when
+    // a compiler works here (as when tuning), else Cranelift.
+    let selected = select(BackendChoice::Auto)?;
+    if let Some(note) = &selected.note {
+        eprintln!("{note}");
+    }
+    let backend = selected.backend;
     let target = Target::host().with_threads(args.threads as usize);
-    let fingerprint = TargetFingerprint::new(&target, &CraneliftBackend::new());
+    let task = task_for(workload, backend.as_ref(), &target)
+        .with_context(|| format!("building the task of `{workload}`"))?;
+    let fingerprint = TargetFingerprint::new(&target, backend.as_ref());
 
     // 1. Which config: the file's best for this workload and target, or the fallback.
     let dispatcher = load(&args.file)?;
@@ -113,7 +121,7 @@ fn run() -> Result<()> {
     println!("            {config}");
 
     // 2. Compile it and call it on our own buffers.
-    let kernel = CraneliftBackend::new().compile(&task.lower(&config)?, &target)?;
+    let kernel = backend.compile(&task.lower(&config)?, &target)?;
     let program = task.reference_program()?;
     let mut random = SplitMix64::new(42);
     let inputs: Vec<Vec<f32>> = program

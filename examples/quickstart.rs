@@ -17,11 +17,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
+use looptune::backend::{select, serve_worker, task_for, BackendChoice};
 use looptune::ir::ops::MatmulParams;
-use looptune::jit::measure::{serve_stdio, time_in_process, Isolation, WorkerCommand};
-use looptune::jit::{Backend, CraneliftBackend, MeasureOptions, Measurer, Target};
 use looptune::log::{read_log_to_resume, LogWriter, RecordContext, TargetFingerprint};
-use looptune::space::Task;
+use looptune::runtime::measure::{time_in_process, Isolation, WorkerCommand};
+use looptune::runtime::{Backend, MeasureOptions, Measurer, Target};
 use looptune::tune::{tune, Observer, Progress, RandomTuner, TuneOptions, Tuner, XgbTuner};
 use looptune::Workload;
 use std::path::PathBuf;
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     if std::env::args().nth(1).as_deref() == Some(WORKER_ARG) {
-        return serve_stdio().context("measurement worker");
+        return serve_worker().context("measurement worker");
     }
     let args = Args::parse();
     if !(args.seconds.is_finite() && args.seconds >= 0.0) {
@@ -109,22 +109,30 @@ fn run() -> Result<()> {
         );
     }
 
-    // 1. The workload and its task: the register-tiled matmul template and its space.
+    // 1. The backend (C through the system compiler when one works, else Cranelift), the
+    //    workload and its task: the register-tiled matmul template, its space sized for the
+    //    backend's vectors. One thread: the kernel and the log's records are single-threaded.
+    let selected = select(BackendChoice::Auto)?;
+    if let Some(note) = &selected.note {
+        eprintln!("{note}");
+    }
+    let backend = selected.backend;
+    let target = Target::host().with_threads(1);
     let workload = Workload::Matmul(MatmulParams {
         m: args.m,
         n: args.n,
         k: args.k,
         transpose_b: false,
     });
-    let task = Task::new(workload).with_context(|| format!("building the task of `{workload}`"))?;
+    let task = task_for(workload, backend.as_ref(), &target)
+        .with_context(|| format!("building the task of `{workload}`"))?;
     println!(
         "workload    {workload} ({} template, {} raw points)",
         task.template_name(),
         task.space().size()
     );
 
-    // 2. Tune into the log. One thread: the kernel and the log's records are single-threaded.
-    let target = Target::host().with_threads(1);
+    // 2. Tune into the log.
     // The log resumed from (nothing yet on a first run).
     let contents =
         read_log_to_resume(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
@@ -134,14 +142,14 @@ fn run() -> Result<()> {
     let existing = contents.records;
     let mut writer =
         LogWriter::open(&args.log).with_context(|| format!("opening {}", args.log.display()))?;
-    let mut measurer = measurer(&target)?;
+    let mut measurer = measurer(&target, &backend)?;
     let mut tuner: Box<dyn Tuner + '_> = match args.tuner {
         TunerKind::Xgb => Box::new(XgbTuner::with_defaults(&task, args.seed)?),
         TunerKind::Random => Box::new(RandomTuner::new(task.space(), args.seed)),
     };
     let context = RecordContext::new(
         &workload,
-        TargetFingerprint::new(&target, &CraneliftBackend::new()),
+        TargetFingerprint::new(&target, backend.as_ref()),
         tuner.name(),
     );
     let options = TuneOptions {
@@ -175,7 +183,7 @@ fn run() -> Result<()> {
     // 3. Compile the best config for this machine.
     let config = task.space().from_values(&best.values)?;
     println!("config      {config}");
-    let kernel = CraneliftBackend::new().compile(&task.lower(&config)?, &target)?;
+    let kernel = backend.compile(&task.lower(&config)?, &target)?;
 
     // 4. Call it on our own buffers and check it against a plain triple loop.
     let (m, n, k) = (args.m as usize, args.n as usize, args.k as usize);
@@ -226,7 +234,7 @@ fn run() -> Result<()> {
 }
 
 /// A measurer whose worker is this executable.
-fn measurer(target: &Target) -> Result<Measurer> {
+fn measurer(target: &Target, backend: &std::sync::Arc<dyn Backend>) -> Result<Measurer> {
     let exe = std::env::current_exe().context("locating this example for its worker")?;
     let options = MeasureOptions {
         // Fewer and shorter repeats than `looptune tune`: more configs in a short budget.
@@ -239,6 +247,7 @@ fn measurer(target: &Target) -> Result<Measurer> {
     Ok(Measurer::new(
         options,
         target.clone(),
+        std::sync::Arc::clone(backend),
         Some(WorkerCommand::new(exe).arg(WORKER_ARG)),
     )?)
 }

@@ -7,9 +7,13 @@
 //!
 //! - [`ir`]: compute definitions, the operator library, schedules, lowering to the loop IR, the
 //!   simplifier, verifier, printer and the reference interpreter.
-//! - [`jit`]: the Cranelift back end: loop nests compiled to host code, the safe
-//!   [`Kernel::call`], the host [`Target`], the [`Measurer`] that checks and times kernels
-//!   (in a worker process by default) and the peak FMA throughput.
+//! - [`runtime`]: what every backend shares: the host [`Target`], the [`Backend`] trait, the
+//!   safe [`Kernel::call`], and the [`Measurer`] that checks and times kernels of any backend
+//!   (in a worker process by default).
+//! - [`jit`]: the Cranelift backend (128-bit vectors, milliseconds to compile, no toolchain).
+//! - [`cc`]: the C backend (full-width vectors through the system C compiler, cached objects).
+//! - [`backend`]: choosing between them (`auto`, `c`, `cranelift`) and the worker that serves
+//!   both.
 //! - [`space`]: knobs, config spaces and one schedule template per operator.
 //! - [`log`]: the JSON-lines tuning log, queries over it, deploy-time dispatch and the bincode
 //!   deploy database.
@@ -35,15 +39,21 @@
 
 #![deny(missing_docs)]
 
+pub mod backend;
+
+pub use looptune_cc as cc;
 pub use looptune_ir as ir;
 pub use looptune_jit as jit;
 pub use looptune_log as log;
+pub use looptune_runtime as runtime;
 pub use looptune_space as space;
 #[cfg(feature = "tune")]
 pub use looptune_tune as tune;
 
+pub use backend::BackendChoice;
+pub use looptune_cc::CBackend;
 pub use looptune_ir::{lower, IrError, Layout, LoopNest, LowerError, Program, Schedule, Workload};
-pub use looptune_jit::{
-    Backend, CraneliftBackend, Kernel, MeasureInput, MeasureOptions, MeasureResult, Measurer,
-    Target,
+pub use looptune_jit::CraneliftBackend;
+pub use looptune_runtime::{
+    Backend, Kernel, MeasureInput, MeasureOptions, MeasureResult, Measurer, Target,
 };

@@ -27,8 +27,8 @@ use super::measuring::{measurer, MeasureArgs};
 use super::tune::{transfer_set, BuiltTuner, TunerKind};
 use anyhow::Context;
 use clap::Args;
-use looptune::jit::{measure_peak, CraneliftBackend, Measurer, Target};
 use looptune::log::{measured, LogWriter, Record, RecordContext, TargetFingerprint};
+use looptune::runtime::{Measurer, Target};
 use looptune::space::{Config, Task};
 use looptune::tune::{TransferSet, Trial, TuningTask};
 use looptune::Workload;
@@ -89,6 +89,8 @@ pub struct CompareArgs {
     threads: u32,
     #[command(flatten)]
     measure: MeasureArgs,
+    #[command(flatten)]
+    backend: super::backends::BackendArgs,
     /// Print a JSON array of rows on stdout; progress goes to stderr.
     #[arg(long)]
     json: bool,
@@ -314,11 +316,15 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         )
         .into());
     }
+    let threads = args.threads as usize;
+    let target = Target::host().with_threads(threads);
+    let selected = args.backend.select()?;
     let mut tasks = Vec::with_capacity(texts.len());
     for text in texts {
         let workload = input::workload(text)?;
         tasks.push(
-            Task::new(workload).with_context(|| format!("building the task of `{workload}`"))?,
+            looptune::backend::task_for(workload, selected.backend.as_ref(), &target)
+                .with_context(|| format!("building the task of `{workload}`"))?,
         );
     }
     let mut tuners = if args.tuners.is_empty() {
@@ -327,10 +333,8 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         args.tuners.clone()
     };
     tuners.dedup();
-    let threads = args.threads as usize;
-    let target = Target::host().with_threads(threads);
-    let fingerprint = TargetFingerprint::new(&target, &CraneliftBackend::new());
-    let mut measurer = measurer(&target, measure, args.measure.in_process)?;
+    let fingerprint = TargetFingerprint::new(&target, selected.backend.as_ref());
+    let mut measurer = measurer(&target, &selected.backend, measure, args.measure.in_process)?;
     let existing = match &args.log {
         Some(path) => records_to_resume(path)?,
         None => Vec::new(),
@@ -381,7 +385,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         let reused = cache.results.len();
         let transfer: Option<TransferSet> = transfer_records
             .as_ref()
-            .map(|records| transfer_set(task, records, &target));
+            .map(|records| transfer_set(task, records, &target, selected.backend.as_ref()));
         if let Some(set) = &transfer {
             eprintln!(
                 "{workload}: transfer from {} rows of {} other workloads ({} skipped)",
@@ -485,7 +489,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&json)?);
         return Ok(());
     }
-    let peak = measure_peak(threads).context("measuring the peak")?;
+    let peak = super::peak::full_width(threads)?;
     let after = BEST_AFTER.min(trials);
     println!(
         "{} seeds x {trials} trials per tuner; {threads} thread(s); peak {:.1} GFLOP/s (same run)",

@@ -55,12 +55,17 @@ pub struct ShowArgs {
     log: PathBuf,
     /// The workload, `op:key=value,...`.
     workload: String,
+    /// Whose records to show: the backend's space and target.
+    #[command(flatten)]
+    backend: super::backends::BackendArgs,
 }
 
 /// `looptune show`: the knobs of the best config for a workload and its lowered nest.
 pub fn show(args: &ShowArgs) -> anyhow::Result<()> {
     let workload = input::workload(&args.workload)?;
-    let (schedule, config) = super::schedule::from_log(&args.log, &workload, false)?;
+    let selected = args.backend.select()?;
+    let (schedule, config) =
+        super::schedule::from_log(&args.log, &workload, false, selected.backend.as_ref())?;
     println!("config #{}", config.index());
     for (name, value) in config.to_values() {
         println!("  {name} = {value}");

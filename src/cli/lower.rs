@@ -2,13 +2,25 @@
 //! one unless `--schedule` says otherwise).
 //!
 //! This is the quickest way to see what the front end produces, and the text the snapshot tests
-//! of `looptune-ir` compare against.
+//! of `looptune-ir` compare against. `--emit c` prints the C the C backend compiles instead.
 
+use super::backends::BackendArgs;
 use super::input;
 use super::schedule::ScheduleArgs;
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
+use looptune::backend::BackendChoice;
 use looptune::lower;
+use looptune::runtime::Target;
+
+/// What `lower` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Emit {
+    /// The loop nest, in the loop IR's text form.
+    Nest,
+    /// The C source the C backend compiles for this host.
+    C,
+}
 
 /// Arguments of `looptune lower`.
 #[derive(Debug, Args)]
@@ -20,12 +32,25 @@ pub struct LowerArgs {
     /// Make the outer loop of a recipe parallel, as `run --threads N` (N > 1) does.
     #[arg(long)]
     parallel: bool,
+    /// What to print.
+    #[arg(long, value_enum, default_value_t = Emit::Nest)]
+    emit: Emit,
+    #[command(flatten)]
+    backend: BackendArgs,
 }
 
 /// Parses the workload, lowers its schedule and prints the nest on stdout.
 pub fn run(args: &LowerArgs) -> anyhow::Result<()> {
     let workload = input::workload(&args.workload)?;
-    let schedule = args.schedule.build(&workload, args.parallel)?;
+    // `--emit c` is the C backend's text, so it needs that backend whatever `--backend` says.
+    let choice = match args.emit {
+        Emit::C => BackendChoice::C,
+        Emit::Nest => args.backend.backend,
+    };
+    let selected = super::backends::resolve(choice)?;
+    let schedule = args
+        .schedule
+        .build(&workload, args.parallel, selected.backend.as_ref())?;
     // The schedules offered here always lower for a valid workload; a failure is a bug in
     // looptune, so it is reported as such (exit code 1), not as a usage error.
     let nest = lower(&schedule).with_context(|| {
@@ -34,6 +59,15 @@ pub fn run(args: &LowerArgs) -> anyhow::Result<()> {
             args.schedule.name()
         )
     })?;
-    println!("{nest}");
+    match (args.emit, &selected.c) {
+        (Emit::C, Some(c)) => {
+            let threads = if args.parallel { 2 } else { 1 };
+            let source = c
+                .source(&nest, &Target::host().with_threads(threads))
+                .context("printing the nest as C")?;
+            print!("{source}");
+        }
+        _ => println!("{nest}"),
+    }
     Ok(())
 }

@@ -10,6 +10,7 @@
 //!
 //! `matrixmultiply` is a baseline only: its result is timed, never returned as a kernel.
 
+use super::backends::BackendArgs;
 use super::logs::read_with_warnings;
 use super::measuring::measurer;
 use super::report::{self, Peaks};
@@ -17,9 +18,9 @@ use super::tune::{Session, TunerKind};
 use anyhow::Context;
 use looptune::ir::ops::MatmulParams;
 use looptune::ir::random::random_inputs;
-use looptune::jit::baseline::{sgemm, BaselineError};
-use looptune::jit::measure::time_in_process;
-use looptune::jit::{MeasureOptions, Target};
+use looptune::runtime::baseline::{sgemm, BaselineError};
+use looptune::runtime::measure::time_in_process;
+use looptune::runtime::{MeasureOptions, Target};
 use looptune::space::Task;
 use looptune::tune::{TuneOptions, TuningTask};
 use looptune::Workload;
@@ -42,10 +43,12 @@ const DEFAULT_REPORT: &str = "looptune-default.svg";
 /// Seconds of tuning per workload.
 const SECONDS_PER_WORKLOAD: f64 = 25.0;
 
-/// Runs the main job.
-pub fn run() -> anyhow::Result<()> {
+/// Runs the main job with the backend `backend` chooses (`auto`: C when a compiler works).
+pub fn run(backend: &BackendArgs) -> anyhow::Result<()> {
     let log = Path::new(DEFAULT_LOG);
     let threads = 1;
+    let selected = backend.select()?;
+    let target = Target::host().with_threads(threads);
     // Cheaper timing than `tune`'s default, so that a minute holds a real search.
     let measure = MeasureOptions {
         repeat: 3,
@@ -62,10 +65,11 @@ pub fn run() -> anyhow::Result<()> {
         let mut rows = Vec::new();
         for text in DEFAULT_WORKLOADS {
             let workload: Workload = text.parse()?;
-            let task = Task::new(workload)
+            let task = looptune::backend::task_for(workload, selected.backend.as_ref(), &target)
                 .with_context(|| format!("building the task of `{workload}`"))?;
             let session = Session {
                 task: &task,
+                backend: &selected.backend,
                 tuner: TunerKind::Random,
                 seed: 0,
                 threads,
@@ -83,8 +87,8 @@ pub fn run() -> anyhow::Result<()> {
             let fallback = task
                 .fallback_config()
                 .context("the template's fallback config")?;
-            let target = Target::host().with_threads(threads);
-            let mut fallback_measurer = measurer(&target, measure.clone(), false)?;
+            let mut fallback_measurer =
+                measurer(&target, &selected.backend, measure.clone(), false)?;
             let input = task.measure_input(&fallback).map_err(anyhow::Error::msg)?;
             let fallback_gflops = match fallback_measurer.measure_one(&input).outcome {
                 Ok(costs) => Some(costs.gflops(task.flops())),
@@ -132,8 +136,10 @@ pub fn run() -> anyhow::Result<()> {
         );
     }
     println!(
-        "peak {:.2} GFLOP/s ({threads} thread), measured in this run; log: {}",
+        "backend {}; peak {:.2} GFLOP/s ({threads} thread, {} f32 lanes), measured in this run; log: {}",
+        selected.backend.id().version,
         peak.gflops,
+        peak.lanes,
         log.display()
     );
     println!("sgemm: the matrixmultiply crate, single thread, same timing protocol, this run");
@@ -144,7 +150,7 @@ pub fn run() -> anyhow::Result<()> {
         log,
         &report_path,
         Peaks::default().with(threads, peak.gflops),
-        "peak: the JIT's f32x4 FMA peak, measured before and after tuning in this run (the higher)",
+        "peak: the host's full-width FMA peak, measured before and after tuning in this run (the higher)",
     )?;
     println!("report: {}", report_path.display());
     Ok(())

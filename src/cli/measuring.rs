@@ -4,8 +4,9 @@
 use super::Usage;
 use anyhow::Context;
 use clap::Args;
-use looptune::jit::measure::{Isolation, WorkerCommand};
-use looptune::jit::{MeasureOptions, Measurer, Target};
+use looptune::runtime::measure::{Isolation, WorkerCommand};
+use looptune::runtime::{Backend, MeasureOptions, Measurer, Target};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How each candidate is measured. A command may lower the repeat defaults (`tune-compare`
@@ -46,10 +47,11 @@ impl MeasureArgs {
     }
 }
 
-/// The measurer of a tuning run: a worker process running this binary's `worker` subcommand,
-/// unless `in_process`.
+/// The measurer of a tuning run, compiling with `backend`: a worker process running this
+/// binary's `worker` subcommand, unless `in_process`.
 pub fn measurer(
     target: &Target,
+    backend: &Arc<dyn Backend>,
     measure: MeasureOptions,
     in_process: bool,
 ) -> anyhow::Result<Measurer> {
@@ -65,6 +67,7 @@ pub fn measurer(
     Ok(Measurer::new(
         measure.with_isolation(isolation),
         target.clone(),
+        Arc::clone(backend),
         worker,
     )?)
 }

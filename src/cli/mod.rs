@@ -9,6 +9,7 @@
 //! Only commands that do something real exist here: there are no stubs for features that have
 //! not landed.
 
+mod backends;
 mod compare;
 mod input;
 mod logs;
@@ -35,6 +36,9 @@ struct Cli {
     /// a minute and printing a table.
     #[command(subcommand)]
     command: Option<Command>,
+    /// The main job's backend (commands that compile take their own `--backend`).
+    #[command(flatten)]
+    backend: backends::BackendArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,11 +48,12 @@ enum Command {
     /// Print the lowered loop nest of a workload under its default (naive) schedule, or under a
     /// hand-written one (`--schedule`).
     Lower(lower::LowerArgs),
-    /// Compile a workload's schedule (the default, or a hand-written one) with the JIT, check
-    /// its output against the operator's definition and time it, next to the peak measured in
-    /// the same run.
+    /// Compile a workload's schedule (the default, a hand-written one, or a log's best) with the
+    /// chosen backend, check its output against the operator's definition and time it, next to
+    /// the full-width peak measured in the same run.
     Run(run::RunArgs),
-    /// Measure the JIT's own f32x4 FMA throughput on this host: the ceiling for every kernel.
+    /// Measure the host's full-width FMA throughput (the C backend's widest vectors) next to
+    /// Cranelift's f32x4 one: the ceilings every kernel is judged against.
     Peak(peak::PeakArgs),
     /// Search a workload's config space, measuring each candidate (checked against the
     /// reference first) and appending it to a tuning log; a rerun resumes from the log.
@@ -75,7 +80,7 @@ enum Command {
     /// per workload and tuner, and each workload's best against the peak.
     Report(report::ReportArgs),
     /// Serve measurement requests on stdin/stdout until stdin closes: the worker process that
-    /// `looptune-jit`'s measurer starts so that a crashing kernel cannot take the caller down.
+    /// measurer starts so that a crashing kernel cannot take the caller down.
     #[command(hide = true)]
     Worker,
 }
@@ -99,7 +104,7 @@ const EXIT_USAGE: u8 = 2;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let Some(command) = cli.command else {
-        return finish(main_job::run());
+        return finish(main_job::run(&cli.backend));
     };
     let outcome = match command {
         Command::Ops => ops::run(),
@@ -114,7 +119,7 @@ pub fn main() -> ExitCode {
         Command::Merge(args) => logs::merge_logs(&args),
         Command::ExportDb(args) => logs::export(&args),
         Command::Report(args) => report::run(&args),
-        Command::Worker => looptune::jit::measure::serve_stdio().context("measurement worker"),
+        Command::Worker => looptune::backend::serve_worker().context("measurement worker"),
     };
     finish(outcome)
 }

@@ -1,14 +1,15 @@
-//! `looptune peak`: the JIT's own f32x4 FMA throughput on this host, the ceiling every kernel
-//! looptune produces is judged against.
+//! `looptune peak`: the host's FMA ceilings, measured in one run: the full-width one (the C
+//! backend's widest vectors, what every "ratio to peak" is taken against) and Cranelift's f32x4
+//! one.
 
 use anyhow::Context;
 use clap::Args;
-use looptune::jit::{measure_peak, PeakResult, Target};
+use looptune::runtime::{PeakResult, Target};
 
 /// Arguments of `looptune peak`.
 #[derive(Debug, Args)]
 pub struct PeakArgs {
-    /// Threads running the FMA loop concurrently.
+    /// Threads running the FMA loop concurrently (at most the host's hardware threads).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     threads: u32,
     /// Print one JSON object on stdout instead of text.
@@ -16,31 +17,61 @@ pub struct PeakArgs {
     json: bool,
 }
 
-/// Measures and prints the peak.
+/// The host's hardware threads: more peak threads than this only time the scheduler.
+fn hardware_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |count| count.get())
+}
+
+/// Measures and prints the peaks.
 pub fn run(args: &PeakArgs) -> anyhow::Result<()> {
     let threads = args.threads as usize;
+    if threads > hardware_threads() {
+        return Err(super::Usage(format!(
+            "--threads {threads} is more than this host's {} hardware threads",
+            hardware_threads()
+        ))
+        .into());
+    }
     let target = Target::host().with_threads(threads);
-    let peak = measure_peak(threads).context("measuring the peak")?;
+    let peaks = looptune::backend::peaks(threads).context("measuring the peaks")?;
     if args.json {
-        let mut object = serde_json::to_value(&peak)?;
-        object["target"] = serde_json::to_value(&target)?;
+        let object = serde_json::json!({
+            "full_width": peaks.full_width.as_ref().ok(),
+            "full_width_error": peaks.full_width.as_ref().err(),
+            "cranelift": peaks.cranelift,
+            "gflops": peaks.reference().gflops,
+            "target": target,
+        });
         println!("{object}");
     } else {
-        println!(
-            "peak: {:.1} GFLOP/s on {} thread{} ({} f32 lanes, {} chains, {}) on {}",
-            peak.gflops,
-            peak.threads,
-            if peak.threads == 1 { "" } else { "s" },
-            peak.lanes,
-            peak.chains,
-            if peak.fma { "fma" } else { "mul+add" },
-            target.cpu_model,
-        );
+        let line = |name: &str, peak: &PeakResult| {
+            println!(
+                "{name:<11} {:.1} GFLOP/s on {} thread{} ({} f32 lanes, {} chains, {}) on {}",
+                peak.gflops,
+                peak.threads,
+                if peak.threads == 1 { "" } else { "s" },
+                peak.lanes,
+                peak.chains,
+                if peak.fma { "fma" } else { "mul+add" },
+                target.cpu_model,
+            )
+        };
+        match &peaks.full_width {
+            Ok(peak) => line("full width", peak),
+            Err(why) => println!("full width  not measured: {why}"),
+        }
+        line("cranelift", &peaks.cranelift);
     }
     Ok(())
 }
 
-/// Runs `work` between two peak measurements and returns its result with the higher peak.
+/// The full-width peak (see [`looptune::backend::full_width_peak`]).
+pub fn full_width(threads: usize) -> anyhow::Result<PeakResult> {
+    looptune::backend::full_width_peak(threads).context("measuring the peak")
+}
+
+/// Runs `work` between two full-width peak measurements and returns its result with the higher
+/// peak.
 ///
 /// On a shared machine a single peak taken while another process holds the core reads low,
 /// and every ratio to it reads high. Two measurements around the work, keeping the higher,
@@ -50,9 +81,9 @@ pub fn bracketed<T>(
     threads: usize,
     work: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<(T, PeakResult)> {
-    let before = measure_peak(threads).context("measuring the peak")?;
+    let before = full_width(threads)?;
     let result = work()?;
-    let after = measure_peak(threads).context("measuring the peak")?;
+    let after = full_width(threads)?;
     let peak = if after.gflops > before.gflops {
         after
     } else {

@@ -3,10 +3,10 @@
 //! Two charts in one SVG, drawn with `plotters` (its SVG backend only, so no font or bitmap
 //! library is linked): the tuning curve, best GFLOP/s found so far against the trial number,
 //! one line per (workload, tuner, thread count) in the log; and one pair of bars per workload,
-//! the best GFLOP/s of any tuner next to the JIT's FMA peak. The HTML form embeds the same SVG
+//! the best GFLOP/s of any tuner next to the host's full-width FMA peak. The HTML form embeds the same SVG
 //! above a table of the same numbers.
 //!
-//! Records do not store the peak, so it is measured with `looptune-jit`'s `measure_peak` in the
+//! Records do not store the peak, so it is measured (`looptune::backend::full_width_peak`) in the
 //! run that draws the report (the main job passes the peak it measured itself), once per thread
 //! count found in the log, and the report says so. A peak measured on another machine than the
 //! log's records would make the ratio meaningless: a record whose CPU model differs from this
@@ -16,8 +16,9 @@ use super::logs::read_with_warnings;
 use super::Usage;
 use anyhow::Context;
 use clap::Args;
-use looptune::jit::{measure_peak, Target};
+use looptune::backend::full_width_peak;
 use looptune::log::Record;
+use looptune::runtime::Target;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -79,7 +80,7 @@ impl Peaks {
         for record in records {
             let threads = record.target.threads.max(1);
             if let std::collections::btree_map::Entry::Vacant(entry) = self.gflops.entry(threads) {
-                let peak = measure_peak(threads)
+                let peak = full_width_peak(threads)
                     .with_context(|| format!("measuring the peak on {threads} thread(s)"))?;
                 entry.insert(peak.gflops);
             }
@@ -216,7 +217,7 @@ const BAR_ROW_HEIGHT: u32 = 90;
 
 /// Where the peak came from, said under the bars.
 pub const PEAK_MEASURED_HERE: &str =
-    "peak: the JIT's f32x4 FMA peak, measured with measure_peak when this report was drawn \
+    "peak: the host's full-width FMA peak, measured when this report was drawn \
      (tuning records do not store it)";
 
 /// The two charts as an SVG document.
@@ -529,9 +530,9 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use looptune::jit::measure::{Costs, MeasureError, MeasureErrorKind, MeasureResult};
-    use looptune::jit::CraneliftBackend;
     use looptune::log::{RecordContext, TargetFingerprint};
+    use looptune::runtime::measure::{Costs, MeasureError, MeasureErrorKind, MeasureResult};
+    use looptune::CraneliftBackend;
     use looptune::Workload;
     use std::time::UNIX_EPOCH;
 

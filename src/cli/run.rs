@@ -1,7 +1,7 @@
-//! `looptune run WORKLOAD`: compile a workload's schedule with the JIT, check its output, time
-//! it and compare it with the peak measured in the same process.
+//! `looptune run WORKLOAD`: compile a workload's schedule with the chosen backend, check its
+//! output, time it and compare it with the full-width peak measured in the same process.
 //!
-//! The kernel goes through `looptune-jit`'s `Measurer`, the one path by which looptune executes
+//! The kernel goes through `looptune-runtime`'s `Measurer`, the one path by which looptune executes
 //! generated code: compile, check the output on seeded random inputs against the reference
 //! computed from the operator's definition (the interpreter on the whole output for small
 //! workloads, the direct evaluator at sampled corners, edges and random points for large ones),
@@ -15,16 +15,18 @@
 //! `looptune_ir::recipes` (`--schedule register-tiled`, matmul only); once search spaces exist,
 //! a config from a tuning log will be a third source.
 
+use super::backends::BackendArgs;
 use super::input::{self, Usage};
 use super::schedule::ScheduleArgs;
 use anyhow::{bail, Context};
 use clap::Args;
-use looptune::jit::measure::{CheckMode, Isolation};
-use looptune::jit::{
-    measure_peak, Costs, MeasureError, MeasureErrorKind, MeasureInput, MeasureOptions,
-    MeasureResult, Measurer, Target, WorkerCommand,
+use looptune::runtime::measure::{CheckMode, Isolation};
+use looptune::runtime::{
+    Backend, Costs, MeasureError, MeasureErrorKind, MeasureInput, MeasureOptions, MeasureResult,
+    Measurer, Target, WorkerCommand,
 };
 use looptune::{lower, Layout};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long one kernel may take to compile, check and time. `run` is interactive and its
@@ -53,6 +55,8 @@ pub struct RunArgs {
     /// Print one JSON object on stdout; progress goes to stderr.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    backend: BackendArgs,
 }
 
 /// What a run found, before it is printed.
@@ -65,6 +69,7 @@ struct Report {
     result: MeasureResult,
     peak_gflops: Option<f64>,
     target: Target,
+    backend: looptune::runtime::BackendId,
 }
 
 impl Report {
@@ -107,6 +112,8 @@ impl Report {
         Ok(serde_json::json!({
             "workload": self.workload,
             "schedule": self.schedule,
+            "backend": self.backend.name,
+            "backend_version": self.backend.version,
             "threads": self.threads,
             "flops": self.flops,
             "gflops": self.gflops(),
@@ -128,7 +135,13 @@ impl Report {
     }
 
     fn text(&self) -> String {
-        let mut lines = vec![format!("workload    {}", self.workload)];
+        let mut lines = vec![
+            format!("workload    {}", self.workload),
+            format!(
+                "backend     {} ({})",
+                self.backend.name, self.backend.version
+            ),
+        ];
         if let Some(compile_ms) = self.result.compile_ms {
             lines.push(format!("compile     {compile_ms:.2} ms"));
         }
@@ -175,7 +188,11 @@ impl Report {
 
 /// The measurer `run` uses: TVM's timing defaults, a generous timeout, in this process unless
 /// `--isolate` asks for a worker.
-fn measurer(args: &RunArgs, target: Target) -> anyhow::Result<Measurer> {
+fn measurer(
+    args: &RunArgs,
+    target: Target,
+    backend: &Arc<dyn Backend>,
+) -> anyhow::Result<Measurer> {
     let check = if args.full_check {
         CheckMode::Full
     } else {
@@ -191,13 +208,16 @@ fn measurer(args: &RunArgs, target: Target) -> anyhow::Result<Measurer> {
         options = options.with_isolation(Isolation::InProcess);
         None
     };
-    Measurer::new(options, target, worker).context("setting up the measurer")
+    Measurer::new(options, target, Arc::clone(backend), worker).context("setting up the measurer")
 }
 
 /// Compiles, checks, times and prints; see the module documentation.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let workload = input::workload(&args.workload)?;
-    let schedule = args.schedule.build(&workload, args.threads > 1)?;
+    let selected = args.backend.select()?;
+    let schedule = args
+        .schedule
+        .build(&workload, args.threads > 1, selected.backend.as_ref())?;
     let nest =
         lower(&schedule).with_context(|| format!("lowering the schedule of `{workload}`"))?;
     // The specification is the plain definition: whatever layout or cache stages the schedule
@@ -210,7 +230,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let target = Target::host().with_threads(threads);
 
     eprintln!("compiling, checking and timing...");
-    let mut measurer = measurer(args, target.clone())?;
+    let mut measurer = measurer(args, target.clone(), &selected.backend)?;
     let result = measurer.measure_one(&MeasureInput::new(definition, nest, workload.flops()));
     let mut report = Report {
         workload: workload.to_string(),
@@ -221,10 +241,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         result,
         peak_gflops: None,
         target,
+        backend: selected.backend.id(),
     };
     if report.result.is_ok() {
         eprintln!("measuring the peak...");
-        report.peak_gflops = Some(measure_peak(threads).context("measuring the peak")?.gflops);
+        report.peak_gflops = Some(super::peak::full_width(threads)?.gflops);
     }
 
     if args.json {

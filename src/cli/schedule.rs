@@ -7,6 +7,7 @@
 use super::input::{self, Usage};
 use clap::{Args, ValueEnum};
 use looptune::ir::recipes::{register_tiled_matmul, MatmulTiling};
+use looptune::runtime::Backend;
 use looptune::{Schedule, Workload};
 
 /// Where the schedule comes from.
@@ -58,10 +59,16 @@ impl ScheduleArgs {
         }
     }
 
-    /// Builds the schedule of `workload`; `parallel` asks recipes for a parallel outer loop.
-    pub fn build(&self, workload: &Workload, parallel: bool) -> anyhow::Result<Schedule> {
+    /// Builds the schedule of `workload`; `parallel` asks recipes for a parallel outer loop. A
+    /// log's config is read for `backend`'s space and target.
+    pub fn build(
+        &self,
+        workload: &Workload,
+        parallel: bool,
+        backend: &dyn Backend,
+    ) -> anyhow::Result<Schedule> {
         if let Some(log) = &self.log {
-            return Ok(from_log(log, workload, parallel)?.0);
+            return Ok(from_log(log, workload, parallel, backend)?.0);
         }
         Ok(self.build_recipe(workload, parallel)?)
     }
@@ -101,33 +108,34 @@ impl ScheduleArgs {
     }
 }
 
-/// The schedule of the best config a tuning log holds for `workload` on this host, or of the
-/// template's fallback config. Where the config came from is said on stderr. `threads` of the
-/// target only matter for matching the log, so `parallel` picks them as `run` does.
+/// The schedule of the best config a tuning log holds for `workload` on this host with
+/// `backend`, or of the template's fallback config. Where the config came from is said on
+/// stderr. `threads` of the target only matter for matching the log, so `parallel` picks them
+/// as `run` does.
 pub fn from_log(
     log: &std::path::Path,
     workload: &Workload,
     parallel: bool,
+    backend: &dyn Backend,
 ) -> anyhow::Result<(Schedule, looptune::space::Config)> {
     use anyhow::Context;
-    use looptune::jit::{CraneliftBackend, Target};
     use looptune::log::{Dispatcher, Source, TargetFingerprint};
-    use looptune::space::Task;
+    use looptune::runtime::Target;
 
     let dispatcher =
         Dispatcher::from_logs(&[log]).with_context(|| format!("reading {}", log.display()))?;
     for warning in dispatcher.load_warnings() {
         eprintln!("warning: {warning}");
     }
-    let task =
-        Task::new(*workload).with_context(|| format!("building the task of `{workload}`"))?;
     let threads = if parallel {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         1
     };
     let target = Target::host().with_threads(threads);
-    let fingerprint = TargetFingerprint::new(&target, &CraneliftBackend::new());
+    let task = looptune::backend::task_for(*workload, backend, &target)
+        .with_context(|| format!("building the task of `{workload}`"))?;
+    let fingerprint = TargetFingerprint::new(&target, backend);
     let fallback = task
         .fallback_config()
         .context("the template's fallback config")?;

@@ -5,15 +5,16 @@
 //! JSON object with `--json`. The peak is measured in the same run, before and after tuning
 //! (the higher counts), so that the ratio compares numbers taken on the same machine state.
 
+use super::backends::BackendArgs;
 use super::input;
 use super::logs::records_to_resume;
 use super::measuring::{measurer, MeasureArgs};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use looptune::jit::{CraneliftBackend, MeasureOptions, Target};
 use looptune::log::Record;
 use looptune::log::{LogWriter, RecordContext, TargetFingerprint};
+use looptune::runtime::{Backend, MeasureOptions, Target};
 use looptune::space::Task;
 use looptune::tune::{
     tune, GaTuner, GridTuner, Observer, Progress, RandomTuner, TransferSet, TuneOptions,
@@ -85,9 +86,14 @@ impl<'a> BuiltTuner<'a> {
     }
 }
 
-/// Rows for transfer learning from `records` (a log's), for `task` on `target`.
-pub fn transfer_set(task: &Task, records: &[Record], target: &Target) -> TransferSet {
-    let fingerprint = TargetFingerprint::new(target, &CraneliftBackend::new());
+/// Rows for transfer learning from `records` (a log's), for `task` on `target` with `backend`.
+pub fn transfer_set(
+    task: &Task,
+    records: &[Record],
+    target: &Target,
+    backend: &dyn Backend,
+) -> TransferSet {
+    let fingerprint = TargetFingerprint::new(target, backend);
     TransferSet::from_records(task, records, &fingerprint)
 }
 
@@ -129,6 +135,8 @@ pub struct TuneArgs {
     /// same operator (transfer learning, on by default).
     #[arg(long)]
     no_transfer: bool,
+    #[command(flatten)]
+    backend: BackendArgs,
 }
 
 /// An indicatif bar on stderr.
@@ -148,8 +156,10 @@ impl Observer for Bar {
 /// One tuning session: a task tuned with a tuner into a log, measured in a worker (or in this
 /// process), with a progress bar on stderr. Shared by `looptune tune` and the main job.
 pub struct Session<'a> {
-    /// The task.
+    /// The task (its space sized for `backend`).
     pub task: &'a Task,
+    /// The backend candidates are compiled with.
+    pub backend: &'a std::sync::Arc<dyn Backend>,
     /// The tuner.
     pub tuner: TunerKind,
     /// Its seed.
@@ -184,14 +194,14 @@ impl Session<'_> {
         let existing = records_to_resume(self.log)?;
         let mut writer =
             LogWriter::open(self.log).with_context(|| format!("opening {}", self.log.display()))?;
-        let mut measurer = measurer(&target, self.measure.clone(), self.in_process)?;
+        let mut measurer = measurer(&target, self.backend, self.measure.clone(), self.in_process)?;
         let transfer = (transfer && self.tuner == TunerKind::Xgb)
-            .then(|| transfer_set(self.task, &existing, &target));
+            .then(|| transfer_set(self.task, &existing, &target, self.backend.as_ref()));
         let mut built = BuiltTuner::new(self.tuner, self.task, self.seed, transfer)?;
         let tuner = built.as_tuner();
         let context = RecordContext::new(
             &workload,
-            TargetFingerprint::new(&target, &CraneliftBackend::new()),
+            TargetFingerprint::new(&target, self.backend.as_ref()),
             tuner.name(),
         );
         let bar = ProgressBar::new(self.options.trials as u64);
@@ -217,17 +227,27 @@ impl Session<'_> {
         let stats = built.xgb_stats().cloned();
         Ok((report, context.tuner, stats))
     }
+
+    /// Seconds the C backend spent compiling in this process so far (0 for Cranelift, whose
+    /// compile time is part of each candidate's measurement).
+    pub fn compile_seconds(c: Option<&looptune::cc::CBackend>) -> f64 {
+        c.map_or(0.0, |c| c.compile_seconds())
+    }
 }
 
 /// Runs `looptune tune`.
 pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
     let workload = input::workload(&args.workload)?;
-    let task = Task::new(workload).with_context(|| format!("building the task of `{workload}`"))?;
     let time_budget = input::time_budget(args.time_budget)?;
     let measure = args.measure.options()?;
     let threads = args.threads as usize;
+    let selected = args.backend.select()?;
+    let target = Target::host().with_threads(threads);
+    let task = looptune::backend::task_for(workload, selected.backend.as_ref(), &target)
+        .with_context(|| format!("building the task of `{workload}`"))?;
     let session = Session {
         task: &task,
+        backend: &selected.backend,
         tuner: args.tuner,
         seed: args.seed,
         threads,
@@ -244,10 +264,15 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
     let ((report, tuner, stats), peak) =
         super::peak::bracketed(threads, || session.run_with(!args.no_transfer))?;
     let best_gflops = report.best.as_ref().map(|best| best.gflops);
+    let compile_s = Session::compile_seconds(selected.c.as_deref());
+    let backend = selected.backend.id();
     if args.json {
         let summary = serde_json::json!({
             "workload": workload.to_string(),
             "tuner": tuner,
+            "backend": backend.name,
+            "backend_version": backend.version,
+            "compile_s": compile_s,
             "trials": report.trials,
             "resumed": report.resumed,
             "errors": report.errors,
@@ -274,6 +299,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         println!("workload    {workload}");
+        println!("backend     {} ({})", backend.name, backend.version);
         println!(
             "tuner       {tuner} ({} trials this run, {} from the log, {} errors)",
             report.trials, report.resumed, report.errors
@@ -287,10 +313,11 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             None => println!("best        none: no config passed its check"),
         }
         println!(
-            "stopped     {} after {:.1} s ({:.2} trials/s)",
+            "stopped     {} after {:.1} s ({:.2} trials/s; {:.1} s compiling)",
             report.stop_reason,
             report.wall.as_secs_f64(),
-            report.trials as f64 / report.wall.as_secs_f64().max(1e-9)
+            report.trials as f64 / report.wall.as_secs_f64().max(1e-9),
+            compile_s
         );
         if let Some(stats) = &stats {
             println!(

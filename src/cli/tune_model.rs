@@ -10,8 +10,8 @@ use super::logs::records_to_resume;
 use super::measuring::{measurer, MeasureArgs};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use looptune::jit::{CraneliftBackend, Target};
 use looptune::log::{LogWriter, TargetFingerprint};
+use looptune::runtime::Target;
 use looptune::space::Task;
 use looptune::tune::scheduler::driver::{LayerOutcome, RoundObserver, RoundSummary};
 use looptune::tune::{
@@ -83,6 +83,8 @@ pub struct TuneModelArgs {
     shared_per_batch: u32,
     #[command(flatten)]
     measure: MeasureArgs,
+    #[command(flatten)]
+    backend: super::backends::BackendArgs,
     /// Print one JSON object on stdout; progress goes to stderr.
     #[arg(long)]
     json: bool,
@@ -133,12 +135,16 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
     if let Some(limit) = args.max_layers {
         layers.truncate(limit as usize);
     }
+    let threads = args.threads as usize;
+    let target = Target::host().with_threads(threads);
+    let selected = args.backend.select()?;
     let tasks = layers
         .iter()
         .map(|layer| {
-            Task::new(layer.workload).with_context(|| {
-                format!("building the task of {} `{}`", layer.name, layer.workload)
-            })
+            looptune::backend::task_for(layer.workload, selected.backend.as_ref(), &target)
+                .with_context(|| {
+                    format!("building the task of {} `{}`", layer.name, layer.workload)
+                })
         })
         .collect::<anyhow::Result<Vec<Task>>>()?;
     let model_tasks: Vec<ModelTask<'_>> = layers
@@ -151,12 +157,15 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
             fallback: task.fallback_config().ok(),
         })
         .collect();
-    let threads = args.threads as usize;
-    let target = Target::host().with_threads(threads);
-    let fingerprint = TargetFingerprint::new(&target, &CraneliftBackend::new());
+    let fingerprint = TargetFingerprint::new(&target, selected.backend.as_ref());
     let existing = records_to_resume(&log)?;
     let mut writer = LogWriter::open(&log).with_context(|| format!("opening {}", log.display()))?;
-    let mut measurer = measurer(&target, args.measure.options()?, args.measure.in_process)?;
+    let mut measurer = measurer(
+        &target,
+        &selected.backend,
+        args.measure.options()?,
+        args.measure.in_process,
+    )?;
     let options = ModelTuneOptions {
         trials: args.trials as usize,
         batch_size: args.batch_size as usize,

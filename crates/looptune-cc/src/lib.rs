@@ -1,25 +1,34 @@
-//! `looptune-cc`: the C back end's printer. A lowered [`looptune_ir::LoopNest`] goes in, plain C
-//! source comes out, for gcc or clang to compile into full-width vector code.
+//! `looptune-cc`: the C backend. A lowered [`looptune_ir::LoopNest`] is printed as plain C with
+//! GCC vector extensions, compiled by the system C compiler into a shared object, loaded, and
+//! called through the same safe [`looptune_runtime::Kernel`] as the Cranelift backend's kernels.
 //!
 //! Why C: the Cranelift JIT (`looptune-jit`) compiles in milliseconds but has 128-bit vectors
 //! only. gcc and clang have 256- and 512-bit vectors, a mature register allocator and
-//! instruction scheduler; what they lack is knowledge of the schedule, so the printer does the
-//! schedule-specific work itself and hands the compiler code it cannot misread:
-//! - unrolled loops are unrolled here, so their indices are constants;
-//! - vectorized loops become GCC vector-extension code (4, 8 or 16 `f32` lanes), contiguous
-//!   accesses one unaligned vector load or store, loop-invariant values broadcasts;
-//! - register tiles (temporaries indexed only by constants once unrolled) become local vector
-//!   variables, which the compiler keeps in registers across the reduction loop.
+//! instruction scheduler; what they lack is knowledge of the schedule, so the printer ([`emit`])
+//! does the schedule-specific work itself and hands the compiler code it cannot misread.
 //!
-//! The printed C has no `#include` and one exported function (see [`emit`] for the ABI, which
-//! is `looptune-jit`'s runtime table, so both back ends share one runtime). Compiling, caching
-//! and loading the code is another crate's job; this one only prints.
+//! - [`emit`] prints C (no `#include`, one exported function using the runtime table of
+//!   `looptune-runtime`, so both backends share one runtime).
+//! - [`compiler`] finds the compiler (`CC`, else `cc`/`gcc`/`clang`), its version and flags.
+//! - [`cache`] keeps compiled objects by content (source + compiler + version + flags).
+//! - [`backend`] is [`CBackend`]: print, compile or hit the cache, load, wrap in a `Kernel`;
+//!   batches are compiled in parallel before they are measured.
+//! - [`peak`] measures the host's full-width FMA ceiling with the same compiler.
 //!
-//! **Invariant:** this crate runs no compiler and executes no code (its tests do).
+//! **Invariant:** `unsafe` here is only loading objects and calling the peak loop (`load`,
+//! `peak`), each block with its argument.
 
-#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod backend;
+pub mod cache;
+pub mod compiler;
 pub mod emit;
+mod load;
+pub mod peak;
+mod probe;
 
+pub use backend::CBackend;
+pub use compiler::Compiler;
 pub use emit::{emit_c, EmitError, EmitOptions};
+pub use peak::measure_peak;

@@ -6,7 +6,8 @@ use looptune_ir::{
     BufferDecl, BufferId, BufferRole, DType, IndexExpr, Load, Loop, LoopKind, LoopNest, Stmt,
     ValueExpr, VarDecl, VarId,
 };
-use looptune_jit::{Backend, CraneliftBackend, Target};
+use looptune_jit::CraneliftBackend;
+use looptune_runtime::{Backend, Target};
 
 fn for_(var: u32, extent: i64, kind: LoopKind, body: Stmt) -> Stmt {
     Stmt::For(Box::new(Loop {

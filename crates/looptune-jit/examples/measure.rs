@@ -11,14 +11,18 @@
 use looptune_ir::ops::MatmulParams;
 use looptune_ir::recipes::{register_tiled_matmul, MatmulTiling};
 use looptune_ir::{lower, Schedule, Workload};
-use looptune_jit::measure::{serve_stdio, MeasureInput, MeasureOptions, Measurer, WorkerCommand};
-use looptune_jit::Target;
+use looptune_runtime::measure::{
+    serve_stdio, MeasureInput, MeasureOptions, Measurer, WorkerCommand,
+};
+use looptune_runtime::Target;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("worker") {
-        serve_stdio()?;
+        serve_stdio(&|spec| {
+            Ok(std::sync::Arc::new(looptune_jit::CraneliftBackend::from_spec(spec)?) as _)
+        })?;
         return Ok(());
     }
     let sizes: Vec<i64> = if args.is_empty() {
@@ -32,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut measurer = Measurer::new(
         MeasureOptions::default(),
         Target::host().with_threads(1),
+        std::sync::Arc::new(looptune_jit::CraneliftBackend::new()),
         Some(worker),
     )?;
     let start = Instant::now();

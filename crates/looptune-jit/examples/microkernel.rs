@@ -14,7 +14,8 @@ use looptune_ir::{
     BufferDecl, BufferRole, DType, IndexExpr, Load, Loop, LoopKind, LoopNest, Stmt, ValueExpr,
     VarDecl, VarId,
 };
-use looptune_jit::{measure_peak, Backend, CraneliftBackend, Target};
+use looptune_jit::{measure_peak, CraneliftBackend};
+use looptune_runtime::{Backend, Target};
 use std::time::Instant;
 
 fn for_(var: usize, extent: i64, kind: LoopKind, body: Stmt) -> Stmt {
@@ -132,7 +133,7 @@ fn main() {
         .compile(&nest, &target)
         .expect("the micro-kernel compiles");
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
-    if let Some(clif) = kernel.clif() {
+    if let Some(clif) = kernel.source() {
         println!("{clif}");
         return;
     }

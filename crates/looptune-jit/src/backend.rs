@@ -1,30 +1,12 @@
-//! The seam between search and code generation.
-//!
-//! Search and measurement hold a [`Backend`] and never name Cranelift, so a second code
-//! generator (LLVM, a C emitter) can be added without touching them. The backend's name and
-//! version go into every tuning-log record next to the target.
+//! The Cranelift JIT as a [`Backend`]: no toolchain needed, a few milliseconds per kernel,
+//! 128-bit vectors.
 
 use crate::codegen;
-use crate::error::CompileError;
-use crate::kernel::Kernel;
-use crate::target::Target;
 use looptune_ir::LoopNest;
+use looptune_runtime::{Backend, BackendId, BackendSpec, CompileError, Kernel, Target};
 
-/// A code generator for loop nests.
-pub trait Backend {
-    /// What compiling produces.
-    type Kernel;
-
-    /// Compiles `nest` for `target`.
-    fn compile(&self, nest: &LoopNest, target: &Target) -> Result<Self::Kernel, CompileError>;
-
-    /// A short stable name, recorded in tuning logs (`cranelift`).
-    fn name(&self) -> &'static str;
-
-    /// The version of the generator, recorded in tuning logs: results measured with different
-    /// code generators are not comparable.
-    fn version(&self) -> &'static str;
-}
+/// The backend's name in tuning logs and on the command line.
+pub const NAME: &str = "cranelift";
 
 /// The Cranelift JIT backend.
 #[derive(Clone, Debug, Default)]
@@ -38,31 +20,70 @@ impl CraneliftBackend {
         CraneliftBackend::default()
     }
 
-    /// Keeps the optimized CLIF text of each compiled kernel ([`Kernel::clif`]); off by default
-    /// because printing costs compile time.
+    /// Keeps the optimized CLIF text of each compiled kernel ([`Kernel::source`]); off by
+    /// default because printing costs compile time.
     pub fn keep_clif(mut self, keep: bool) -> CraneliftBackend {
         self.keep_clif = keep;
         self
     }
+
+    /// Rebuilds the backend a [`BackendSpec`] of this backend describes.
+    pub fn from_spec(spec: &BackendSpec) -> Result<CraneliftBackend, CompileError> {
+        if spec.name != NAME {
+            return Err(CompileError::UnknownBackend {
+                name: spec.name.clone(),
+                known: NAME.to_string(),
+            });
+        }
+        Ok(CraneliftBackend::new())
+    }
 }
 
 impl Backend for CraneliftBackend {
-    type Kernel = Kernel;
-
     fn compile(&self, nest: &LoopNest, target: &Target) -> Result<Kernel, CompileError> {
         let compiled = codegen::compile(nest, target, self.keep_clif)?;
-        Ok(Kernel::new(nest, compiled, target.threads))
+        // SAFETY: `codegen::compile` finalized `entry` in `module` with the entry signature
+        // `(args, runtime)` in the platform's default (C) calling convention, after validating
+        // the nest (no stores to inputs, index ranks) and bounding every access it could not
+        // prove in bounds with a trapping check; the module owns the code and goes with it.
+        let kernel = unsafe {
+            Kernel::from_entry(
+                nest,
+                compiled.entry,
+                compiled.uses_parallel,
+                target.threads,
+                compiled.clif,
+                Box::new(compiled.module),
+            )
+        };
+        Ok(kernel)
     }
 
-    fn name(&self) -> &'static str {
-        "cranelift"
+    fn id(&self) -> BackendId {
+        BackendId {
+            name: NAME.to_string(),
+            // Unchanged since the first logs, so that they still resume and dispatch.
+            version: concat!(
+                "looptune-jit ",
+                env!("CARGO_PKG_VERSION"),
+                " / cranelift 0.135"
+            )
+            .to_string(),
+        }
     }
 
-    fn version(&self) -> &'static str {
-        concat!(
-            "looptune-jit ",
-            env!("CARGO_PKG_VERSION"),
-            " / cranelift 0.135"
-        )
+    fn spec(&self) -> BackendSpec {
+        BackendSpec {
+            name: NAME.to_string(),
+            settings: Vec::new(),
+        }
+    }
+
+    fn vector_lanes(&self, _target: &Target) -> usize {
+        4
+    }
+
+    fn vector_registers(&self, _target: &Target) -> usize {
+        16
     }
 }

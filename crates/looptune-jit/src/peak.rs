@@ -5,43 +5,18 @@
 //! number rather than a datasheet's, because it is what this code generator can reach: 128-bit
 //! vectors on x86-64, whatever FMA ports the core has.
 
-use crate::error::{CompileError, PeakError};
-use crate::kernel::OwnedModule;
-use crate::target::Target;
+use crate::codegen::OwnedModule;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, AbiParam, BlockArg, InstBuilder, MemFlagsData};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Module};
-use serde::{Deserialize, Serialize};
-use std::sync::Barrier;
-use std::time::{Duration, Instant};
+use looptune_runtime::peak::{time_peak, PeakLoop, PeakResult};
+use looptune_runtime::{CompileError, PeakError, Target};
 
 /// Independent accumulator chains: latency 4 x 2 ports needs 8; 12 leaves slack and still fits
 /// in 16 XMM registers with the two operands.
 const CHAINS: usize = 12;
-/// Floating-point operations per chain per iteration: 4 lanes x (multiply + add).
-const FLOPS_PER_FMA: f64 = 8.0;
-/// Timed repeats; the median is reported.
-const REPEATS: usize = 7;
-/// A repeat lasts at least this long, so timer resolution and frequency ramp-up do not matter.
-const MIN_REPEAT: Duration = Duration::from_millis(20);
-
-/// The measured ceiling.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PeakResult {
-    /// Median throughput over all threads, in GFLOP/s (an FMA counts as two operations per lane).
-    pub gflops: f64,
-    /// Threads that ran the loop concurrently.
-    pub threads: usize,
-    /// Vector lanes per instruction.
-    pub lanes: usize,
-    /// Independent accumulator chains per thread.
-    pub chains: usize,
-    /// Whether fused multiply-add was used (else a multiply and an add).
-    pub fma: bool,
-}
-
 /// `fn(operands: *const f32, out: *mut f32, iterations: i64)`.
 type PeakFn = unsafe extern "C" fn(*const f32, *mut f32, i64);
 
@@ -62,62 +37,21 @@ pub fn measure_peak(threads: usize) -> Result<PeakResult, PeakError> {
         1e-7,
         1e-7,
     ];
-    let run = |iterations: i64, out: &mut [f32; CHAINS * 4]| {
+    let run = |iterations: i64| {
+        let mut out = [0.0_f32; CHAINS * 4];
         // SAFETY: `function` was generated for exactly this signature; it reads 8 floats from
         // `operands` and writes `CHAINS * 4` floats to `out`, both of which have that size, and
         // `module` (which owns the code) is alive for the whole of `measure_peak`.
         unsafe { function(operands.as_ptr(), out.as_mut_ptr(), iterations) }
     };
-    // Grow the iteration count until one run lasts `MIN_REPEAT` (this is also the warm-up).
-    let mut iterations: i64 = 1 << 16;
-    let mut scratch = [0.0; CHAINS * 4];
-    loop {
-        let start = Instant::now();
-        run(iterations, &mut scratch);
-        if start.elapsed() >= MIN_REPEAT || iterations >= 1 << 34 {
-            break;
-        }
-        iterations *= 2;
-    }
-    let flops_per_thread = iterations as f64 * CHAINS as f64 * FLOPS_PER_FMA;
-    let mut samples: Vec<f64> = Vec::with_capacity(REPEATS);
-    for _ in 0..REPEATS {
-        let slowest = if threads == 1 {
-            let start = Instant::now();
-            run(iterations, &mut scratch);
-            start.elapsed()
-        } else {
-            let barrier = Barrier::new(threads);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..threads)
-                    .map(|_| {
-                        scope.spawn(|| {
-                            let mut out = [0.0; CHAINS * 4];
-                            barrier.wait();
-                            let start = Instant::now();
-                            run(iterations, &mut out);
-                            start.elapsed()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|handle| handle.join().unwrap_or(Duration::MAX))
-                    .max()
-                    .unwrap_or(Duration::MAX)
-            })
-        };
-        samples.push(flops_per_thread * threads as f64 / slowest.as_secs_f64() / 1e9);
-    }
-    samples.sort_by(f64::total_cmp);
-    drop(module);
-    Ok(PeakResult {
-        gflops: samples[samples.len() / 2],
-        threads,
+    let shape = PeakLoop {
         lanes: 4,
         chains: CHAINS,
         fma: target.features.fma,
-    })
+    };
+    let result = time_peak(threads, shape, &run);
+    drop(module);
+    result
 }
 
 /// Generates the measuring loop directly in CLIF, independent of the loop-IR codegen, so that
@@ -128,7 +62,7 @@ fn compile_peak_loop(target: &Target) -> Result<(OwnedModule, PeakFn), CompileEr
         message: error,
     };
     let mut owned = OwnedModule::new(JITModule::new(JITBuilder::with_isa(
-        target.isa()?,
+        crate::isa::isa(target)?,
         default_libcall_names(),
     )));
     let module = owned.get_mut();
@@ -215,8 +149,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn zero_threads_is_an_error_naming_the_count() {
-        let error = measure_peak(0).expect_err("no threads");
-        assert!(error.to_string().contains("got 0"), "{error}");
+    fn the_peak_is_positive_and_four_lanes_wide() {
+        let peak = measure_peak(1).expect("peak");
+        assert!(peak.gflops > 0.0);
+        assert_eq!(peak.lanes, 4);
     }
 }

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use looptune_ir::{BinaryOp, CmpOp, Cond, DType, LoopKind, Stmt, UnaryOp, ValueExpr};
-use looptune_jit::Target;
+use looptune_runtime::Target;
 
 fn elementwise(extent: i64, kind: LoopKind) -> looptune_ir::LoopNest {
     let mut builder = NestBuilder::new("axpy");
@@ -34,7 +34,7 @@ fn vectorized_loops_with_tails_match_scalar_results() {
 #[test]
 fn vectorized_contiguous_access_becomes_vector_loads_and_stores() {
     let kernel = compile(&elementwise(16, LoopKind::Vectorized));
-    let clif = kernel.clif().expect("clif kept");
+    let clif = kernel.source().expect("clif kept");
     assert_eq!(clif.matches("load.f32x4").count(), 8, "{clif}");
     assert_eq!(clif.matches("store").count(), 4, "{clif}");
 }

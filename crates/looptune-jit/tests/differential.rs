@@ -6,7 +6,8 @@
 use looptune_ir::eval::{compare_with_magnitudes, magnitudes};
 use looptune_ir::random::{random_case, random_inputs, SplitMix64};
 use looptune_ir::{interp, lower};
-use looptune_jit::{Backend, CraneliftBackend, Target};
+use looptune_jit::CraneliftBackend;
+use looptune_runtime::{Backend, Target};
 
 fn cases() -> usize {
     std::env::var("LOOPTUNE_PROPTEST_CASES")

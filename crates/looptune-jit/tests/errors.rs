@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use looptune_ir::{DType, LoopKind, ValueExpr};
-use looptune_jit::{Backend, CallError, CompileError, CraneliftBackend, Kernel, Target};
+use looptune_jit::CraneliftBackend;
+use looptune_runtime::{Backend, CallError, CompileError, Kernel, Target};
 
 fn copy_kernel() -> Kernel {
     let mut builder = NestBuilder::new("copy");

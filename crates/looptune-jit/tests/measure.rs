@@ -9,11 +9,11 @@
 use looptune_ir::ops::MatmulParams;
 use looptune_ir::recipes::{register_tiled_matmul, MatmulTiling};
 use looptune_ir::{lower, LoopNest, Schedule, Stmt, ValueExpr, Workload};
-use looptune_jit::measure::{
+use looptune_runtime::measure::{
     CheckMode, Fault, Isolation, MeasureErrorKind, MeasureInput, MeasureOptions, MeasureResult,
     Measurer, MeasurerError, OptionsError, WorkerCommand, WorkerError, FAULT_INJECTION_ENV,
 };
-use looptune_jit::Target;
+use looptune_runtime::Target;
 use std::time::{Duration, Instant};
 
 fn worker() -> WorkerCommand {
@@ -21,8 +21,13 @@ fn worker() -> WorkerCommand {
 }
 
 fn measurer(options: MeasureOptions) -> Measurer {
-    Measurer::new(options, Target::host().with_threads(1), Some(worker()))
-        .expect("valid options and a worker command")
+    Measurer::new(
+        options,
+        Target::host().with_threads(1),
+        cranelift(),
+        Some(worker()),
+    )
+    .expect("valid options and a worker command")
 }
 
 /// The default schedule of `text`'s workload.
@@ -322,8 +327,8 @@ fn unverified_unproven_or_mismatched_nests_are_invalid_configs() {
 fn a_compile_error_is_reported_with_its_message() {
     let mut target = Target::host();
     target.arch = "riscv64".to_string();
-    let mut measurer =
-        Measurer::new(MeasureOptions::quick(), target, Some(worker())).expect("valid options");
+    let mut measurer = Measurer::new(MeasureOptions::quick(), target, cranelift(), Some(worker()))
+        .expect("valid options");
     let result = measurer.measure_one(&candidate("matmul:m=4,n=4,k=4"));
     assert_error(&result, MeasureErrorKind::CompileError, &["riscv64"]);
     assert_eq!(result.compile_ms, None);
@@ -332,8 +337,8 @@ fn a_compile_error_is_reported_with_its_message() {
 #[test]
 fn in_process_measurement_works_and_refuses_faults() {
     let options = MeasureOptions::quick().with_isolation(Isolation::InProcess);
-    let mut measurer =
-        Measurer::new(options, Target::host(), None).expect("in-process needs no worker");
+    let mut measurer = Measurer::new(options, Target::host(), cranelift(), None)
+        .expect("in-process needs no worker");
     let good = candidate("matmul:m=12,n=8,k=8");
     let results = measurer.measure(&[good.clone(), good.with_fault(Fault::Segfault)]);
     assert_ok(&results[0]);
@@ -348,8 +353,13 @@ fn in_process_measurement_works_and_refuses_faults() {
 #[test]
 fn a_worker_without_the_variable_refuses_faults() {
     let command = WorkerCommand::new(env!("CARGO_BIN_EXE_looptune-jit-worker"));
-    let mut measurer =
-        Measurer::new(MeasureOptions::quick(), Target::host(), Some(command)).expect("valid");
+    let mut measurer = Measurer::new(
+        MeasureOptions::quick(),
+        Target::host(),
+        cranelift(),
+        Some(command),
+    )
+    .expect("valid");
     let result = measurer.measure_one(&candidate("matmul:m=4,n=4,k=4").with_fault(Fault::Abort));
     assert_error(
         &result,
@@ -379,8 +389,13 @@ fn cache_flush_and_cooldown_are_honoured() {
 #[test]
 fn a_missing_worker_program_is_reported_not_hidden() {
     let command = WorkerCommand::new("/nonexistent/looptune-worker");
-    let mut measurer =
-        Measurer::new(MeasureOptions::quick(), Target::host(), Some(command)).expect("valid");
+    let mut measurer = Measurer::new(
+        MeasureOptions::quick(),
+        Target::host(),
+        cranelift(),
+        Some(command),
+    )
+    .expect("valid");
     assert!(matches!(
         measurer.start_worker(),
         Err(WorkerError::Spawn { .. })
@@ -396,7 +411,7 @@ fn a_missing_worker_program_is_reported_not_hidden() {
 #[test]
 fn measurer_options_are_checked_when_it_is_created() {
     assert!(matches!(
-        Measurer::new(MeasureOptions::quick(), Target::host(), None),
+        Measurer::new(MeasureOptions::quick(), Target::host(), cranelift(), None),
         Err(MeasurerError::NoWorkerCommand)
     ));
     let options = MeasureOptions {
@@ -404,7 +419,7 @@ fn measurer_options_are_checked_when_it_is_created() {
         ..MeasureOptions::quick()
     };
     assert!(matches!(
-        Measurer::new(options, Target::host(), Some(worker())),
+        Measurer::new(options, Target::host(), cranelift(), Some(worker())),
         Err(MeasurerError::Options(OptionsError::ZeroCount {
             option: "number",
             ..
@@ -435,4 +450,9 @@ fn a_kernel_too_slow_for_the_timeout_is_stopped_by_the_worker_itself() {
     assert_ok(&results[1]);
     // The worker replied and lives on.
     assert_eq!(measurer.worker_starts(), 1);
+}
+
+/// The backend these tests measure with.
+fn cranelift() -> std::sync::Arc<dyn looptune_runtime::Backend> {
+    std::sync::Arc::new(looptune_jit::CraneliftBackend::new())
 }

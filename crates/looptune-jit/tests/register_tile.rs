@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use looptune_ir::{DType, LoopKind, Stmt, ValueExpr};
-use looptune_jit::Target;
+use looptune_runtime::Target;
 
 /// The bodies of a CLIF function's innermost loops. Loops are top-tested: a header holding the
 /// test, then the body, which jumps back to it; an innermost loop's body is a single block
@@ -65,7 +65,7 @@ fn accumulators_stay_in_registers_across_the_reduction_loop() {
     let (mr, nr) = (6, 8);
     let nest = tiled_matmul(12, 32, 64, mr, nr, LoopKind::Serial);
     let kernel = compile(&nest);
-    let clif = kernel.clif().expect("clif kept");
+    let clif = kernel.source().expect("clif kept");
     let loops = innermost_loops(clif);
     // The k loop is the only innermost loop; the outer ones contain other blocks.
     assert_eq!(loops.len(), 1, "{clif}");
@@ -151,7 +151,7 @@ fn scalar_register_tiles_are_promoted_too() {
     );
     let nest = builder.build(serial(io, 2, serial(jo, 2, body)));
     let kernel = compile(&nest);
-    let loops = innermost_loops(kernel.clif().expect("clif kept"));
+    let loops = innermost_loops(kernel.source().expect("clif kept"));
     assert_eq!(loops.len(), 1);
     assert_eq!(loops[0].matches("store").count(), 0, "{}", loops[0]);
     let a_data = data((m * k) as usize, 13);
@@ -180,7 +180,7 @@ fn fma_is_fused_with_the_flag_and_mul_add_without_it() {
     }
     for target in targets {
         let kernel = compile_for(&nest, &target);
-        let clif = kernel.clif().expect("clif kept");
+        let clif = kernel.source().expect("clif kept");
         assert_eq!(clif.contains("= fma"), target.features.fma, "{clif}");
         let calls = clif
             .lines()

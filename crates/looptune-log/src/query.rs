@@ -199,7 +199,7 @@ mod tests {
     use super::*;
     use crate::record::tests::fingerprint;
     use crate::writer::tests::record;
-    use looptune_jit::measure::{MeasureError, MeasureErrorKind};
+    use looptune_runtime::measure::{MeasureError, MeasureErrorKind};
     use looptune_space::KnobValue;
 
     fn matmul() -> Workload {

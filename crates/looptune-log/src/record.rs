@@ -7,8 +7,8 @@
 //! versions of the format and of looptune that wrote it. A reader needs nothing but the line.
 
 use looptune_ir::Workload;
-use looptune_jit::measure::{Costs, MeasureError, MeasureResult};
-use looptune_jit::{Backend, IsaFeatures, Target};
+use looptune_runtime::measure::{Costs, MeasureError, MeasureResult};
+use looptune_runtime::{Backend, IsaFeatures, Target};
 use looptune_space::ConfigValues;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -36,16 +36,18 @@ pub struct TargetFingerprint {
     pub features: IsaFeatures,
     /// Threads that parallel loops were spread over.
     pub threads: usize,
-    /// The code generator's short name (`cranelift`).
+    /// The code generator's short name (`cranelift`, `c`).
     pub backend: String,
-    /// The code generator's version; results of different generators are not comparable.
+    /// The code generator's version (for C: the compiler, its version and its flags); results
+    /// of different generators are not comparable.
     pub backend_version: String,
 }
 
 impl TargetFingerprint {
     /// The fingerprint of `target` compiled for by `backend`.
-    pub fn new<B: Backend>(target: &Target, backend: &B) -> TargetFingerprint {
-        TargetFingerprint::from_parts(target, backend.name(), backend.version())
+    pub fn new(target: &Target, backend: &dyn Backend) -> TargetFingerprint {
+        let id = backend.id();
+        TargetFingerprint::from_parts(target, &id.name, &id.version)
     }
 
     /// The fingerprint of `target` with a backend given by name and version.
@@ -304,7 +306,7 @@ pub(crate) mod u128_string {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use looptune_jit::measure::{MeasureErrorKind, MeasureResult};
+    use looptune_runtime::measure::{MeasureErrorKind, MeasureResult};
     use looptune_space::KnobValue;
     use std::time::Duration;
 

@@ -118,7 +118,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::record::tests::fingerprint;
     use crate::record::{FORMAT_VERSION, LOOPTUNE_VERSION};
-    use looptune_jit::measure::Costs;
+    use looptune_runtime::measure::Costs;
 
     pub(crate) fn record(index: u128, median_s: f64) -> Record {
         Record {

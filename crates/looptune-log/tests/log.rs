@@ -2,12 +2,12 @@
 //! deploy database round trip. Every test writes real files through the public API.
 
 use looptune_ir::Workload;
-use looptune_jit::measure::{Costs, MeasureError, MeasureErrorKind, MeasureResult};
-use looptune_jit::{IsaFeatures, Target};
 use looptune_log::{
     best, export_db, measured, merge, read_log, DeployDb, Dispatcher, LogError, LogWriter, Record,
     RecordContext, Source, TargetFingerprint, WarningKind,
 };
+use looptune_runtime::measure::{Costs, MeasureError, MeasureErrorKind, MeasureResult};
+use looptune_runtime::{IsaFeatures, Target};
 use looptune_space::{ConfigValues, KnobValue};
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};

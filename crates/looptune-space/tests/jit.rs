@@ -6,7 +6,8 @@
 use looptune_ir::eval::compare;
 use looptune_ir::interp;
 use looptune_ir::random::SplitMix64;
-use looptune_jit::{Backend, CraneliftBackend, Target};
+use looptune_jit::CraneliftBackend;
+use looptune_runtime::{Backend, Target};
 use looptune_space::{Task, VectorShape};
 
 fn check_every_point_compiles_and_agrees(workload: &str) -> usize {

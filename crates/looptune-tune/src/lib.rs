@@ -1,7 +1,7 @@
 //! `looptune-tune`: search over a task's config space by measuring candidates.
 //!
 //! A [`Tuner`] proposes batches of configs and learns from their results; the tuning loop
-//! ([`tune`]) turns each config into a kernel, has the [`Measurer`](looptune_jit::Measurer)
+//! ([`tune`]) turns each config into a kernel, has the [`Measurer`](looptune_runtime::Measurer)
 //! check and time it (in a worker process by default), appends one record per candidate to the
 //! tuning log, and stops on an explicit budget with a typed [`StopReason`], in the manner of
 //! egg's `Runner`.

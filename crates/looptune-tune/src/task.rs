@@ -5,7 +5,7 @@
 //! and runs any template (built-in operators, user-defined ones) the same way.
 
 use looptune_ir::Workload;
-use looptune_jit::MeasureInput;
+use looptune_runtime::MeasureInput;
 use looptune_space::{Config, ConfigSpace};
 
 /// A tunable task: a built-in operator's [`looptune_space::Task`] or a user's

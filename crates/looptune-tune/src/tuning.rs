@@ -8,8 +8,8 @@
 
 use crate::task::TuningTask;
 use crate::tuner::{Trial, Tuner};
-use looptune_jit::{MeasureError, MeasureErrorKind, MeasureResult, Measurer};
 use looptune_log::{best_by_key, measured_by_key, LogError, LogWriter, Record, RecordContext};
+use looptune_runtime::{MeasureError, MeasureErrorKind, MeasureResult, Measurer};
 use looptune_space::ConfigValues;
 use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;

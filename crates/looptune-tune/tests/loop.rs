@@ -2,9 +2,9 @@
 
 use looptune_ir::ops::{Layout, Workload};
 use looptune_ir::{lower, Schedule};
-use looptune_jit::measure::Isolation;
-use looptune_jit::{MeasureInput, MeasureOptions, Measurer, Target};
 use looptune_log::{read_log, LogWriter, RecordContext, TargetFingerprint};
+use looptune_runtime::measure::Isolation;
+use looptune_runtime::{MeasureInput, MeasureOptions, Measurer, Target};
 use looptune_space::{Config, ConfigSpace, Factors, Knob};
 use looptune_tune::{tune, GridTuner, RandomTuner, StopReason, TuneOptions, TuningTask};
 
@@ -61,7 +61,7 @@ impl TuningTask for SplitTask {
 
 fn measurer() -> Measurer {
     let options = MeasureOptions::quick().with_isolation(Isolation::InProcess);
-    Measurer::new(options, Target::host(), None).expect("measurer")
+    Measurer::new(options, Target::host(), cranelift(), None).expect("measurer")
 }
 
 fn context(task: &SplitTask, tuner: &str) -> RecordContext {
@@ -225,4 +225,9 @@ fn grid_tuning_walks_the_whole_space_in_index_order() {
         .map(|record| record.config_index)
         .collect();
     assert_eq!(indices, (0..24).collect::<Vec<u128>>());
+}
+
+/// The Cranelift backend, which these tests measure with (no compiler needed).
+fn cranelift() -> std::sync::Arc<dyn looptune_runtime::Backend> {
+    std::sync::Arc::new(looptune_jit::CraneliftBackend::new())
 }

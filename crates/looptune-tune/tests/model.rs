@@ -2,9 +2,9 @@
 //! between layers of one operator, one log, and a resumed run that measures nothing twice.
 
 use looptune_ir::Workload;
-use looptune_jit::measure::Isolation;
-use looptune_jit::{MeasureOptions, Measurer, Target};
 use looptune_log::{read_log, read_log_to_resume, LogWriter, Record, TargetFingerprint};
+use looptune_runtime::measure::Isolation;
+use looptune_runtime::{MeasureOptions, Measurer, Target};
 use looptune_space::Task;
 use looptune_tune::scheduler::driver::{MakeTuner, ModelTuneError};
 use looptune_tune::{
@@ -59,7 +59,7 @@ fn fingerprint() -> TargetFingerprint {
 fn run(tasks: &[Task], log: &Path, trials: usize) -> ModelTuneReport {
     let existing: Vec<Record> = read_log_to_resume(log).unwrap().records;
     let options = MeasureOptions::quick().with_isolation(Isolation::InProcess);
-    let mut measurer = Measurer::new(options, Target::host(), None).unwrap();
+    let mut measurer = Measurer::new(options, Target::host(), cranelift(), None).unwrap();
     let mut writer = LogWriter::open(log).unwrap();
     let mut make_tuner = |position: usize| -> Result<Box<dyn Tuner + '_>, String> {
         Ok(Box::new(RandomTuner::new(
@@ -158,6 +158,7 @@ fn a_tuner_that_cannot_be_made_is_an_error_naming_the_layer() {
     let mut measurer = Measurer::new(
         MeasureOptions::quick().with_isolation(Isolation::InProcess),
         Target::host(),
+        cranelift(),
         None,
     )
     .unwrap();
@@ -182,4 +183,9 @@ fn a_tuner_that_cannot_be_made_is_an_error_naming_the_layer() {
         error.to_string(),
         "could not make the tuner of `a`: no model"
     );
+}
+
+/// The Cranelift backend, which these tests measure with (no compiler needed).
+fn cranelift() -> std::sync::Arc<dyn looptune_runtime::Backend> {
+    std::sync::Arc::new(looptune_jit::CraneliftBackend::new())
 }

@@ -26,6 +26,8 @@
 //!   memory at all. To know which vectors the code touches, the scope of the temporary is
 //!   printed twice: once into the void, recording the accesses, then for real.
 
+#![forbid(unsafe_code)]
+
 mod analysis;
 mod index;
 mod prelude;

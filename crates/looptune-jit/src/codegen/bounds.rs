@@ -9,10 +9,10 @@
 //! one compare and a never-taken branch, and lowered nests put it only on guarded tail accesses.
 
 use super::function::FnGen;
-use crate::error::CompileError;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, TrapCode};
 use looptune_ir::{BufferId, IndexExpr, IndexOp};
+use looptune_runtime::CompileError;
 
 /// The trap raised by a failed bounds check.
 pub(crate) const OUT_OF_BOUNDS: TrapCode = TrapCode::unwrap_user(1);

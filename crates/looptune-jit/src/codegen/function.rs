@@ -8,7 +8,6 @@
 
 use super::analysis::{cond_reads_memory, reads_memory, value_dtype};
 use super::Signatures;
-use crate::error::CompileError;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, BlockArg, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -18,6 +17,7 @@ use looptune_ir::{
     BinaryOp, BufferId, BufferRole, CmpOp, Cond, DType, IndexExpr, IndexOp, Load, Loop, LoopNest,
     Scalar, UnaryOp, ValueExpr, VarId,
 };
+use looptune_runtime::CompileError;
 
 /// An index value: `dynamic + offset`, where a missing dynamic part means the value is the
 /// constant `offset`.

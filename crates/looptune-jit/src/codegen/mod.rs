@@ -21,9 +21,6 @@ mod stmt;
 pub(crate) mod validate;
 mod vector;
 
-use crate::error::CompileError;
-use crate::kernel::OwnedModule;
-use crate::target::Target;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -31,6 +28,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Module};
 use function::{Captured, FnGen, IVal, Outlined, Storage};
 use looptune_ir::LoopNest;
+use looptune_runtime::{CompileError, Target};
 
 /// The signatures generated code uses.
 pub(crate) struct Signatures {
@@ -65,6 +63,41 @@ impl Signatures {
     }
 }
 
+/// A JIT module whose code is freed when it is dropped (Cranelift's `JITModule` leaks its code
+/// pages unless `free_memory` is called): the owner a [`looptune_runtime::Kernel`] keeps.
+pub(crate) struct OwnedModule(Option<JITModule>);
+
+impl OwnedModule {
+    /// Takes ownership of `module`.
+    pub(crate) fn new(module: JITModule) -> OwnedModule {
+        OwnedModule(Some(module))
+    }
+
+    /// The module, for defining functions in it.
+    pub(crate) fn get_mut(&mut self) -> &mut JITModule {
+        // The option is only emptied in `drop`.
+        self.0.as_mut().expect("module present until dropped")
+    }
+}
+
+// SAFETY: the module is only touched through `&mut self` (defining functions before any kernel
+// exists) and on drop; generated code never reads the module's own data structures, so moving
+// it to, or dropping it on, another thread is sound.
+unsafe impl Send for OwnedModule {}
+// SAFETY: no method takes `&self`, so a shared reference allows nothing.
+unsafe impl Sync for OwnedModule {}
+
+impl Drop for OwnedModule {
+    fn drop(&mut self) {
+        if let Some(module) = self.0.take() {
+            // SAFETY: function pointers into this module are held only by the `Kernel` that owns
+            // it (never handed out), and the kernel is being dropped, so no code of the module
+            // can run after this.
+            unsafe { module.free_memory() };
+        }
+    }
+}
+
 /// A compiled nest: the module that owns the code and the entry point's address.
 pub(crate) struct Compiled {
     pub module: OwnedModule,
@@ -81,7 +114,7 @@ pub(crate) fn compile(
     capture_clif: bool,
 ) -> Result<Compiled, CompileError> {
     validate::validate(nest)?;
-    let isa = target.isa()?;
+    let isa = crate::isa::isa(target)?;
     if isa.pointer_type() != types::I64 {
         return Err(CompileError::Target {
             message: format!("pointer type {} is not 64-bit", isa.pointer_type()),

@@ -3,14 +3,14 @@
 use super::analysis::value_dtype;
 use super::function::{block_args, clif_type, Captured, FnGen, IVal, Outlined, RegTile, Storage};
 use super::promote::{self, TilePlan};
-use crate::error::CompileError;
-use crate::runtime::{RUNTIME_ALLOC, RUNTIME_FREE, RUNTIME_PARALLEL_FOR};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Value,
 };
 use cranelift_module::Module;
 use looptune_ir::{BufferId, BufferRole, Loop, LoopKind, Stmt, VarId};
+use looptune_runtime::runtime::{RUNTIME_ALLOC, RUNTIME_FREE, RUNTIME_PARALLEL_FOR};
+use looptune_runtime::CompileError;
 
 /// Temporaries up to this many bytes live in the function's stack frame; larger ones on the
 /// heap, because rayon's worker threads have 2 MiB stacks.

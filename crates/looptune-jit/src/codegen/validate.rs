@@ -7,8 +7,8 @@
 //! the contract. (Bounds are the business of `bounds`, which checks at run time what it cannot
 //! prove, so that [`crate::Kernel::call`] stays safe for every nest that compiles.)
 
-use crate::error::CompileError;
 use looptune_ir::{BufferId, BufferRole, DType, LoopNest, Stmt, ValueExpr};
+use looptune_runtime::CompileError;
 
 /// Checks `nest`; see the module doc for what.
 pub(crate) fn validate(nest: &LoopNest) -> Result<(), CompileError> {

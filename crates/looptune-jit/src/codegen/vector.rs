@@ -13,9 +13,9 @@ use super::analysis::{
 };
 use super::function::{access_flags, load_flags, FnGen, IVal, Storage};
 use super::promote::VECTOR_UNROLL_LIMIT;
-use crate::error::CompileError;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use looptune_ir::{BufferId, DType, IndexExpr, Load, Loop, Stmt, ValueExpr, VarId};
+use looptune_runtime::CompileError;
 
 /// Lanes per vector: Cranelift's x86-64 back end has 128-bit vectors.
 pub(crate) const LANES: i64 = 4;

@@ -7,7 +7,8 @@ use looptune_ir::{
     BufferDecl, BufferId, BufferRole, DType, IndexExpr, Load, Loop, LoopKind, LoopNest, Stmt,
     ValueExpr, VarDecl, VarId,
 };
-use looptune_jit::{Backend, CraneliftBackend, Kernel, Target};
+use looptune_jit::CraneliftBackend;
+use looptune_runtime::{Backend, Kernel, Target};
 
 /// Builds a [`LoopNest`] buffer by buffer and variable by variable.
 pub struct NestBuilder {

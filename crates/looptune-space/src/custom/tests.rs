@@ -7,7 +7,8 @@ use looptune_ir::eval::{compare, evaluate};
 use looptune_ir::program::sum;
 use looptune_ir::random::random_inputs;
 use looptune_ir::{interp, DType, LoopKind, ProgramBuilder, ValueExpr};
-use looptune_jit::{Backend, CraneliftBackend, Target};
+use looptune_jit::CraneliftBackend;
+use looptune_runtime::{Backend, Target};
 
 const ROWS: i64 = 5;
 const COLUMNS: i64 = 12;

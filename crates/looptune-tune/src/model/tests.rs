@@ -167,8 +167,8 @@ fn bad_model_options_are_refused() {
 /// Records of `workload` measured on the synthetic machine, for `configs` sampled configs (the
 /// failing ones as error records), as a log would hold them.
 fn synthetic_records(workload: &str, configs: usize, seed: u64) -> Vec<looptune_log::Record> {
-    use looptune_jit::{Costs, MeasureError, MeasureErrorKind, MeasureResult, Target};
     use looptune_log::{Record, RecordContext, TargetFingerprint};
+    use looptune_runtime::{Costs, MeasureError, MeasureErrorKind, MeasureResult, Target};
     let other = Task::new(workload.parse().expect("parses")).expect("builds");
     let fingerprint = TargetFingerprint::from_parts(&Target::host(), "cranelift", "test");
     let context = RecordContext::new(other.workload(), fingerprint, "random");
@@ -215,7 +215,11 @@ fn synthetic_records(workload: &str, configs: usize, seed: u64) -> Vec<looptune_
 }
 
 fn fingerprint() -> looptune_log::TargetFingerprint {
-    looptune_log::TargetFingerprint::from_parts(&looptune_jit::Target::host(), "cranelift", "test")
+    looptune_log::TargetFingerprint::from_parts(
+        &looptune_runtime::Target::host(),
+        "cranelift",
+        "test",
+    )
 }
 
 #[test]

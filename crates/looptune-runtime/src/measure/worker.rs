@@ -12,7 +12,9 @@
 
 use super::pipeline::{Faults, Pipeline, PipelineOutcome};
 use super::protocol::{read_frame, write_frame, ProtocolError, Reply, Request, PROTOCOL_VERSION};
+use super::result::{MeasureError, MeasureErrorKind};
 use super::FAULT_INJECTION_ENV;
+use crate::backend::{BackendFactory, BackendSpec};
 use std::ffi::OsString;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
@@ -108,9 +110,14 @@ pub enum WorkerError {
 }
 
 /// Runs the worker loop: announces itself on `output`, then answers every measurement request
-/// read from `input` until `input` ends. Faults are injected only when
+/// read from `input` until `input` ends, compiling with the backend `backends` builds from the
+/// request's spec (rebuilt only when the spec changes). Faults are injected only when
 /// `LOOPTUNE_ALLOW_FAULT_INJECTION=1` is in this process's environment.
-pub fn serve(input: impl Read, output: impl Write) -> Result<(), WorkerError> {
+pub fn serve(
+    input: impl Read,
+    output: impl Write,
+    backends: &BackendFactory,
+) -> Result<(), WorkerError> {
     let faults = if std::env::var_os(FAULT_INJECTION_ENV) == Some(OsString::from("1")) {
         Faults::Allowed
     } else {
@@ -118,7 +125,7 @@ pub fn serve(input: impl Read, output: impl Write) -> Result<(), WorkerError> {
     };
     let mut input = BufReader::new(input);
     let mut output = BufWriter::new(output);
-    let mut pipeline = Pipeline::new(faults);
+    let mut pipeline: Option<(BackendSpec, Pipeline)> = None;
     write_frame(
         &mut output,
         &Reply::Ready {
@@ -128,6 +135,26 @@ pub fn serve(input: impl Read, output: impl Write) -> Result<(), WorkerError> {
     while let Some(request) = read_frame::<Request>(&mut input)? {
         match request {
             Request::Measure(job) => {
+                if pipeline.as_ref().map(|(spec, _)| spec) != Some(&job.backend) {
+                    pipeline = match backends(&job.backend) {
+                        Ok(backend) => Some((job.backend.clone(), Pipeline::new(backend, faults))),
+                        Err(error) => {
+                            let outcome = PipelineOutcome {
+                                outcome: Err(MeasureError::new(
+                                    MeasureErrorKind::CompileError,
+                                    format!("the worker cannot build the backend: {error}"),
+                                )),
+                                compile_ms: None,
+                                check_ms: None,
+                            };
+                            write_frame(&mut output, &Reply::Measured(outcome))?;
+                            continue;
+                        }
+                    };
+                }
+                let Some((_, pipeline)) = pipeline.as_mut() else {
+                    continue;
+                };
                 let outcome =
                     pipeline.run_guarded(&job.options, &job.target, &job.input, &job.reference);
                 write_frame(&mut output, &Reply::Measured(outcome))?;
@@ -139,10 +166,10 @@ pub fn serve(input: impl Read, output: impl Write) -> Result<(), WorkerError> {
 
 /// Runs [`serve`] on this process's stdin and stdout, after pointing file descriptor 1 at
 /// stderr so that anything else printing to stdout lands there instead of in the protocol.
-/// This is what a worker binary's `main` calls.
-pub fn serve_stdio() -> Result<(), WorkerError> {
+/// This is what a worker binary's `main` calls, with the backends its crate graph knows.
+pub fn serve_stdio(backends: &BackendFactory) -> Result<(), WorkerError> {
     let protocol_output = protocol_stdout().map_err(WorkerError::Redirect)?;
-    serve(std::io::stdin().lock(), protocol_output)
+    serve(std::io::stdin().lock(), protocol_output, backends)
 }
 
 /// A private duplicate of stdout for the protocol, with descriptor 1 then redirected to stderr.

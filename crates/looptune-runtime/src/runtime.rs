@@ -2,19 +2,21 @@
 //! allocator for large temporaries.
 //!
 //! Generated code reaches them through a [`Runtime`] table whose address is passed to every
-//! kernel call, rather than through symbols resolved by the JIT linker: no `dlsym`, no
-//! relocations, and the thread pool travels with the table.
+//! kernel call, rather than through symbols resolved by a linker: no `dlsym`, no relocations,
+//! and the thread pool travels with the table. Every backend's code uses the same table: the
+//! Cranelift backend loads from the byte offsets below, the C backend declares the same struct.
 
 use rayon::ThreadPool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The signature of an outlined parallel-loop body: `(args, captured, start, end, runtime)`.
-pub(crate) type BodyFn = unsafe extern "C" fn(*const *mut u8, *const i64, i64, i64, *const Runtime);
+pub type BodyFn = unsafe extern "C" fn(*const *mut u8, *const i64, i64, i64, *const Runtime);
 
-/// The table of host functions, laid out for generated code to load from fixed offsets.
+/// The table of host functions, laid out for generated code to load from fixed offsets. Only
+/// [`crate::Kernel`] makes one; backends need its layout, never a value.
 #[repr(C)]
-pub(crate) struct Runtime {
+pub struct Runtime {
     /// Offset 0: runs an outlined body over `0..extent` on the pool.
     pub parallel_for: unsafe extern "C" fn(*const Runtime, BodyFn, *const *mut u8, *const i64, i64),
     /// Offset 8: allocates an uninitialised, 64-byte-aligned block of `bytes` bytes.
@@ -27,10 +29,12 @@ pub(crate) struct Runtime {
     pub threads: usize,
 }
 
-/// Byte offsets of the [`Runtime`] fields, as generated code loads them.
-pub(crate) const RUNTIME_PARALLEL_FOR: i32 = 0;
-pub(crate) const RUNTIME_ALLOC: i32 = 8;
-pub(crate) const RUNTIME_FREE: i32 = 16;
+/// Byte offset of [`Runtime::parallel_for`], as generated code loads it.
+pub const RUNTIME_PARALLEL_FOR: i32 = 0;
+/// Byte offset of [`Runtime::alloc`].
+pub const RUNTIME_ALLOC: i32 = 8;
+/// Byte offset of [`Runtime::free`].
+pub const RUNTIME_FREE: i32 = 16;
 
 impl Runtime {
     /// A table using `pool` (kept alive by the caller for as long as the table is used).

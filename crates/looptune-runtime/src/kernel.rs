@@ -1,47 +1,24 @@
-//! A compiled kernel and its safe call API.
+//! A compiled kernel and its safe call API, the same for every backend.
 //!
-//! A [`Kernel`] owns the JIT module holding its code (one module per kernel, so dropping a
-//! kernel returns its code pages: Cranelift's `JITModule` leaks them unless `free_memory` is
-//! called, which [`OwnedModule`] does). Calls check the buffers against the nest's parameter
-//! declarations and then run the code on the caller's thread (and, for parallel loops, on the
-//! shared rayon pool of the target's thread count).
+//! A backend compiles a nest to code with the entry signature `(args, runtime)` (see
+//! [`crate::runtime`]) and hands the entry's address to [`Kernel::from_entry`] together with
+//! whatever owns the code (a Cranelift JIT module, a loaded shared object): the kernel keeps the
+//! owner alive for as long as the entry can be called and drops it last. Calls check the buffers
+//! against the nest's parameter declarations and then run the code on the caller's thread (and,
+//! for parallel loops, on the shared rayon pool of the target's thread count).
 
 use crate::error::CallError;
 use crate::runtime::{pool_for, Runtime};
-use cranelift_jit::JITModule;
 use looptune_ir::LoopNest;
 use rayon::ThreadPool;
+use std::any::Any;
 use std::sync::Arc;
-
-/// A JIT module whose code is freed when it is dropped.
-pub(crate) struct OwnedModule(Option<JITModule>);
-
-impl OwnedModule {
-    /// Takes ownership of `module`.
-    pub(crate) fn new(module: JITModule) -> OwnedModule {
-        OwnedModule(Some(module))
-    }
-
-    /// The module, for defining functions in it.
-    pub(crate) fn get_mut(&mut self) -> &mut JITModule {
-        // The option is only emptied in `drop`.
-        self.0.as_mut().expect("module present until dropped")
-    }
-}
-
-impl Drop for OwnedModule {
-    fn drop(&mut self) {
-        if let Some(module) = self.0.take() {
-            // SAFETY: function pointers into this module are held only by the `Kernel` that owns
-            // it (never handed out), and the kernel is being dropped, so no code of the module
-            // can run after this.
-            unsafe { module.free_memory() };
-        }
-    }
-}
 
 /// The entry point of generated code: `(args, runtime)`.
 type EntryFn = unsafe extern "C" fn(*const *mut u8, *const Runtime);
+
+/// What keeps a kernel's code mapped: dropped after everything else of the kernel.
+pub type CodeOwner = Box<dyn Any + Send + Sync>;
 
 /// A parameter as the call API checks it.
 #[derive(Clone, Debug)]
@@ -66,28 +43,40 @@ pub struct Kernel {
     inputs: Vec<Param>,
     outputs: Vec<Param>,
     uses_parallel: bool,
-    clif: Option<String>,
+    source: Option<String>,
     // Kept alive because `runtime` points into it.
     _pool: Option<Arc<ThreadPool>>,
     // Last, so that everything pointing into the code is gone before the code is freed.
-    _module: OwnedModule,
+    _code: CodeOwner,
 }
 
 // SAFETY: a kernel's code is immutable once finalized; `call` takes `&self` and writes only to
 // the buffers its caller passes exclusively (`&mut [f32]`) and to its own stack, so concurrent
 // calls from several threads do not interfere. The runtime table is read-only after
-// construction, the pool is `Sync`, and the JIT module is only touched when the kernel is
-// dropped, which needs ownership.
+// construction, the pool is `Sync`, and the code's owner is `Send + Sync` and only touched when
+// the kernel is dropped, which needs ownership.
 unsafe impl Send for Kernel {}
 // SAFETY: as above.
 unsafe impl Sync for Kernel {}
 
 impl Kernel {
-    /// Wraps compiled code for `nest` using the pool of `threads` threads.
-    pub(crate) fn new(
+    /// Wraps compiled code for `nest`, running its parallel loops on the pool of `threads`
+    /// threads when `uses_parallel`. `source` is the text the backend generated (CLIF, C), kept
+    /// for looking at; `code` owns the memory `entry` points into.
+    ///
+    /// # Safety
+    /// `entry` must be the address of a function with the C calling convention and the
+    /// signature `fn(args: *const *mut u8, runtime: *const Runtime)` generated from `nest`: it
+    /// reads one pointer per parameter (inputs, then outputs) from `args`, accesses only the
+    /// elements each parameter declares, writes no input, calls back only into the runtime
+    /// table it is given, and stays valid for as long as `code` is alive.
+    pub unsafe fn from_entry(
         nest: &LoopNest,
-        compiled: crate::codegen::Compiled,
+        entry: *const u8,
+        uses_parallel: bool,
         threads: usize,
+        source: Option<String>,
+        code: CodeOwner,
     ) -> Kernel {
         let params = |ids: &[looptune_ir::BufferId]| {
             ids.iter()
@@ -100,26 +89,24 @@ impl Kernel {
                 })
                 .collect()
         };
-        let pool = if compiled.uses_parallel {
+        let pool = if uses_parallel {
             pool_for(threads)
         } else {
             None
         };
         let runtime = Box::new(Runtime::new(pool.as_ref()));
-        // SAFETY: `compiled.entry` is the finalized entry function, generated with the entry
-        // signature `(args, runtime)` in the platform's default calling convention, which is the
-        // C calling convention on the hosts Cranelift supports.
-        let entry = unsafe { std::mem::transmute::<*const u8, EntryFn>(compiled.entry) };
+        // SAFETY: the caller promises `entry` is such a function (this function's contract).
+        let entry = unsafe { std::mem::transmute::<*const u8, EntryFn>(entry) };
         Kernel {
             entry,
             runtime,
             name: nest.name.clone(),
             inputs: params(&nest.inputs),
             outputs: params(&nest.outputs),
-            uses_parallel: compiled.uses_parallel,
-            clif: compiled.clif,
+            uses_parallel,
+            source,
             _pool: pool,
-            _module: compiled.module,
+            _code: code,
         }
     }
 
@@ -133,10 +120,10 @@ impl Kernel {
         self.uses_parallel
     }
 
-    /// The optimized Cranelift IR of every function of the kernel, when the backend was asked to
-    /// keep it ([`crate::CraneliftBackend::keep_clif`]).
-    pub fn clif(&self) -> Option<&str> {
-        self.clif.as_deref()
+    /// The code the backend generated, as text (the optimized CLIF of a Cranelift kernel when
+    /// the backend was asked to keep it, the C of a C kernel), for looking at.
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
     }
 
     /// The element counts the kernel expects: inputs, then outputs.

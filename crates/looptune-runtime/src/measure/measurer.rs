@@ -13,6 +13,7 @@ use super::pipeline::{Faults, Pipeline, PipelineOutcome};
 use super::protocol::{Job, Request};
 use super::result::{MeasureError, MeasureErrorKind, MeasureResult};
 use super::worker::{WorkerCommand, WorkerError, WorkerFailure, WorkerProcess};
+use crate::backend::Backend;
 use crate::target::Target;
 use looptune_ir::Program;
 use std::borrow::Cow;
@@ -39,6 +40,7 @@ pub enum MeasurerError {
 pub struct Measurer {
     options: MeasureOptions,
     target: Target,
+    backend: Arc<dyn Backend>,
     command: Option<WorkerCommand>,
     worker: Option<WorkerProcess>,
     in_process: Option<Pipeline>,
@@ -52,6 +54,7 @@ impl std::fmt::Debug for Measurer {
         f.debug_struct("Measurer")
             .field("options", &self.options)
             .field("target", &self.target)
+            .field("backend", &self.backend.id())
             .field("command", &self.command)
             .field("worker_running", &self.worker.is_some())
             .field("worker_starts", &self.worker_starts)
@@ -60,12 +63,14 @@ impl std::fmt::Debug for Measurer {
 }
 
 impl Measurer {
-    /// A measurer for `target`. With [`Isolation::Worker`] (the default) `worker` says how to
-    /// start worker processes; the first is started with the first candidate, or by
+    /// A measurer compiling with `backend` for `target`. With [`Isolation::Worker`] (the
+    /// default) `worker` says how to start worker processes, which rebuild the backend from its
+    /// [`Backend::spec`]; the first is started with the first candidate, or by
     /// [`Measurer::start_worker`].
     pub fn new(
         options: MeasureOptions,
         target: Target,
+        backend: Arc<dyn Backend>,
         worker: Option<WorkerCommand>,
     ) -> Result<Measurer, MeasurerError> {
         options.validate()?;
@@ -75,6 +80,7 @@ impl Measurer {
         Ok(Measurer {
             options,
             target,
+            backend,
             command: worker,
             worker: None,
             in_process: None,
@@ -92,6 +98,11 @@ impl Measurer {
     /// The target candidates are compiled for.
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// The backend candidates are compiled with.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
     }
 
     /// How many worker processes were started so far (restarts included).
@@ -116,7 +127,11 @@ impl Measurer {
 
     /// Measures a batch of candidates, in order, one result each. Failures are results, never
     /// panics: a crash or hang costs that candidate only.
+    /// The backend first [prepares](Backend::prepare) the whole batch (the C backend compiles
+    /// it in parallel), then candidates are measured one by one.
     pub fn measure(&mut self, inputs: &[MeasureInput]) -> Vec<MeasureResult> {
+        let nests: Vec<&looptune_ir::LoopNest> = inputs.iter().map(|input| &input.nest).collect();
+        self.backend.prepare(&nests, &self.target);
         inputs.iter().map(|input| self.measure_one(input)).collect()
     }
 
@@ -143,7 +158,9 @@ impl Measurer {
             Ok(reference) => match self.options.isolation {
                 Isolation::InProcess => self
                     .in_process
-                    .get_or_insert_with(|| Pipeline::new(Faults::Refused))
+                    .get_or_insert_with(|| {
+                        Pipeline::new(Arc::clone(&self.backend), Faults::Refused)
+                    })
                     .run_guarded(&self.options, &self.target, input, reference),
                 Isolation::Worker => self.in_worker(input, reference),
             },
@@ -227,6 +244,7 @@ impl Measurer {
             let request = Request::Measure(Box::new(Job {
                 options: Cow::Borrowed(&self.options),
                 target: Cow::Borrowed(&self.target),
+                backend: self.backend.spec(),
                 input: Cow::Borrowed(input),
                 reference: Cow::Borrowed(reference),
             }));

@@ -9,12 +9,13 @@ use super::input::{Fault, MeasureInput};
 use super::result::{Costs, MeasureError, MeasureErrorKind};
 use super::timing::{time_calls, CacheFlusher, TimingError};
 use super::{MeasureOptions, FAULT_INJECTION_ENV};
-use crate::backend::{Backend, CraneliftBackend};
+use crate::backend::Backend;
 use crate::target::Target;
 use looptune_ir::verify::unproven_accesses;
 use looptune_ir::{verify, DType, LoopNest, Program};
 use serde::{Deserialize, Serialize};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the pipeline found for one candidate; a worker sends it back as its reply.
@@ -39,7 +40,7 @@ pub(crate) enum Faults {
 
 /// State kept across candidates: the backend, the inputs of the last program, the flush buffer.
 pub(crate) struct Pipeline {
-    backend: CraneliftBackend,
+    backend: Arc<dyn Backend>,
     /// The inputs of the last candidate, regenerated only when they change.
     inputs: Option<CachedInputs>,
     flusher: Option<CacheFlusher>,
@@ -58,10 +59,10 @@ fn error(kind: MeasureErrorKind, message: impl Into<String>) -> MeasureError {
 }
 
 impl Pipeline {
-    /// A pipeline that injects faults only when `faults` allows it.
-    pub(crate) fn new(faults: Faults) -> Pipeline {
+    /// A pipeline compiling with `backend` that injects faults only when `faults` allows it.
+    pub(crate) fn new(backend: Arc<dyn Backend>, faults: Faults) -> Pipeline {
         Pipeline {
-            backend: CraneliftBackend::new(),
+            backend,
             inputs: None,
             flusher: None,
             faults,
@@ -357,6 +358,7 @@ fn inject(fault: Fault) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::CompileError;
     use crate::measure::CheckMode;
     use looptune_ir::{lower, Schedule, Workload};
 
@@ -369,20 +371,53 @@ mod tests {
         MeasureInput::new(program, nest, workload.flops())
     }
 
+    /// A backend that compiles nothing: these tests stop before compiling. (A correct kernel
+    /// checked and timed is tested with each real backend, in its own crate.)
+    struct Refusing;
+
+    impl Backend for Refusing {
+        fn compile(&self, nest: &LoopNest, _: &Target) -> Result<crate::Kernel, CompileError> {
+            Err(CompileError::UnsupportedOp {
+                what: format!("compiling `{}` in a test", nest.name),
+            })
+        }
+        fn id(&self) -> crate::BackendId {
+            crate::BackendId {
+                name: "refusing".to_string(),
+                version: "0".to_string(),
+            }
+        }
+        fn spec(&self) -> crate::BackendSpec {
+            crate::BackendSpec {
+                name: "refusing".to_string(),
+                settings: Vec::new(),
+            }
+        }
+        fn vector_lanes(&self, _: &Target) -> usize {
+            4
+        }
+        fn vector_registers(&self, _: &Target) -> usize {
+            16
+        }
+    }
+
+    fn pipeline() -> Pipeline {
+        Pipeline::new(Arc::new(Refusing), Faults::Refused)
+    }
+
     #[test]
-    fn a_correct_kernel_is_checked_and_timed() {
+    fn a_compile_error_is_a_compile_error_record() {
         let input = candidate("matmul:m=7,n=9,k=5");
         let reference = Reference::compute(&input.program, CheckMode::Auto).expect("reference");
-        let mut pipeline = Pipeline::new(Faults::Refused);
-        let outcome = pipeline.run_guarded(
+        let outcome = pipeline().run_guarded(
             &MeasureOptions::quick(),
             &Target::host(),
             &input,
             &reference,
         );
-        let costs = outcome.outcome.expect("the default schedule is correct");
-        assert!(costs.median_s > 0.0);
-        assert!(outcome.compile_ms.is_some() && outcome.check_ms.is_some());
+        let error = outcome.outcome.unwrap_err();
+        assert_eq!(error.kind, MeasureErrorKind::CompileError);
+        assert!(error.message.contains("`matmul`"), "{error}");
     }
 
     #[test]
@@ -391,7 +426,7 @@ mod tests {
         let other = candidate("matmul:m=7,n=9,k=6");
         let mismatched = MeasureInput::new(input.program.clone(), other.nest, 0.0);
         let reference = Reference::compute(&input.program, CheckMode::Auto).expect("reference");
-        let outcome = Pipeline::new(Faults::Refused).run(
+        let outcome = pipeline().run(
             &MeasureOptions::quick(),
             &Target::host(),
             &mismatched,
@@ -406,7 +441,7 @@ mod tests {
     fn faults_are_refused_unless_allowed() {
         let input = candidate("matmul:m=2,n=2,k=2").with_fault(Fault::Segfault);
         let reference = Reference::compute(&input.program, CheckMode::Auto).expect("reference");
-        let outcome = Pipeline::new(Faults::Refused).run(
+        let outcome = pipeline().run(
             &MeasureOptions::quick(),
             &Target::host(),
             &input,

@@ -100,6 +100,33 @@ pub enum CompileError {
         /// Cranelift's message.
         message: String,
     },
+    /// The C compiler could not be run, or rejected the printed C (a bug in the printer, or a
+    /// compiler that cannot build it).
+    #[error("C compiler `{compiler}` failed on `{kernel}`: {message}")]
+    CCompiler {
+        /// The compiler as invoked.
+        compiler: String,
+        /// The nest's name.
+        kernel: String,
+        /// Its diagnostics (or why it could not be started).
+        message: String,
+    },
+    /// A compiled object could not be loaded, or lacks its entry point.
+    #[error("loading the compiled kernel `{path}`: {message}")]
+    Load {
+        /// The shared object.
+        path: String,
+        /// The loader's message.
+        message: String,
+    },
+    /// A measurement worker was asked for a backend it cannot build.
+    #[error("unknown backend `{name}` (this build knows {known})")]
+    UnknownBackend {
+        /// The name asked for.
+        name: String,
+        /// The backends this build knows, comma-separated.
+        known: String,
+    },
 }
 
 /// Why a call to a compiled kernel was refused. Nothing ran when this is returned.

@@ -11,6 +11,7 @@ use super::check::Reference;
 use super::input::MeasureInput;
 use super::pipeline::PipelineOutcome;
 use super::MeasureOptions;
+use crate::backend::BackendSpec;
 use crate::target::Target;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,7 @@ use thiserror::Error;
 
 /// The version of the messages below; bumped whenever any of them (or a type they carry)
 /// changes shape, because bincode has no field names to notice it by.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest frame accepted: far above any real message, small enough that a corrupt length
 /// cannot make the reader allocate the machine away.
@@ -62,6 +63,8 @@ pub(crate) struct Job<'a> {
     pub options: Cow<'a, MeasureOptions>,
     /// What to compile for.
     pub target: Cow<'a, Target>,
+    /// What to compile with.
+    pub backend: BackendSpec,
     /// The candidate.
     pub input: Cow<'a, MeasureInput>,
     /// The expected outputs of the candidate's program.
@@ -167,6 +170,10 @@ mod tests {
         let request = Request::Measure(Box::new(Job {
             options: Cow::Borrowed(&options),
             target: Cow::Borrowed(&target),
+            backend: BackendSpec {
+                name: "c".to_string(),
+                settings: vec!["gcc".to_string(), "-O2".to_string()],
+            },
             input: Cow::Borrowed(&input),
             reference: Cow::Borrowed(&reference),
         }));
@@ -181,6 +188,7 @@ mod tests {
         assert_eq!(*job.input, input);
         assert_eq!(*job.reference, reference);
         assert_eq!(*job.options, options);
+        assert_eq!(job.backend.settings, ["gcc", "-O2"]);
         assert!(matches!(
             read_frame::<Reply>(&mut reader),
             Ok(Some(Reply::Ready { protocol: 7 }))

@@ -1,0 +1,238 @@
+//! Finding the system C compiler the way Rust users expect, and what it is.
+//!
+//! `CC` if set (as the `cc` crate and every build system read it: a program, optionally followed
+//! by arguments such as `ccache gcc`), else the first of `cc`, `gcc` and `clang` on `PATH`. The
+//! compiler's `--version` line and the flags it is run with are part of the backend's identity
+//! (a kernel is a function of source, compiler, version and flags), and a compiler is only
+//! accepted after it built and ran a probe kernel correctly (see `CBackend::detect`): some
+//! compilers (tcc) accept `vector_size` and compute wrong results.
+
+use looptune_runtime::{CompileError, Target};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The compilers tried, in order, when `CC` is not set.
+pub const CANDIDATES: [&str; 3] = ["cc", "gcc", "clang"];
+
+/// Which command-line dialect a compiler speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// GCC (and compilers that claim to be it).
+    Gcc,
+    /// Clang: prefers 256-bit vectors unless told otherwise.
+    Clang,
+}
+
+/// A C compiler that can be run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compiler {
+    /// The program, as found on `PATH` or given by `CC`.
+    pub program: PathBuf,
+    /// Arguments `CC` put before ours (e.g. the real compiler after `ccache`).
+    pub leading_args: Vec<String>,
+    /// The first line of `--version`.
+    pub version: String,
+    /// Its dialect.
+    pub family: Family,
+}
+
+/// Why no usable compiler was found.
+fn not_found(message: String) -> CompileError {
+    CompileError::CCompiler {
+        compiler: "(none)".to_string(),
+        kernel: "(compiler discovery)".to_string(),
+        message,
+    }
+}
+
+impl Compiler {
+    /// The compiler `CC` names, else the first of [`CANDIDATES`] on `PATH`.
+    pub fn discover() -> Result<Compiler, CompileError> {
+        match std::env::var("CC") {
+            Ok(value) if !value.trim().is_empty() => {
+                let mut words = value.split_whitespace().map(str::to_string);
+                let program = words.next().unwrap_or_default();
+                let leading: Vec<String> = words.collect();
+                let resolved = find_on_path(&program).ok_or_else(|| {
+                    not_found(format!(
+                        "CC=`{value}` names `{program}`, which is not found"
+                    ))
+                })?;
+                Compiler::at(resolved, leading)
+            }
+            _ => {
+                let found = CANDIDATES
+                    .iter()
+                    .find_map(|name| find_on_path(name))
+                    .ok_or_else(|| {
+                        not_found(format!(
+                            "CC is not set and none of {} is on PATH",
+                            CANDIDATES.join(", ")
+                        ))
+                    })?;
+                Compiler::at(found, Vec::new())
+            }
+        }
+    }
+
+    /// The compiler at `program` (run with `leading_args` first), after asking its version.
+    pub fn at(program: PathBuf, leading_args: Vec<String>) -> Result<Compiler, CompileError> {
+        let output = Command::new(&program)
+            .args(&leading_args)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|error| {
+                not_found(format!(
+                    "`{} --version` did not run: {error}",
+                    program.display()
+                ))
+            })?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let version = text.lines().next().unwrap_or("").trim().to_string();
+        if !output.status.success() || version.is_empty() {
+            return Err(not_found(format!(
+                "`{} --version` failed ({}): {}",
+                program.display(),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        let family = if text.to_ascii_lowercase().contains("clang") {
+            Family::Clang
+        } else {
+            Family::Gcc
+        };
+        Ok(Compiler {
+            program,
+            leading_args,
+            version,
+            family,
+        })
+    }
+
+    /// The flags a kernel for `target` is compiled with: optimisation, the host's instruction
+    /// set less the features the target does not have, position-independent shared object.
+    pub fn flags(&self, target: &Target) -> Vec<String> {
+        let mut flags: Vec<String> = [
+            "-O2",
+            "-march=native",
+            "-std=gnu11",
+            "-fPIC",
+            "-shared",
+            "-fno-math-errno",
+            "-ffp-contract=fast",
+            "-fno-strict-aliasing",
+            "-w",
+        ]
+        .iter()
+        .map(|flag| flag.to_string())
+        .collect();
+        let host = looptune_runtime::IsaFeatures::host();
+        if host.fma && !target.features.fma {
+            flags.push("-mno-fma".to_string());
+        }
+        if host.avx512f && !target.features.avx512f {
+            flags.push("-mno-avx512f".to_string());
+        }
+        if target.features.avx512f {
+            // Clang (and GCC on some Intel cores) halve 512-bit work unless told to use it.
+            flags.push("-mprefer-vector-width=512".to_string());
+        }
+        flags
+    }
+
+    /// The command line as one string, for identities and messages.
+    pub fn describe(&self) -> String {
+        let mut words = vec![self.program.display().to_string()];
+        words.extend(self.leading_args.iter().cloned());
+        words.join(" ")
+    }
+
+    /// Compiles `source_path` into the shared object `output` with `flags`.
+    pub fn compile(
+        &self,
+        source_path: &Path,
+        output: &Path,
+        flags: &[String],
+        kernel: &str,
+    ) -> Result<(), CompileError> {
+        let result = Command::new(&self.program)
+            .args(&self.leading_args)
+            .args(flags)
+            .arg("-o")
+            .arg(output)
+            .arg(source_path)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|error| CompileError::CCompiler {
+                compiler: self.describe(),
+                kernel: kernel.to_string(),
+                message: format!("could not run it: {error}"),
+            })?;
+        if result.status.success() {
+            return Ok(());
+        }
+        let diagnostics = String::from_utf8_lossy(&result.stderr);
+        // The first lines say what is wrong; the rest repeats it for every use.
+        let head: Vec<&str> = diagnostics.lines().take(12).collect();
+        Err(CompileError::CCompiler {
+            compiler: self.describe(),
+            kernel: kernel.to_string(),
+            message: format!("{} ({})", head.join("\n"), result.status),
+        })
+    }
+}
+
+/// `name` itself when it is a path, else the first executable `name` in a `PATH` directory.
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        let path = PathBuf::from(name);
+        return path.is_file().then_some(path);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|directory| directory.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+#[cfg(unix)]
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(not(unix))]
+fn is_executable(path: &Path) -> bool {
+    path.is_file()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_program_is_named() {
+        let error = Compiler::at(PathBuf::from("/nonexistent/looptune-cc"), Vec::new())
+            .expect_err("no such compiler");
+        assert!(
+            error.to_string().contains("/nonexistent/looptune-cc"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_flags_follow_the_target() {
+        let Ok(compiler) = Compiler::discover() else {
+            return;
+        };
+        let host = Target::host();
+        let flags = compiler.flags(&host.clone().without_fma());
+        if host.features.fma {
+            assert!(flags.iter().any(|flag| flag == "-mno-fma"), "{flags:?}");
+        }
+        assert!(flags.iter().any(|flag| flag == "-O2"));
+    }
+}

@@ -1,0 +1,129 @@
+//! The host's full-width FMA ceiling, as the C backend reaches it: the figure every "ratio to
+//! peak" is taken against.
+//!
+//! A loop of `CHAINS` independent vector FMAs at the backend's widest width is printed, compiled
+//! with the backend's compiler and flags and timed with the shared protocol
+//! ([`looptune_runtime::peak::time_peak`]).
+
+use crate::backend::CBackend;
+use crate::cache::discard;
+use looptune_runtime::peak::{time_peak, PeakLoop, PeakResult};
+use looptune_runtime::{Backend, CompileError, PeakError, Target};
+
+/// Independent accumulator chains: FMA latency 4 x 2 pipes needs 8; 12 leaves slack and, with
+/// the two operands, fits the 16 vector registers of AVX2 (AVX-512 has 32).
+const CHAINS: usize = 12;
+
+/// `fn(operands: *const f32, out: *mut f32, iterations: i64)`.
+type PeakFn = unsafe extern "C" fn(*const f32, *mut f32, i64);
+
+/// The peak loop's C for `lanes` lanes.
+fn peak_source(lanes: usize) -> String {
+    let mut text = format!(
+        "typedef float lt_v __attribute__((vector_size({bytes}), aligned(4)));\n\
+         void looptune_peak(const float *operands, float *out, long long iterations) {{\n\
+         \x20   lt_v x = *(const lt_v *)operands;\n\
+         \x20   lt_v y = *(const lt_v *)(operands + {lanes});\n",
+        bytes = lanes * 4
+    );
+    // Distinct starting values: identical chains would be merged into one by the compiler.
+    for chain in 0..CHAINS {
+        text.push_str(&format!("    lt_v a{chain} = y * {}.0f;\n", chain + 1));
+    }
+    text.push_str("    for (long long i = 0; i < iterations; i++) {\n");
+    for chain in 0..CHAINS {
+        text.push_str(&format!("        a{chain} = x * y + a{chain};\n"));
+    }
+    text.push_str("    }\n");
+    for chain in 0..CHAINS {
+        text.push_str(&format!(
+            "    *(lt_v *)(out + {}) = a{chain};\n",
+            chain * lanes
+        ));
+    }
+    text.push_str("}\n");
+    text
+}
+
+/// Measures the FMA throughput of the backend's widest vectors on `threads` threads at once.
+pub fn measure_peak(backend: &CBackend, threads: usize) -> Result<PeakResult, PeakError> {
+    if threads == 0 {
+        return Err(PeakError::NoThreads { threads });
+    }
+    let target = Target::host();
+    let lanes = backend.vector_lanes(&target);
+    let source = peak_source(lanes);
+    let cache = backend.cache();
+    let key = format!(
+        "/* looptune-cc peak: {} ({}) {} */\n{source}",
+        backend.compiler().describe(),
+        backend.compiler().version,
+        backend.compiler().flags(&target).join(" ")
+    );
+    let object = match cache.lookup(&key) {
+        Some(entry) => entry.object,
+        None => {
+            let io_error = |error: std::io::Error| CompileError::CCompiler {
+                compiler: backend.compiler().describe(),
+                kernel: "peak".to_string(),
+                message: format!("object cache: {error}"),
+            };
+            let (entry, staged_source, staged_object) = cache.stage(&key).map_err(io_error)?;
+            if let Err(error) = backend.compiler().compile(
+                &staged_source,
+                &staged_object,
+                &backend.compiler().flags(&target),
+                "peak",
+            ) {
+                discard(&[&staged_source, &staged_object]);
+                return Err(error.into());
+            }
+            cache
+                .publish(&entry, &staged_source, &staged_object)
+                .map_err(io_error)?;
+            entry.object
+        }
+    };
+    let load_error = |message: String| CompileError::Load {
+        path: object.display().to_string(),
+        message,
+    };
+    // SAFETY: the object is the peak loop printed above (the cache hands out only objects whose
+    // source file holds exactly that text); it has no initialisers.
+    let library = unsafe { libloading::Library::new(&object) }
+        .map_err(|error| load_error(error.to_string()))?;
+    // SAFETY: `looptune_peak` is defined above with exactly `PeakFn`'s C signature.
+    let function: PeakFn = *unsafe { library.get::<PeakFn>(b"looptune_peak") }
+        .map_err(|error| load_error(error.to_string()))?;
+    let operands: Vec<f32> = (0..2 * lanes)
+        .map(|lane| if lane < lanes { 1.000_001 } else { 1e-7 })
+        .collect();
+    let run = |iterations: i64| {
+        let mut out = vec![0.0_f32; CHAINS * lanes];
+        // SAFETY: the function reads `2 * lanes` floats from `operands` and writes
+        // `CHAINS * lanes` floats to `out`, both exactly that long, and `library` (which owns
+        // the code) outlives every call.
+        unsafe { function(operands.as_ptr(), out.as_mut_ptr(), iterations) }
+    };
+    let shape = PeakLoop {
+        lanes,
+        chains: CHAINS,
+        fma: target.features.fma,
+    };
+    let result = time_peak(threads, shape, &run);
+    drop(library);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_loop_has_every_chain() {
+        let source = peak_source(8);
+        assert!(source.contains("vector_size(32)"));
+        assert!(source.contains("a11 = x * y + a11;"));
+        assert!(!source.contains("#include"));
+    }
+}
