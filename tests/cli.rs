@@ -367,3 +367,130 @@ fn later_commands_without_their_arguments_are_usage_errors() {
         assert!(stderr.contains(missing), "`{command}`: {stderr}");
     }
 }
+
+/// `looptune args` with `CC` pointing at a program that does not exist.
+fn looptune_without_compiler(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_looptune"))
+        .args(args)
+        .env("CC", "/nonexistent/looptune-test-cc")
+        .output()
+        .expect("the looptune binary runs")
+}
+
+#[test]
+fn without_a_compiler_auto_falls_back_to_cranelift_and_says_so() {
+    let output = looptune_without_compiler(&["run", "matmul:m=8,n=8,k=8", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains("backend: cranelift"), "{message}");
+    assert!(
+        message.contains("/nonexistent/looptune-test-cc"),
+        "{message}"
+    );
+    let object = json_object(&output);
+    assert_eq!(
+        object.get("backend").and_then(serde_json::Value::as_str),
+        Some("cranelift")
+    );
+}
+
+#[test]
+fn backend_c_without_a_compiler_is_a_clear_error() {
+    let output = looptune_without_compiler(&["run", "matmul:m=8,n=8,k=8", "--backend", "c"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains("--backend c"), "{message}");
+    assert!(
+        message.contains("/nonexistent/looptune-test-cc"),
+        "{message}"
+    );
+    assert!(!message.contains("panicked"), "{message}");
+}
+
+#[test]
+fn an_unknown_backend_is_a_usage_error() {
+    check_usage_error(
+        &["run", "matmul:m=8,n=8,k=8", "--backend", "llvm"],
+        "unknown backend `llvm`",
+    );
+}
+
+#[test]
+fn both_backends_run_a_workload_correctly() {
+    for backend in ["c", "cranelift"] {
+        let output = looptune(&[
+            "run",
+            "conv2d:n=1,ic=3,h=17,w=17,oc=5,kh=7,kw=7,stride=2,pad=3",
+            "--backend",
+            backend,
+            "--json",
+        ]);
+        assert!(output.status.success(), "{backend}: {}", stderr(&output));
+        let object = json_object(&output);
+        assert_eq!(object.get("correct"), Some(&serde_json::Value::Bool(true)));
+        assert_eq!(
+            object.get("backend").and_then(serde_json::Value::as_str),
+            Some(backend)
+        );
+        assert!(number(&object, "compile_ms") > 0.0, "{object:?}");
+    }
+}
+
+#[test]
+fn lower_emits_the_c_the_c_backend_compiles() {
+    let output = looptune(&[
+        "lower",
+        "matmul:m=12,n=16,k=5",
+        "--schedule",
+        "register-tiled",
+        "--tile",
+        "3x16",
+        "--emit",
+        "c",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("void looptune_entry("), "{text}");
+    assert!(!text.contains("#include"), "{text}");
+}
+
+#[test]
+fn bench_json_has_every_figure() {
+    let output = looptune(&["bench", "matmul:m=64,n=48,k=32", "--rounds", "2", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let object = json_object(&output);
+    for key in [
+        "gflops",
+        "sgemm_gflops",
+        "ratio_to_sgemm",
+        "peak_gflops",
+        "ratio_to_peak",
+        "rounds",
+    ] {
+        assert!(number(&object, key) > 0.0, "{key}: {object:?}");
+    }
+    assert!(object.get("backend").is_some(), "{object:?}");
+    let ratio = number(&object, "ratio_to_sgemm");
+    let expected = number(&object, "gflops") / number(&object, "sgemm_gflops");
+    assert!((ratio - expected).abs() < 1e-9 * expected, "{object:?}");
+}
+
+#[test]
+fn peak_reports_both_ceilings() {
+    let output = looptune(&["peak", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let object = json_object(&output);
+    let cranelift = object
+        .get("cranelift")
+        .and_then(|peak| peak.get("lanes"))
+        .and_then(serde_json::Value::as_f64);
+    assert_eq!(cranelift, Some(4.0), "{object:?}");
+    let full_width = object
+        .get("full_width")
+        .and_then(|peak| peak.get("lanes"))
+        .and_then(serde_json::Value::as_f64)
+        .expect("a C compiler is present where the tests run");
+    assert!(full_width >= 4.0, "{object:?}");
+    let output = looptune(&["peak", "--threads", "100000"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+}

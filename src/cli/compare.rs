@@ -124,6 +124,14 @@ impl Cache<'_> {
     ) -> anyhow::Result<Vec<Option<f64>>> {
         let mut records = Vec::new();
         let mut out = Vec::with_capacity(batch.len());
+        // The configs not measured yet, prepared together (the C backend compiles them in
+        // parallel); the loop below measures them one by one.
+        let fresh: Vec<_> = batch
+            .iter()
+            .filter(|config| !self.results.contains_key(&config.index()))
+            .filter_map(|config| self.task.measure_input(config).ok())
+            .collect();
+        measurer.prepare(&fresh);
         for config in batch {
             self.served += 1;
             if let Some(&known) = self.results.get(&config.index()) {

@@ -10,6 +10,7 @@
 //! not landed.
 
 mod backends;
+mod bench;
 mod compare;
 mod input;
 mod logs;
@@ -52,6 +53,9 @@ enum Command {
     /// chosen backend, check its output against the operator's definition and time it, next to
     /// the full-width peak measured in the same run.
     Run(run::RunArgs),
+    /// Time a log's best config (or the fallback) against matrixmultiply's sgemm and the
+    /// full-width peak, interleaved over several rounds in one process.
+    Bench(bench::BenchArgs),
     /// Measure the host's full-width FMA throughput (the C backend's widest vectors) next to
     /// Cranelift's f32x4 one: the ceilings every kernel is judged against.
     Peak(peak::PeakArgs),
@@ -111,6 +115,7 @@ pub fn main() -> ExitCode {
         Command::Lower(args) => lower::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Peak(args) => peak::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Tune(args) => tune::run(&args),
         Command::TuneModel(args) => tune_model::run(&args),
         Command::TuneCompare(args) => compare::run(&args),

@@ -40,6 +40,7 @@ pub fn run(args: &PeakArgs) -> anyhow::Result<()> {
             "full_width_error": peaks.full_width.as_ref().err(),
             "cranelift": peaks.cranelift,
             "gflops": peaks.reference().gflops,
+            "threads": threads,
             "target": target,
         });
         println!("{object}");

@@ -198,9 +198,14 @@ pub fn tune(
             .collect();
         let mut records = Vec::with_capacity(batch.len());
         let mut batch_trials = Vec::with_capacity(batch.len());
-        for config in batch {
+        let inputs: Vec<_> = batch
+            .iter()
+            .map(|config| task.measure_input(config))
+            .collect();
+        measurer.prepare(inputs.iter().filter_map(|input| input.as_ref().ok()));
+        for (config, input) in batch.into_iter().zip(inputs) {
             let candidate_started = SystemTime::now();
-            let result = match task.measure_input(&config) {
+            let result = match input {
                 Ok(input) => measurer.measure_one(&input),
                 Err(message) => invalid_config(message),
             };

@@ -130,9 +130,17 @@ impl Measurer {
     /// The backend first [prepares](Backend::prepare) the whole batch (the C backend compiles
     /// it in parallel), then candidates are measured one by one.
     pub fn measure(&mut self, inputs: &[MeasureInput]) -> Vec<MeasureResult> {
-        let nests: Vec<&looptune_ir::LoopNest> = inputs.iter().map(|input| &input.nest).collect();
-        self.backend.prepare(&nests, &self.target);
+        self.prepare(inputs.iter());
         inputs.iter().map(|input| self.measure_one(input)).collect()
+    }
+
+    /// Lets the backend prepare candidates about to be measured one by one (the C backend
+    /// compiles them in parallel on every core, so each `measure_one` only loads its object).
+    /// Nothing is executed; failures are reported by `measure_one`.
+    pub fn prepare<'a>(&self, inputs: impl IntoIterator<Item = &'a MeasureInput>) {
+        let nests: Vec<&looptune_ir::LoopNest> =
+            inputs.into_iter().map(|input| &input.nest).collect();
+        self.backend.prepare(&nests, &self.target);
     }
 
     /// Measures one candidate.

@@ -1,0 +1,183 @@
+//! `looptune bench WORKLOAD`: the figures a user can trust, taken in one process: the log's best
+//! config for this target and backend (or the template's fallback), `matrixmultiply`'s sgemm on
+//! the same GEMM where the workload is one, and the host's full-width FMA peak, interleaved over
+//! several rounds so that all three see the same machine state; medians are reported.
+//!
+//! The tuned kernel is checked against the operator's definition before any of its time counts
+//! (the measurer's first round), then timed on the same inputs in every round. sgemm is timed
+//! without a dense layer's epilogue (bias, ReLU), which costs it nothing it would have to do.
+
+use super::backends::BackendArgs;
+use super::input::{self, Usage};
+use anyhow::{bail, Context};
+use clap::Args;
+use looptune::ir::random::random_inputs;
+use looptune::runtime::baseline::{sgemm, BaselineError};
+use looptune::runtime::measure::{time_in_process, Isolation};
+use looptune::runtime::{MeasureInput, MeasureOptions, Measurer, Target};
+use looptune::Workload;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Arguments of `looptune bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The workload, `op:key=value,...` (see `looptune ops`).
+    workload: String,
+    /// The tuning log whose best config (for this target and backend) is timed; without it,
+    /// the template's fallback config.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Rounds of (kernel, sgemm, peak); medians are reported.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    rounds: u32,
+    #[command(flatten)]
+    backend: BackendArgs,
+    /// Print one JSON object on stdout; progress goes to stderr.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The GEMM sgemm computes for `workload` (`batch` products of `m x k` by `k x n`), if any.
+fn gemm_of(workload: &Workload) -> Option<(usize, (i64, i64, i64), bool)> {
+    match *workload {
+        Workload::Matmul(p) => Some((1, (p.m, p.n, p.k), p.transpose_b)),
+        Workload::Dense(p) => Some((1, (p.m, p.n, p.k), true)),
+        Workload::BatchMatmul(p) => Some((p.b as usize, (p.m, p.n, p.k), p.transpose_b)),
+        _ => None,
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Runs `looptune bench`.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let workload = input::workload(&args.workload)?;
+    let selected = args.backend.select()?;
+    let threads = 1;
+    let target = Target::host().with_threads(threads);
+    let (schedule, source) = match &args.log {
+        Some(log) => {
+            let (schedule, _) =
+                super::schedule::from_log(log, &workload, false, selected.backend.as_ref())?;
+            (schedule, "tuned")
+        }
+        None => {
+            let task = looptune::backend::task_for(workload, selected.backend.as_ref(), &target)
+                .with_context(|| format!("building the task of `{workload}`"))?;
+            let fallback = task
+                .fallback_config()
+                .context("the template's fallback config")?;
+            (task.schedule(&fallback)?, "fallback")
+        }
+    };
+    let nest = looptune::lower(&schedule)
+        .with_context(|| format!("lowering the schedule of `{workload}`"))?;
+    let program = input::program(&workload, &Default::default())?;
+    let flops = workload.flops();
+    let options = MeasureOptions::default().with_isolation(Isolation::InProcess);
+
+    // Round 0 checks the kernel against the reference; its time is the first sample.
+    eprintln!("checking and timing the {source} config of `{workload}`...");
+    let mut measurer = Measurer::new(
+        options.clone(),
+        target.clone(),
+        Arc::clone(&selected.backend),
+        None,
+    )?;
+    let first = measurer.measure_one(&MeasureInput::new(program.clone(), nest.clone(), flops));
+    let costs = match first.outcome {
+        Ok(costs) => costs,
+        Err(error) => bail!("`{workload}`: {error}"),
+    };
+    let kernel = selected
+        .backend
+        .compile(&nest, &target)
+        .context("compiling the kernel")?;
+    let inputs = random_inputs(&program, 0);
+    let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let mut outputs: Vec<Vec<f32>> = nest
+        .outputs
+        .iter()
+        .map(|&buffer| vec![0.0; nest.buffer(buffer).len()])
+        .collect();
+
+    let gemm = gemm_of(&workload);
+    let mut kernel_gflops = vec![flops / costs.median_s / 1e9];
+    let mut sgemm_gflops = Vec::new();
+    let mut peak_gflops = Vec::new();
+    for round in 0..args.rounds {
+        if round > 0 {
+            let costs = time_in_process(&options, || {
+                let mut refs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+                kernel.call(&input_refs, &mut refs)
+            })
+            .context("timing the kernel")?;
+            kernel_gflops.push(flops / costs.median_s / 1e9);
+        }
+        if let Some((batch, (m, n, k), transpose_b)) = gemm {
+            let dims = |value: i64| usize::try_from(value).map_err(|_| Usage(format!("{value}")));
+            let (m, n, k) = (dims(m)?, dims(n)?, dims(k)?);
+            let (a, b) = (input_refs[0], input_refs[1]);
+            let mut c = vec![0.0f32; batch * m * n];
+            let costs = time_in_process(&options, || {
+                for index in 0..batch {
+                    sgemm(
+                        (m, n, k),
+                        transpose_b,
+                        &a[index * m * k..(index + 1) * m * k],
+                        &b[index * k * n..(index + 1) * k * n],
+                        &mut c[index * m * n..(index + 1) * m * n],
+                    )?;
+                }
+                black_box(&mut c);
+                Ok::<(), BaselineError>(())
+            })
+            .context("timing matrixmultiply's sgemm")?;
+            // sgemm does the multiply-adds only: 2 m n k per product.
+            sgemm_gflops.push(2.0 * (batch * m * n * k) as f64 / costs.median_s / 1e9);
+        }
+        peak_gflops.push(super::peak::full_width(threads)?.gflops);
+        eprintln!("round {}/{} done", round + 1, args.rounds);
+    }
+    let gflops = median(&mut kernel_gflops);
+    let sgemm = (!sgemm_gflops.is_empty()).then(|| median(&mut sgemm_gflops));
+    let peak = median(&mut peak_gflops);
+    let backend = selected.backend.id();
+    if args.json {
+        let object = serde_json::json!({
+            "workload": workload.to_string(),
+            "backend": backend.name,
+            "backend_version": backend.version,
+            "config": source,
+            "gflops": gflops,
+            "sgemm_gflops": sgemm,
+            "ratio_to_sgemm": sgemm.map(|sgemm| gflops / sgemm),
+            "peak_gflops": peak,
+            "ratio_to_peak": gflops / peak,
+            "rounds": args.rounds,
+            "threads": threads,
+        });
+        println!("{object}");
+    } else {
+        println!("workload    {workload} ({source} config)");
+        println!("backend     {} ({})", backend.name, backend.version);
+        println!(
+            "kernel      {gflops:.2} GFLOP/s, {:.1}% of peak (median of {} rounds)",
+            100.0 * gflops / peak,
+            args.rounds
+        );
+        if let Some(sgemm) = sgemm {
+            println!(
+                "sgemm       {sgemm:.2} GFLOP/s (matrixmultiply); tuned/sgemm {:.2}x",
+                gflops / sgemm
+            );
+        }
+        println!("peak        {peak:.2} GFLOP/s (full width, {threads} thread, same rounds)");
+    }
+    Ok(())
+}
