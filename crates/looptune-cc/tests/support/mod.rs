@@ -112,3 +112,52 @@ impl Checked {
         Ok(())
     }
 }
+
+/// A fake compiler: `/bin/sh` running the script `body`, written to `dir/name` (run by the
+/// shell, not executed itself, so no other thread's fork can hold it open for writing when it
+/// starts: no `ETXTBSY`). As `CC` it is `/bin/sh DIR/NAME`.
+pub fn shell_compiler(dir: &Path, name: &str, body: &str) -> Compiler {
+    let script = dir.join(name);
+    std::fs::write(&script, body).expect("write the script");
+    Compiler::at("/bin/sh".into(), vec![script.display().to_string()]).expect("sh runs the script")
+}
+
+/// A compiler that answers `--version` and refuses every source with a diagnostic.
+pub const REFUSING_COMPILER: &str = r#"
+case "$1" in --version) echo "fake-cc 1.0 (refuses everything)"; exit 0;; esac
+echo "fake-cc: error: this compiler refuses every kernel" >&2
+exit 1
+"#;
+
+/// A compiler that compiles, instead of the kernel it is given, one whose `looptune_entry`
+/// writes zeros into its third parameter, 13 x 37 of them: the output of the probe's matmul
+/// (`A`, `B`, then `C`). It is the discovered compiler otherwise, so it passes for a good one
+/// until its results are checked.
+pub fn wrong_code_compiler(dir: &Path) -> Compiler {
+    let broken = dir.join("zeros.c");
+    std::fs::write(
+        &broken,
+        "void looptune_entry(void *const *args, const void *runtime) {\n\
+         \x20   float *output = (float *)args[2];\n\
+         \x20   (void)runtime;\n\
+         \x20   for (int index = 0; index < 13 * 37; index++) output[index] = 0.0f;\n\
+         }\n",
+    )
+    .expect("write the replacement kernel");
+    let real = compiler();
+    let mut words = vec![format!("'{}'", real.program.display())];
+    words.extend(real.leading_args.iter().map(|arg| format!("'{arg}'")));
+    let body = format!(
+        "for arg do\n\
+         \x20 shift\n\
+         \x20 case \"$arg\" in\n\
+         \x20   *.c) set -- \"$@\" '{}' ;;\n\
+         \x20   *) set -- \"$@\" \"$arg\" ;;\n\
+         \x20 esac\n\
+         done\n\
+         exec {} \"$@\"\n",
+        broken.display(),
+        words.join(" ")
+    );
+    shell_compiler(dir, "zeros-cc.sh", &body)
+}
