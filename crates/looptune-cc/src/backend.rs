@@ -34,10 +34,16 @@ impl CBackend {
     /// interpreter, so that a compiler that accepts the code but computes wrong results is
     /// refused here, once, rather than as wrong answers during tuning.
     pub fn detect() -> Result<CBackend, CompileError> {
-        let backend = CBackend::with(
+        CBackend::probe_with(
             Compiler::discover()?,
             ObjectCache::new(crate::cache::default_dir()),
-        );
+        )
+    }
+
+    /// The backend with `compiler` and `cache`, accepted only after the probe
+    /// [`CBackend::detect`] runs; an error names the compiler and what the probe found.
+    pub fn probe_with(compiler: Compiler, cache: ObjectCache) -> Result<CBackend, CompileError> {
+        let backend = CBackend::with(compiler, cache);
         crate::probe::check(&backend)?;
         Ok(backend)
     }

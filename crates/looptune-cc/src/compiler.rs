@@ -48,8 +48,14 @@ fn not_found(message: String) -> CompileError {
 impl Compiler {
     /// The compiler `CC` names, else the first of [`CANDIDATES`] on `PATH`.
     pub fn discover() -> Result<Compiler, CompileError> {
-        match std::env::var("CC") {
-            Ok(value) if !value.trim().is_empty() => {
+        Compiler::discover_from(std::env::var("CC").ok())
+    }
+
+    /// [`Compiler::discover`] with `cc` as the value of `CC` (`None`, or only blanks: unset),
+    /// so that the rule can be exercised without changing this process's environment.
+    pub fn discover_from(cc: Option<String>) -> Result<Compiler, CompileError> {
+        match cc {
+            Some(value) if !value.trim().is_empty() => {
                 let mut words = value.split_whitespace().map(str::to_string);
                 let program = words.next().unwrap_or_default();
                 let leading: Vec<String> = words.collect();
