@@ -142,7 +142,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             sgemm_gflops.push(2.0 * (batch * m * n * k) as f64 / costs.median_s / 1e9);
         }
         peak_gflops.push(super::peak::full_width(threads)?.gflops);
-        eprintln!("round {}/{} done", round + 1, args.rounds);
+        eprintln!(
+            "round {}/{}: kernel {:.2}, sgemm {}, peak {:.2} GFLOP/s",
+            round + 1,
+            args.rounds,
+            kernel_gflops[kernel_gflops.len() - 1],
+            sgemm_gflops
+                .last()
+                .map_or("-".to_string(), |gflops| format!("{gflops:.2}")),
+            peak_gflops[peak_gflops.len() - 1]
+        );
     }
     let gflops = median(&mut kernel_gflops);
     let sgemm = (!sgemm_gflops.is_empty()).then(|| median(&mut sgemm_gflops));

@@ -178,6 +178,35 @@ impl IndexExpr {
         found
     }
 
+    /// The coefficient `c` with `self = c * var + (terms free of var)`, or `None` when the
+    /// expression is not of that form with a constant `c` (`var / 2`, `var * n`): how an access
+    /// moves with a loop's variable, which every backend's vectorizer asks.
+    pub fn linear_coefficient(&self, var: VarId) -> Option<i64> {
+        match self {
+            IndexExpr::Const(_) => Some(0),
+            IndexExpr::Var(other) => Some(i64::from(*other == var)),
+            IndexExpr::Binary(op, a, b) => {
+                if !self.uses_var(var) {
+                    return Some(0);
+                }
+                match op {
+                    IndexOp::Add => a
+                        .linear_coefficient(var)?
+                        .checked_add(b.linear_coefficient(var)?),
+                    IndexOp::Sub => a
+                        .linear_coefficient(var)?
+                        .checked_sub(b.linear_coefficient(var)?),
+                    IndexOp::Mul => match (a.as_const(), b.as_const()) {
+                        (Some(k), _) => b.linear_coefficient(var)?.checked_mul(k),
+                        (_, Some(k)) => a.linear_coefficient(var)?.checked_mul(k),
+                        _ => None,
+                    },
+                    IndexOp::FloorDiv | IndexOp::FloorMod | IndexOp::Min | IndexOp::Max => None,
+                }
+            }
+        }
+    }
+
     /// Replaces variables for which `replace` returns an expression.
     pub fn substitute(&self, replace: &dyn Fn(VarId) -> Option<IndexExpr>) -> IndexExpr {
         match self {
@@ -482,6 +511,13 @@ impl ValueExpr {
         }
     }
 
+    /// Whether `var` is read anywhere in the expression (indices, `FromIndex`, conditions).
+    pub fn uses_var(&self, var: VarId) -> bool {
+        let mut found = false;
+        self.for_each_index(&mut |index| found |= index.uses_var(var));
+        found
+    }
+
     /// Calls `visit` on every index expression (load indices, `FromIndex`, index conditions).
     pub fn for_each_index(&self, visit: &mut dyn FnMut(&IndexExpr)) {
         self.walk(&mut |expr| match expr {
@@ -567,6 +603,13 @@ impl Cond {
         }
     }
 
+    /// Whether `var` is read anywhere in the condition, value comparisons included.
+    pub fn uses_var(&self, var: VarId) -> bool {
+        let mut found = false;
+        self.for_each_index(&mut |index| found |= index.uses_var(var));
+        found
+    }
+
     /// Calls `visit` on every index expression, including those inside value comparisons.
     pub fn for_each_index(&self, visit: &mut dyn FnMut(&IndexExpr)) {
         self.for_each_index_shallow(visit);
@@ -636,6 +679,24 @@ impl Neg for ValueExpr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn linear_coefficients_follow_affine_arithmetic_and_refuse_the_rest() {
+        let v = VarId(0);
+        let w = VarId(1);
+        let expr = IndexExpr::Var(w) * 8 + IndexExpr::Var(v) * 3 - IndexExpr::Var(v);
+        assert_eq!(expr.linear_coefficient(v), Some(2));
+        assert_eq!(expr.linear_coefficient(w), Some(8));
+        assert_eq!(IndexExpr::Var(v).floor_div(2).linear_coefficient(v), None);
+        assert_eq!(
+            IndexExpr::Var(w).floor_div(2).linear_coefficient(v),
+            Some(0)
+        );
+        assert_eq!(
+            (IndexExpr::Var(v) * IndexExpr::Var(w)).linear_coefficient(v),
+            None
+        );
+    }
 
     #[test]
     fn floor_division_rounds_down() {

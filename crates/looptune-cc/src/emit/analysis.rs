@@ -2,49 +2,7 @@
 //! depends on a vector loop's variable, how an access moves with it, whether a temporary is
 //! touched by a loop that will run in another function, and which buffers a function uses.
 
-use looptune_ir::{BufferId, Cond, IndexExpr, IndexOp, LoopKind, LoopNest, Stmt, ValueExpr, VarId};
-
-/// Whether `expr` reads `var` anywhere (indices, `FromIndex`, conditions).
-pub(crate) fn value_uses_var(expr: &ValueExpr, var: VarId) -> bool {
-    let mut found = false;
-    expr.for_each_index(&mut |index| found |= index.uses_var(var));
-    found
-}
-
-/// Whether `cond` reads `var` anywhere.
-pub(crate) fn cond_uses_var(cond: &Cond, var: VarId) -> bool {
-    let mut found = false;
-    cond.for_each_index(&mut |index| found |= index.uses_var(var));
-    found
-}
-
-/// The coefficient `c` with `expr = c * var + (terms free of var)`, or `None` when `expr` is not
-/// of that form with a constant `c` (`var / 2`, `var * n`).
-pub(crate) fn linear_coefficient(expr: &IndexExpr, var: VarId) -> Option<i64> {
-    match expr {
-        IndexExpr::Const(_) => Some(0),
-        IndexExpr::Var(other) => Some(i64::from(*other == var)),
-        IndexExpr::Binary(op, a, b) => {
-            if !expr.uses_var(var) {
-                return Some(0);
-            }
-            match op {
-                IndexOp::Add => {
-                    linear_coefficient(a, var)?.checked_add(linear_coefficient(b, var)?)
-                }
-                IndexOp::Sub => {
-                    linear_coefficient(a, var)?.checked_sub(linear_coefficient(b, var)?)
-                }
-                IndexOp::Mul => match (a.as_const(), b.as_const()) {
-                    (Some(k), _) => linear_coefficient(b, var)?.checked_mul(k),
-                    (_, Some(k)) => linear_coefficient(a, var)?.checked_mul(k),
-                    _ => None,
-                },
-                IndexOp::FloorDiv | IndexOp::FloorMod | IndexOp::Min | IndexOp::Max => None,
-            }
-        }
-    }
-}
+use looptune_ir::{BufferId, IndexExpr, LoopKind, LoopNest, Stmt, ValueExpr, VarId};
 
 /// The coefficient of `var` in the flattened (row-major) element offset of an access.
 pub(crate) fn offset_coefficient(
@@ -56,7 +14,7 @@ pub(crate) fn offset_coefficient(
     let strides = nest.buffer(buffer).strides();
     let mut total: i64 = 0;
     for (index, stride) in indices.iter().zip(strides) {
-        total = total.checked_add(linear_coefficient(index, var)?.checked_mul(stride)?)?;
+        total = total.checked_add(index.linear_coefficient(var)?.checked_mul(stride)?)?;
     }
     Some(total)
 }

@@ -9,7 +9,7 @@
 //! between lanes) is computed lane by lane, so each lane evaluates only what the interpreter
 //! would evaluate for it and a masked-off lane never loads out of bounds.
 
-use super::analysis::{cond_uses_var, contains_loop_or_alloc, offset_coefficient, value_uses_var};
+use super::analysis::{contains_loop_or_alloc, offset_coefficient};
 use super::index::Lin;
 use super::prelude::{vector_type, WIDTHS};
 use super::{Binding, EmitError, Emitter, Result, Storage, VECTOR_UNROLL_LIMIT};
@@ -112,21 +112,19 @@ impl Emitter<'_> {
             Stmt::Seq(stmts) => stmts
                 .iter()
                 .try_for_each(|stmt| self.vector_stmt(stmt, group)),
-            Stmt::If { cond, then } if !cond_uses_var(cond, group.var) => {
-                match self.known_cond(cond)? {
-                    Some(true) => self.vector_stmt(then, group),
-                    Some(false) => Ok(()),
-                    None => {
-                        let cond = self.cond(cond)?;
-                        self.line(&format!("if {} {{", super::parenthesised(&cond)));
-                        self.f.indent += 1;
-                        self.vector_stmt(then, group)?;
-                        self.f.indent -= 1;
-                        self.line("}");
-                        Ok(())
-                    }
+            Stmt::If { cond, then } if !cond.uses_var(group.var) => match self.known_cond(cond)? {
+                Some(true) => self.vector_stmt(then, group),
+                Some(false) => Ok(()),
+                None => {
+                    let cond = self.cond(cond)?;
+                    self.line(&format!("if {} {{", super::parenthesised(&cond)));
+                    self.f.indent += 1;
+                    self.vector_stmt(then, group)?;
+                    self.f.indent -= 1;
+                    self.line("}");
+                    Ok(())
                 }
-            }
+            },
             Stmt::If { cond, then } => match self.known_in_every_lane(cond, group)? {
                 Some(true) => self.vector_stmt(then, group),
                 Some(false) => Ok(()),
@@ -250,7 +248,7 @@ impl Emitter<'_> {
 
     fn lanes(&mut self, expr: &ValueExpr, group: &Group) -> Result<Lanes> {
         let width = group.width;
-        if !value_uses_var(expr, group.var) {
+        if !expr.uses_var(group.var) {
             return Ok(Lanes::Uniform(self.value(expr)?));
         }
         match expr {
@@ -300,7 +298,7 @@ impl Emitter<'_> {
                     _ => Lanes::Vector(text),
                 })
             }
-            ValueExpr::Select(cond, a, b) if !cond_uses_var(cond, group.var) => {
+            ValueExpr::Select(cond, a, b) if !cond.uses_var(group.var) => {
                 match self.known_cond(cond)? {
                     Some(true) => self.lanes(a, group),
                     Some(false) => self.lanes(b, group),

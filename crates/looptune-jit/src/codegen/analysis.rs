@@ -2,7 +2,7 @@
 //! it depends on a variable, whether evaluating it may read memory, and how an index moves with a
 //! vector lane.
 
-use looptune_ir::{BufferDecl, Cond, DType, IndexExpr, IndexOp, LoopNest, ValueExpr, VarId};
+use looptune_ir::{BufferDecl, Cond, DType, IndexExpr, LoopNest, ValueExpr, VarId};
 
 /// The dtype a value expression produces (its leaves' dtype; the verifier keeps them equal).
 pub(crate) fn value_dtype(nest: &LoopNest, expr: &ValueExpr) -> DType {
@@ -42,48 +42,6 @@ pub(crate) fn cond_reads_memory(cond: &Cond) -> bool {
     found
 }
 
-/// Whether `expr` reads `var` anywhere (indices, `FromIndex`, conditions).
-pub(crate) fn value_uses_var(expr: &ValueExpr, var: VarId) -> bool {
-    let mut found = false;
-    expr.for_each_index(&mut |index| found |= index.uses_var(var));
-    found
-}
-
-/// Whether `cond` reads `var` anywhere.
-pub(crate) fn cond_uses_var(cond: &Cond, var: VarId) -> bool {
-    let mut found = false;
-    cond.for_each_index(&mut |index| found |= index.uses_var(var));
-    found
-}
-
-/// The coefficient `c` with `expr = c * var + (terms free of var)`, or `None` when `expr` is not
-/// of that form with a constant `c` (e.g. `var / 2`, `var * n`).
-pub(crate) fn linear_coefficient(expr: &IndexExpr, var: VarId) -> Option<i64> {
-    match expr {
-        IndexExpr::Const(_) => Some(0),
-        IndexExpr::Var(other) => Some(i64::from(*other == var)),
-        IndexExpr::Binary(op, a, b) => {
-            if !expr.uses_var(var) {
-                return Some(0);
-            }
-            match op {
-                IndexOp::Add => {
-                    linear_coefficient(a, var)?.checked_add(linear_coefficient(b, var)?)
-                }
-                IndexOp::Sub => {
-                    linear_coefficient(a, var)?.checked_sub(linear_coefficient(b, var)?)
-                }
-                IndexOp::Mul => match (a.as_const(), b.as_const()) {
-                    (Some(k), _) => linear_coefficient(b, var)?.checked_mul(k),
-                    (_, Some(k)) => linear_coefficient(a, var)?.checked_mul(k),
-                    _ => None,
-                },
-                IndexOp::FloorDiv | IndexOp::FloorMod | IndexOp::Min | IndexOp::Max => None,
-            }
-        }
-    }
-}
-
 /// The coefficient of `var` in the flattened (row-major) element offset of an access.
 pub(crate) fn offset_coefficient(
     decl: &BufferDecl,
@@ -93,30 +51,7 @@ pub(crate) fn offset_coefficient(
     let strides = decl.strides();
     let mut total: i64 = 0;
     for (index, stride) in indices.iter().zip(strides) {
-        total = total.checked_add(linear_coefficient(index, var)?.checked_mul(stride)?)?;
+        total = total.checked_add(index.linear_coefficient(var)?.checked_mul(stride)?)?;
     }
     Some(total)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn linear_coefficients_follow_affine_arithmetic_and_refuse_the_rest() {
-        let v = VarId(0);
-        let w = VarId(1);
-        let expr = IndexExpr::Var(w) * 8 + IndexExpr::Var(v) * 3 - IndexExpr::Var(v);
-        assert_eq!(linear_coefficient(&expr, v), Some(2));
-        assert_eq!(linear_coefficient(&expr, w), Some(8));
-        assert_eq!(linear_coefficient(&IndexExpr::Var(v).floor_div(2), v), None);
-        assert_eq!(
-            linear_coefficient(&IndexExpr::Var(w).floor_div(2), v),
-            Some(0)
-        );
-        assert_eq!(
-            linear_coefficient(&(IndexExpr::Var(v) * IndexExpr::Var(w)), v),
-            None
-        );
-    }
 }

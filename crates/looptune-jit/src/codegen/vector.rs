@@ -8,9 +8,7 @@
 //! loop the IR can express compiles, and the common ones compile to vector code. Lanes left over
 //! after the last full group run as scalar code.
 
-use super::analysis::{
-    all_values_are, cond_uses_var, offset_coefficient, reads_memory, value_uses_var,
-};
+use super::analysis::{all_values_are, offset_coefficient, reads_memory};
 use super::function::{access_flags, load_flags, FnGen, IVal, Storage};
 use super::promote::VECTOR_UNROLL_LIMIT;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
@@ -115,7 +113,7 @@ impl<'n> FnGen<'n, '_> {
             Stmt::Seq(stmts) => stmts
                 .iter()
                 .try_for_each(|stmt| self.vector_stmt(stmt, group)),
-            Stmt::If { cond, then } if !cond_uses_var(cond, group.var) => {
+            Stmt::If { cond, then } if !cond.uses_var(group.var) => {
                 let holds = self.cond(cond)?;
                 self.guarded(holds, |this| this.vector_stmt(then, group))
             }
@@ -206,7 +204,7 @@ impl<'n> FnGen<'n, '_> {
     }
 
     fn lanes(&mut self, expr: &'n ValueExpr, group: Group) -> Result<Lanes, CompileError> {
-        if !value_uses_var(expr, group.var) {
+        if !expr.uses_var(group.var) {
             return Ok(Lanes::Uniform(self.value(expr)?));
         }
         match expr {
@@ -240,7 +238,7 @@ impl<'n> FnGen<'n, '_> {
                 let [a, b, c] = parts.map(|part| self.splat_if_uniform(part));
                 Ok(Lanes::Vector(self.fma(DType::F32, a, b, c)?))
             }
-            ValueExpr::Select(cond, a, b) if !cond_uses_var(cond, group.var) => {
+            ValueExpr::Select(cond, a, b) if !cond.uses_var(group.var) => {
                 let holds = self.cond(cond)?;
                 if reads_memory(a) || reads_memory(b) {
                     let chosen = self.branchy_select(

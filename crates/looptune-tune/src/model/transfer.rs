@@ -68,7 +68,8 @@ impl TransferSet {
             if workload.op_name() != operator {
                 continue;
             }
-            let other = match Task::new(workload) {
+            // The records matched the target and backend, so their space is sized like `task`'s.
+            let other = match Task::for_shape(workload, *task.vector_shape()) {
                 Ok(other) if FeatureSpec::for_task(&other) == spec => other,
                 _ => {
                     set.skipped += records.len();
