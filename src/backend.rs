@@ -77,7 +77,10 @@ impl fmt::Debug for Selected {
     }
 }
 
-/// The C backend of this process, detected (and probed) once.
+/// The C backend of this process, detected (and probed) once. The outcome, a failure too, is
+/// kept for the life of the process, so that every command and every worker of one run agree
+/// on the backend; a library user who fixes the environment mid-process calls
+/// [`CBackend::detect`] directly.
 pub fn c_backend() -> Result<Arc<CBackend>, CompileError> {
     static DETECTED: OnceLock<Result<Arc<CBackend>, CompileError>> = OnceLock::new();
     DETECTED
@@ -151,10 +154,9 @@ pub fn serve_worker() -> Result<(), WorkerError> {
 /// the reason.
 pub fn peaks(threads: usize) -> Result<Peaks, PeakError> {
     let cranelift = looptune_jit::measure_peak(threads)?;
-    let full_width = match c_backend() {
-        Ok(c) => Ok(looptune_cc::measure_peak(&c, threads)?),
-        Err(error) => Err(error.to_string()),
-    };
+    let full_width = c_backend()
+        .map_err(|error| error.to_string())
+        .and_then(|c| looptune_cc::measure_peak(&c, threads).map_err(|error| error.to_string()));
     Ok(Peaks {
         cranelift,
         full_width,
@@ -181,9 +183,9 @@ impl Peaks {
 /// The ceiling every ratio to peak is taken against: the full-width peak (the C backend's)
 /// when a C compiler works, else Cranelift's f32x4 peak.
 pub fn full_width_peak(threads: usize) -> Result<PeakResult, PeakError> {
-    match c_backend() {
-        Ok(c) => looptune_cc::measure_peak(&c, threads),
-        Err(_) => looptune_jit::measure_peak(threads),
+    match c_backend().map(|c| looptune_cc::measure_peak(&c, threads)) {
+        Ok(Ok(peak)) => Ok(peak),
+        _ => looptune_jit::measure_peak(threads),
     }
 }
 

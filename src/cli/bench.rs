@@ -62,9 +62,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let target = Target::host().with_threads(threads);
     let (schedule, source) = match &args.log {
         Some(log) => {
-            let (schedule, _) =
+            let found =
                 super::schedule::from_log(log, &workload, false, selected.backend.as_ref())?;
-            (schedule, "tuned")
+            let source = if found.tuned { "tuned" } else { "fallback" };
+            (found.schedule, source)
         }
         None => {
             let task = looptune::backend::task_for(workload, selected.backend.as_ref(), &target)

@@ -64,8 +64,9 @@ pub struct ShowArgs {
 pub fn show(args: &ShowArgs) -> anyhow::Result<()> {
     let workload = input::workload(&args.workload)?;
     let selected = args.backend.select()?;
-    let (schedule, config) =
-        super::schedule::from_log(&args.log, &workload, false, selected.backend.as_ref())?;
+    let super::schedule::FromLog {
+        schedule, config, ..
+    } = super::schedule::from_log(&args.log, &workload, false, selected.backend.as_ref())?;
     println!("config #{}", config.index());
     for (name, value) in config.to_values() {
         println!("  {name} = {value}");

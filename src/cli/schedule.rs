@@ -68,7 +68,7 @@ impl ScheduleArgs {
         backend: &dyn Backend,
     ) -> anyhow::Result<Schedule> {
         if let Some(log) = &self.log {
-            return Ok(from_log(log, workload, parallel, backend)?.0);
+            return Ok(from_log(log, workload, parallel, backend)?.schedule);
         }
         Ok(self.build_recipe(workload, parallel)?)
     }
@@ -108,6 +108,17 @@ impl ScheduleArgs {
     }
 }
 
+/// What a log gave for a workload: the schedule, its config, and whether it is a tuned one (or
+/// the template's fallback).
+pub struct FromLog {
+    /// The schedule of the config.
+    pub schedule: Schedule,
+    /// The config.
+    pub config: looptune::space::Config,
+    /// Whether the config came from the log (else the template's fallback).
+    pub tuned: bool,
+}
+
 /// The schedule of the best config a tuning log holds for `workload` on this host with
 /// `backend`, or of the template's fallback config. Where the config came from is said on
 /// stderr. `threads` of the target only matter for matching the log, so `parallel` picks them
@@ -117,7 +128,7 @@ pub fn from_log(
     workload: &Workload,
     parallel: bool,
     backend: &dyn Backend,
-) -> anyhow::Result<(Schedule, looptune::space::Config)> {
+) -> anyhow::Result<FromLog> {
     use anyhow::Context;
     use looptune::log::{Dispatcher, Source, TargetFingerprint};
     use looptune::runtime::Target;
@@ -143,6 +154,7 @@ pub fn from_log(
     for warning in &dispatch.warnings {
         eprintln!("warning: {warning}");
     }
+    let tuned = !matches!(dispatch.source, Source::Fallback);
     match &dispatch.source {
         Source::Exact => eprintln!("config: best of {} for this target", log.display()),
         Source::CompatibleTarget { differences, .. } => {
@@ -166,7 +178,11 @@ pub fn from_log(
                 log.display()
             )
         })?;
-    Ok((task.schedule(&config)?, config))
+    Ok(FromLog {
+        schedule: task.schedule(&config)?,
+        config,
+        tuned,
+    })
 }
 
 /// Parses `ROWSxCOLUMNS`.

@@ -2,7 +2,7 @@
 
 use crate::cache::{discard, ObjectCache};
 use crate::compiler::Compiler;
-use crate::emit::{emit_c, EmitOptions};
+use crate::emit::{emit_c, EmitError, EmitOptions};
 use looptune_ir::{LoopKind, LoopNest, Stmt};
 use looptune_runtime::{Backend, BackendId, BackendSpec, CompileError, Kernel, Target};
 use rayon::prelude::*;
@@ -98,22 +98,49 @@ impl CBackend {
     }
 
     /// The C source of `nest` for `target`, as it is compiled (`looptune lower --emit c`).
+    ///
+    /// Printed C has no bounds checks, so a nest with an access the IR verifier could not prove
+    /// in bounds is refused here (the Cranelift backend guards such accesses with a trap
+    /// instead): `Kernel::call` stays safe for every nest this backend compiles.
     pub fn source(&self, nest: &LoopNest, target: &Target) -> Result<String, CompileError> {
+        if let Some(access) = looptune_ir::verify::unproven_accesses(nest)
+            .into_iter()
+            .next()
+        {
+            return Err(CompileError::InvalidNest {
+                nest: nest.name.clone(),
+                message: format!(
+                    "an access is not proven in bounds, and C kernels are not bounds-checked: \
+                     {access}"
+                ),
+            });
+        }
         let options = EmitOptions::new(CBackend::lanes_for(target));
-        emit_c(nest, &options).map_err(|error| CompileError::CCompiler {
-            compiler: "(printer)".to_string(),
-            kernel: nest.name.clone(),
-            message: error.to_string(),
+        emit_c(nest, &options).map_err(|error| match error {
+            EmitError::InvalidNest { nest, message } => CompileError::InvalidNest { nest, message },
+            EmitError::UnsupportedDType { context, dtype } => {
+                CompileError::UnsupportedDType { context, dtype }
+            }
+            other => CompileError::CCompiler {
+                compiler: "(printer)".to_string(),
+                kernel: nest.name.clone(),
+                message: other.to_string(),
+            },
         })
     }
 
-    /// The text the cache is keyed by: the flags and compiler as a comment, then the source.
+    /// The text the cache is keyed by: the compiler, its flags and the CPU the object is for
+    /// (`-march=native` means this CPU, so an object from another machine sharing the cache
+    /// directory is never loaded here) as a comment, then the source.
     fn key(&self, source: &str, target: &Target) -> String {
         format!(
-            "/* looptune-cc: {} ({}) {} */\n{source}",
+            "/* looptune-cc: {} ({}) {} for {} {} {:?} */\n{source}",
             self.compiler.describe(),
             self.compiler.version,
-            self.compiler.flags(target).join(" ")
+            self.compiler.flags(target).join(" "),
+            target.arch,
+            target.cpu_model,
+            target.features
         )
     }
 

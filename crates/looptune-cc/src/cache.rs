@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The directory of the object cache: `LOOPTUNE_CACHE_DIR`, else `$XDG_CACHE_HOME/looptune/c`,
-/// else `$HOME/.cache/looptune/c`, else a directory under the system's temporary directory.
+/// else `$HOME/.cache/looptune/c`, else a directory of this user's under the system's temporary
+/// directory. Whichever it is, objects are only loaded from it while it is private to this user.
 pub fn default_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("LOOPTUNE_CACHE_DIR").filter(|dir| !dir.is_empty()) {
         return PathBuf::from(dir);
@@ -27,7 +28,65 @@ pub fn default_dir() -> PathBuf {
             .join("looptune")
             .join("c");
     }
-    std::env::temp_dir().join("looptune-cache").join("c")
+    std::env::temp_dir()
+        .join(format!("looptune-cache-{}", user_tag()))
+        .join("c")
+}
+
+/// A tag naming this process's user in a shared directory: the owner of `/proc/self`.
+fn user_tag() -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(me) = std::fs::metadata("/proc/self") {
+            return me.uid().to_string();
+        }
+    }
+    "user".to_string()
+}
+
+/// Refuses a cache directory another user could have put objects in: one owned by someone else
+/// or writable by the group or others. Loading an object runs its code, so the directory must
+/// be as private as the process.
+fn check_private(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(dir)?;
+        if metadata.mode() & 0o022 != 0 {
+            return Err(std::io::Error::other(format!(
+                "the object cache `{}` is writable by other users (mode {:o}); objects in it \
+                 could be anyone's code",
+                dir.display(),
+                metadata.mode() & 0o777
+            )));
+        }
+        if let Ok(me) = std::fs::metadata("/proc/self") {
+            if me.uid() != metadata.uid() {
+                return Err(std::io::Error::other(format!(
+                    "the object cache `{}` belongs to user {}, not to this process's user {}",
+                    dir.display(),
+                    metadata.uid(),
+                    me.uid()
+                )));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) readable and writable by this user only.
+fn create_private(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
 }
 
 /// A cache directory.
@@ -69,9 +128,10 @@ impl ObjectCache {
         }
     }
 
-    /// The object of `key` when the cache holds it: its source file holds exactly `key` and the
-    /// object file exists.
+    /// The object of `key` when the cache holds it: the directory is private to this user, its
+    /// source file holds exactly `key` and the object file exists.
     pub fn lookup(&self, key: &str) -> Option<Entry> {
+        check_private(&self.dir).ok()?;
         let entry = self.entry(key);
         let stored = std::fs::read_to_string(&entry.source).ok()?;
         (stored == key && entry.object.is_file()).then_some(entry)
@@ -80,7 +140,8 @@ impl ObjectCache {
     /// Writes `key` as the entry's source, for the compiler to read; returns the entry and the
     /// temporary path the object must be compiled to before [`ObjectCache::publish`].
     pub fn stage(&self, key: &str) -> std::io::Result<(Entry, PathBuf, PathBuf)> {
-        std::fs::create_dir_all(&self.dir)?;
+        create_private(&self.dir)?;
+        check_private(&self.dir)?;
         let entry = self.entry(key);
         let unique = unique_suffix();
         let staged_source = entry.source.with_extension(format!("c.{unique}.tmp.c"));
@@ -157,6 +218,30 @@ mod tests {
         // A source file whose text differs (a collision, a torn write) is a miss.
         std::fs::write(&entry.source, "something else").expect("write");
         assert!(cache.lookup(key).is_none());
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_directory_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cache = ObjectCache::new(dir.path().join("c"));
+        let key = "/* k */\n";
+        let (entry, source, object) = cache.stage(key).expect("stage");
+        std::fs::write(&object, b"x").expect("write");
+        cache.publish(&entry, &source, &object).expect("publish");
+        assert!(cache.lookup(key).is_some());
+        std::fs::set_permissions(cache.dir(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        assert!(
+            cache.lookup(key).is_none(),
+            "a world-writable cache was trusted"
+        );
+        let error = cache.stage(key).expect_err("staging into it is refused");
+        assert!(
+            error.to_string().contains("writable by other users"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -7,9 +7,15 @@
 //! accepted after it built and ran a probe kernel correctly (see `CBackend::detect`): some
 //! compilers (tcc) accept `vector_size` and compute wrong results.
 
+use looptune_runtime::target::FEATURE_NAMES;
 use looptune_runtime::{CompileError, Target};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long one compiler run may take before it is killed: a kernel compiles in well under a
+/// second, so this only stops a compiler that hangs, which would otherwise stop a tuning run.
+pub const COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The compilers tried, in order, when `CC` is not set.
 pub const CANDIDATES: [&str; 3] = ["cc", "gcc", "clang"];
@@ -134,12 +140,14 @@ impl Compiler {
         .iter()
         .map(|flag| flag.to_string())
         .collect();
-        let host = looptune_runtime::IsaFeatures::host();
-        if host.fma && !target.features.fma {
-            flags.push("-mno-fma".to_string());
-        }
-        if host.avx512f && !target.features.avx512f {
-            flags.push("-mno-avx512f".to_string());
+        // Every feature the host has and the target lacks is switched off, so the object runs
+        // on the machine the target describes (gcc and clang name them as `FEATURE_NAMES` do).
+        let host = looptune_runtime::IsaFeatures::host().as_array();
+        let wanted = target.features.as_array();
+        for ((name, host_has), want) in FEATURE_NAMES.iter().zip(host).zip(wanted) {
+            if host_has && !want {
+                flags.push(format!("-mno-{name}"));
+            }
         }
         if target.features.avx512f {
             // Clang (and GCC on some Intel cores) halve 512-bit work unless told to use it.
@@ -163,19 +171,56 @@ impl Compiler {
         flags: &[String],
         kernel: &str,
     ) -> Result<(), CompileError> {
-        let result = Command::new(&self.program)
+        let failed = |message: String| CompileError::CCompiler {
+            compiler: self.describe(),
+            kernel: kernel.to_string(),
+            message,
+        };
+        let mut child = Command::new(&self.program)
             .args(&self.leading_args)
             .args(flags)
             .arg("-o")
             .arg(output)
             .arg(source_path)
             .stdin(Stdio::null())
-            .output()
-            .map_err(|error| CompileError::CCompiler {
-                compiler: self.describe(),
-                kernel: kernel.to_string(),
-                message: format!("could not run it: {error}"),
-            })?;
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|error| failed(format!("could not run it: {error}")))?;
+        // The diagnostics are read on a thread so that a chatty compiler cannot block on a full
+        // pipe while this thread waits for it.
+        let stderr = child.stderr.take();
+        let reader = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = stderr {
+                let _ = std::io::Read::read_to_end(&mut pipe, &mut text);
+            }
+            text
+        });
+        let started = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if started.elapsed() < COMPILE_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(failed(format!(
+                        "no result within {} s; the compiler was killed",
+                        COMPILE_TIMEOUT.as_secs()
+                    )));
+                }
+                Err(error) => return Err(failed(format!("waiting for it: {error}"))),
+            }
+        };
+        let stderr = reader.join().unwrap_or_default();
+        let result = std::process::Output {
+            status,
+            stdout: Vec::new(),
+            stderr,
+        };
         if result.status.success() {
             return Ok(());
         }

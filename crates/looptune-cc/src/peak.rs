@@ -32,7 +32,9 @@ fn peak_source(lanes: usize) -> String {
     }
     text.push_str("    for (long long i = 0; i < iterations; i++) {\n");
     for chain in 0..CHAINS {
-        text.push_str(&format!("        a{chain} = x * y + a{chain};\n"));
+        // The accumulator is a multiplicand: with `x * y + a` the product is loop-invariant,
+        // the compiler hoists it and the loop is additions, not FMAs.
+        text.push_str(&format!("        a{chain} = a{chain} * x + y;\n"));
     }
     text.push_str("    }\n");
     for chain in 0..CHAINS {
@@ -96,7 +98,8 @@ pub fn measure_peak(backend: &CBackend, threads: usize) -> Result<PeakResult, Pe
     let function: PeakFn = *unsafe { library.get::<PeakFn>(b"looptune_peak") }
         .map_err(|error| load_error(error.to_string()))?;
     let operands: Vec<f32> = (0..2 * lanes)
-        .map(|lane| if lane < lanes { 1.000_001 } else { 1e-7 })
+        // x slightly below 1 and a small y keep every chain bounded (it tends to y / (1 - x)).
+        .map(|lane| if lane < lanes { 0.999_999 } else { 1e-7 })
         .collect();
     let run = |iterations: i64| {
         let mut out = vec![0.0_f32; CHAINS * lanes];
@@ -119,11 +122,36 @@ pub fn measure_peak(backend: &CBackend, threads: usize) -> Result<PeakResult, Pe
 mod tests {
     use super::*;
 
+    /// The loop must be FMAs, twelve per iteration: what the peak claims to measure.
+    #[test]
+    fn the_peak_loop_compiles_to_fmas() {
+        let Ok(compiler) = crate::Compiler::discover() else {
+            return;
+        };
+        let target = Target::host();
+        if !target.features.fma {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = dir.path().join("peak.c");
+        std::fs::write(&source, peak_source(CBackend::lanes_for(&target))).expect("write");
+        let assembly = dir.path().join("peak.s");
+        let mut flags = compiler.flags(&target);
+        flags.retain(|flag| flag != "-shared" && flag != "-fPIC");
+        flags.push("-S".to_string());
+        compiler
+            .compile(&source, &assembly, &flags, "peak")
+            .expect("the peak loop compiles");
+        let text = std::fs::read_to_string(&assembly).expect("assembly");
+        let fmas = text.lines().filter(|line| line.contains("vfmadd")).count();
+        assert!(fmas >= CHAINS, "{fmas} FMAs in\n{text}");
+    }
+
     #[test]
     fn the_peak_loop_has_every_chain() {
         let source = peak_source(8);
         assert!(source.contains("vector_size(32)"));
-        assert!(source.contains("a11 = x * y + a11;"));
+        assert!(source.contains("a11 = a11 * x + y;"));
         assert!(!source.contains("#include"));
     }
 }

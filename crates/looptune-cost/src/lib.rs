@@ -13,6 +13,7 @@
 //!
 //! **Invariant:** features have a fixed length per task, decided before any config is seen.
 
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod anneal;

@@ -10,6 +10,7 @@
 //!
 //! It knows nothing about code generation: back ends consume [`LoopNest`] and nothing else.
 
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod dtype;

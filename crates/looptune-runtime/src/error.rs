@@ -172,4 +172,7 @@ pub enum PeakError {
     /// The measuring kernel could not be compiled.
     #[error("compiling the peak kernel: {0}")]
     Compile(#[from] CompileError),
+    /// A thread running the peak loop panicked, so a repeat has no time.
+    #[error("a thread running the peak loop failed")]
+    ThreadFailed,
 }

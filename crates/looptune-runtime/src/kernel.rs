@@ -50,14 +50,9 @@ pub struct Kernel {
     _code: CodeOwner,
 }
 
-// SAFETY: a kernel's code is immutable once finalized; `call` takes `&self` and writes only to
-// the buffers its caller passes exclusively (`&mut [f32]`) and to its own stack, so concurrent
-// calls from several threads do not interfere. The runtime table is read-only after
-// construction, the pool is `Sync`, and the code's owner is `Send + Sync` and only touched when
-// the kernel is dropped, which needs ownership.
-unsafe impl Send for Kernel {}
-// SAFETY: as above.
-unsafe impl Sync for Kernel {}
+// `Kernel` is `Send + Sync` because each field is: the entry is a function pointer to code that
+// is immutable once loaded, the runtime table says why it may be shared (`runtime.rs`), and the
+// code's owner is required to be `Send + Sync` by its type.
 
 impl Kernel {
     /// Wraps compiled code for `nest`, running its parallel loops on the pool of `threads`

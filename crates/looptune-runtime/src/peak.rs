@@ -82,12 +82,11 @@ pub fn time_peak(
                     .collect();
                 barrier.wait();
                 let start = Instant::now();
-                for handle in handles {
-                    // A panicking run only loses its sample's accuracy, never the process.
-                    let _ = handle.join();
-                }
-                start.elapsed()
+                // A thread that panicked did not run its share: the repeat has no sample.
+                let finished = handles.into_iter().all(|handle| handle.join().is_ok());
+                finished.then(|| start.elapsed())
             })
+            .ok_or(PeakError::ThreadFailed)?
         };
         samples.push(flops_per_thread * threads as f64 / elapsed.as_secs_f64() / 1e9);
     }

@@ -29,6 +29,22 @@ pub struct Runtime {
     pub threads: usize,
 }
 
+// The layout generated code relies on: five 8-byte words, at the offsets below (the printed C
+// declares the same struct; the Cranelift code loads from these offsets).
+const _: () = assert!(std::mem::size_of::<Runtime>() == 40);
+const _: () = assert!(std::mem::offset_of!(Runtime, parallel_for) == RUNTIME_PARALLEL_FOR as usize);
+const _: () = assert!(std::mem::offset_of!(Runtime, alloc) == RUNTIME_ALLOC as usize);
+const _: () = assert!(std::mem::offset_of!(Runtime, free) == RUNTIME_FREE as usize);
+const _: () = assert!(std::mem::offset_of!(Runtime, pool) == 24);
+const _: () = assert!(std::mem::offset_of!(Runtime, threads) == 32);
+
+// SAFETY: the table is never written after `Runtime::new`; its function pointers are plain
+// `extern "C"` functions and `pool` points at a `ThreadPool` (which is `Sync`) kept alive by the
+// kernel that owns the table, so sharing or sending the table between threads is sound.
+unsafe impl Send for Runtime {}
+// SAFETY: as above.
+unsafe impl Sync for Runtime {}
+
 /// Byte offset of [`Runtime::parallel_for`], as generated code loads it.
 pub const RUNTIME_PARALLEL_FOR: i32 = 0;
 /// Byte offset of [`Runtime::alloc`].

@@ -10,6 +10,7 @@
 //! of its constraints (register pressure, vector widths), so an invalid point is excluded when
 //! it is enumerated or sampled rather than discovered when it is measured.
 
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod custom;

@@ -13,6 +13,7 @@
 //! **Invariant:** tuners never see wall-clock time, only throughput of measured configs, so the
 //! same seed makes the same proposals whatever the machine's load (the measurements differ).
 
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod model;

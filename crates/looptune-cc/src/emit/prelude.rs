@@ -29,7 +29,7 @@ pub(crate) fn prelude() -> String {
 typedef long long lt_i64;
 typedef unsigned long lt_usize;
 
-/* The runtime table; the layout of looptune-jit's `Runtime` (repr(C)). */
+/* The runtime table; the layout of looptune-runtime's `Runtime` (repr(C)). */
 typedef struct lt_runtime lt_runtime;
 typedef void (*lt_body)(void *const *args, const lt_i64 *captured, lt_i64 start, lt_i64 end,
                         const lt_runtime *rt);

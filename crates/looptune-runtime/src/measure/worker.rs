@@ -135,28 +135,29 @@ pub fn serve(
     while let Some(request) = read_frame::<Request>(&mut input)? {
         match request {
             Request::Measure(job) => {
-                if pipeline.as_ref().map(|(spec, _)| spec) != Some(&job.backend) {
-                    pipeline = match backends(&job.backend) {
-                        Ok(backend) => Some((job.backend.clone(), Pipeline::new(backend, faults))),
-                        Err(error) => {
-                            let outcome = PipelineOutcome {
-                                outcome: Err(MeasureError::new(
-                                    MeasureErrorKind::CompileError,
-                                    format!("the worker cannot build the backend: {error}"),
-                                )),
-                                compile_ms: None,
-                                check_ms: None,
-                            };
-                            write_frame(&mut output, &Reply::Measured(outcome))?;
-                            continue;
-                        }
-                    };
-                }
-                let Some((_, pipeline)) = pipeline.as_mut() else {
-                    continue;
+                let current = match pipeline.take() {
+                    Some((spec, current)) if spec == job.backend => Ok((spec, current)),
+                    _ => backends(&job.backend)
+                        .map(|backend| (job.backend.clone(), Pipeline::new(backend, faults))),
+                };
+                let (spec, mut current) = match current {
+                    Ok(built) => built,
+                    Err(error) => {
+                        let outcome = PipelineOutcome {
+                            outcome: Err(MeasureError::new(
+                                MeasureErrorKind::CompileError,
+                                format!("the worker cannot build the backend: {error}"),
+                            )),
+                            compile_ms: None,
+                            check_ms: None,
+                        };
+                        write_frame(&mut output, &Reply::Measured(outcome))?;
+                        continue;
+                    }
                 };
                 let outcome =
-                    pipeline.run_guarded(&job.options, &job.target, &job.input, &job.reference);
+                    current.run_guarded(&job.options, &job.target, &job.input, &job.reference);
+                pipeline = Some((spec, current));
                 write_frame(&mut output, &Reply::Measured(outcome))?;
             }
         }
