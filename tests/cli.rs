@@ -494,3 +494,18 @@ fn peak_reports_both_ceilings() {
     let output = looptune(&["peak", "--threads", "100000"]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
 }
+
+#[test]
+fn emitting_c_with_the_cranelift_backend_is_a_usage_error() {
+    check_usage_error(
+        &[
+            "lower",
+            "matmul:m=4,n=4,k=4",
+            "--emit",
+            "c",
+            "--backend",
+            "cranelift",
+        ],
+        "--emit c",
+    );
+}

@@ -42,10 +42,20 @@ pub struct LowerArgs {
 /// Parses the workload, lowers its schedule and prints the nest on stdout.
 pub fn run(args: &LowerArgs) -> anyhow::Result<()> {
     let workload = input::workload(&args.workload)?;
-    // `--emit c` is the C backend's text, so it needs that backend whatever `--backend` says.
-    let choice = match args.emit {
-        Emit::C => BackendChoice::C,
-        Emit::Nest => args.backend.backend,
+    // `--emit c` is the C backend's text, so it needs that backend: another explicit choice
+    // contradicts it. Without `--log` the backend only matters for `--emit c` (a log's config
+    // is read in the backend's space), so printing a nest probes no compiler.
+    let choice = match (args.emit, args.backend.backend) {
+        (Emit::C, BackendChoice::Cranelift) => {
+            return Err(super::Usage(
+                "--emit c prints the C backend's source; it cannot go with --backend cranelift"
+                    .to_string(),
+            )
+            .into())
+        }
+        (Emit::C, _) => BackendChoice::C,
+        (Emit::Nest, choice) if args.schedule.uses_log() => choice,
+        (Emit::Nest, _) => BackendChoice::Cranelift,
     };
     let selected = super::backends::resolve(choice)?;
     let schedule = args

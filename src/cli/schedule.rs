@@ -48,6 +48,11 @@ pub struct ScheduleArgs {
 }
 
 impl ScheduleArgs {
+    /// Whether the schedule comes from a tuning log (whose configs belong to a backend).
+    pub fn uses_log(&self) -> bool {
+        self.log.is_some()
+    }
+
     /// The name of the source, as written on the command line.
     pub fn name(&self) -> &'static str {
         if self.log.is_some() {
