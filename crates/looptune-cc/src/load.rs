@@ -33,8 +33,9 @@ pub(crate) fn load(
     // SAFETY: `entry` is the printed kernel's one exported function, `void looptune_entry(void
     // *const *args, const lt_runtime *rt)`, printed from `nest` with the C calling convention:
     // it reads one pointer per parameter (inputs, then outputs), accesses only elements the IR
-    // verifier proved in bounds (the measurer refuses nests with unproven accesses, and the
-    // printer refuses nests that do not verify), stores to no input, and calls back only into
+    // verifier proved in bounds or, in a nest with an unproven access, checks every offset and
+    // traps past the buffer (`lt_in`; the printer refuses nests that do not verify), stores to
+    // no input (the verifier refuses stores to inputs), and calls back only into
     // the runtime table. The library stays loaded as long as the kernel: it is the kernel's
     // code owner.
     let kernel = unsafe {

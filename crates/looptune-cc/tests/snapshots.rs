@@ -319,3 +319,34 @@ fn errors_name_the_offending_construct() {
         Err(EmitError::InvalidNest { nest, .. }) if nest == "matmul"
     ));
 }
+
+/// A nest whose access the verifier cannot prove in bounds (`C[i + 1, j]` leaves the buffer on
+/// the last row) is printed with every access checked; a proven nest has no checks.
+#[test]
+fn unproven_accesses_are_printed_checked() {
+    use looptune_ir::{Stmt, Workload};
+    let workload: Workload = "matmul:m=4,n=4,k=4".parse().expect("workload");
+    let program = workload.program(&Default::default()).expect("program");
+    let nest = looptune_ir::lower(&looptune_ir::Schedule::new(&program)).expect("lowers");
+    let proven = looptune_cc::emit_c(&nest, &looptune_cc::EmitOptions::new(8)).expect("prints");
+    assert!(!proven.contains("[lt_in("), "{proven}");
+    let mut out_of_bounds = nest.clone();
+    let output = out_of_bounds.outputs[0];
+    fn shift(stmt: &mut Stmt, output: looptune_ir::BufferId) {
+        match stmt {
+            Stmt::Store {
+                buffer, indices, ..
+            } if *buffer == output => indices[0] = &indices[0] + 1,
+            Stmt::For(body) => shift(&mut body.body, output),
+            Stmt::Seq(stmts) => stmts.iter_mut().for_each(|stmt| shift(stmt, output)),
+            Stmt::If { then, .. } => shift(then, output),
+            Stmt::Alloc { body, .. } => shift(body, output),
+            Stmt::Store { .. } => {}
+        }
+    }
+    shift(&mut out_of_bounds.body, output);
+    assert!(!looptune_ir::verify::unproven_accesses(&out_of_bounds).is_empty());
+    let checked =
+        looptune_cc::emit_c(&out_of_bounds, &looptune_cc::EmitOptions::new(8)).expect("prints");
+    assert!(checked.contains("C[lt_in("), "{checked}");
+}

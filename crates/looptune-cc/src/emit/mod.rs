@@ -335,6 +335,10 @@ struct FnState {
 struct Emitter<'n> {
     nest: &'n LoopNest,
     options: &'n EmitOptions,
+    /// Whether every buffer access is checked at run time (`lt_in`): the nest has an access the
+    /// IR verifier could not prove in bounds, and printed C must not touch memory outside a
+    /// buffer (the Cranelift backend traps the same way).
+    checked: bool,
     names: Names,
     /// Outlined parallel bodies, complete.
     functions: Vec<String>,
@@ -374,6 +378,7 @@ impl<'n> Emitter<'n> {
         Emitter {
             nest,
             options,
+            checked: !looptune_ir::verify::unproven_accesses(nest).is_empty(),
             names: Names::new(nest),
             functions: Vec::new(),
             next_function: 0,
@@ -691,10 +696,24 @@ impl<'n> Emitter<'n> {
         })
     }
 
+    /// The C of an access's offset into `buffer` for `width` consecutive elements: checked
+    /// against the buffer's length when the nest is printed checked.
+    fn access_offset(&self, buffer: BufferId, offset: &Lin, width: usize) -> String {
+        if self.checked {
+            let last = self.nest.buffer(buffer).len() as i64 - width as i64;
+            format!("lt_in({}, {last})", offset.to_c())
+        } else {
+            offset.to_c()
+        }
+    }
+
     fn load_scalar(&mut self, load: &Load) -> Result<String> {
         let offset = self.offset(load.buffer, &load.indices)?;
         match self.storage(load.buffer)? {
-            Storage::Pointer { name } => Ok(format!("{name}[{}]", offset.to_c())),
+            Storage::Pointer { name } => Ok(format!(
+                "{name}[{}]",
+                self.access_offset(load.buffer, &offset, 1)
+            )),
             Storage::Tile(tile) => self.tile_read(tile, &offset),
             Storage::Recording(recording) => {
                 self.recordings[recording].record(&[offset]);
@@ -747,7 +766,8 @@ impl<'n> Emitter<'n> {
         let offset = self.offset(buffer, indices)?;
         match self.storage(buffer)? {
             Storage::Pointer { name } => {
-                self.line(&format!("{name}[{}] = {value};", offset.to_c()));
+                let offset = self.access_offset(buffer, &offset, 1);
+                self.line(&format!("{name}[{offset}] = {value};"));
             }
             Storage::Tile(tile) => {
                 let target = self.tile_element(tile, &offset)?;

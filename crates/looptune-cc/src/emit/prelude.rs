@@ -51,6 +51,12 @@ static inline __attribute__((unused)) lt_i64 lt_floormod(lt_i64 a, lt_i64 b) {
     lt_i64 r = a % b;
     return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
 }
+/* An offset checked against the last one an access may start at: a trap past it. Printed only
+   in nests with an access the IR verifier could not prove in bounds. */
+static inline __attribute__((unused)) lt_i64 lt_in(lt_i64 offset, lt_i64 last) {
+    if ((unsigned long long)offset > (unsigned long long)last) __builtin_trap();
+    return offset;
+}
 static inline __attribute__((unused)) lt_i64 lt_imin(lt_i64 a, lt_i64 b) { return a < b ? a : b; }
 static inline __attribute__((unused)) lt_i64 lt_imax(lt_i64 a, lt_i64 b) { return a > b ? a : b; }
 /* min and max return the operand that is not NaN, like Rust's f32::min and f32::max. */

@@ -183,10 +183,8 @@ impl Emitter<'_> {
                     let offset = self.with_var(group.var, group.base.clone(), |this| {
                         this.offset(buffer, indices)
                     })?;
-                    self.line(&format!(
-                        "lt_store{width}({}, {vector});",
-                        pointer_plus(&name, &offset)
-                    ));
+                    let pointer = self.vector_pointer(&name, buffer, &offset, width);
+                    self.line(&format!("lt_store{width}({pointer}, {vector});"));
                     return Ok(());
                 }
                 // A scatter: lanes are stored in order, so lanes that hit the same element
@@ -334,10 +332,8 @@ impl Emitter<'_> {
                         let offset = self.with_var(group.var, group.base.clone(), |this| {
                             this.offset(load.buffer, &load.indices)
                         })?;
-                        Ok(Lanes::Vector(format!(
-                            "lt_load{width}({})",
-                            pointer_plus(&name, &offset)
-                        )))
+                        let pointer = self.vector_pointer(&name, load.buffer, &offset, width);
+                        Ok(Lanes::Vector(format!("lt_load{width}({pointer})")))
                     }
                     Some(0) => self
                         .with_var(group.var, group.base.clone(), |this| this.load_scalar(load))
@@ -413,6 +409,18 @@ fn code(value: &Lanes) -> &str {
 }
 
 /// `name + offset` as pointer arithmetic (just `name` at offset 0).
+impl Emitter<'_> {
+    /// The address of a `width`-lane access at `offset` into `buffer`, checked when the nest is
+    /// printed checked.
+    fn vector_pointer(&self, name: &str, buffer: BufferId, offset: &Lin, width: usize) -> String {
+        if self.checked {
+            format!("{name} + {}", self.access_offset(buffer, offset, width))
+        } else {
+            pointer_plus(name, offset)
+        }
+    }
+}
+
 fn pointer_plus(name: &str, offset: &Lin) -> String {
     match offset.as_const() {
         Some(0) => name.to_string(),
