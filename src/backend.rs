@@ -68,6 +68,14 @@ pub struct Selected {
     pub note: Option<String>,
 }
 
+impl Selected {
+    /// Seconds the C backend spent compiling in this process so far (0 for Cranelift, whose
+    /// compile time is part of each candidate's measurement).
+    pub fn compile_seconds(&self) -> f64 {
+        self.c.as_ref().map_or(0.0, |c| c.compile_seconds())
+    }
+}
+
 impl fmt::Debug for Selected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Selected")

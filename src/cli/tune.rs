@@ -227,12 +227,6 @@ impl Session<'_> {
         let stats = built.xgb_stats().cloned();
         Ok((report, context.tuner, stats))
     }
-
-    /// Seconds the C backend spent compiling in this process so far (0 for Cranelift, whose
-    /// compile time is part of each candidate's measurement).
-    pub fn compile_seconds(c: Option<&looptune::cc::CBackend>) -> f64 {
-        c.map_or(0.0, |c| c.compile_seconds())
-    }
 }
 
 /// Runs `looptune tune`.
@@ -264,7 +258,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
     let ((report, tuner, stats), peak) =
         super::peak::bracketed(threads, || session.run_with(!args.no_transfer))?;
     let best_gflops = report.best.as_ref().map(|best| best.gflops);
-    let compile_s = Session::compile_seconds(selected.c.as_deref());
+    let compile_s = selected.compile_seconds();
     let backend = selected.backend.id();
     if args.json {
         let summary = serde_json::json!({

@@ -130,8 +130,9 @@ impl CBackend {
         )
     }
 
-    /// Compiles `key` into the cache unless it is there; returns the object's path.
-    fn ensure_object(
+    /// Compiles `key` (the full text compiled) into the cache unless it is there; returns the
+    /// object's path. Kernels and the peak loop both go through it.
+    pub(crate) fn ensure_object(
         &self,
         key: &str,
         target: &Target,

@@ -6,7 +6,6 @@
 //! ([`looptune_runtime::peak::time_peak`]).
 
 use crate::backend::CBackend;
-use crate::cache::discard;
 use looptune_runtime::peak::{time_peak, PeakLoop, PeakResult};
 use looptune_runtime::{Backend, CompileError, PeakError, Target};
 
@@ -55,37 +54,13 @@ pub fn measure_peak(backend: &CBackend, threads: usize) -> Result<PeakResult, Pe
     let target = Target::host();
     let lanes = backend.vector_lanes(&target);
     let source = peak_source(lanes);
-    let cache = backend.cache();
     let key = format!(
         "/* looptune-cc peak: {} ({}) {} */\n{source}",
         backend.compiler().describe(),
         backend.compiler().version,
         backend.compiler().flags(&target).join(" ")
     );
-    let object = match cache.lookup(&key) {
-        Some(entry) => entry.object,
-        None => {
-            let io_error = |error: std::io::Error| CompileError::CCompiler {
-                compiler: backend.compiler().describe(),
-                kernel: "peak".to_string(),
-                message: format!("object cache: {error}"),
-            };
-            let (entry, staged_source, staged_object) = cache.stage(&key).map_err(io_error)?;
-            if let Err(error) = backend.compiler().compile(
-                &staged_source,
-                &staged_object,
-                &backend.compiler().flags(&target),
-                "peak",
-            ) {
-                discard(&[&staged_source, &staged_object]);
-                return Err(error.into());
-            }
-            cache
-                .publish(&entry, &staged_source, &staged_object)
-                .map_err(io_error)?;
-            entry.object
-        }
-    };
+    let object = backend.ensure_object(&key, &target, "peak")?;
     let load_error = |message: String| CompileError::Load {
         path: object.display().to_string(),
         message,

@@ -287,6 +287,25 @@ impl CmpOp {
         }
     }
 
+    /// Whether every value in `low..=high` compares with zero as this operator says
+    /// (`Some(true)`), none does (`Some(false)`), or it depends (`None`): how the simplifier and
+    /// the backends decide a comparison `a - b` from its range.
+    pub fn decide_against_zero(self, low: i64, high: i64) -> Option<bool> {
+        let (always, never) = match self {
+            CmpOp::Lt => (high < 0, low >= 0),
+            CmpOp::Le => (high <= 0, low > 0),
+            CmpOp::Gt => (low > 0, high <= 0),
+            CmpOp::Ge => (low >= 0, high < 0),
+            CmpOp::Eq => (low == 0 && high == 0, low > 0 || high < 0),
+            CmpOp::Ne => (low > 0 || high < 0, low == 0 && high == 0),
+        };
+        match (always, never) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
+
     /// The operator as printed in IR text.
     pub fn symbol(self) -> &'static str {
         match self {

@@ -379,19 +379,7 @@ pub(crate) fn decide_index_cmp(
     let difference = normalize(a, ranges)?.plus_scaled(&normalize(b, ranges)?, -1)?;
     let (low, high) = difference.range(ranges)?;
     // Compare `a - b` in [low, high] with zero.
-    let (always, never) = match op {
-        CmpOp::Lt => (high < 0, low >= 0),
-        CmpOp::Le => (high <= 0, low > 0),
-        CmpOp::Gt => (low > 0, high <= 0),
-        CmpOp::Ge => (low >= 0, high < 0),
-        CmpOp::Eq => (low == 0 && high == 0, low > 0 || high < 0),
-        CmpOp::Ne => (low > 0 || high < 0, low == 0 && high == 0),
-    };
-    match (always, never) {
-        (true, _) => Some(true),
-        (_, true) => Some(false),
-        _ => None,
-    }
+    op.decide_against_zero(low, high)
 }
 
 /// Tightens `ranges` with what `cond` (or its negation, when `holds` is false) says about

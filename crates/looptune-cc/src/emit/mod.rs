@@ -38,7 +38,7 @@ use analysis::{accessed_in_parallel_loop, for_each_access_here};
 use index::{floor_div, product_range, Lin};
 use looptune_ir::print::Printed;
 use looptune_ir::{
-    BinaryOp, BufferId, BufferRole, CmpOp, Cond, DType, IndexExpr, IndexOp, Load, Loop, LoopKind,
+    BinaryOp, BufferId, BufferRole, Cond, DType, IndexExpr, IndexOp, Load, Loop, LoopKind,
     LoopNest, Stmt, UnaryOp, ValueExpr, VarId,
 };
 use thiserror::Error;
@@ -616,7 +616,7 @@ impl<'n> Emitter<'n> {
                     .ok_or_else(|| self.index_error(a))?;
                 difference
                     .range()
-                    .and_then(|(low, high)| decide(*op, low, high))
+                    .and_then(|(low, high)| op.decide_against_zero(low, high))
             }
             Cond::Value(..) => None,
             Cond::And(a, b) => match (self.known_cond(a)?, self.known_cond(b)?) {
@@ -982,26 +982,6 @@ impl<'n> Emitter<'n> {
         self.f.indent -= 1;
         self.line("}");
         Ok(())
-    }
-}
-
-/// Whether every value in `low..=high` compares with zero as `op` says (`Some(true)`), none
-/// does (`Some(false)`), or it depends (`None`).
-fn decide(op: CmpOp, low: i64, high: i64) -> Option<bool> {
-    let (always, never) = match op {
-        CmpOp::Lt => (high < 0, low >= 0),
-        CmpOp::Le => (high <= 0, low > 0),
-        CmpOp::Gt => (low > 0, high <= 0),
-        CmpOp::Ge => (low >= 0, high < 0),
-        CmpOp::Eq => (low == 0 && high == 0, low > 0 || high < 0),
-        CmpOp::Ne => (low > 0 || high < 0, low == 0 && high == 0),
-    };
-    if always {
-        Some(true)
-    } else if never {
-        Some(false)
-    } else {
-        None
     }
 }
 
