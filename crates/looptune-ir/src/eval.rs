@@ -409,6 +409,7 @@ mod tests {
             let program = workload
                 .program(&Layout {
                     pack_columns: Some(2),
+                    ..Layout::default()
                 })
                 .unwrap();
             let mut rng = SplitMix64::new(3);

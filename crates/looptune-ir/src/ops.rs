@@ -131,6 +131,17 @@ pub struct Layout {
     /// Pack the matrix operand read along `n` (B of matmul, W of dense) into panels of this many
     /// columns, `[ceil(n / block), k, block]`, zero-filled past `n`.
     pub pack_columns: Option<i64>,
+    /// Split the reduction of a matrix product into blocks of this many steps: a stage
+    /// `<out>.partial[kb, i, j]` sums one block, and the output sums the blocks. A schedule that
+    /// places the block loop outside its tile loops keeps one block of the packed operand's
+    /// panel in L1 and one block of the rows in L2 (the `KC` of BLIS), accumulating into the
+    /// output once per block. Must divide `k`; matmul and dense without an epilogue take it.
+    pub block_reduction: Option<i64>,
+    /// Pack conv2d's OIHW weights into blocks of this many output channels,
+    /// `[ceil(oc / block), ic, kh, kw, block]` (OIHW[x]o), zero-filled past `oc`: a tile that
+    /// vectorizes output channels then loads its weights as whole vectors instead of lane by
+    /// lane from planes `ic * kh * kw` apart.
+    pub pack_output_channels: Option<i64>,
 }
 
 /// One parameter of an operator, for `looptune ops` and parsing.
@@ -561,7 +572,7 @@ impl Workload {
             Workload::Matmul(p) => matmul(p, layout),
             Workload::BatchMatmul(p) => batch_matmul(p),
             Workload::Dense(p) => dense(p, layout),
-            Workload::Conv2d(p) => conv2d(p),
+            Workload::Conv2d(p) => conv2d(p, layout),
             Workload::DepthwiseConv2d(p) => depthwise_conv2d(p),
         }
     }
@@ -622,6 +633,48 @@ fn pack_columns(
     )
 }
 
+/// The product `name[i, j] = sum_k term(i, k, j)` over `(m, n, k)`: one reduction stage, or,
+/// with `layout.block_reduction`, a stage `<name>.partial[kb, i, j]` summing one block of `k`
+/// and the output summing the blocks (see [`Layout::block_reduction`]).
+fn matrix_product(
+    builder: &mut ProgramBuilder,
+    op: &str,
+    name: &str,
+    (m, n, k): (i64, i64, i64),
+    layout: &Layout,
+    term: impl Fn(IndexExpr, IndexExpr, IndexExpr) -> ValueExpr,
+) -> Result<Tensor, IrError> {
+    let Some(block) = layout.block_reduction else {
+        let reduce = builder.reduce_axis("k", k)?;
+        return builder.compute(name, DType::F32, &[("i", m), ("j", n)], |ax| {
+            sum(term(ax[0].clone(), reduce.var(), ax[1].clone()), &[&reduce])
+        });
+    };
+    if block < 1 || k % block != 0 {
+        return Err(IrError::InvalidParameter {
+            op: op.to_string(),
+            message: format!("reduction block {block} must be at least 1 and divide k = {k}"),
+        });
+    }
+    let reduce = builder.reduce_axis("k", block)?;
+    let partial = builder.compute(
+        &format!("{name}.partial"),
+        DType::F32,
+        &[("kb", k / block), ("i", m), ("j", n)],
+        |ax| {
+            let kk = ax[0].clone() * block + reduce.var();
+            sum(term(ax[1].clone(), kk, ax[2].clone()), &[&reduce])
+        },
+    )?;
+    let blocks = builder.reduce_axis("kb", k / block)?;
+    builder.compute(name, DType::F32, &[("i", m), ("j", n)], |ax| {
+        sum(
+            partial.at(&[blocks.var(), ax[0].clone(), ax[1].clone()]),
+            &[&blocks],
+        )
+    })
+}
+
 /// `C = A @ B` (or `A @ B^T`), with B optionally packed into column panels.
 pub fn matmul(p: MatmulParams, layout: &Layout) -> Result<Program, IrError> {
     Workload::Matmul(p).check()?;
@@ -640,25 +693,30 @@ pub fn matmul(p: MatmulParams, layout: &Layout) -> Result<Program, IrError> {
             b.at(&[kk, j])
         }
     };
-    let reduce = builder.reduce_axis("k", p.k)?;
     let c = match layout.pack_columns {
-        None => builder.compute("C", DType::F32, &[("i", p.m), ("j", p.n)], |ax| {
-            sum(
-                a.at(&[ax[0].clone(), reduce.var()]) * read_b(reduce.var(), ax[1].clone()),
-                &[&reduce],
-            )
-        })?,
+        None => matrix_product(
+            &mut builder,
+            "matmul",
+            "C",
+            (p.m, p.n, p.k),
+            layout,
+            |i, kk, j| a.at(&[i, kk.clone()]) * read_b(kk, j),
+        )?,
         Some(block) => {
             check_block("matmul", block)?;
             let packed = pack_columns(&mut builder, "B.packed", p.n, p.k, block, read_b)?;
-            builder.compute("C", DType::F32, &[("i", p.m), ("j", p.n)], |ax| {
-                let panel = ax[1].clone().floor_div(block);
-                let lane = ax[1].clone().floor_mod(block);
-                sum(
-                    a.at(&[ax[0].clone(), reduce.var()]) * packed.at(&[panel, reduce.var(), lane]),
-                    &[&reduce],
-                )
-            })?
+            matrix_product(
+                &mut builder,
+                "matmul",
+                "C",
+                (p.m, p.n, p.k),
+                layout,
+                |i, kk, j| {
+                    let panel = j.clone().floor_div(block);
+                    let lane = j.floor_mod(block);
+                    a.at(&[i, kk.clone()]) * packed.at(&[panel, kk, lane])
+                },
+            )?
         }
     };
     builder.build(&[&c])
@@ -735,28 +793,41 @@ pub fn dense(p: DenseParams, layout: &Layout) -> Result<Program, IrError> {
     } else {
         None
     };
-    let reduce = builder.reduce_axis("k", p.k)?;
     let product_name = if p.bias || p.relu { "Y.matmul" } else { "Y" };
+    if layout.block_reduction.is_some() && (p.bias || p.relu) {
+        return Err(IrError::InvalidParameter {
+            op: "dense".to_string(),
+            message: "a blocked reduction needs the product to be the output (no bias, no relu)"
+                .to_string(),
+        });
+    }
+    let shape = (p.m, p.n, p.k);
     let product = match layout.pack_columns {
-        None => builder.compute(product_name, DType::F32, &[("i", p.m), ("j", p.n)], |ax| {
-            sum(
-                x.at(&[ax[0].clone(), reduce.var()]) * w.at(&[ax[1].clone(), reduce.var()]),
-                &[&reduce],
-            )
-        })?,
+        None => matrix_product(
+            &mut builder,
+            "dense",
+            product_name,
+            shape,
+            layout,
+            |i, kk, j| x.at(&[i, kk.clone()]) * w.at(&[j, kk]),
+        )?,
         Some(block) => {
             check_block("dense", block)?;
             let packed = pack_columns(&mut builder, "W.packed", p.n, p.k, block, |kk, j| {
                 w.at(&[j, kk])
             })?;
-            builder.compute(product_name, DType::F32, &[("i", p.m), ("j", p.n)], |ax| {
-                let panel = ax[1].clone().floor_div(block);
-                let lane = ax[1].clone().floor_mod(block);
-                sum(
-                    x.at(&[ax[0].clone(), reduce.var()]) * packed.at(&[panel, reduce.var(), lane]),
-                    &[&reduce],
-                )
-            })?
+            matrix_product(
+                &mut builder,
+                "dense",
+                product_name,
+                shape,
+                layout,
+                |i, kk, j| {
+                    let panel = j.clone().floor_div(block);
+                    let lane = j.floor_mod(block);
+                    x.at(&[i, kk.clone()]) * packed.at(&[panel, kk, lane])
+                },
+            )?
         }
     };
     let output = epilogue(&mut builder, "Y", &product, bias.as_ref(), p.relu)?;
@@ -792,13 +863,42 @@ fn pad_input(builder: &mut ProgramBuilder, input: &Tensor, pad: i64) -> Result<T
     )
 }
 
-/// A direct NCHW convolution with OIHW weights; padding is a stage the default schedule inlines.
-pub fn conv2d(p: Conv2dParams) -> Result<Program, IrError> {
+/// A direct NCHW convolution with OIHW weights, optionally packed into output-channel blocks
+/// (`Layout::pack_output_channels`); padding is a stage the default schedule inlines.
+pub fn conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> {
     Workload::Conv2d(p).check()?;
     let (oh, ow) = conv2d_out_hw(p);
     let mut builder = ProgramBuilder::new("conv2d");
     let x = builder.placeholder("X", &[p.n, p.ic, p.h, p.w], DType::F32)?;
     let weight = builder.placeholder("W", &[p.oc, p.ic, p.kh, p.kw], DType::F32)?;
+    let packed = match layout.pack_output_channels {
+        None => None,
+        Some(block) => {
+            check_block("conv2d", block)?;
+            let blocks = (p.oc + block - 1) / block;
+            Some(builder.compute(
+                "W.packed",
+                DType::F32,
+                &[
+                    ("ocb", blocks),
+                    ("ic", p.ic),
+                    ("kh", p.kh),
+                    ("kw", p.kw),
+                    ("oci", block),
+                ],
+                |ax| {
+                    let channel = &ax[0] * block + &ax[4];
+                    let value =
+                        weight.at(&[channel.clone(), ax[1].clone(), ax[2].clone(), ax[3].clone()]);
+                    if p.oc % block == 0 {
+                        value
+                    } else {
+                        ValueExpr::select(channel.lt(p.oc), value, ValueExpr::f32(0.0))
+                    }
+                },
+            )?)
+        }
+    };
     let padded = pad_input(&mut builder, &x, p.pad)?;
     let rc = builder.reduce_axis("rc", p.ic)?;
     let ry = builder.reduce_axis("ry", p.kh)?;
@@ -810,8 +910,17 @@ pub fn conv2d(p: Conv2dParams) -> Result<Program, IrError> {
         |ax| {
             let row = &ax[2] * p.stride + ry.var() * p.dilation;
             let col = &ax[3] * p.stride + rx.var() * p.dilation;
-            let value = padded.at(&[ax[0].clone(), rc.var(), row, col])
-                * weight.at(&[ax[1].clone(), rc.var(), ry.var(), rx.var()]);
+            let w = match (&packed, layout.pack_output_channels) {
+                (Some(packed), Some(block)) => packed.at(&[
+                    ax[1].clone().floor_div(block),
+                    rc.var(),
+                    ry.var(),
+                    rx.var(),
+                    ax[1].clone().floor_mod(block),
+                ]),
+                _ => weight.at(&[ax[1].clone(), rc.var(), ry.var(), rx.var()]),
+            };
+            let value = padded.at(&[ax[0].clone(), rc.var(), row, col]) * w;
             sum(value, &[&rc, &ry, &rx])
         },
     )?;
@@ -901,5 +1010,77 @@ mod tests {
         assert_eq!(conv.flops(), 2.0 * 64.0 * 56.0 * 56.0 * 64.0 * 9.0);
         let dense: Workload = "dense:m=2,n=3,k=4,bias=true,relu=true".parse().unwrap();
         assert_eq!(dense.flops(), 48.0 + 12.0);
+    }
+
+    /// The program of `workload` with `layout` and with the default layout, evaluated on the
+    /// same random inputs: the layouts change the data flow, never the result.
+    fn check_layout_is_the_same_function(workload: &str, layout: Layout) {
+        let workload: Workload = workload.parse().unwrap();
+        let plain = workload.program(&Layout::default()).unwrap();
+        let laid_out = workload.program(&layout).unwrap();
+        let mut random = crate::random::SplitMix64::new(5);
+        let inputs: Vec<Vec<f32>> = plain
+            .inputs()
+            .iter()
+            .map(|&t| {
+                (0..plain.tensor(t).len())
+                    .map(|_| random.unit_f32())
+                    .collect()
+            })
+            .collect();
+        let slices: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+        let expected = crate::eval::evaluate(&plain, &slices).unwrap();
+        let actual = crate::eval::evaluate(&laid_out, &slices).unwrap();
+        crate::eval::compare(&actual[0], &expected[0], 1e-5)
+            .unwrap_or_else(|err| panic!("{workload} {layout:?}: {err:?}"));
+    }
+
+    #[test]
+    fn blocked_reductions_and_packed_weights_compute_the_same_function() {
+        let blocked = |block| Layout {
+            block_reduction: Some(block),
+            ..Layout::default()
+        };
+        check_layout_is_the_same_function("matmul:m=5,n=7,k=12", blocked(4));
+        check_layout_is_the_same_function("matmul:m=5,n=7,k=12,transpose_b=true", blocked(3));
+        check_layout_is_the_same_function(
+            "matmul:m=5,n=7,k=12",
+            Layout {
+                pack_columns: Some(4),
+                block_reduction: Some(6),
+                ..Layout::default()
+            },
+        );
+        check_layout_is_the_same_function("dense:m=3,n=5,k=8", blocked(2));
+        for block in [1, 4, 5, 8] {
+            check_layout_is_the_same_function(
+                "conv2d:n=1,ic=3,h=6,w=5,oc=7,kh=3,kw=3,stride=2,pad=1",
+                Layout {
+                    pack_output_channels: Some(block),
+                    ..Layout::default()
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn a_reduction_block_must_divide_k_and_needs_a_plain_product() {
+        let workload: Workload = "matmul:m=4,n=4,k=10".parse().unwrap();
+        let err = workload
+            .program(&Layout {
+                block_reduction: Some(4),
+                ..Layout::default()
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("reduction block 4"), "{err}");
+        assert!(err.to_string().contains("k = 10"), "{err}");
+        let workload: Workload = "dense:m=4,n=4,k=8,relu=true".parse().unwrap();
+        let err = workload
+            .program(&Layout {
+                block_reduction: Some(4),
+                ..Layout::default()
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("no bias, no relu"), "{err}");
     }
 }

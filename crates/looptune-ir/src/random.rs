@@ -155,6 +155,7 @@ pub fn random_case(seed: u64) -> Case {
             } else {
                 None
             },
+            ..Layout::default()
         };
         let Ok(program) = workload.program(&layout) else {
             continue;

@@ -62,6 +62,7 @@ pub fn register_tiled_matmul(
 ) -> Result<Schedule, RecipeError> {
     let layout = Layout {
         pack_columns: Some(tiling.tile_columns),
+        ..Layout::default()
     };
     let program = Workload::Matmul(params).program(&layout)?;
     let mut s = Schedule::new(&program);

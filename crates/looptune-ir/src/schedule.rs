@@ -712,6 +712,7 @@ mod tests {
             "matmul:m=4,n=4,k=4",
             Layout {
                 pack_columns: Some(2),
+                ..Layout::default()
             },
         );
         let c = s.stage("C").unwrap();
@@ -774,6 +775,7 @@ mod tests {
             "dense:m=2,n=4,k=3,relu=true",
             Layout {
                 pack_columns: Some(2),
+                ..Layout::default()
             },
         );
         let packed = s.stage("W.packed").unwrap();

@@ -138,6 +138,9 @@ pub struct Knob {
     name: String,
     kind: KnobKind,
     values: Vec<KnobValue>,
+    /// For a knob added to a template after logs were written: the position of the value that
+    /// reproduces what the template did before, read for records that lack the knob.
+    absent: Option<usize>,
 }
 
 impl Knob {
@@ -185,6 +188,7 @@ impl Knob {
             name: name.to_string(),
             kind: KnobKind::Split { extent },
             values,
+            absent: None,
         })
     }
 
@@ -278,7 +282,26 @@ impl Knob {
             name: name.to_string(),
             kind,
             values,
+            absent: None,
         })
+    }
+
+    /// Marks the knob as added to its template after tuning logs existed: a recorded config
+    /// without it reads as `value`, which must be the choice that gives the schedule the
+    /// template built before the knob existed. Those records then stay points of the space
+    /// (a resumed run does not measure them again, queries keep them).
+    pub fn added_later(mut self, value: &KnobValue) -> Result<Knob, SpaceError> {
+        let position = self.position(value).ok_or_else(|| SpaceError::BadKnob {
+            knob: self.name.clone(),
+            message: format!("{value} is not one of its values"),
+        })?;
+        self.absent = Some(position);
+        Ok(self)
+    }
+
+    /// The position a record without this knob reads as ([`Knob::added_later`]).
+    pub fn absent_choice(&self) -> Option<usize> {
+        self.absent
     }
 
     /// The knob's name, unique in its space.

@@ -222,7 +222,7 @@ impl ConfigSpace {
     }
 
     /// The point with these knob values, as a tuning log records them (any order; every knob
-    /// exactly once).
+    /// exactly once, except that a knob [added later](crate::Knob::added_later) may be absent).
     pub fn from_values(&self, values: &ConfigValues) -> Result<Config, SpaceError> {
         let mut choices: Vec<Option<usize>> = vec![None; self.knobs.len()];
         for (name, value) in values {
@@ -246,8 +246,10 @@ impl ConfigSpace {
         }
         let mut complete = Vec::with_capacity(choices.len());
         for (choice, knob) in choices.into_iter().zip(&self.knobs) {
-            complete.push(choice.ok_or_else(|| SpaceError::MissingKnob {
-                knob: knob.name().to_string(),
+            complete.push(choice.or(knob.absent_choice()).ok_or_else(|| {
+                SpaceError::MissingKnob {
+                    knob: knob.name().to_string(),
+                }
             })?);
         }
         self.checked(self.unchecked(complete))

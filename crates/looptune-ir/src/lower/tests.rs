@@ -23,6 +23,7 @@ fn register_tiled_matmul(workload: &str, mr: i64, nr: i64) -> Schedule {
         workload,
         Layout {
             pack_columns: Some(nr),
+            ..Layout::default()
         },
     );
     let c = s.stage("C").unwrap();

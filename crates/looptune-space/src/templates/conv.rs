@@ -81,6 +81,12 @@ fn tile(config: &Config) -> Option<(i64, i64, i64, i64)> {
     Some((channels, rows, columns, config.choice("vector_axis").ok()?))
 }
 
+/// Whether the config packs the weights into output-channel blocks (`pack_w`; absent for
+/// depthwise convolutions).
+fn packs_weights(config: &Config) -> bool {
+    matches!(config.value("pack_w"), Some(KnobValue::Choice(1)))
+}
+
 /// Vector registers a tile needs: accumulators plus the operands of one reduction step.
 fn registers(shape: &VectorShape, channels: i64, rows: i64, columns: i64, vector_axis: i64) -> i64 {
     let lanes = shape.lanes;
@@ -185,6 +191,15 @@ pub(crate) fn space(conv: &DirectConv, shape: &VectorShape) -> Result<ConfigSpac
         &["ry", "rx"],
         &[unroll_options.clone(), unroll_options],
     )?)?;
+    if conv.input_channels {
+        // Weights packed into blocks of the tile's channels (OIHW[x]o) load as whole vectors.
+        let pack = Knob::choice("pack_w", &[0, 1])?.added_later(&KnobValue::Choice(0))?;
+        space.add(pack)?;
+        space.constrain("packed weights need a channel-vectorized tile", |config| {
+            !packs_weights(config)
+                || tile(config).is_some_and(|(_, _, _, axis)| axis == VECTOR_CHANNELS)
+        });
+    }
     let pad_options: &[i64] = if conv.pad > 0 { &[0, 1] } else { &[0] };
     space.add(Knob::choice("pad_root", pad_options)?)?;
     space.add(Knob::choice("parallel", &[0, 1])?)?;
@@ -231,7 +246,12 @@ pub(crate) fn template(conv: &DirectConv, config: &Config) -> Result<Schedule, T
     let pad_root = config.choice("pad_root")? == 1;
     let parallel = config.choice("parallel")? == 1;
 
-    let program = conv.workload.program(&Layout::default())?;
+    let pack_weights = packs_weights(config);
+    let layout = Layout {
+        pack_output_channels: pack_weights.then_some(tile_channels),
+        ..Layout::default()
+    };
+    let program = conv.workload.program(&layout)?;
     let mut s = Schedule::new(&program);
     let output = s.stage("Y")?;
     let local = s.cache_write(output)?;
@@ -257,8 +277,19 @@ pub(crate) fn template(conv: &DirectConv, config: &Config) -> Result<Schedule, T
     if parallel {
         s.parallel(output, outer[0])?;
     }
-    if vector_axis != VECTOR_NONE {
-        s.vectorize(output, inner[2])?;
+    // The copy out of the tile is unrolled like the tile itself: with a run-time loop over
+    // the tile's rows or channels the tile would be indexed at run time and stay in memory
+    // (a load and a store around every FMA) instead of becoming register variables.
+    let (copy_unrolled, copy_vectorized) = if vector_axis == VECTOR_NONE {
+        (&inner[..], None)
+    } else {
+        (&inner[..2], Some(inner[2]))
+    };
+    for &axis in copy_unrolled {
+        s.unroll(output, axis)?;
+    }
+    if let Some(axis) = copy_vectorized {
+        s.vectorize(output, axis)?;
     }
     s.compute_at(local, output, column_outer)?;
 
@@ -292,6 +323,13 @@ pub(crate) fn template(conv: &DirectConv, config: &Config) -> Result<Schedule, T
         }
     }
 
+    if pack_weights {
+        let packed = s.stage("W.packed")?;
+        if parallel {
+            let blocks = s.spatial_axes(packed)[0];
+            s.parallel(packed, blocks)?;
+        }
+    }
     if pad_root {
         let pad = s.stage("X.pad")?;
         s.compute_root(pad)?;
@@ -351,6 +389,7 @@ pub(crate) fn fallback_config(
             i64::from(kinds[0] != "none") + i64::from(kinds[1] != "unroll")
         }
         ("pad_root", KnobValue::Choice(value)) => *value,
+        ("pack_w", KnobValue::Choice(value)) => *value,
         ("parallel", KnobValue::Choice(value)) => 1 - value,
         _ => 0,
     })
