@@ -84,6 +84,13 @@ pub struct Conv2dParams {
     pub pad: i64,
     /// Dilation (both directions).
     pub dilation: i64,
+    /// Add a bias per output channel (input `bias[oc]`), fused into the kernel.
+    pub bias: bool,
+    /// Add a residual input `R` of the output's shape (the shortcut of a ResNet basic block),
+    /// fused into the kernel.
+    pub residual: bool,
+    /// Apply ReLU after the bias and the residual, fused into the kernel.
+    pub relu: bool,
 }
 
 /// Parameters of a depthwise 2-D convolution (channel multiplier 1), NCHW, weights `[c, 1, kh, kw]`.
@@ -193,6 +200,9 @@ const CONV_PARAMS: &[ParamInfo] = &[
     optional("stride", "1", "stride"),
     optional("pad", "0", "zero padding on each side"),
     optional("dilation", "1", "dilation"),
+    optional("bias", "false", "add a bias per output channel"),
+    optional("residual", "false", "add a residual input R shaped like Y"),
+    optional("relu", "false", "apply ReLU last"),
 ];
 
 /// Every operator of the library.
@@ -231,7 +241,7 @@ pub const OPERATORS: &[OpInfo] = &[
     },
     OpInfo {
         name: "conv2d",
-        summary: "Y[n,oc,y,x] = sum_{ic,ry,rx} X[n,ic,y*s+ry*d-p,x*s+rx*d-p] * W[oc,ic,ry,rx]",
+        summary: "Y[n,oc,y,x] = relu?(sum_{ic,ry,rx} X[n,ic,y*s+ry*d-p,x*s+rx*d-p] * W[oc,ic,ry,rx] + bias?[oc] + R?[n,oc,y,x])",
         params: CONV_PARAMS,
     },
     OpInfo {
@@ -395,6 +405,9 @@ impl FromStr for Workload {
                 stride: params.int("stride")?,
                 pad: params.int("pad")?,
                 dilation: params.int("dilation")?,
+                bias: params.flag("bias")?,
+                residual: params.flag("residual")?,
+                relu: params.flag("relu")?,
             }),
             _ => Workload::DepthwiseConv2d(DepthwiseConv2dParams {
                 n: params.int("n")?,
@@ -435,11 +448,21 @@ impl fmt::Display for Workload {
                 "dense:m={},n={},k={},bias={},relu={}",
                 p.m, p.n, p.k, p.bias, p.relu
             ),
-            Workload::Conv2d(p) => write!(
-                f,
-                "conv2d:n={},ic={},h={},w={},oc={},kh={},kw={},stride={},pad={},dilation={}",
-                p.n, p.ic, p.h, p.w, p.oc, p.kh, p.kw, p.stride, p.pad, p.dilation
-            ),
+            Workload::Conv2d(p) => {
+                write!(
+                    f,
+                    "conv2d:n={},ic={},h={},w={},oc={},kh={},kw={},stride={},pad={},dilation={}",
+                    p.n, p.ic, p.h, p.w, p.oc, p.kh, p.kw, p.stride, p.pad, p.dilation
+                )?;
+                // Fused epilogues are spelled out only when present, so that the key of a
+                // plain convolution stays what it was before they existed.
+                for (flag, name) in [(p.bias, "bias"), (p.residual, "residual"), (p.relu, "relu")] {
+                    if flag {
+                        write!(f, ",{name}=true")?;
+                    }
+                }
+                Ok(())
+            }
             Workload::DepthwiseConv2d(p) => write!(
                 f,
                 "depthwise_conv2d:n={},c={},h={},w={},kh={},kw={},stride={},pad={},dilation={}",
@@ -903,28 +926,54 @@ pub fn conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> {
     let rc = builder.reduce_axis("rc", p.ic)?;
     let ry = builder.reduce_axis("ry", p.kh)?;
     let rx = builder.reduce_axis("rx", p.kw)?;
-    let y = builder.compute(
-        "Y",
-        DType::F32,
-        &[("n", p.n), ("oc", p.oc), ("y", oh), ("x", ow)],
-        |ax| {
-            let row = &ax[2] * p.stride + ry.var() * p.dilation;
-            let col = &ax[3] * p.stride + rx.var() * p.dilation;
-            let w = match (&packed, layout.pack_output_channels) {
-                (Some(packed), Some(block)) => packed.at(&[
-                    ax[1].clone().floor_div(block),
-                    rc.var(),
-                    ry.var(),
-                    rx.var(),
-                    ax[1].clone().floor_mod(block),
-                ]),
-                _ => weight.at(&[ax[1].clone(), rc.var(), ry.var(), rx.var()]),
-            };
-            let value = padded.at(&[ax[0].clone(), rc.var(), row, col]) * w;
-            sum(value, &[&rc, &ry, &rx])
-        },
-    )?;
-    builder.build(&[&y])
+    let fused = p.bias || p.residual || p.relu;
+    let bias = if p.bias {
+        Some(builder.placeholder("bias", &[p.oc], DType::F32)?)
+    } else {
+        None
+    };
+    let residual = if p.residual {
+        Some(builder.placeholder("R", &[p.n, p.oc, oh, ow], DType::F32)?)
+    } else {
+        None
+    };
+    let shape = [("n", p.n), ("oc", p.oc), ("y", oh), ("x", ow)];
+    let product_name = if fused { "Y.conv" } else { "Y" };
+    let y = builder.compute(product_name, DType::F32, &shape, |ax| {
+        let row = &ax[2] * p.stride + ry.var() * p.dilation;
+        let col = &ax[3] * p.stride + rx.var() * p.dilation;
+        let w = match (&packed, layout.pack_output_channels) {
+            (Some(packed), Some(block)) => packed.at(&[
+                ax[1].clone().floor_div(block),
+                rc.var(),
+                ry.var(),
+                rx.var(),
+                ax[1].clone().floor_mod(block),
+            ]),
+            _ => weight.at(&[ax[1].clone(), rc.var(), ry.var(), rx.var()]),
+        };
+        let value = padded.at(&[ax[0].clone(), rc.var(), row, col]) * w;
+        sum(value, &[&rc, &ry, &rx])
+    })?;
+    if !fused {
+        return builder.build(&[&y]);
+    }
+    // The epilogue reads the product once per output element: a schedule computes the
+    // product's tile at the epilogue's tile loop, so the sum never leaves registers.
+    let output = builder.compute("Y", DType::F32, &shape, |ax| {
+        let mut value = y.at(ax);
+        if let Some(bias) = &bias {
+            value = value + bias.at(&[ax[1].clone()]);
+        }
+        if let Some(residual) = &residual {
+            value = value + residual.at(ax);
+        }
+        if p.relu {
+            value = value.max(ValueExpr::f32(0.0));
+        }
+        value
+    })?;
+    builder.build(&[&output])
 }
 
 /// A depthwise NCHW convolution (multiplier 1), weights `[c, 1, kh, kw]`.

@@ -124,6 +124,9 @@ pub fn random_workload(rng: &mut SplitMix64) -> Workload {
                 stride: rng.pick(&[1, 1, 2]),
                 pad: rng.pick(&[0, 1, 1, 2]),
                 dilation: rng.pick(&[1, 1, 2]).min((h + 2) / kernel.max(1)).max(1),
+                bias: false,
+                residual: false,
+                relu: false,
             })
         }
         _ => Workload::DepthwiseConv2d(DepthwiseConv2dParams {

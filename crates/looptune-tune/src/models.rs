@@ -112,6 +112,9 @@ fn conv(size: i64, in_channels: i64, out_channels: i64, kernel: i64, stride: i64
         stride,
         pad: kernel / 2,
         dilation: 1,
+        bias: false,
+        residual: false,
+        relu: false,
     })
 }
 

@@ -62,6 +62,9 @@ pub(crate) struct DirectConv {
     pub pad: i64,
     /// Whether the convolution reduces over input channels (conv2d) or not (depthwise).
     pub input_channels: bool,
+    /// The stage holding the convolution when the output is a fused epilogue over it (bias,
+    /// residual, ReLU); otherwise the convolution is the output and gets a `cache_write`.
+    pub product: Option<&'static str>,
 }
 
 impl DirectConv {
@@ -254,7 +257,12 @@ pub(crate) fn template(conv: &DirectConv, config: &Config) -> Result<Schedule, T
     let program = conv.workload.program(&layout)?;
     let mut s = Schedule::new(&program);
     let output = s.stage("Y")?;
-    let local = s.cache_write(output)?;
+    // A fused epilogue's product plays the part of the cache_write: its tile is computed at
+    // the epilogue's tile loop and the epilogue is applied as the tile is copied out.
+    let local = match conv.product {
+        Some(name) => s.stage(name)?,
+        None => s.cache_write(output)?,
+    };
     let axes = s.spatial_axes(output);
     let (channel_outer, channel_inner) = s.split(output, axes[1], tile_channels)?;
     let (row_outer, row_inner) = s.split(output, axes[2], tile_rows)?;

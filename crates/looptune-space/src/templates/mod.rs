@@ -119,6 +119,7 @@ fn shape(workload: &Workload) -> Shape {
             out_w: out_extent(p.w, p.kw, p.stride, p.pad, p.dilation),
             pad: p.pad,
             input_channels: true,
+            product: (p.bias || p.residual || p.relu).then_some("Y.conv"),
         }),
         Workload::DepthwiseConv2d(p) => Shape::Conv(DirectConv {
             workload: *workload,
@@ -127,6 +128,7 @@ fn shape(workload: &Workload) -> Shape {
             out_w: out_extent(p.w, p.kw, p.stride, p.pad, p.dilation),
             pad: p.pad,
             input_channels: false,
+            product: None,
         }),
     }
 }

@@ -1,0 +1,116 @@
+//! The layouts templates choose (a blocked GEMM reduction, conv2d weights packed into
+//! output-channel blocks, a conv2d with a fused bias, residual and ReLU) compile on both backends
+//! and compute what the interpreter computes, for points sampled from spaces sized for the C
+//! backend's full width (8 and 16 lanes) with sizes that do not divide the tiles.
+
+use looptune_cc::cache::ObjectCache;
+use looptune_cc::{CBackend, Compiler};
+use looptune_ir::eval::compare;
+use looptune_ir::interp;
+use looptune_ir::random::SplitMix64;
+use looptune_jit::CraneliftBackend;
+use looptune_runtime::{Backend, Target};
+use looptune_space::{Config, KnobValue, Task, VectorShape};
+
+/// Whether `config` uses one of the layouts under test.
+fn uses_a_layout(config: &Config) -> bool {
+    let set = |name| matches!(config.value(name), Some(KnobValue::Choice(value)) if *value > 0);
+    set("block_k") || set("pack_w")
+}
+
+/// Up to `most` sampled valid points of `workload`'s space at `shape` (only points using a
+/// layout, unless `every_point`), each compiled by `backend` and compared with the interpreter;
+/// returns how many were checked.
+fn check_sampled_points(
+    backend: &dyn Backend,
+    workload: &str,
+    shape: VectorShape,
+    most: usize,
+    every_point: bool,
+) -> usize {
+    let task =
+        Task::for_shape(workload.parse().expect("workload parses"), shape).expect("task builds");
+    let program = task.reference_program().unwrap();
+    let mut random = SplitMix64::new(17);
+    let inputs: Vec<Vec<f32>> = program
+        .inputs()
+        .into_iter()
+        .map(|input| {
+            let len: i64 = program.tensor(input).shape.iter().product();
+            (0..len).map(|_| random.unit_f32() - 0.5).collect()
+        })
+        .collect();
+    let slices: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let output_len: i64 = program.tensor(program.outputs[0]).shape.iter().product();
+    let target = Target::host();
+    let points: Vec<(Config, looptune_ir::LoopNest)> = task
+        .space()
+        .sample(5)
+        .filter(|config| every_point || uses_a_layout(config))
+        .take(most)
+        .map(|config| {
+            let nest = task.lower(&config).unwrap();
+            (config, nest)
+        })
+        .collect();
+    // The C backend compiles the batch in parallel into its cache; `compile` then loads.
+    let nests: Vec<&looptune_ir::LoopNest> = points.iter().map(|(_, nest)| nest).collect();
+    backend.prepare(&nests, &target);
+    let mut count = 0;
+    for (config, nest) in &points {
+        let label = format!("{workload} at {shape} on {}: {config}", backend.id().name);
+        let mut expected = vec![0.0; output_len as usize];
+        interp::run(nest, &slices, &mut [&mut expected])
+            .unwrap_or_else(|err| panic!("{label}: {err}"));
+        let kernel = backend
+            .compile(nest, &target)
+            .unwrap_or_else(|err| panic!("{label}: {err}"));
+        let mut actual = vec![0.0; output_len as usize];
+        kernel
+            .call(&slices, &mut [&mut actual])
+            .unwrap_or_else(|err| panic!("{label}: {err}"));
+        compare(&actual, &expected, 1e-4).unwrap_or_else(|err| panic!("{label}: {err:?}"));
+        count += 1;
+    }
+    count
+}
+
+/// Blocked reductions (k = 192 and 256: blocks of 64 and 128), packed weights with channels
+/// not a whole number of blocks, and fused epilogues (7x7 stride 2, 1x1 stride 2).
+const WORKLOADS: [&str; 5] = [
+    "matmul:m=13,n=37,k=192",
+    "dense:m=9,n=20,k=256",
+    "conv2d:n=1,ic=3,h=9,w=11,oc=21,kh=3,kw=3,pad=1",
+    "conv2d:n=1,ic=3,h=13,w=13,oc=19,kh=7,kw=7,stride=2,pad=3,bias=true,residual=true,relu=true",
+    "conv2d:n=1,ic=5,h=7,w=9,oc=17,kh=1,kw=1,stride=2,bias=true,relu=true",
+];
+
+#[test]
+fn sampled_layout_points_compile_with_the_c_backend_and_agree() {
+    let dir = tempfile::tempdir().expect("a temporary cache directory");
+    let compiler = Compiler::discover().expect("a C compiler: CC, or cc, gcc or clang on PATH");
+    let backend = CBackend::with(compiler, ObjectCache::new(dir.path()));
+    for shape in [VectorShape::AVX2, VectorShape::AVX512] {
+        for workload in WORKLOADS {
+            let fused = workload.contains("relu");
+            let count = check_sampled_points(&backend, workload, shape, 4, fused);
+            assert!(count >= 4, "{workload} at {shape}: {count} points");
+        }
+    }
+}
+
+#[test]
+fn sampled_layout_points_compile_with_cranelift_and_agree() {
+    let backend = CraneliftBackend::new();
+    for shape in [VectorShape::CRANELIFT, VectorShape::AVX2] {
+        for workload in WORKLOADS {
+            let fused = workload.contains("relu");
+            // Cranelift's GEMM spaces offer no blocked reduction.
+            if shape == VectorShape::CRANELIFT && !workload.starts_with("conv2d") {
+                continue;
+            }
+            let count = check_sampled_points(&backend, workload, shape, 12, fused);
+            assert!(count >= 12, "{workload} at {shape}: {count} points");
+        }
+    }
+}
