@@ -465,11 +465,17 @@ fn bench_json_has_every_figure() {
         "ratio_to_sgemm",
         "peak_gflops",
         "ratio_to_peak",
+        "gbytes_per_s",
+        "copy_gbytes_per_s",
+        "ratio_to_copy",
         "rounds",
     ] {
         assert!(number(&object, key) > 0.0, "{key}: {object:?}");
     }
     assert!(object.get("backend").is_some(), "{object:?}");
+    let ratio = number(&object, "ratio_to_copy");
+    let expected = number(&object, "gbytes_per_s") / number(&object, "copy_gbytes_per_s");
+    assert!((ratio - expected).abs() < 1e-9 * expected, "{object:?}");
     let ratio = number(&object, "ratio_to_sgemm");
     let expected = number(&object, "gflops") / number(&object, "sgemm_gflops");
     assert!((ratio - expected).abs() < 1e-9 * expected, "{object:?}");

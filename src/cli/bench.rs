@@ -3,6 +3,10 @@
 //! the same GEMM where the workload is one, and the host's full-width FMA peak, interleaved over
 //! several rounds so that all three see the same machine state; medians are reported.
 //!
+//! Memory-bound operators (depthwise convolutions above all) are judged by bandwidth instead:
+//! every round also copies as many bytes as the kernel must move at least (its inputs and
+//! outputs once each), and both are reported in GB/s.
+//!
 //! The tuned kernel is checked against the operator's definition before any of its time counts
 //! (the measurer's first round), then timed on the same inputs in every round. sgemm is timed
 //! without a dense layer's epilogue (bias, ReLU), which costs it nothing it would have to do.
@@ -108,6 +112,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .collect();
 
     let gemm = gemm_of(&workload);
+    // The compulsory traffic: every input read once, every output written once.
+    let traffic_floats: usize = input_refs.iter().map(|input| input.len()).sum::<usize>()
+        + outputs.iter().map(Vec::len).sum::<usize>();
+    let traffic_bytes = (traffic_floats * std::mem::size_of::<f32>()) as f64;
+    let copy_source = vec![1.0f32; traffic_floats.div_ceil(2)];
+    let mut copy_target = vec![0.0f32; copy_source.len()];
+    let mut kernel_seconds = vec![costs.median_s];
+    let mut copy_gbytes = Vec::new();
     let mut kernel_gflops = vec![flops / costs.median_s / 1e9];
     let mut sgemm_gflops = Vec::new();
     let mut peak_gflops = Vec::new();
@@ -119,7 +131,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             })
             .context("timing the kernel")?;
             kernel_gflops.push(flops / costs.median_s / 1e9);
+            kernel_seconds.push(costs.median_s);
         }
+        let costs = time_in_process(&options, || {
+            copy_target.copy_from_slice(black_box(&copy_source));
+            black_box(&mut copy_target);
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .context("timing the copy")?;
+        copy_gbytes.push(
+            2.0 * (copy_source.len() * std::mem::size_of::<f32>()) as f64 / costs.median_s / 1e9,
+        );
         if let Some((batch, (m, n, k), transpose_b)) = gemm {
             let dims = |value: i64| usize::try_from(value).map_err(|_| Usage(format!("{value}")));
             let (m, n, k) = (dims(m)?, dims(n)?, dims(k)?);
@@ -157,6 +179,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let gflops = median(&mut kernel_gflops);
     let sgemm = (!sgemm_gflops.is_empty()).then(|| median(&mut sgemm_gflops));
     let peak = median(&mut peak_gflops);
+    let gbytes = traffic_bytes / median(&mut kernel_seconds) / 1e9;
+    let copy = median(&mut copy_gbytes);
     let backend = selected.backend.id();
     if args.json {
         let object = serde_json::json!({
@@ -169,6 +193,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "ratio_to_sgemm": sgemm.map(|sgemm| gflops / sgemm),
             "peak_gflops": peak,
             "ratio_to_peak": gflops / peak,
+            "gbytes_per_s": gbytes,
+            "copy_gbytes_per_s": copy,
+            "ratio_to_copy": gbytes / copy,
             "rounds": args.rounds,
             "threads": threads,
         });
@@ -188,6 +215,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             );
         }
         println!("peak        {peak:.2} GFLOP/s (full width, {threads} thread, same rounds)");
+        println!(
+            "memory      {gbytes:.2} GB/s of compulsory traffic ({:.1} MB); a copy of as many \
+             bytes {copy:.2} GB/s ({:.2}x)",
+            traffic_bytes / 1e6,
+            gbytes / copy
+        );
     }
     Ok(())
 }
