@@ -3,11 +3,13 @@
 //! A temporary qualifies when every access in its scope has constant indices once unrolled
 //! loops are unrolled and vector groups split into lanes (the accumulator block of a BLIS-style
 //! micro-kernel: rows unrolled, columns vectorized). Which variables it becomes depends on how
-//! the code touches it: the dry run of its scope records every access as a span of elements
-//! (one element for a scalar access, `width` contiguous elements for a vector one). A span that
-//! no other wide span overlaps becomes one vector variable; every other element touched gets a
-//! scalar variable, and a vector access over such elements is assembled lane by lane. The
-//! compiler then sees only local variables, which it keeps in registers across the loops.
+//! the code touches it: the dry run of its scope records every access as the list of elements
+//! its lanes touch (one element for a scalar access, `width` elements for a vector one, which
+//! need not be contiguous: a convolution tile vectorized over channels holds them rows x columns
+//! apart). A lane list that no other vector access overlaps becomes one vector variable, lane
+//! for lane; every other element touched gets a scalar variable, and a vector access over such
+//! elements is assembled lane by lane. The compiler then sees only local variables, which it
+//! keeps in registers across the loops.
 
 use super::index::Lin;
 use super::prelude::vector_type;
@@ -20,7 +22,8 @@ pub(crate) const MAX_TILE_ELEMENTS: usize = 256;
 #[derive(Debug)]
 pub(crate) struct Recording {
     elements: usize,
-    spans: Vec<(usize, usize)>,
+    /// The elements of each access, lane by lane.
+    groups: Vec<Vec<usize>>,
     promotable: bool,
 }
 
@@ -29,7 +32,7 @@ impl Recording {
     pub fn new(elements: usize) -> Recording {
         Recording {
             elements,
-            spans: Vec::new(),
+            groups: Vec::new(),
             promotable: true,
         }
     }
@@ -51,15 +54,15 @@ impl Recording {
             self.promotable = false;
             return;
         };
-        let contiguous = elements
+        let distinct = elements
             .iter()
-            .enumerate()
-            .all(|(lane, element)| *element == elements[0] + lane);
-        if elements.len() > 1 && contiguous {
-            self.spans.push((elements[0], elements.len()));
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        if elements.len() > 1 && distinct == elements.len() {
+            self.groups.push(elements);
         } else {
-            self.spans
-                .extend(elements.iter().map(|element| (*element, 1)));
+            self.groups
+                .extend(elements.iter().map(|element| vec![*element]));
         }
     }
 
@@ -69,15 +72,15 @@ impl Recording {
         if !self.promotable {
             return None;
         }
-        self.spans.sort_unstable();
-        self.spans.dedup();
-        let mut wide_spans_over = vec![0usize; self.elements];
+        self.groups.sort_unstable();
+        self.groups.dedup();
+        let mut wide_groups_over = vec![0usize; self.elements];
         let mut touched = vec![false; self.elements];
-        for &(start, width) in &self.spans {
-            for element in start..start + width {
+        for group in &self.groups {
+            for &element in group {
                 touched[element] = true;
-                if width > 1 {
-                    wide_spans_over[element] += 1;
+                if group.len() > 1 {
+                    wide_groups_over[element] += 1;
                 }
             }
         }
@@ -85,16 +88,16 @@ impl Recording {
             slots: Vec::new(),
             element: vec![None; self.elements],
         };
-        for &(start, width) in &self.spans {
-            let clean = (start..start + width).all(|element| wide_spans_over[element] == 1);
-            if width > 1 && clean {
+        for group in &self.groups {
+            let clean = group.iter().all(|&element| wide_groups_over[element] == 1);
+            if group.len() > 1 && clean {
                 let slot = tile.slots.len();
                 tile.slots.push(Slot {
-                    code: format!("{name}__{start}"),
-                    width,
+                    code: format!("{name}__{}", group[0]),
+                    width: group.len(),
                 });
-                for lane in 0..width {
-                    tile.element[start + lane] = Some((slot, lane));
+                for (lane, &element) in group.iter().enumerate() {
+                    tile.element[element] = Some((slot, lane));
                 }
             }
         }
@@ -153,14 +156,63 @@ impl Tile {
     /// The vector variable holding exactly `elements`, lane for lane, if there is one.
     pub fn whole(&self, elements: &[i64]) -> Option<String> {
         let first = usize::try_from(*elements.first()?).ok()?;
-        let (slot, lane) = (*self.element.get(first)?)?;
-        let slot = &self.slots[slot];
-        let exact = lane == 0
-            && slot.width == elements.len()
-            && elements
-                .iter()
-                .enumerate()
-                .all(|(lane, element)| usize::try_from(*element) == Ok(first + lane));
-        exact.then(|| slot.code.clone())
+        let (slot, _) = (*self.element.get(first)?)?;
+        let code = &self.slots[slot];
+        let exact = code.width == elements.len()
+            && elements.iter().enumerate().all(|(lane, &element)| {
+                usize::try_from(element)
+                    .ok()
+                    .and_then(|element| *self.element.get(element)?)
+                    == Some((slot, lane))
+            });
+        exact.then(|| code.code.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(recording: &mut Recording, elements: &[i64]) {
+        let lanes: Vec<Lin> = elements
+            .iter()
+            .map(|&element| Lin::constant(element))
+            .collect();
+        recording.record(&lanes);
+    }
+
+    #[test]
+    fn strided_vector_accesses_become_one_vector_variable_lane_for_lane() {
+        // A 2 x 4 tile vectorized along its first axis: lanes 4 elements apart.
+        let mut recording = Recording::new(8);
+        for column in 0..4 {
+            record(&mut recording, &[column, column + 4]);
+            record(&mut recording, &[column, column + 4]);
+        }
+        let tile = recording.plan("T").expect("constant indices");
+        assert_eq!(tile.declarations().len(), 4, "{:?}", tile.declarations());
+        assert_eq!(tile.whole(&[1, 5]).as_deref(), Some("T__1"));
+        assert_eq!(tile.element(5).as_deref(), Some("T__1[1]"));
+        // The same elements in another lane order are not that variable.
+        assert_eq!(tile.whole(&[5, 1]), None);
+    }
+
+    #[test]
+    fn overlapping_vector_accesses_fall_back_to_scalars() {
+        let mut recording = Recording::new(4);
+        record(&mut recording, &[0, 1]);
+        record(&mut recording, &[1, 2]);
+        let tile = recording.plan("T").expect("constant indices");
+        assert_eq!(tile.whole(&[0, 1]), None);
+        assert_eq!(tile.element(1).as_deref(), Some("T__1"));
+        assert_eq!(tile.declarations().len(), 3);
+    }
+
+    #[test]
+    fn a_run_time_index_keeps_the_temporary_in_memory() {
+        let mut recording = Recording::new(4);
+        record(&mut recording, &[0, 1]);
+        record(&mut recording, &[7]);
+        assert!(recording.plan("T").is_none());
     }
 }
