@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod chain;
 pub mod model;
 pub mod models;
 pub mod scheduler;
@@ -23,6 +24,7 @@ pub mod task;
 pub mod tuner;
 pub mod tuning;
 
+pub use chain::{time_chain, ChainError, ChainLayer};
 pub use model::{TransferSet, XgbTuner, XgbTunerOptions, XgbTunerStats};
 pub use models::{Layer, Network};
 pub use scheduler::driver::{
