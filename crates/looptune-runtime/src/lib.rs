@@ -37,4 +37,4 @@ pub use measure::{
     WorkerCommand,
 };
 pub use peak::PeakResult;
-pub use target::{IsaFeatures, Target};
+pub use target::{host_cache_sizes, CacheSizes, IsaFeatures, Target};
