@@ -861,7 +861,6 @@ fn a_blocked_reduction_keeps_the_register_tile_and_runs_the_block_loop_outside_t
         "{printed}"
     );
     // 512 columns of B's panel exceed half of L1 with 16 columns: not a point.
-    let mut values = values;
     values.retain(|(name, _)| name != "block_k");
     values.push(("block_k".to_string(), KnobValue::Choice(512)));
     assert!(matches!(
