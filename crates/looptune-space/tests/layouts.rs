@@ -1,7 +1,8 @@
 //! The layouts templates choose (a blocked GEMM reduction, conv2d weights packed into
 //! output-channel blocks, a conv2d with a fused bias, residual and ReLU) compile on both backends
 //! and compute what the interpreter computes, for points sampled from spaces sized for the C
-//! backend's full width (8 and 16 lanes) with sizes that do not divide the tiles.
+//! backend's full width (8 and 16 lanes) with sizes that do not divide the tiles; and a ResNet
+//! basic block run as two fused kernels equals its unfused definition.
 
 use looptune_cc::cache::ObjectCache;
 use looptune_cc::{CBackend, Compiler};
@@ -112,5 +113,96 @@ fn sampled_layout_points_compile_with_cranelift_and_agree() {
             let count = check_sampled_points(&backend, workload, shape, 12, fused);
             assert!(count >= 12, "{workload} at {shape}: {count} points");
         }
+    }
+}
+
+/// Runs `workload`'s kernel for a config sampled from its full-width space, compiled by the C
+/// backend, on `inputs`.
+fn run_sampled_kernel(
+    backend: &dyn Backend,
+    workload: &str,
+    seed: u64,
+    inputs: &[&[f32]],
+) -> Vec<f32> {
+    let task = Task::for_shape(
+        workload.parse().expect("workload parses"),
+        VectorShape::AVX2,
+    )
+    .expect("task builds");
+    let config = task.space().sample(seed).next().expect("a valid point");
+    let nest = task.lower(&config).unwrap();
+    let program = task.reference_program().unwrap();
+    let len: i64 = program.tensor(program.outputs[0]).shape.iter().product();
+    let kernel = backend
+        .compile(&nest, &Target::host())
+        .unwrap_or_else(|err| panic!("{workload}: {config}: {err}"));
+    let mut output = vec![0.0; len as usize];
+    kernel
+        .call(inputs, &mut [&mut output])
+        .unwrap_or_else(|err| panic!("{workload}: {config}: {err}"));
+    output
+}
+
+/// The plain convolution of `workload` (its flags dropped), by the direct evaluator.
+fn plain_convolution(workload: &str, inputs: &[&[f32]]) -> Vec<f32> {
+    let plain: looptune_ir::Workload = workload.parse().unwrap();
+    let plain = match plain {
+        looptune_ir::Workload::Conv2d(params) => {
+            looptune_ir::Workload::Conv2d(looptune_ir::ops::Conv2dParams {
+                bias: false,
+                residual: false,
+                relu: false,
+                ..params
+            })
+        }
+        other => other,
+    };
+    let program = plain.program(&looptune_ir::Layout::default()).unwrap();
+    looptune_ir::eval::evaluate(&program, inputs)
+        .unwrap()
+        .remove(0)
+}
+
+/// A ResNet basic block, conv + bias + ReLU, then conv + bias + the block's input + ReLU, run as
+/// two fused kernels of tuned-space configs, equals the unfused definition: two plain
+/// convolutions with the bias, the shortcut and ReLU applied one by one.
+#[test]
+fn a_resnet_basic_block_of_fused_kernels_equals_the_unfused_definition() {
+    let dir = tempfile::tempdir().expect("a temporary cache directory");
+    let compiler = Compiler::discover().expect("a C compiler: CC, or cc, gcc or clang on PATH");
+    let backend = CBackend::with(compiler, ObjectCache::new(dir.path()));
+    let (channels, size) = (16usize, 10usize);
+    let first = format!(
+        "conv2d:n=1,ic={channels},h={size},w={size},oc={channels},kh=3,kw=3,pad=1,bias=true,relu=true"
+    );
+    let second = format!(
+        "conv2d:n=1,ic={channels},h={size},w={size},oc={channels},kh=3,kw=3,pad=1,bias=true,residual=true,relu=true"
+    );
+    let mut random = SplitMix64::new(23);
+    let mut values =
+        |len: usize| -> Vec<f32> { (0..len).map(|_| random.unit_f32() - 0.5).collect() };
+    let plane = channels * size * size;
+    let weights = channels * channels * 9;
+    let (x, w1, b1, w2, b2) = (
+        values(plane),
+        values(weights),
+        values(channels),
+        values(weights),
+        values(channels),
+    );
+    for seed in 0..3 {
+        let hidden = run_sampled_kernel(&backend, &first, seed, &[&x, &w1, &b1]);
+        let output = run_sampled_kernel(&backend, &second, seed + 10, &[&hidden, &w2, &b2, &x]);
+
+        let relu = |value: f32| value.max(0.0);
+        let mut expected_hidden = plain_convolution(&first, &[&x, &w1]);
+        for (index, value) in expected_hidden.iter_mut().enumerate() {
+            *value = relu(*value + b1[index / (size * size)]);
+        }
+        let mut expected = plain_convolution(&second, &[&expected_hidden, &w2]);
+        for (index, value) in expected.iter_mut().enumerate() {
+            *value = relu(*value + b2[index / (size * size)] + x[index]);
+        }
+        compare(&output, &expected, 1e-4).unwrap_or_else(|err| panic!("seed {seed}: {err:?}"));
     }
 }
