@@ -26,6 +26,12 @@ pub struct LogWriter {
 impl LogWriter {
     /// Opens `path` for appending, creating it if it does not exist. Nothing already in the file
     /// is changed.
+    ///
+    /// The writer holds an exclusive advisory lock on the file (`flock`) until it is dropped, so
+    /// a second writer, in this process or another, is refused with [`LogError::Locked`] rather
+    /// than measuring the same configs again into the same log. A file that is not a tuning log
+    /// by content (a deploy database, a file none of whose lines is a record) is refused with
+    /// [`LogError::NotALog`]: appending JSON lines to it would break it.
     pub fn open(path: impl AsRef<Path>) -> Result<LogWriter, LogError> {
         let path = path.as_ref().to_path_buf();
         let mut file = OpenOptions::new()
@@ -34,6 +40,11 @@ impl LogWriter {
             .read(true)
             .open(&path)
             .map_err(|source| io_error("open", &path, source))?;
+        lock(&file, &path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|source| io_error("read", &path, source))?;
+        crate::reader::parse_log(&bytes, &path)?;
         let needs_newline =
             ends_without_newline(&mut file).map_err(|source| io_error("read", &path, source))?;
         Ok(LogWriter {
@@ -47,8 +58,21 @@ impl LogWriter {
     /// of `merge`; then appends like [`LogWriter::open`].
     pub fn create(path: impl AsRef<Path>) -> Result<LogWriter, LogError> {
         let path = path.as_ref().to_path_buf();
-        File::create(&path).map_err(|source| io_error("create", &path, source))?;
-        LogWriter::open(path)
+        // Truncate only under the lock: a log another process appends to is never emptied.
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .map_err(|source| io_error("create", &path, source))?;
+        lock(&file, &path)?;
+        file.set_len(0)
+            .map_err(|source| io_error("create", &path, source))?;
+        Ok(LogWriter {
+            file,
+            path,
+            needs_newline: false,
+        })
     }
 
     /// The log's path.
@@ -90,6 +114,17 @@ impl LogWriter {
         self.file
             .sync_data()
             .map_err(|source| io_error("sync", &self.path, source))
+    }
+}
+
+/// Takes the exclusive advisory lock of `file`, or names the log another writer holds.
+fn lock(file: &File, path: &Path) -> Result<(), LogError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LogError::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(io_error("lock", path, source)),
     }
 }
 
