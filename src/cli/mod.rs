@@ -94,30 +94,6 @@ enum Command {
 #[derive(Debug)]
 pub struct Usage(pub String);
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cause_is_printed_once() {
-        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
-        let text = io.to_string();
-        #[derive(Debug, thiserror::Error)]
-        #[error("cannot read `x.log`: {source}")]
-        struct Repeats {
-            #[source]
-            source: std::io::Error,
-        }
-        let err = anyhow::Error::new(Repeats { source: io }).context("reading the tuning log");
-        let line = chain(&err);
-        assert_eq!(line.matches(&text).count(), 1, "{line}");
-        assert!(
-            line.starts_with("reading the tuning log: cannot read `x.log`: "),
-            "{line}"
-        );
-    }
-}
-
 impl std::fmt::Display for Usage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -186,5 +162,29 @@ fn finish(outcome: anyhow::Result<()>) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_is_printed_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = io.to_string();
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read `x.log`: {source}")]
+        struct Repeats {
+            #[source]
+            source: std::io::Error,
+        }
+        let err = anyhow::Error::new(Repeats { source: io }).context("reading the tuning log");
+        let line = chain(&err);
+        assert_eq!(line.matches(&text).count(), 1, "{line}");
+        assert!(
+            line.starts_with("reading the tuning log: cannot read `x.log`: "),
+            "{line}"
+        );
     }
 }
