@@ -14,6 +14,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+/// How much of a file is read to tell what it is.
+const SNIFF_BYTES: u64 = 4096;
+
 /// Appends batches of records to a tuning log.
 #[derive(Debug)]
 pub struct LogWriter {
@@ -41,10 +44,22 @@ impl LogWriter {
             .open(&path)
             .map_err(|source| io_error("open", &path, source))?;
         lock(&file, &path)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
+        // A log by its first bytes is appended to as it is (its damaged lines are the reader's
+        // business); anything else must be a log whose first line is damaged to be one.
+        let mut start = Vec::new();
+        (&mut file)
+            .take(SNIFF_BYTES)
+            .read_to_end(&mut start)
             .map_err(|source| io_error("read", &path, source))?;
-        crate::reader::parse_log(&bytes, &path)?;
+        if !matches!(
+            crate::kind::sniff(&start),
+            crate::FileKind::TuningLog | crate::FileKind::Empty
+        ) {
+            let mut bytes = start;
+            file.read_to_end(&mut bytes)
+                .map_err(|source| io_error("read", &path, source))?;
+            crate::reader::parse_log(&bytes, &path)?;
+        }
         let needs_newline =
             ends_without_newline(&mut file).map_err(|source| io_error("read", &path, source))?;
         Ok(LogWriter {
