@@ -687,3 +687,69 @@ fn a_second_ctrl_c_exits_at_once() {
         serde_json::from_str::<serde_json::Value>(line).expect("a whole record");
     }
 }
+
+#[test]
+fn every_query_skips_records_outside_todays_space_or_with_negative_throughput() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("one.tunelog");
+    let log_text = log.display().to_string();
+    let tuned = run(
+        &[
+            "tune",
+            "matmul:m=8,n=8,k=8",
+            "--backend",
+            "cranelift",
+            "--trials",
+            "1",
+            "--repeat",
+            "1",
+            "--min-repeat-ms",
+            "1",
+            "--log",
+            &log_text,
+        ],
+        &[],
+    );
+    assert!(tuned.status.success(), "{tuned:?}");
+    let line = std::fs::read_to_string(&log).expect("reads");
+    let record: serde_json::Value = serde_json::from_str(line.trim()).expect("a record");
+    assert!(
+        record["gflops"].as_f64().is_some_and(|g| g > 0.0),
+        "{record}"
+    );
+    // The same record twice, damaged two ways: a config no knob of today's space has, and a
+    // negative throughput.
+    let mut outside = record.clone();
+    outside["config"][0][1] = serde_json::json!({"split": [7, 7, 7]});
+    let mut negative = record.clone();
+    negative["gflops"] = serde_json::json!(-5.0);
+    std::fs::write(&log, format!("{outside}\n{negative}\n")).expect("writes");
+    let best = run(&["best", "--log", &log_text, "--json"], &[]);
+    assert!(best.status.success(), "{best:?}");
+    // Both records were read (neither is a corrupt line); they just do not count.
+    assert!(
+        !String::from_utf8_lossy(&best.stderr).contains("skipped"),
+        "{best:?}"
+    );
+    assert_eq!(String::from_utf8_lossy(&best.stdout).trim(), "[]");
+    let db = path(dir.path(), "k.db");
+    let exported = run(&["export-db", "--out", &db, &log_text], &[]);
+    assert!(exported.status.success(), "{exported:?}");
+    assert!(String::from_utf8_lossy(&exported.stderr).contains("wrote 0 entries"));
+    let shown = run(
+        &[
+            "show",
+            "matmul:m=8,n=8,k=8",
+            "--log",
+            &log_text,
+            "--backend",
+            "cranelift",
+        ],
+        &[],
+    );
+    assert!(shown.status.success(), "{shown:?}");
+    assert!(
+        String::from_utf8_lossy(&shown.stderr).contains("fallback"),
+        "{shown:?}"
+    );
+}
