@@ -63,6 +63,12 @@ fn run() -> Result<()> {
     let args = Args::parse();
     // The parse error names the workload and its bad part.
     let workload: Workload = args.workload.parse()?;
+    // A mistyped dimension is refused here, naming the workload and the bytes it would take,
+    // before any buffer is allocated.
+    looptune::runtime::memory::check_program(
+        &workload.to_string(),
+        &workload.program(&looptune::Layout::default())?,
+    )?;
     // The backend the kernels were tuned with is part of the target a record belongs to: C when
     // a compiler works here (as when tuning), else Cranelift.
     let selected = select(BackendChoice::Auto)?;

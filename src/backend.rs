@@ -222,3 +222,51 @@ pub fn task_for(
 ) -> Result<Task, TemplateError> {
     Task::for_shape(workload, vector_shape(backend, target))
 }
+
+/// The vector shape the space of a record was sized for, from the backend and target its
+/// fingerprint names (`None` for a backend this looptune does not know).
+pub fn recorded_vector_shape(target: &looptune_log::TargetFingerprint) -> Option<VectorShape> {
+    let host_like = Target {
+        arch: target.arch.clone(),
+        cpu_model: target.cpu_model.clone(),
+        features: target.features,
+        threads: target.threads,
+    };
+    match target.backend.as_str() {
+        "cranelift" => Some(VectorShape::CRANELIFT),
+        "c" => Some(VectorShape::new(
+            CBackend::lanes_for(&host_like) as i64,
+            if target.features.avx512f { 32 } else { 16 },
+        )),
+        _ => None,
+    }
+}
+
+/// Whether records' configs are points of today's spaces for their workloads and backends:
+/// the test every query of the best config adds to `looptune-log`'s validity rule (through
+/// [`looptune_log::best_per_task_where`] and [`looptune_log::Dispatcher::from_logs_where`]), so
+/// that `best`, `show`, `run`, `bench` and `export-db` agree on which records count. A record
+/// this looptune cannot judge (a custom task, an unknown backend) is kept. Spaces are built
+/// once per workload and shape.
+#[derive(Default)]
+pub struct TodaysSpaces {
+    tasks: std::cell::RefCell<std::collections::HashMap<(String, VectorShape), Option<Task>>>,
+}
+
+impl TodaysSpaces {
+    /// Whether `record`'s config is a point of today's space (see the type's documentation).
+    pub fn fits(&self, record: &looptune_log::Record) -> bool {
+        let (Ok(workload), Some(shape)) = (
+            record.workload.parse::<Workload>(),
+            recorded_vector_shape(&record.target),
+        ) else {
+            return true;
+        };
+        let mut tasks = self.tasks.borrow_mut();
+        let task = tasks
+            .entry((record.workload.clone(), shape))
+            .or_insert_with(|| Task::for_shape(workload, shape).ok());
+        task.as_ref()
+            .is_some_and(|task| task.space().from_values(&record.config).is_ok())
+    }
+}

@@ -61,6 +61,7 @@ fn median(values: &mut [f64]) -> f64 {
 /// Runs `looptune bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let workload = input::workload(&args.workload)?;
+    input::fits_in_memory(&workload)?;
     let selected = args.backend.select()?;
     let threads = 1;
     let target = Target::host().with_threads(threads);

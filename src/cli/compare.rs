@@ -324,12 +324,13 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         )
         .into());
     }
-    let threads = args.threads as usize;
+    let threads = super::input::threads(args.threads)?;
     let target = Target::host().with_threads(threads);
     let selected = args.backend.select()?;
     let mut tasks = Vec::with_capacity(texts.len());
     for text in texts {
         let workload = input::workload(text)?;
+        input::fits_in_memory(&workload)?;
         tasks.push(
             looptune::backend::task_for(workload, selected.backend.as_ref(), &target)
                 .with_context(|| format!("building the task of `{workload}`"))?,

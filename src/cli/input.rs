@@ -7,15 +7,57 @@ pub use super::Usage;
 use looptune::{Layout, Program, Workload};
 use std::time::Duration;
 
-/// A `--time-budget` in seconds as a duration; a negative or non-finite number is a usage error.
+/// The longest `--time-budget` accepted: one year.
+const MAX_TIME_BUDGET: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A `--time-budget` in seconds as a duration; a negative, non-finite or absurdly large number
+/// (more than a year) is a usage error naming it.
 pub fn time_budget(seconds: Option<f64>) -> Result<Option<Duration>, Usage> {
-    match seconds {
-        Some(seconds) if !(seconds.is_finite() && seconds >= 0.0) => Err(Usage(format!(
-            "--time-budget {seconds} must be a number of seconds, at least 0"
-        ))),
-        Some(seconds) => Ok(Some(Duration::from_secs_f64(seconds))),
-        None => Ok(None),
+    seconds
+        .map(|seconds| duration("--time-budget", seconds, Duration::ZERO, MAX_TIME_BUDGET))
+        .transpose()
+}
+
+/// `seconds` of `flag` as a duration from `least` to `most`, or a usage error naming the flag
+/// and the value: never the panic of `Duration::from_secs_f64` on a huge or non-finite number.
+pub fn duration(
+    flag: &str,
+    seconds: f64,
+    least: Duration,
+    most: Duration,
+) -> Result<Duration, Usage> {
+    let range = || {
+        format!(
+            "{flag} {seconds} must be a number of seconds from {} to {}",
+            least.as_secs_f64(),
+            most.as_secs_f64()
+        )
+    };
+    let value = Duration::try_from_secs_f64(seconds).map_err(|_| Usage(range()))?;
+    if value < least || value > most || (least.is_zero() && seconds < 0.0) {
+        return Err(Usage(range()));
     }
+    Ok(value)
+}
+
+/// The host's hardware threads (1 when the OS cannot say).
+pub fn hardware_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |count| count.get())
+}
+
+/// The one rule for every `--threads` flag: from 1 to the host's hardware threads. More
+/// threads than cores only time the OS scheduler (a peak of 64 threads on 2 cores read 158
+/// GFLOP/s, and a kernel "110% of peak"), so they are refused, naming both numbers.
+pub fn threads(requested: u32) -> Result<usize, Usage> {
+    let available = hardware_threads();
+    let requested = requested as usize;
+    if requested == 0 || requested > available {
+        return Err(Usage(format!(
+            "--threads {requested} must be from 1 to this host's {available} hardware thread{}",
+            if available == 1 { "" } else { "s" }
+        )));
+    }
+    Ok(requested)
 }
 
 /// Parses `op:key=value,...`; the message of a failure is the IR's, which names the bad part.
@@ -56,6 +98,16 @@ pub fn layout(text: &str) -> Result<Layout, Usage> {
     Ok(layout)
 }
 
+/// Refuses a workload too large to measure on this machine before anything is built or
+/// allocated (the limit is half the machine's memory, or `LOOPTUNE_MEMORY_LIMIT`).
+pub fn fits_in_memory(workload: &Workload) -> Result<(), Usage> {
+    let program = workload
+        .program(&Layout::default())
+        .map_err(|err| Usage(err.to_string()))?;
+    looptune::runtime::memory::check_program(&workload.to_string(), &program)
+        .map_err(|err| Usage(err.to_string()))
+}
+
 /// Builds the workload's program; a layout the operator cannot take is the user's mistake.
 pub fn program(workload: &Workload, layout: &Layout) -> Result<Program, Usage> {
     // Only operators that read a matrix along `n` have a column-packed form; the IR ignores the
@@ -76,6 +128,36 @@ pub fn program(workload: &Workload, layout: &Layout) -> Result<Program, Usage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_out_of_range_are_usage_errors_not_panics() {
+        for (seconds, expected) in [
+            (1e308, "--time-budget 100000000000000000000000"),
+            (2e19, "--time-budget 20000000000000000000 must be"),
+            (-1.0, "--time-budget -1 must be"),
+            (f64::NAN, "--time-budget NaN must be"),
+            (f64::INFINITY, "--time-budget inf must be"),
+        ] {
+            let message = time_budget(Some(seconds)).expect_err("refused").to_string();
+            assert!(message.contains(expected), "{seconds}: `{message}`");
+        }
+        assert_eq!(
+            time_budget(Some(1.5)).unwrap(),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(time_budget(None).unwrap(), None);
+    }
+
+    #[test]
+    fn threads_past_the_cores_are_refused() {
+        assert_eq!(threads(1).unwrap(), 1);
+        let message = threads(1000).expect_err("1000 threads").to_string();
+        assert!(
+            message.contains("--threads 1000 must be from 1 to"),
+            "{message}"
+        );
+        assert!(threads(0).is_err());
+    }
 
     #[test]
     fn layouts_parse() {

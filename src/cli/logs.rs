@@ -7,7 +7,7 @@ use super::input;
 use anyhow::Context;
 use clap::Args;
 use looptune::log::{
-    best_per_task, export_db, merge, read_log, read_log_to_resume, LogContents, LogError,
+    best_per_task_where, export_db, merge, read_log, read_log_to_resume, LogContents, LogError,
     LogWriter, Record,
 };
 use std::path::{Path, PathBuf};
@@ -104,7 +104,8 @@ pub fn best(args: &BestArgs) -> anyhow::Result<()> {
         Some(text) => Some(input::workload(text)?.to_string()),
         None => None,
     };
-    let rows: Vec<&Record> = best_per_task(&contents.records)
+    let spaces = looptune::backend::TodaysSpaces::default();
+    let rows: Vec<&Record> = best_per_task_where(&contents.records, |record| spaces.fits(record))
         .into_iter()
         .filter(|record| wanted.as_ref().is_none_or(|key| &record.workload == key))
         .collect();
@@ -180,13 +181,44 @@ pub fn merge_logs(args: &MergeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses to write `out` over one of `inputs`, or over an existing tuning log: a binary
+/// database written there would destroy the records it was made from.
+fn refuse_to_overwrite(out: &Path, inputs: &[PathBuf]) -> Result<(), super::Usage> {
+    if let Some(input) = inputs.iter().find(|input| same_file(input, out)) {
+        return Err(super::Usage(format!(
+            "--out {} is the input {}; export-db would overwrite the log it reads (name another \
+             file)",
+            out.display(),
+            input.display()
+        )));
+    }
+    if let Ok(bytes) = std::fs::read(out) {
+        if looptune::log::sniff(&bytes) == looptune::log::FileKind::TuningLog {
+            return Err(super::Usage(format!(
+                "--out {} is a tuning log; export-db writes a binary database and would destroy \
+                 it (name another file)",
+                out.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `looptune export-db`: the best config per workload and target, in the deploy database.
 pub fn export(args: &ExportDbArgs) -> anyhow::Result<()> {
+    refuse_to_overwrite(&args.out, &args.logs)?;
     let merged = merge(&args.logs).context("reading the logs to export")?;
     for warning in &merged.warnings {
         eprintln!("warning: {warning}");
     }
-    let db = export_db(&merged.records, &args.out)?;
+    // The same records count as for `best`, `show` and `run`.
+    let spaces = looptune::backend::TodaysSpaces::default();
+    let counted: Vec<Record> = merged
+        .records
+        .into_iter()
+        .filter(|record| spaces.fits(record))
+        .collect();
+    let db = export_db(&counted, &args.out)?;
     eprintln!(
         "wrote {} entries to {}",
         db.entries().len(),
@@ -195,7 +227,7 @@ pub fn export(args: &ExportDbArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn same_file(a: &PathBuf, b: &PathBuf) -> bool {
+fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,

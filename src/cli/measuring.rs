@@ -4,7 +4,7 @@
 use super::Usage;
 use anyhow::Context;
 use clap::Args;
-use looptune::runtime::measure::{Isolation, WorkerCommand};
+use looptune::runtime::measure::{Isolation, WorkerCommand, MAX_MIN_REPEAT_MS, MAX_TIMEOUT};
 use looptune::runtime::{Backend, MeasureOptions, Measurer, Target};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,20 +30,31 @@ pub struct MeasureArgs {
 impl MeasureArgs {
     /// The measuring options the flags say, or a usage error naming a flag that cannot work.
     pub fn options(&self) -> Result<MeasureOptions, Usage> {
-        for (flag, value) in [
-            ("--min-repeat-ms", self.min_repeat_ms),
-            ("--timeout", self.timeout),
-        ] {
-            if !(value.is_finite() && value > 0.0) {
-                return Err(Usage(format!("{flag} {value} must be a positive number")));
-            }
+        let min_repeat_ms = self.min_repeat_ms;
+        if !(min_repeat_ms.is_finite() && min_repeat_ms > 0.0 && min_repeat_ms <= MAX_MIN_REPEAT_MS)
+        {
+            return Err(Usage(format!(
+                "--min-repeat-ms {min_repeat_ms} must be a number of milliseconds above 0 and at \
+                 most {MAX_MIN_REPEAT_MS}"
+            )));
         }
-        Ok(MeasureOptions {
+        let timeout = super::input::duration(
+            "--timeout",
+            self.timeout,
+            Duration::from_millis(1),
+            MAX_TIMEOUT,
+        )?;
+        let options = MeasureOptions {
             repeat: self.repeat as usize,
-            min_repeat_ms: self.min_repeat_ms,
-            timeout: Duration::from_secs_f64(self.timeout),
+            min_repeat_ms,
+            timeout,
             ..MeasureOptions::default()
-        })
+        };
+        // The library's own rule, in case it is stricter than the flags' ranges.
+        options
+            .validate()
+            .map_err(|problem| Usage(problem.to_string()))?;
+        Ok(options)
     }
 }
 

@@ -17,21 +17,9 @@ pub struct PeakArgs {
     json: bool,
 }
 
-/// The host's hardware threads: more peak threads than this only time the scheduler.
-fn hardware_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |count| count.get())
-}
-
 /// Measures and prints the peaks.
 pub fn run(args: &PeakArgs) -> anyhow::Result<()> {
-    let threads = args.threads as usize;
-    if threads > hardware_threads() {
-        return Err(super::Usage(format!(
-            "--threads {threads} is more than this host's {} hardware threads",
-            hardware_threads()
-        ))
-        .into());
-    }
+    let threads = super::input::threads(args.threads)?;
     let target = Target::host().with_threads(threads);
     let peaks = looptune::backend::peaks(threads).context("measuring the peaks")?;
     if args.json {
@@ -84,6 +72,10 @@ pub fn bracketed<T>(
 ) -> anyhow::Result<(T, PeakResult)> {
     let before = full_width(threads)?;
     let result = work()?;
+    // After a Ctrl-C the user wants the summary now, not another peak measurement.
+    if super::interrupt::requested() {
+        return Ok((result, before));
+    }
     let after = full_width(threads)?;
     let peak = if after.gflops > before.gflops {
         after

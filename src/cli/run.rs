@@ -214,6 +214,8 @@ fn measurer(
 /// Compiles, checks, times and prints; see the module documentation.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let workload = input::workload(&args.workload)?;
+    let threads = super::input::threads(args.threads)?;
+    input::fits_in_memory(&workload)?;
     let selected = args.backend.select()?;
     let schedule = args
         .schedule
@@ -226,7 +228,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .program(&Layout::default())
         .map_err(|err| Usage(err.to_string()))?;
     let output_elements = nest.outputs.iter().map(|&id| nest.buffer(id).len()).sum();
-    let threads = args.threads as usize;
     let target = Target::host().with_threads(threads);
 
     eprintln!("compiling, checking and timing...");

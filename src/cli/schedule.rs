@@ -138,8 +138,9 @@ pub fn from_log(
     use looptune::log::{Dispatcher, Source, TargetFingerprint};
     use looptune::runtime::Target;
 
-    let dispatcher =
-        Dispatcher::from_logs(&[log]).with_context(|| format!("reading {}", log.display()))?;
+    let spaces = looptune::backend::TodaysSpaces::default();
+    let dispatcher = Dispatcher::from_logs_where(&[log], |record| spaces.fits(record))
+        .with_context(|| format!("reading {}", log.display()))?;
     for warning in dispatcher.load_warnings() {
         eprintln!("warning: {warning}");
     }

@@ -151,6 +151,10 @@ impl Observer for Bar {
         self.0
             .set_message(format!("best {best} GFLOP/s, {} errors", progress.errors));
     }
+
+    fn interrupted(&self) -> bool {
+        super::interrupt::requested()
+    }
 }
 
 /// One tuning session: a task tuned with a tuner into a log, measured in a worker (or in this
@@ -191,9 +195,11 @@ impl Session<'_> {
     ) -> anyhow::Result<(TuneReport, String, Option<XgbTunerStats>)> {
         let workload = *self.task.workload();
         let target = Target::host().with_threads(self.threads);
-        let existing = records_to_resume(self.log)?;
+        // Lock the log before reading it, so that a second run on the same log is refused
+        // before it reads anything (and never measures what the first is measuring).
         let mut writer =
             LogWriter::open(self.log).with_context(|| format!("opening {}", self.log.display()))?;
+        let existing = records_to_resume(self.log)?;
         let mut measurer = measurer(&target, self.backend, self.measure.clone(), self.in_process)?;
         let transfer = (transfer && self.tuner == TunerKind::Xgb)
             .then(|| transfer_set(self.task, &existing, &target, self.backend.as_ref()));
@@ -234,7 +240,9 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
     let workload = input::workload(&args.workload)?;
     let time_budget = input::time_budget(args.time_budget)?;
     let measure = args.measure.options()?;
-    let threads = args.threads as usize;
+    let threads = super::input::threads(args.threads)?;
+    input::fits_in_memory(&workload)?;
+    super::interrupt::install()?;
     let selected = args.backend.select()?;
     let target = Target::host().with_threads(threads);
     let task = looptune::backend::task_for(workload, selected.backend.as_ref(), &target)
@@ -270,6 +278,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             "trials": report.trials,
             "resumed": report.resumed,
             "errors": report.errors,
+            "environment_errors": report.environment_errors,
             "best_gflops": best_gflops,
             "peak_gflops": peak.gflops,
             "ratio_to_peak": best_gflops.map(|gflops| gflops / peak.gflops),
@@ -298,6 +307,14 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             "tuner       {tuner} ({} trials this run, {} from the log, {} errors)",
             report.trials, report.resumed, report.errors
         );
+        if report.environment_errors > 0 {
+            println!(
+                "retry       {} of the errors were not the kernels' fault (the worker, the \
+                 options, the machine); they are logged as Environment and a rerun measures \
+                 them again",
+                report.environment_errors
+            );
+        }
         match best_gflops {
             Some(gflops) => println!(
                 "best        {gflops:.2} GFLOP/s, {:.1}% of peak {:.1} GFLOP/s ({threads} thread(s))",

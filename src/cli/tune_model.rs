@@ -115,6 +115,10 @@ impl RoundObserver for Lines {
             summary.trials,
         );
     }
+
+    fn interrupted(&self) -> bool {
+        super::interrupt::requested()
+    }
 }
 
 fn check_arguments(args: &TuneModelArgs) -> Result<(), super::Usage> {
@@ -135,7 +139,7 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
     if let Some(limit) = args.max_layers {
         layers.truncate(limit as usize);
     }
-    let threads = args.threads as usize;
+    let threads = super::input::threads(args.threads)?;
     let target = Target::host().with_threads(threads);
     let selected = args.backend.select()?;
     let tasks = layers
@@ -158,8 +162,10 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
         })
         .collect();
     let fingerprint = TargetFingerprint::new(&target, selected.backend.as_ref());
-    let existing = records_to_resume(&log)?;
+    // Locked before it is read: a second run on this log is refused before it reads anything.
     let mut writer = LogWriter::open(&log).with_context(|| format!("opening {}", log.display()))?;
+    let existing = records_to_resume(&log)?;
+    super::interrupt::install()?;
     let mut measurer = measurer(
         &target,
         &selected.backend,

@@ -213,10 +213,17 @@ fn printed_c_matches_the_interpreter_on_fresh_seeds() {
 }
 
 /// Seeds that once failed, each with what it caught.
-const REGRESSION_SEEDS: &[(u64, &str)] = &[(
-    11819229880481118370,
-    "(from the JIT) an unrolled copy read a register tile past its end under a guard false for that copy",
-)];
+const REGRESSION_SEEDS: &[(u64, &str)] = &[
+    (
+        11819229880481118370,
+        "(from the JIT) an unrolled copy read a register tile past its end under a guard false for that copy",
+    ),
+    (
+        2521307633532214008,
+        "(from the JIT) dense:m=11,n=7,k=17: an unrolled copy stores element 8 of the 8-element \
+         tile `W.packed` under a guard false only through a serial loop's range",
+    ),
+];
 
 #[test]
 fn regression_seeds() {

@@ -9,6 +9,13 @@
 //! are parameters of the definition rather than schedule primitives: a packed operand is one more
 //! stage, and the schedule then decides where that stage is computed (at the root, once, or at a
 //! loop of the consumer, per panel). See docs/architecture.md.
+//!
+//! Sizes are bounded where a workload is checked ([`Workload::check`], which parsing and
+//! [`Workload::program`] both run): every parameter at most [`MAX_EXTENT`], every tensor at most
+//! [`MAX_ELEMENTS`] elements and the iteration space at most [`MAX_POINTS`], each product
+//! computed with checked arithmetic, so that no later index or size computation in i64 can
+//! overflow, whatever a user typed. How many bytes a workload needs is a separate, machine-dependent
+//! question ([`Workload::data_bytes`] answers the part that depends on the workload alone).
 
 use crate::dtype::DType;
 use crate::error::IrError;
@@ -17,6 +24,17 @@ use crate::program::{sum, Program, ProgramBuilder, Tensor};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+
+/// The largest value of any workload parameter (a dimension, a padding, a stride): 2^31.
+pub const MAX_EXTENT: i64 = 1 << 31;
+
+/// The most elements any tensor of a workload may have: 2^40 (4 TiB of f32, more than any
+/// machine measures; the memory limit of measurement refuses far less).
+pub const MAX_ELEMENTS: i64 = 1 << 40;
+
+/// The most points of a workload's iteration space (multiply-adds): 2^62, so that index and
+/// count arithmetic in i64 never overflows.
+pub const MAX_POINTS: i64 = 1 << 62;
 
 /// Parameters of `C[m, n] = sum_k A[m, k] * B[k, n]` (or `B[n, k]` when `transpose_b`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -301,6 +319,11 @@ impl Params<'_> {
         if value < 0 {
             return Err(self.error(format!("`{key}={raw}` must not be negative")));
         }
+        if value > MAX_EXTENT {
+            return Err(self.error(format!(
+                "`{key}={raw}` is larger than the largest supported value {MAX_EXTENT}"
+            )));
+        }
         Ok(value)
     }
 
@@ -481,8 +504,22 @@ fn conv_out(
     pad: i64,
     dilation: i64,
 ) -> Result<i64, IrError> {
-    let span = dilation * (kernel - 1) + 1;
-    let padded = input + 2 * pad;
+    let overflow = || {
+        IrError::InvalidParameter {
+        op: op.to_string(),
+        message: format!(
+            "input {input}, kernel {kernel}, padding {pad} and dilation {dilation} overflow 64-bit sizes"
+        ),
+    }
+    };
+    let span = dilation
+        .checked_mul(kernel - 1)
+        .and_then(|extent| extent.checked_add(1))
+        .ok_or_else(overflow)?;
+    let padded = pad
+        .checked_mul(2)
+        .and_then(|both| both.checked_add(input))
+        .ok_or_else(overflow)?;
     if padded < span {
         return Err(IrError::InvalidParameter {
             op: op.to_string(),
@@ -550,8 +587,21 @@ impl Workload {
                 Some([p.h, p.w, p.kh, p.kw, p.stride, p.pad, p.dilation]),
             ),
         };
-        for (name, value) in sizes {
+        let too_large = |name: &str, value: i64| {
+            if value > MAX_EXTENT {
+                Err(IrError::InvalidParameter {
+                    op: op.to_string(),
+                    message: format!(
+                        "`{name}={value}` is larger than the largest supported value {MAX_EXTENT}"
+                    ),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        for &(name, value) in &sizes {
             positive(name, value)?;
+            too_large(name, value)?;
         }
         if let Some([h, w, kh, kw, stride, pad, dilation]) = window {
             positive("stride", stride)?;
@@ -562,28 +612,131 @@ impl Workload {
                     message: format!("`pad={pad}` must not be negative"),
                 });
             }
+            for (name, value) in [("stride", stride), ("pad", pad), ("dilation", dilation)] {
+                too_large(name, value)?;
+            }
             conv_out(op, h, kh, stride, pad, dilation)?;
             conv_out(op, w, kw, stride, pad, dilation)?;
         }
+        for (tensor, shape) in self.tensor_shapes()? {
+            checked_product(op, &format!("tensor `{tensor}`"), &shape, MAX_ELEMENTS)?;
+        }
+        let (points, dims) = self.iteration_space()?;
+        checked_product(
+            op,
+            &format!("the iteration space ({points})"),
+            &dims,
+            MAX_POINTS,
+        )?;
         Ok(())
+    }
+
+    /// The shapes of the tensors the operator reads, writes and (for padding) materialises, by
+    /// name, for size checks. Convolution output extents are computed with checked arithmetic.
+    fn tensor_shapes(&self) -> Result<Vec<(&'static str, Vec<i64>)>, IrError> {
+        let op = self.op_name();
+        Ok(match *self {
+            Workload::Matmul(p) => vec![
+                ("A", vec![p.m, p.k]),
+                ("B", vec![p.k, p.n]),
+                ("C", vec![p.m, p.n]),
+            ],
+            Workload::BatchMatmul(p) => vec![
+                ("A", vec![p.b, p.m, p.k]),
+                ("B", vec![p.b, p.k, p.n]),
+                ("C", vec![p.b, p.m, p.n]),
+            ],
+            Workload::Dense(p) => vec![
+                ("X", vec![p.m, p.k]),
+                ("W", vec![p.n, p.k]),
+                ("Y", vec![p.m, p.n]),
+            ],
+            Workload::Conv2d(p) => {
+                let oh = conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
+                let ow = conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation)?;
+                vec![
+                    ("X", vec![p.n, p.ic, p.h + 2 * p.pad, p.w + 2 * p.pad]),
+                    ("W", vec![p.oc, p.ic, p.kh, p.kw]),
+                    ("Y", vec![p.n, p.oc, oh, ow]),
+                ]
+            }
+            Workload::DepthwiseConv2d(p) => {
+                let oh = conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
+                let ow = conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation)?;
+                vec![
+                    ("X", vec![p.n, p.c, p.h + 2 * p.pad, p.w + 2 * p.pad]),
+                    ("W", vec![p.c, p.kh, p.kw]),
+                    ("Y", vec![p.n, p.c, oh, ow]),
+                ]
+            }
+        })
+    }
+
+    /// The iteration space's name and extents (every loop of the operator's main computation).
+    fn iteration_space(&self) -> Result<(&'static str, Vec<i64>), IrError> {
+        let op = self.op_name();
+        Ok(match *self {
+            Workload::Matmul(p) => ("m x n x k", vec![p.m, p.n, p.k]),
+            Workload::BatchMatmul(p) => ("b x m x n x k", vec![p.b, p.m, p.n, p.k]),
+            Workload::Dense(p) => ("m x n x k", vec![p.m, p.n, p.k]),
+            Workload::Conv2d(p) => {
+                let oh = conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
+                let ow = conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation)?;
+                (
+                    "n x oc x oh x ow x ic x kh x kw",
+                    vec![p.n, p.oc, oh, ow, p.ic, p.kh, p.kw],
+                )
+            }
+            Workload::DepthwiseConv2d(p) => {
+                let oh = conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
+                let ow = conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation)?;
+                (
+                    "n x c x oh x ow x kh x kw",
+                    vec![p.n, p.c, oh, ow, p.kh, p.kw],
+                )
+            }
+        })
+    }
+
+    /// Bytes of the operator's data: its inputs, its outputs and a padded copy of the input
+    /// where padding is materialised (f32 everywhere), saturating at `u64::MAX`. A checked
+    /// workload never saturates. What a measurement needs on top (a reference copy of the
+    /// outputs, the temporaries of a schedule) is the measurer's estimate, built on this one.
+    pub fn data_bytes(&self) -> u64 {
+        let Ok(shapes) = self.tensor_shapes() else {
+            return u64::MAX;
+        };
+        shapes
+            .iter()
+            .map(|(_, shape)| {
+                shape
+                    .iter()
+                    .try_fold(4u64, |bytes, &extent| {
+                        bytes.checked_mul(u64::try_from(extent).ok()?)
+                    })
+                    .unwrap_or(u64::MAX)
+            })
+            .fold(0u64, u64::saturating_add)
     }
 
     /// Floating-point operations of one run (a multiply-add counts as two).
     pub fn flops(&self) -> f64 {
         match *self {
-            Workload::Matmul(p) => 2.0 * (p.m * p.n * p.k) as f64,
-            Workload::BatchMatmul(p) => 2.0 * (p.b * p.m * p.n * p.k) as f64,
+            // In f64 factor by factor: exact for every checked workload, and no overflow for
+            // an unchecked one.
+            Workload::Matmul(p) => 2.0 * product(&[p.m, p.n, p.k]),
+            Workload::BatchMatmul(p) => 2.0 * product(&[p.b, p.m, p.n, p.k]),
             Workload::Dense(p) => {
-                let epilogue = (p.bias as i64 + p.relu as i64) * p.m * p.n;
-                (2 * p.m * p.n * p.k + epilogue) as f64
+                let epilogue = (p.bias as i64 + p.relu as i64) as f64 * product(&[p.m, p.n]);
+                2.0 * product(&[p.m, p.n, p.k]) + epilogue
             }
             Workload::Conv2d(p) => {
                 let (oh, ow) = conv2d_out_hw(p);
-                2.0 * (p.n * p.oc * oh * ow * p.ic * p.kh * p.kw) as f64
+                2.0 * product(&[p.n, p.oc, oh, ow, p.ic, p.kh, p.kw])
             }
             Workload::DepthwiseConv2d(p) => {
                 let (oh, ow) = depthwise_out_hw(p);
-                2.0 * (p.n * p.c * oh * ow * p.kh * p.kw) as f64
+                2.0 * product(&[p.n, p.c, oh, ow, p.kh, p.kw])
             }
         }
     }
@@ -601,9 +754,33 @@ impl Workload {
     }
 }
 
-/// Output extent of a convolution along one direction (parameters already checked).
+/// The product of `factors` in f64.
+fn product(factors: &[i64]) -> f64 {
+    factors.iter().map(|&factor| factor as f64).product()
+}
+
+/// The product of `dims`, or an error naming `what` when it overflows or passes `limit`.
+fn checked_product(op: &str, what: &str, dims: &[i64], limit: i64) -> Result<i64, IrError> {
+    let shape = dims
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(" x ");
+    dims.iter()
+        .try_fold(1i64, |total, &extent| total.checked_mul(extent))
+        .filter(|&total| total <= limit)
+        .ok_or_else(|| IrError::InvalidParameter {
+            op: op.to_string(),
+            message: format!("{what} of {shape} is larger than the supported {limit}"),
+        })
+}
+
+/// Output extent of a convolution along one direction (parameters already checked), saturating
+/// instead of overflowing for unchecked ones.
 fn out_extent(input: i64, kernel: i64, stride: i64, pad: i64, dilation: i64) -> i64 {
-    (input + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1
+    let padded = input.saturating_add(pad.saturating_mul(2));
+    let span = dilation.saturating_mul(kernel.saturating_sub(1));
+    (padded.saturating_sub(span).saturating_sub(1) / stride.max(1)).saturating_add(1)
 }
 
 fn depthwise_out_hw(p: DepthwiseConv2dParams) -> (i64, i64) {
@@ -1047,6 +1224,62 @@ mod tests {
                 "{text}: `{err}` does not name the workload"
             );
         }
+    }
+
+    #[test]
+    fn sizes_near_i64_max_are_refused_by_name_not_wrapped() {
+        let max = i64::MAX;
+        let cases = [
+            (
+                format!("matmul:m={max},n=4,k=4"),
+                format!("`m={max}` is larger"),
+            ),
+            (
+                "matmul:m=2147483648,n=2147483648,k=4".to_string(),
+                "tensor `C` of 2147483648 x 2147483648".to_string(),
+            ),
+            (
+                "batch_matmul:b=65536,m=65536,n=65536,k=65536".to_string(),
+                "is larger than the supported".to_string(),
+            ),
+            (
+                "conv2d:ic=1,h=4,w=4,oc=1,kh=3,kw=3,pad=2147483648".to_string(),
+                "tensor `X` of 1 x 1 x 4294967300 x 4294967300".to_string(),
+            ),
+            (
+                format!("conv2d:ic=1,h=4,w=4,oc=1,kh=3,kw=3,pad={max}"),
+                format!("`pad={max}` is larger"),
+            ),
+            (
+                "matmul:m=99999999999999999999,n=1,k=1".to_string(),
+                "`m=99999999999999999999` is not an integer".to_string(),
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = text.parse::<Workload>().expect_err(&text).to_string();
+            assert!(
+                err.contains(&expected),
+                "{text}: `{err}` lacks `{expected}`"
+            );
+        }
+        // A workload built in code, never parsed, is held to the same bounds by `program`.
+        let built = Workload::Matmul(MatmulParams {
+            m: max,
+            n: max,
+            k: max,
+            transpose_b: false,
+        });
+        assert!(built.program(&Layout::default()).is_err());
+        assert!(built.flops().is_finite());
+        assert_eq!(built.data_bytes(), u64::MAX);
+    }
+
+    #[test]
+    fn data_bytes_count_inputs_outputs_and_padding() {
+        let matmul: Workload = "matmul:m=2,n=3,k=4".parse().unwrap();
+        assert_eq!(matmul.data_bytes(), 4 * (2 * 4 + 4 * 3 + 2 * 3));
+        let conv: Workload = "conv2d:ic=1,h=2,w=2,oc=1,kh=1,kw=1,pad=1".parse().unwrap();
+        assert_eq!(conv.data_bytes(), 4 * (16 + 1 + 16));
     }
 
     #[test]

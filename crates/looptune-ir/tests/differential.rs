@@ -63,6 +63,24 @@ proptest! {
     }
 }
 
+proptest! {
+    // A second stream from a seed that changes every run (proptest picks it and prints the
+    // failing seed and input), so that CI does not only ever re-check the same schedules.
+    #![proptest_config(ProptestConfig {
+        cases: 100,
+        failure_persistence: None,
+        rng_seed: RngSeed::Random,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn interpreter_matches_direct_evaluation_on_fresh_seeds(seed in any::<u64>()) {
+        if let Err(message) = check_seed(seed) {
+            prop_assert!(false, "{}", message);
+        }
+    }
+}
+
 /// Seeds that once failed, kept as regression tests, each with what it caught.
 const REGRESSION_SEEDS: &[(u64, &str)] = &[
     (

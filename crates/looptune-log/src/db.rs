@@ -66,6 +66,11 @@ impl DeployDb {
         DeployDb { entries }
     }
 
+    /// Adds entries after the existing ones (which win a lookup of the same task).
+    pub(crate) fn extend(&mut self, entries: impl IntoIterator<Item = DeployEntry>) {
+        self.entries.extend(entries);
+    }
+
     /// One entry per task.
     pub fn entries(&self) -> &[DeployEntry] {
         &self.entries
@@ -92,12 +97,22 @@ impl DeployDb {
             message,
         };
         let header = DB_MAGIC.len() + 4;
-        if bytes.len() < header || bytes[..DB_MAGIC.len()] != DB_MAGIC {
-            let shown = &bytes[..bytes.len().min(DB_MAGIC.len())];
+        let magic = String::from_utf8_lossy(&DB_MAGIC);
+        if !bytes.starts_with(&DB_MAGIC) {
+            let found = match crate::kind::sniff(bytes) {
+                crate::FileKind::Empty => "it is empty".to_string(),
+                crate::FileKind::TuningLog => format!(
+                    "it is a JSON-lines tuning log, not a database (it starts with {});                      `looptune export-db` makes a database from it",
+                    crate::kind::shown(bytes, 8)
+                ),
+                _ => format!("it starts with {}", crate::kind::shown(bytes, 8)),
+            };
+            return Err(bad(format!("{found}, where the magic {magic:?} should be")));
+        }
+        if bytes.len() < header {
             return Err(bad(format!(
-                "it starts with {:?}, not the magic {:?}",
-                String::from_utf8_lossy(shown),
-                String::from_utf8_lossy(&DB_MAGIC)
+                "it ends after {} bytes, inside its {header}-byte header (truncated)",
+                bytes.len()
             )));
         }
         let mut version = [0u8; 4];
@@ -218,7 +233,16 @@ mod tests {
                 .expect_err("refused")
                 .to_string()
         };
-        assert!(message(b"{\"version\":1}").contains("not the magic \"LTDEPLOY\""));
+        let log = message(b"{\"version\":1}");
+        assert!(log.contains("it is a JSON-lines tuning log"), "{log}");
+        let other = message(b"PK\x03\x04 zip");
+        assert!(
+            other.contains("it starts with \"PK\\x03\\x04 zip\", where the magic"),
+            "{other}"
+        );
+        let short = message(b"LTDEPLOY\x01");
+        assert!(short.contains("it ends after 9 bytes"), "{short}");
+        assert!(!short.contains("starts with"), "{short}");
         let mut newer = db().to_bytes().expect("encodes");
         newer[8] = 2;
         assert!(message(&newer).contains("database version 2 is not supported"));

@@ -3,7 +3,7 @@
 
 use crate::db::DeployDb;
 use crate::error::LogError;
-use crate::reader::{read_logs, LogWarning};
+use crate::reader::{read_any, AnyContents, LogWarning};
 use crate::record::{Record, TargetFingerprint};
 use looptune_ir::Workload;
 use looptune_space::ConfigValues;
@@ -59,14 +59,37 @@ impl Dispatcher {
         }
     }
 
-    /// A dispatcher over the logs at `paths` (read with [`crate::read_log`]; the lines they
-    /// skipped are in [`Dispatcher::load_warnings`]).
+    /// A dispatcher over the files at `paths`, each a tuning log or a deploy database by its
+    /// content ([`crate::read_any`]); the lines the logs skipped are in
+    /// [`Dispatcher::load_warnings`]. The logs' best records come first, then the databases'
+    /// entries, in the order given.
     pub fn from_logs<P: AsRef<Path>>(paths: &[P]) -> Result<Dispatcher, LogError> {
-        let contents = read_logs(paths)?;
-        Ok(Dispatcher {
-            db: DeployDb::from_records(&contents.records),
-            warnings: contents.warnings,
-        })
+        Dispatcher::from_logs_where(paths, |_| true)
+    }
+
+    /// [`Dispatcher::from_logs`] over the log records `keep` accepts (such as "its config is a
+    /// point of today's space"), with the validity rule of [`crate::best_per_task_where`]. A
+    /// deploy database's entries were chosen when it was exported and are taken as they are.
+    pub fn from_logs_where<P: AsRef<Path>>(
+        paths: &[P],
+        keep: impl Fn(&Record) -> bool,
+    ) -> Result<Dispatcher, LogError> {
+        let mut records = Vec::new();
+        let mut warnings = Vec::new();
+        let mut entries = Vec::new();
+        for path in paths {
+            match read_any(path)? {
+                AnyContents::Log(mut contents) => {
+                    records.append(&mut contents.records);
+                    warnings.append(&mut contents.warnings);
+                }
+                AnyContents::Db(db) => entries.extend(db.entries().iter().cloned()),
+            }
+        }
+        records.retain(|record| keep(record));
+        let mut db = DeployDb::from_records(&records);
+        db.extend(entries);
+        Ok(Dispatcher { db, warnings })
     }
 
     /// A dispatcher over a deploy database.

@@ -19,6 +19,25 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
+    /// The file is not a tuning log (a deploy database, or something else), so it is neither
+    /// read as one nor appended to.
+    #[error("`{path}` is {found}, not a tuning log; {hint}")]
+    NotALog {
+        /// The file.
+        path: PathBuf,
+        /// What it is, by content.
+        found: crate::FileKind,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// Another process holds the log's lock: it is tuning into the same log.
+    #[error(
+        "`{path}` is locked by another looptune process writing to it; wait for it to finish,          or tune into another log and `looptune merge` them"
+    )]
+    Locked {
+        /// The log.
+        path: PathBuf,
+    },
     /// A record's format version is newer than this reader, or older than any it can upgrade.
     #[error(
         "{path}:{line}: record format version {found} is not supported (this looptune reads \

@@ -52,6 +52,7 @@
 mod db;
 mod dispatch;
 mod error;
+mod kind;
 mod query;
 mod reader;
 mod record;
@@ -60,13 +61,15 @@ mod writer;
 pub use db::{export_db, DeployDb, DeployEntry, DB_MAGIC, DB_VERSION};
 pub use dispatch::{Dispatch, Dispatcher, Source};
 pub use error::LogError;
+pub use kind::{sniff, FileKind};
 pub use query::{
-    best, best_by_key, best_per_task, measured, measured_by_key, merge, merge_records,
-    task_records, task_records_by_key, top_k, top_k_by_key, Measured, Merged,
+    best, best_by_key, best_per_task, best_per_task_where, measured, measured_by_key, merge,
+    merge_records, task_records, task_records_by_key, top_k, top_k_by_key, Measured, Merged,
 };
+pub use reader::AnyContents;
 pub use reader::{
-    parse_log, read_log, read_log_to_resume, read_logs, upgrade, LogContents, LogWarning,
-    WarningKind, REQUIRED_FIELDS,
+    parse_any, parse_log, read_any, read_log, read_log_to_resume, read_logs, upgrade, LogContents,
+    LogWarning, WarningKind, REQUIRED_FIELDS,
 };
 pub use record::{
     unix_seconds, Record, RecordContext, TargetFingerprint, FORMAT_VERSION, LOOPTUNE_VERSION,

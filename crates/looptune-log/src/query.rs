@@ -82,8 +82,19 @@ pub fn best_by_key<'a>(
 /// The fastest valid record of every task in `records`, in the order each task first appears.
 /// This is what `looptune best --log FILE` prints (filtered by workload when one is given).
 pub fn best_per_task(records: &[Record]) -> Vec<&Record> {
+    best_per_task_where(records, |_| true)
+}
+
+/// [`best_per_task`] among the records `keep` accepts: the one rule every query of the best
+/// record uses (`best`, `show`, `run`, `export-db` and the dispatcher), with the caller's own
+/// test on top, such as "its config is a point of today's space". A record counts when it is
+/// [valid](Record::is_valid) (no error, a finite positive time and throughput) and kept.
+pub fn best_per_task_where(records: &[Record], keep: impl Fn(&Record) -> bool) -> Vec<&Record> {
     let mut best: Vec<&Record> = Vec::new();
-    for record in records.iter().filter(|record| record.is_valid()) {
+    for record in records
+        .iter()
+        .filter(|record| record.is_valid() && keep(record))
+    {
         match best
             .iter_mut()
             .find(|kept| kept.workload == record.workload && kept.target == record.target)
@@ -140,7 +151,10 @@ pub fn measured(records: &[Record], workload: &Workload, target: &TargetFingerpr
 /// [`measured`] of the task with log key `key`.
 pub fn measured_by_key(records: &[Record], key: &str, target: &TargetFingerprint) -> Measured {
     let mut measured = Measured::default();
-    for record in task_records_by_key(records, key, target) {
+    for record in task_records_by_key(records, key, target)
+        .into_iter()
+        .filter(|record| record.counts_as_measured())
+    {
         measured.indices.insert(record.config_index);
         measured.configs.insert(record.config.clone());
     }

@@ -6,7 +6,9 @@
 //! naming that version and the newest this reader knows. Records in older versions go through
 //! [`upgrade`] before they are deserialized.
 
+use crate::db::DeployDb;
 use crate::error::LogError;
+use crate::kind::{sniff, FileKind};
 use crate::record::{Record, FORMAT_VERSION};
 use crate::writer::io_error;
 use looptune_space::CUSTOM_KEY_PREFIX;
@@ -137,8 +139,58 @@ pub fn read_logs<P: AsRef<Path>>(paths: &[P]) -> Result<LogContents, LogError> {
     Ok(contents)
 }
 
-/// Parses the bytes of a log; `path` only names it in warnings and errors.
+/// What a file held, by its content: a tuning log's records or a deploy database.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AnyContents {
+    /// A JSON-lines tuning log (or an empty file).
+    Log(LogContents),
+    /// A deploy database.
+    Db(DeployDb),
+}
+
+/// Reads `path` as whatever it is by content (see [`crate::sniff`]): a tuning log or a deploy
+/// database, for the readers that accept both (the dispatcher, `run`, `show`).
+pub fn read_any(path: impl AsRef<Path>) -> Result<AnyContents, LogError> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| io_error("read", path, source))?;
+    parse_any(&bytes, path)
+}
+
+/// [`read_any`] of bytes already read; `path` only names the file in warnings and errors.
+pub fn parse_any(bytes: &[u8], path: &Path) -> Result<AnyContents, LogError> {
+    match sniff(bytes) {
+        FileKind::DeployDb => Ok(AnyContents::Db(DeployDb::from_bytes(bytes, path)?)),
+        _ => Ok(AnyContents::Log(parse_log(bytes, path)?)),
+    }
+}
+
+/// Parses the bytes of a log; `path` only names it in warnings and errors. A deploy database,
+/// or a file in which no line is a record and that does not start like a log (a binary, a CSV),
+/// is [`LogError::NotALog`]: reading it as a log with a warning per line would hide the mistake.
 pub fn parse_log(bytes: &[u8], path: &Path) -> Result<LogContents, LogError> {
+    let kind = sniff(bytes);
+    if kind == FileKind::DeployDb {
+        return Err(LogError::NotALog {
+            path: path.to_path_buf(),
+            found: kind,
+            hint: "a deploy database is read by `run --log`, `show --log` and the deploy API",
+        });
+    }
+    let contents = parse_lines(bytes, path)?;
+    if let FileKind::Other { .. } = kind {
+        if contents.records.is_empty() {
+            return Err(LogError::NotALog {
+                path: path.to_path_buf(),
+                found: kind,
+                hint: "no line of it is a record",
+            });
+        }
+    }
+    Ok(contents)
+}
+
+/// Parses the lines of a log, whatever its first bytes.
+fn parse_lines(bytes: &[u8], path: &Path) -> Result<LogContents, LogError> {
     let mut contents = LogContents::default();
     let ends_with_newline = bytes.last().is_none_or(|&last| last == b'\n');
     let lines: Vec<&[u8]> = bytes.split(|&byte| byte == b'\n').collect();

@@ -226,13 +226,26 @@ impl Record {
         }
     }
 
-    /// Whether the record has a usable time: no error, and a finite positive median.
+    /// Whether the record counts for every query of the best config: no error, a finite positive
+    /// median and, when it has one, a finite positive GFLOP/s (a hand-edited or damaged record
+    /// with a negative throughput counts nowhere).
     pub fn is_valid(&self) -> bool {
+        let positive = |value: f64| value.is_finite() && value > 0.0;
         self.error.is_none()
             && self
                 .costs
                 .as_ref()
-                .is_some_and(|costs| costs.median_s.is_finite() && costs.median_s > 0.0)
+                .is_some_and(|costs| positive(costs.median_s))
+            && self.gflops.is_none_or(positive)
+    }
+
+    /// Whether a resumed run counts this record as measured: every record except those whose
+    /// error was not the candidate's ([`looptune_runtime::MeasureErrorKind::Environment`]:
+    /// the options, the worker, the machine's memory), which are measured again.
+    pub fn counts_as_measured(&self) -> bool {
+        self.error
+            .as_ref()
+            .is_none_or(|error| error.kind.is_the_candidates())
     }
 
     /// The median seconds per call of a valid record.

@@ -14,6 +14,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+/// How much of a file is read to tell what it is.
+const SNIFF_BYTES: u64 = 4096;
+
 /// Appends batches of records to a tuning log.
 #[derive(Debug)]
 pub struct LogWriter {
@@ -26,6 +29,12 @@ pub struct LogWriter {
 impl LogWriter {
     /// Opens `path` for appending, creating it if it does not exist. Nothing already in the file
     /// is changed.
+    ///
+    /// The writer holds an exclusive advisory lock on the file (`flock`) until it is dropped, so
+    /// a second writer, in this process or another, is refused with [`LogError::Locked`] rather
+    /// than measuring the same configs again into the same log. A file that is not a tuning log
+    /// by content (a deploy database, a file none of whose lines is a record) is refused with
+    /// [`LogError::NotALog`]: appending JSON lines to it would break it.
     pub fn open(path: impl AsRef<Path>) -> Result<LogWriter, LogError> {
         let path = path.as_ref().to_path_buf();
         let mut file = OpenOptions::new()
@@ -34,6 +43,23 @@ impl LogWriter {
             .read(true)
             .open(&path)
             .map_err(|source| io_error("open", &path, source))?;
+        lock(&file, &path)?;
+        // A log by its first bytes is appended to as it is (its damaged lines are the reader's
+        // business); anything else must be a log whose first line is damaged to be one.
+        let mut start = Vec::new();
+        (&mut file)
+            .take(SNIFF_BYTES)
+            .read_to_end(&mut start)
+            .map_err(|source| io_error("read", &path, source))?;
+        if !matches!(
+            crate::kind::sniff(&start),
+            crate::FileKind::TuningLog | crate::FileKind::Empty
+        ) {
+            let mut bytes = start;
+            file.read_to_end(&mut bytes)
+                .map_err(|source| io_error("read", &path, source))?;
+            crate::reader::parse_log(&bytes, &path)?;
+        }
         let needs_newline =
             ends_without_newline(&mut file).map_err(|source| io_error("read", &path, source))?;
         Ok(LogWriter {
@@ -47,8 +73,21 @@ impl LogWriter {
     /// of `merge`; then appends like [`LogWriter::open`].
     pub fn create(path: impl AsRef<Path>) -> Result<LogWriter, LogError> {
         let path = path.as_ref().to_path_buf();
-        File::create(&path).map_err(|source| io_error("create", &path, source))?;
-        LogWriter::open(path)
+        // Truncate only under the lock: a log another process appends to is never emptied.
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .map_err(|source| io_error("create", &path, source))?;
+        lock(&file, &path)?;
+        file.set_len(0)
+            .map_err(|source| io_error("create", &path, source))?;
+        Ok(LogWriter {
+            file,
+            path,
+            needs_newline: false,
+        })
     }
 
     /// The log's path.
@@ -90,6 +129,17 @@ impl LogWriter {
         self.file
             .sync_data()
             .map_err(|source| io_error("sync", &self.path, source))
+    }
+}
+
+/// Takes the exclusive advisory lock of `file`, or names the log another writer holds.
+fn lock(file: &File, path: &Path) -> Result<(), LogError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LogError::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(io_error("lock", path, source)),
     }
 }
 

@@ -344,7 +344,12 @@ fn the_deploy_database_round_trips_and_refuses_garbage() {
     let garbage = dir.path().join("garbage.db");
     std::fs::write(&garbage, b"this is not a database").expect("writes");
     let error = DeployDb::load(&garbage).expect_err("refused");
-    assert!(error.to_string().contains("not the magic"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("it starts with \"this is \", where the magic \"LTDEPLOY\" should be"),
+        "{error}"
+    );
 
     let bytes = std::fs::read(&path).expect("reads");
     let truncated = dir.path().join("truncated.db");
@@ -360,4 +365,117 @@ fn the_deploy_database_round_trips_and_refuses_garbage() {
         missing.to_string().starts_with("cannot read `"),
         "{missing}"
     );
+}
+
+#[test]
+fn a_deploy_database_is_neither_appended_to_nor_read_as_a_log_but_dispatches() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("a.tunelog");
+    write_log(&log, &[vec![measured_record(&here(), 1, Some(1e-3))]]);
+    let db = dir.path().join("kernels.tunelog"); // The name says log; the content decides.
+    export_db(&read_log(&log).expect("reads").records, &db).expect("exports");
+    let before = std::fs::read(&db).expect("reads the db");
+    let refused = LogWriter::open(&db).expect_err("a database is not appended to");
+    assert!(matches!(refused, LogError::NotALog { .. }), "{refused}");
+    assert!(refused.to_string().contains("deploy database"), "{refused}");
+    assert_eq!(
+        std::fs::read(&db).expect("reads the db"),
+        before,
+        "the db changed"
+    );
+    let read = read_log(&db).expect_err("a database is not read as a log");
+    assert!(read.to_string().contains("kernels.tunelog"), "{read}");
+    // The dispatcher reads either, by content.
+    let dispatcher = Dispatcher::from_logs(&[&db]).expect("reads the database");
+    assert_eq!(
+        dispatcher
+            .lookup(&workload(), &here())
+            .expect("found")
+            .config_index,
+        Some(1)
+    );
+}
+
+#[test]
+fn a_file_that_is_no_log_is_refused_naming_its_first_bytes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let binary = dir.path().join("photo.jpg");
+    std::fs::write(&binary, b"\xff\xd8\xff\xe0JFIF\0\x01").expect("writes");
+    let error = LogWriter::open(&binary).expect_err("refused");
+    let message = error.to_string();
+    assert!(message.contains("photo.jpg"), "{message}");
+    assert!(message.contains("\\xff\\xd8"), "{message}");
+    assert!(read_log(&binary).is_err());
+    // A log whose first line is damaged is still a log: its records are kept.
+    let damaged = dir.path().join("damaged.tunelog");
+    write_log(&damaged, &[vec![measured_record(&here(), 1, Some(1e-3))]]);
+    let mut bytes = b"garbage\n".to_vec();
+    bytes.extend(std::fs::read(&damaged).expect("reads"));
+    std::fs::write(&damaged, bytes).expect("writes");
+    assert_eq!(read_log(&damaged).expect("reads").records.len(), 1);
+    LogWriter::open(&damaged).expect("appends to a damaged log");
+}
+
+#[test]
+fn a_second_writer_of_one_log_is_refused_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("shared.tunelog");
+    let first = LogWriter::open(&log).expect("opens");
+    let second = LogWriter::open(&log).expect_err("locked");
+    assert!(matches!(second, LogError::Locked { .. }), "{second}");
+    assert!(second.to_string().contains("shared.tunelog"), "{second}");
+    let truncating = LogWriter::create(&log).expect_err("locked too");
+    assert!(matches!(truncating, LogError::Locked { .. }));
+    drop(first);
+    LogWriter::open(&log).expect("free again once the first writer is gone");
+}
+
+#[test]
+fn environment_failures_are_retried_on_resume_and_negative_throughput_counts_nowhere() {
+    let context = RecordContext::new(&workload(), here(), "random");
+    let environment = MeasureResult {
+        outcome: Err(MeasureError::new(
+            MeasureErrorKind::Environment,
+            "cannot start measurement worker",
+        )),
+        compile_ms: None,
+        check_ms: None,
+        reference_ms: 0.0,
+        checked_elements: 0,
+        total_ms: 0.0,
+    };
+    let start = UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+    let retried = Record::from_measurement(&context, 7, config(7), &environment, start, start);
+    let crashed = measured_record(&here(), 8, None);
+    let mut negative = measured_record(&here(), 9, Some(1e-6));
+    negative.gflops = Some(-5.0);
+    let fine = measured_record(&here(), 10, Some(1e-3));
+    let records = vec![retried, crashed, negative, fine];
+    let done = measured(&records, &workload(), &here());
+    assert!(
+        !done.contains_index(7),
+        "an Environment error is measured again"
+    );
+    assert!(done.contains_index(8), "the kernel's own failure is not");
+    // One rule for every query: `best`, the deploy db and the dispatcher agree.
+    assert_eq!(
+        best(&records, &workload(), &here()).map(|r| r.config_index),
+        Some(10)
+    );
+    let db = DeployDb::from_records(&records);
+    assert_eq!(indices_of(&db), vec![10]);
+    assert_eq!(
+        looptune_log::best_per_task(&records)
+            .iter()
+            .map(|r| r.config_index)
+            .collect::<Vec<_>>(),
+        vec![10]
+    );
+}
+
+fn indices_of(db: &DeployDb) -> Vec<u128> {
+    db.entries()
+        .iter()
+        .map(|entry| entry.config_index)
+        .collect()
 }

@@ -15,6 +15,7 @@
 //!   into (parallel-for on a rayon pool, heap temporaries), shared by every backend.
 //! - [`measure`] compiles, checks and times candidates with any backend, by default in a worker
 //!   process so that a crashing or hanging kernel costs one error record, not the tuning run.
+//! - [`memory`] bounds what a measurement may allocate, before it allocates anything.
 //! - [`peak`] times a backend's FMA ceiling loop with one protocol.
 
 #![deny(missing_docs)]
@@ -25,6 +26,7 @@ pub mod baseline;
 pub mod error;
 pub mod kernel;
 pub mod measure;
+pub mod memory;
 pub mod peak;
 pub mod runtime;
 pub mod target;
@@ -36,5 +38,6 @@ pub use measure::{
     Costs, MeasureError, MeasureErrorKind, MeasureInput, MeasureOptions, MeasureResult, Measurer,
     WorkerCommand,
 };
+pub use memory::{MemoryError, MemoryLimit};
 pub use peak::PeakResult;
 pub use target::{host_cache_sizes, CacheSizes, IsaFeatures, Target};

@@ -50,6 +50,10 @@ pub enum StopReason {
     NoImprovement,
     /// The wall-clock budget ran out.
     TimeBudget,
+    /// The [`Observer`] asked to stop ([`Observer::interrupted`]: the user pressed Ctrl-C).
+    /// What was measured before is in the log; the candidates of the batch in flight that were
+    /// not measured yet were abandoned, and a rerun measures them.
+    Interrupted,
 }
 
 impl StopReason {
@@ -60,6 +64,7 @@ impl StopReason {
             StopReason::SpaceExhausted => "space_exhausted",
             StopReason::NoImprovement => "no_improvement",
             StopReason::TimeBudget => "time_budget",
+            StopReason::Interrupted => "interrupted",
         }
     }
 }
@@ -88,8 +93,12 @@ pub struct TuneReport {
     pub trials: usize,
     /// Records of this task and target that were already in the log.
     pub resumed: usize,
-    /// Configs of this run that failed (compile error, crash, timeout, wrong answer, invalid).
+    /// Configs of this run that failed (compile error, crash, timeout, wrong answer, invalid,
+    /// environment).
     pub errors: usize,
+    /// Of `errors`, those that were not the candidate's fault (the worker, the options, the
+    /// machine): logged as `Environment` and measured again by a resumed run.
+    pub environment_errors: usize,
     /// The best config of the log and this run together.
     pub best: Option<BestConfig>,
     /// Best throughput after each trial of this run (0 before anything succeeded).
@@ -117,6 +126,13 @@ pub struct Progress {
 pub trait Observer {
     /// Called after every batch, once it is in the log.
     fn batch_done(&mut self, progress: &Progress);
+
+    /// Whether the run should stop now. Polled before each candidate: once it says yes, the
+    /// run writes what the batch in flight measured so far, abandons the rest of it and ends
+    /// with [`StopReason::Interrupted`]. A Ctrl-C handler sets a flag this reads.
+    fn interrupted(&self) -> bool {
+        false
+    }
 }
 
 impl Observer for () {
@@ -135,6 +151,9 @@ pub enum TuneError {
     /// Options that cannot work.
     #[error("invalid tuning options: {0}")]
     Options(String),
+    /// The task is too large to measure on this machine (nothing was allocated or logged).
+    #[error(transparent)]
+    Memory(looptune_runtime::MemoryError),
 }
 
 /// Tunes `task` with `tuner`, measuring with `measurer` and appending to `log`. `existing` holds
@@ -167,10 +186,15 @@ pub fn tune(
         })
     });
     let mut report_errors = 0;
+    let mut environment_errors = 0;
     let mut trials = 0;
     let mut since_improvement = 0;
     let mut curve = Vec::new();
+    let mut checked_memory = false;
     let stop_reason = loop {
+        if observer.interrupted() {
+            break StopReason::Interrupted;
+        }
         if trials >= options.trials {
             break StopReason::TrialBudget;
         }
@@ -202,8 +226,23 @@ pub fn tune(
             .iter()
             .map(|config| task.measure_input(config))
             .collect();
+        if !checked_memory {
+            // Refuse a task too large for this machine once, before anything is allocated,
+            // rather than recording the same refusal for every candidate.
+            if let Some(Ok(input)) = inputs.first() {
+                measurer
+                    .check_memory(&key, &input.program)
+                    .map_err(TuneError::Memory)?;
+                checked_memory = true;
+            }
+        }
         measurer.prepare(inputs.iter().filter_map(|input| input.as_ref().ok()));
+        let mut interrupted = false;
         for (config, input) in batch.into_iter().zip(inputs) {
+            if observer.interrupted() {
+                interrupted = true;
+                break;
+            }
             let candidate_started = SystemTime::now();
             let result = match input {
                 Ok(input) => measurer.measure_one(&input),
@@ -221,6 +260,9 @@ pub fn tune(
             since_improvement += 1;
             if record.gflops.is_none() {
                 report_errors += 1;
+            }
+            if !record.counts_as_measured() {
+                environment_errors += 1;
             }
             if let Some(gflops) = record.gflops {
                 if best_config.as_ref().is_none_or(|best| gflops > best.gflops) {
@@ -251,11 +293,15 @@ pub fn tune(
             errors: report_errors,
             best_gflops: best_config.as_ref().map(|best| best.gflops),
         });
+        if interrupted {
+            break StopReason::Interrupted;
+        }
     };
     Ok(TuneReport {
         trials,
         resumed,
         errors: report_errors,
+        environment_errors,
         best: best_config,
         curve,
         stop_reason,

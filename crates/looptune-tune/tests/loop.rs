@@ -6,7 +6,9 @@ use looptune_log::{read_log, LogWriter, RecordContext, TargetFingerprint};
 use looptune_runtime::measure::Isolation;
 use looptune_runtime::{MeasureInput, MeasureOptions, Measurer, Target};
 use looptune_space::{Config, ConfigSpace, Factors, Knob};
-use looptune_tune::{tune, GridTuner, RandomTuner, StopReason, TuneOptions, TuningTask};
+use looptune_tune::{
+    tune, GridTuner, Observer, Progress, RandomTuner, StopReason, TuneOptions, TuningTask,
+};
 
 /// A 12x8x5 matmul whose space splits `i` and `j` (divisors): 6 * 4 = 24 configs.
 struct SplitTask {
@@ -106,6 +108,8 @@ fn random_tuning_logs_every_trial_and_resumes_without_remeasuring() {
         batch_size: 4,
         ..TuneOptions::default()
     };
+    // The first run is over: its writer, and the log's lock with it, goes.
+    drop(writer);
     let mut writer = LogWriter::open(&path).unwrap();
     let mut tuner = RandomTuner::new(&task.space, 7);
     let report = tune(
@@ -230,4 +234,48 @@ fn grid_tuning_walks_the_whole_space_in_index_order() {
 /// The Cranelift backend, which these tests measure with (no compiler needed).
 fn cranelift() -> std::sync::Arc<dyn looptune_runtime::Backend> {
     std::sync::Arc::new(looptune_jit::CraneliftBackend::new())
+}
+
+/// An observer that asks to stop once a batch is done, as the CLI does after a Ctrl-C.
+struct StopAfterFirstBatch {
+    batches: usize,
+}
+
+impl Observer for StopAfterFirstBatch {
+    fn batch_done(&mut self, _progress: &Progress) {
+        self.batches += 1;
+    }
+
+    fn interrupted(&self) -> bool {
+        self.batches >= 1
+    }
+}
+
+#[test]
+fn an_interrupted_run_stops_after_the_batch_in_flight_with_it_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("interrupted.jsonl");
+    let task = SplitTask::new();
+    let mut writer = LogWriter::open(&path).unwrap();
+    let mut tuner = RandomTuner::new(&task.space, 3);
+    let options = TuneOptions {
+        trials: 100,
+        batch_size: 3,
+        ..TuneOptions::default()
+    };
+    let report = tune(
+        &task,
+        &mut tuner,
+        &mut measurer(),
+        &mut writer,
+        &context(&task, "random"),
+        &[],
+        &options,
+        &mut StopAfterFirstBatch { batches: 0 },
+    )
+    .unwrap();
+    assert_eq!(report.stop_reason, StopReason::Interrupted);
+    assert_eq!(report.stop_reason.as_str(), "interrupted");
+    assert_eq!(report.trials, 3);
+    assert_eq!(read_log(&path).unwrap().records.len(), 3);
 }

@@ -563,8 +563,34 @@ impl<'n, 'b> FnGen<'n, 'b> {
         }
     }
 
-    /// Reads one element of a register tile.
+    /// Whether `element` is inside `buffer`'s tile. An unrolled copy may index a register
+    /// tile past its end under a guard that is false whenever that copy runs, but that
+    /// compile-time evaluation cannot decide ([`Self::known_cond`] only compares constants, and
+    /// the guard may hold a serial loop's variable: seed 2521307633532214008 stores element 8
+    /// of an 8-element tile under `ji.inner.inner + 2 < 3 && ji.outer * 3 + ji.inner.inner + 2
+    /// < 8`, false for the copy `ji.outer = 2` only because `ji.inner.inner >= 0`). Such an
+    /// access is what an access to memory the bounds analysis cannot prove in bounds is: code
+    /// that must trap if it ever runs (see `bounds.rs`), not a compile error.
+    fn tile_holds(&self, buffer: BufferId, element: usize) -> bool {
+        element < self.nest.buffer(buffer).len()
+    }
+
+    /// Emits the trap of an access past a register tile's end (see [`Self::tile_holds`]).
+    fn trap_outside_tile(&mut self) {
+        let always = self.builder.ins().iconst(types::I8, 1);
+        self.builder
+            .ins()
+            .trapnz(always, super::bounds::OUT_OF_BOUNDS);
+    }
+
+    /// Reads one element of a register tile; past its end, a trap and a zero that is never
+    /// used.
     pub fn tile_read(&mut self, buffer: BufferId, element: usize) -> Result<Value, CompileError> {
+        if !self.tile_holds(buffer, element) {
+            self.trap_outside_tile();
+            let dtype = self.nest.buffer(buffer).dtype;
+            return self.constant(Scalar::zero(dtype));
+        }
         let (grouped, var) = self.tile_slot(buffer, element)?;
         let value = self.builder.use_var(var);
         Ok(if grouped {
@@ -581,6 +607,10 @@ impl<'n, 'b> FnGen<'n, 'b> {
         element: usize,
         value: Value,
     ) -> Result<(), CompileError> {
+        if !self.tile_holds(buffer, element) {
+            self.trap_outside_tile();
+            return Ok(());
+        }
         let (grouped, var) = self.tile_slot(buffer, element)?;
         if grouped {
             let group = self.builder.use_var(var);

@@ -144,8 +144,10 @@ impl<'n> FnGen<'n, '_> {
     /// Whether a grouped tile holds `elements` as exactly one of its f32x4 variables.
     fn whole_group(&self, buffer: BufferId, elements: &[usize]) -> bool {
         let grouped = matches!(self.storage.get(buffer.index()), Some(Some(Storage::Registers(tile))) if tile.grouped);
+        // A group past the tile's end is read lane by lane, each lane a trap (`tile_read`).
         grouped
             && elements[0].is_multiple_of(4)
+            && elements[0] + elements.len() <= self.nest.buffer(buffer).len()
             && elements
                 .iter()
                 .enumerate()

@@ -12,8 +12,11 @@ use super::options::{CheckMode, Isolation, MeasureOptions, OptionsError};
 use super::pipeline::{Faults, Pipeline, PipelineOutcome};
 use super::protocol::{Job, Request};
 use super::result::{MeasureError, MeasureErrorKind, MeasureResult};
-use super::worker::{WorkerCommand, WorkerError, WorkerFailure, WorkerProcess};
+use super::worker::{
+    killed_from_outside, WorkerCommand, WorkerError, WorkerFailure, WorkerProcess,
+};
 use crate::backend::Backend;
+use crate::memory::{measurement_bytes, program_measurement_bytes, MemoryError, MemoryLimit};
 use crate::target::Target;
 use looptune_ir::Program;
 use std::borrow::Cow;
@@ -31,6 +34,9 @@ pub enum MeasurerError {
     /// An option value is unusable.
     #[error(transparent)]
     Options(#[from] OptionsError),
+    /// The memory limit's environment variable does not parse.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
     /// Worker isolation was asked for without a command to start workers with.
     #[error("worker isolation needs a worker command; pass one, or choose in-process isolation")]
     NoWorkerCommand,
@@ -47,6 +53,7 @@ pub struct Measurer {
     references: Vec<(Program, CheckMode, Arc<Reference>)>,
     last_finished: Option<Instant>,
     worker_starts: usize,
+    memory: MemoryLimit,
 }
 
 impl std::fmt::Debug for Measurer {
@@ -87,7 +94,27 @@ impl Measurer {
             references: Vec::new(),
             last_finished: None,
             worker_starts: 0,
+            memory: MemoryLimit::from_env()?,
         })
+    }
+
+    /// The same measurer with another memory limit (by default [`MemoryLimit::from_env`]).
+    pub fn with_memory_limit(mut self, memory: MemoryLimit) -> Measurer {
+        self.memory = memory;
+        self
+    }
+
+    /// The memory limit candidates are held to.
+    pub fn memory_limit(&self) -> &MemoryLimit {
+        &self.memory
+    }
+
+    /// Checks, before anything is allocated, that measuring `program` fits in the memory
+    /// limit; the error names `what` (the workload) and both byte counts. [`Measurer::measure_one`]
+    /// checks every candidate again with its temporaries, so calling this is optional: it
+    /// lets a caller refuse a workload once instead of recording an error per candidate.
+    pub fn check_memory(&self, what: &str, program: &Program) -> Result<(), MemoryError> {
+        self.memory.check(what, program_measurement_bytes(program))
     }
 
     /// The options.
@@ -147,6 +174,22 @@ impl Measurer {
     pub fn measure_one(&mut self, input: &MeasureInput) -> MeasureResult {
         self.cool_down();
         let start = Instant::now();
+        if let Err(too_large) = self.memory.check(
+            &input.nest.name,
+            measurement_bytes(&input.program, &input.nest),
+        ) {
+            return MeasureResult {
+                outcome: Err(MeasureError::new(
+                    MeasureErrorKind::Environment,
+                    too_large.to_string(),
+                )),
+                compile_ms: None,
+                check_ms: None,
+                reference_ms: 0.0,
+                checked_elements: 0,
+                total_ms: 0.0,
+            };
+        }
         let reference_start = Instant::now();
         let (reference, computed) = self.reference(&input.program);
         let reference_ms = if computed {
@@ -236,16 +279,19 @@ impl Measurer {
             compile_ms: None,
             check_ms: None,
         };
-        let wait = self.options.timeout + grace(self.options.timeout);
+        let wait = self
+            .options
+            .timeout
+            .saturating_add(grace(self.options.timeout));
         // A worker found dead when the request is written (it died between candidates) is
         // replaced once; a second failure is this candidate's.
         for attempt in 0..2 {
             if let Err(error) = self.start_worker() {
-                return failed(MeasureErrorKind::RuntimeError, error.to_string());
+                return failed(MeasureErrorKind::Environment, error.to_string());
             }
             let Some(worker) = self.worker.as_mut() else {
                 return failed(
-                    MeasureErrorKind::RuntimeError,
+                    MeasureErrorKind::Environment,
                     "no measurement worker is configured".to_string(),
                 );
             };
@@ -262,7 +308,7 @@ impl Measurer {
                     self.worker = None;
                     if attempt == 1 {
                         return failed(
-                            MeasureErrorKind::RuntimeError,
+                            MeasureErrorKind::Environment,
                             format!("cannot send `{}` to the worker: {error}", input.nest.name),
                         );
                     }
@@ -282,8 +328,15 @@ impl Measurer {
                 }
                 Err(WorkerFailure::Died(how)) => {
                     self.worker = None;
+                    // A worker killed from outside (Ctrl-C, `kill`, the OOM killer) says
+                    // nothing about the kernel: a resumed run measures it again.
+                    let kind = if killed_from_outside(&how) {
+                        MeasureErrorKind::Environment
+                    } else {
+                        MeasureErrorKind::RuntimeError
+                    };
                     return failed(
-                        MeasureErrorKind::RuntimeError,
+                        kind,
                         format!(
                             "the worker died while measuring `{}`: it {how}",
                             input.nest.name

@@ -85,6 +85,13 @@ impl Default for MeasureOptions {
     }
 }
 
+/// The longest `min_repeat_ms` accepted: one hour. A repeat is a few calls of one kernel;
+/// anything longer is a typo, and a `Duration` cannot hold every finite f64.
+pub const MAX_MIN_REPEAT_MS: f64 = 3_600_000.0;
+
+/// The longest `timeout` accepted: one week, so that adding it to an `Instant` cannot overflow.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// An option value a measurer cannot work with.
 #[derive(Debug, Error, Clone, PartialEq)]
 #[non_exhaustive]
@@ -97,8 +104,10 @@ pub enum OptionsError {
         /// The value given.
         value: usize,
     },
-    /// `min_repeat_ms` was negative, NaN or infinite.
-    #[error("measure option `min_repeat_ms` must be a finite number >= 0, got {value}")]
+    /// `min_repeat_ms` was negative, NaN, infinite or more than [`MAX_MIN_REPEAT_MS`].
+    #[error(
+        "measure option `min_repeat_ms` must be a finite number from 0 to {MAX_MIN_REPEAT_MS}, got {value}"
+    )]
     MinRepeat {
         /// The value given.
         value: f64,
@@ -106,6 +115,12 @@ pub enum OptionsError {
     /// `timeout` was zero.
     #[error("measure option `timeout` must be positive, got {value:?}")]
     ZeroTimeout {
+        /// The value given.
+        value: Duration,
+    },
+    /// `timeout` was longer than [`MAX_TIMEOUT`].
+    #[error("measure option `timeout` must be at most {MAX_TIMEOUT:?}, got {value:?}")]
+    LongTimeout {
         /// The value given.
         value: Duration,
     },
@@ -154,13 +169,20 @@ impl MeasureOptions {
                 return Err(OptionsError::ZeroCount { option, value });
             }
         }
-        if !(self.min_repeat_ms.is_finite() && self.min_repeat_ms >= 0.0) {
+        if !(self.min_repeat_ms.is_finite()
+            && (0.0..=MAX_MIN_REPEAT_MS).contains(&self.min_repeat_ms))
+        {
             return Err(OptionsError::MinRepeat {
                 value: self.min_repeat_ms,
             });
         }
         if self.timeout.is_zero() {
             return Err(OptionsError::ZeroTimeout {
+                value: self.timeout,
+            });
+        }
+        if self.timeout > MAX_TIMEOUT {
+            return Err(OptionsError::LongTimeout {
                 value: self.timeout,
             });
         }
@@ -200,6 +222,19 @@ mod tests {
         assert!(matches!(
             options.validate(),
             Err(OptionsError::MinRepeat { .. })
+        ));
+        let options = MeasureOptions {
+            min_repeat_ms: 1e300,
+            ..MeasureOptions::quick()
+        };
+        assert!(matches!(
+            options.validate(),
+            Err(OptionsError::MinRepeat { .. })
+        ));
+        let options = MeasureOptions::quick().with_timeout(Duration::from_secs(u64::MAX));
+        assert!(matches!(
+            options.validate(),
+            Err(OptionsError::LongTimeout { .. })
         ));
         let options = MeasureOptions::quick().with_timeout(Duration::ZERO);
         assert!(matches!(

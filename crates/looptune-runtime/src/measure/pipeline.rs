@@ -125,8 +125,13 @@ impl Pipeline {
         reference: &Reference,
         times: &mut PipelineOutcome,
     ) -> Result<Costs, MeasureError> {
+        // The worker receives options it did not validate itself: a bad value is the run's
+        // fault, not the kernel's.
+        options
+            .validate()
+            .map_err(|problem| error(MeasureErrorKind::Environment, problem.to_string()))?;
         let start = Instant::now();
-        let deadline = start + options.timeout;
+        let deadline = super::timing::deadline_after(options.timeout);
         let nest = &input.nest;
         check_signature(&input.program, nest)
             .map_err(|message| error(MeasureErrorKind::InvalidConfig, message))?;

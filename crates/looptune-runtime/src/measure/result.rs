@@ -45,6 +45,18 @@ pub enum MeasureErrorKind {
     /// The candidate is malformed: its nest does not verify, does not fit its program, or the
     /// request cannot be honoured.
     InvalidConfig,
+    /// Not the kernel's fault: the options of the run, the worker process, the machine's
+    /// memory or another part of the environment failed. A record of this kind says nothing
+    /// about the config, so a resumed run measures it again.
+    Environment,
+}
+
+impl MeasureErrorKind {
+    /// Whether the error says something about the candidate itself. Only such records count as
+    /// measured when a run resumes; the others ([`MeasureErrorKind::Environment`]) are retried.
+    pub fn is_the_candidates(self) -> bool {
+        self != MeasureErrorKind::Environment
+    }
 }
 
 impl fmt::Display for MeasureErrorKind {
@@ -55,6 +67,7 @@ impl fmt::Display for MeasureErrorKind {
             MeasureErrorKind::Timeout => "Timeout",
             MeasureErrorKind::WrongAnswer => "WrongAnswer",
             MeasureErrorKind::InvalidConfig => "InvalidConfig",
+            MeasureErrorKind::Environment => "Environment",
         })
     }
 }

@@ -98,7 +98,15 @@ pub fn time_in_process<E: std::error::Error + 'static>(
     options: &MeasureOptions,
     call: impl FnMut() -> Result<(), E>,
 ) -> Result<Costs, TimingError<E>> {
-    time_calls(options, Instant::now() + options.timeout, None, call)
+    time_calls(options, deadline_after(options.timeout), None, call)
+}
+
+/// `timeout` from now, or a century from now when the sum does not fit in an `Instant`.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 /// Times `call` under `options` (see the module documentation), giving up at `deadline`.
@@ -147,7 +155,15 @@ pub(crate) fn time_calls<E: std::error::Error + 'static>(
         Ok(elapsed)
     };
 
-    let min_repeat = Duration::from_secs_f64(options.min_repeat_ms / 1e3);
+    // Unvalidated options (a caller of `time_in_process`) may hold any f64: saturate rather than
+    // panic.
+    let min_repeat = Duration::try_from_secs_f64(options.min_repeat_ms / 1e3).unwrap_or(
+        if options.min_repeat_ms > 0.0 {
+            Duration::MAX
+        } else {
+            Duration::ZERO
+        },
+    );
     let mut number = options.number;
     let mut all_s = Vec::with_capacity(options.repeat);
     if !options.flush_cache {

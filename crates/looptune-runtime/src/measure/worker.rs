@@ -397,6 +397,16 @@ pub(crate) fn describe(status: ExitStatus) -> String {
     }
 }
 
+/// Whether `how` (a [`describe`]d end) is a signal sent from outside the worker (Ctrl-C, a
+/// `kill`, the OOM killer's SIGKILL: the parent's own timeout kill is reported as a timeout
+/// before this is asked) rather than one a crashing kernel raises (SIGSEGV, SIGILL, SIGBUS,
+/// SIGFPE, SIGABRT, SIGTRAP).
+pub(crate) fn killed_from_outside(how: &str) -> bool {
+    ["(SIGINT", "(SIGTERM", "(SIGHUP", "(SIGKILL", "(SIGQUIT"]
+        .iter()
+        .any(|name| how.contains(name))
+}
+
 /// The conventional name of the signals a crashing kernel or a killed worker dies of.
 #[cfg(unix)]
 fn signal_name(signal: i32) -> &'static str {
@@ -408,6 +418,9 @@ fn signal_name(signal: i32) -> &'static str {
         libc::SIGFPE => "SIGFPE",
         libc::SIGKILL => "SIGKILL",
         libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
         libc::SIGTRAP => "SIGTRAP",
         libc::SIGSYS => "SIGSYS",
         libc::SIGPIPE => "SIGPIPE",

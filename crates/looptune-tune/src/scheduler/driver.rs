@@ -177,6 +177,24 @@ pub struct RoundSummary {
 pub trait RoundObserver {
     /// Called after every round, once its records are in the log.
     fn round_done(&mut self, summary: &RoundSummary);
+
+    /// Whether the run should stop now (Ctrl-C); polled before each candidate, as
+    /// [`crate::Observer::interrupted`] is. The run then ends with
+    /// [`StopReason::Interrupted`], what was measured in the log.
+    fn interrupted(&self) -> bool {
+        false
+    }
+}
+
+/// The per-round observer of `tune`: it only passes the interruption on.
+struct Interruption<'o>(&'o dyn RoundObserver);
+
+impl crate::tuning::Observer for Interruption<'_> {
+    fn batch_done(&mut self, _progress: &crate::tuning::Progress) {}
+
+    fn interrupted(&self) -> bool {
+        self.0.interrupted()
+    }
 }
 
 impl RoundObserver for () {
@@ -370,7 +388,10 @@ pub fn tune_model<'a>(
     for (position, entry) in tasks.iter().enumerate() {
         let fallback_index = entry.fallback.as_ref().map(Config::index);
         let mut run = TaskRun::default();
-        for record in task_records(existing, entry.task.workload(), target) {
+        for record in task_records(existing, entry.task.workload(), target)
+            .into_iter()
+            .filter(|record| record.counts_as_measured())
+        {
             run.learn(
                 record.config_index,
                 &record.config,
@@ -386,6 +407,9 @@ pub fn tune_model<'a>(
     let mut trials = 0;
     let mut rounds = 0;
     let stop_reason = loop {
+        if observer.interrupted() {
+            break StopReason::Interrupted;
+        }
         if trials >= options.trials {
             break StopReason::TrialBudget;
         }
@@ -447,7 +471,7 @@ pub fn tune_model<'a>(
             context,
             existing,
             &round_options,
-            &mut (),
+            &mut Interruption(&*observer),
         )?;
         let round_trials = std::mem::take(&mut round_tuner.trials);
         let fallback_index = entry.fallback.as_ref().map(Config::index);
@@ -478,6 +502,9 @@ pub fn tune_model<'a>(
             best_gflops: scheduler.best_gflops(position),
             model_latency_s: scheduler.model_latency_s(),
         });
+        if report.stop_reason == StopReason::Interrupted {
+            break StopReason::Interrupted;
+        }
     };
     let layers = tasks
         .iter()
