@@ -19,6 +19,7 @@
 pub mod model;
 pub mod models;
 pub mod scheduler;
+pub mod shard;
 pub mod task;
 pub mod tuner;
 pub mod tuning;
@@ -29,6 +30,7 @@ pub use scheduler::driver::{
     tune_model, ModelTask, ModelTuneError, ModelTuneOptions, ModelTuneReport,
 };
 pub use scheduler::{SchedulerOptions, TaskScheduler};
+pub use shard::{partition, Shard, ShardError, ShardSpec, TaskCost};
 pub use task::{TuningTask, WorkloadTask};
 pub use tuner::{GaOptions, GaTuner, GridTuner, RandomTuner, Trial, Tuner};
 pub use tuning::{tune, Observer, Progress, StopReason, TuneError, TuneOptions, TuneReport};
