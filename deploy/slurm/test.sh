@@ -13,6 +13,8 @@
 #    task was measured twice; the two shards tuned disjoint sets of layers that together are
 #    resnet18's 12; the merged log has a best record for every layer, `looptune best` reads it,
 #    and a deploy lookup (`looptune show`) finds each layer's tuned config in it.
+# 4. Two rounds (submit.sh --rounds 2, xgb): round 2's array waits for round 1's merge and
+#    transfers from it; nothing is measured twice and the last merge has every layer's best.
 #
 # Exits 77 (and says why) when Slurm cannot be started here: not root, or the Debian packages
 # slurmctld, slurmd, slurm-client and munge are not installed. Any other failure exits 1 with
@@ -23,7 +25,10 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 model=resnet18
 layers=12
 # Per shard: every layer gets its warm-up batch (fallback config first) and a little more.
-tune_flags=(--backend cranelift --trials 18 --batch-size 2 --repeat 1 --min-repeat-ms 5)
+measure_flags=(--backend cranelift --batch-size 2 --repeat 1 --min-repeat-ms 5)
+tune_flags=(--trials 18 "${measure_flags[@]}")
+# The shard killed mid-run has more to do than it is given time for.
+crash_flags=(--trials 400 "${measure_flags[@]}")
 ctld_port=${LOOPTUNE_TEST_SLURMCTLD_PORT:-16817}
 slurmd_port=${LOOPTUNE_TEST_SLURMD_PORT:-16818}
 
@@ -177,7 +182,7 @@ shard1=$run/shards/$model.shard-1-of-2.tunelog
 # 1. A shard that dies mid-run.
 crash=$(LOOPTUNE_DIR=$run LOOPTUNE_MODEL=$model LOOPTUNE_SHARD_COUNT=2 \
     sbatch --parsable --export=ALL --array=1 --output="$run/slurm/crash-%a.out" \
-    "$repo/deploy/slurm/tune-shard.sbatch" "${tune_flags[@]/18/400}")
+    "$repo/deploy/slurm/tune-shard.sbatch" "${crash_flags[@]}")
 crash=${crash%%;*}
 for _ in $(seq 300); do
     [ -e "$shard1" ] && [ "$(grep -c '' "$shard1")" -ge 6 ] && break
@@ -241,6 +246,27 @@ while read -r workload; do
         fail "the deploy lookup of $workload did not find its tuned config: $(cat "$work/show.err")"
 done < <(sort -u "$work/w0" "$work/w1")
 
+# 4. Two rounds with transfer (xgb), chained by dependencies: round 2's shards start after
+#    round 1's merge and read it, each record once in the end.
+rounds=$work/rounds
+"$repo/deploy/slurm/submit.sh" --rounds 2 "$model" 2 "$rounds" --tuner xgb "${tune_flags[@]}" \
+    >"$work/rounds.job"
+wait_for_job "$(cat "$work/rounds.job")" 900
+state=$(job_state "$(cat "$work/rounds.job")")
+[ "$state" = COMPLETED ] || fail "the second round's merge job ended $state"
+for index in 0 1; do
+    grep -q "count as measured and pre-train" "$rounds/slurm/round-2-shard-$index.out" ||
+        fail "round 2's shard $index did not transfer from round 1's merge"
+    log=$rounds/shards/$model.shard-$index-of-2.tunelog
+    [ "$(tasks_and_configs "$log" | sort | uniq -d | wc -l)" -eq 0 ] ||
+        fail "round 2's shard $index measured a config of round 1 again"
+done
+best_count=$("$LOOPTUNE" best --log "$rounds/$model.tunelog" --json |
+    python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
+[ "$best_count" -eq "$layers" ] || fail "after two rounds, best lists $best_count layers"
+rounds_records=$(grep -c '' "$rounds/$model.tunelog")
+
 echo "deploy/slurm/test.sh: PASSED in $(($(date +%s) - started)) s: 2 shards of $model," \
     "$(grep -c '' "$merged") records merged, a best for each of the $layers layers;" \
-    "the killed shard resumed with its $killed_records records" >&2
+    "the killed shard resumed with its $killed_records records; two rounds with transfer" \
+    "merged $rounds_records records" >&2
