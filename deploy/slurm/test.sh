@@ -188,8 +188,9 @@ for _ in $(seq 300); do
     [ -e "$shard1" ] && [ "$(grep -c '' "$shard1")" -ge 6 ] && break
     sleep 0.2
 done
-[ -e "$shard1" ] && [ "$(grep -c '' "$shard1")" -ge 6 ] ||
+if ! { [ -e "$shard1" ] && [ "$(grep -c '' "$shard1")" -ge 6 ]; }; then
     fail "the shard to kill logged fewer than 6 records in 60 s"
+fi
 scancel --signal=KILL --full "$crash"
 wait_for_job "$crash" 60
 cp "$shard1" "$work/killed.tunelog"

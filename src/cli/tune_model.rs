@@ -22,7 +22,7 @@ use looptune::runtime::Target;
 use looptune::space::Task;
 use looptune::tune::scheduler::driver::{LayerOutcome, RoundObserver, RoundSummary};
 use looptune::tune::{
-    tune_model, Layer, ModelTask, ModelTuneOptions, ModelTuneReport, Network, RandomTuner, Shard,
+    tune_model, ModelTask, ModelTuneOptions, ModelTuneReport, Network, RandomTuner, Shard,
     ShardSpec, TaskCost, TransferSet, Tuner, XgbTuner,
 };
 use std::path::{Path, PathBuf};
@@ -165,16 +165,6 @@ fn shard(args: &TuneModelArgs) -> Result<Option<Shard>, super::Usage> {
     .map_err(usage)
 }
 
-/// The estimated cost of tuning a layer: its FLOPs times its share of the trial budget (an even
-/// share: the scheduler's allocation is not known before measuring).
-fn layer_cost(layer: &Layer, trials_per_layer: f64) -> TaskCost {
-    TaskCost {
-        key: layer.workload.to_string(),
-        flops: layer.workload.flops(),
-        trials: trials_per_layer,
-    }
-}
-
 /// Runs `looptune tune-model`.
 pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
     let shard = check_arguments(args)?;
@@ -194,7 +184,11 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
     let model_layers = layers.len();
     if let Some(shard) = shard {
         let trials_per_layer = f64::from(args.trials) / model_layers.max(1) as f64;
-        layers = shard.take(layers, |layer| layer_cost(layer, trials_per_layer));
+        // An even share of the budget per layer: the scheduler's allocation is not known before
+        // measuring, so the balance is by FLOPs.
+        layers = shard.take(layers, |layer| {
+            TaskCost::for_workload(&layer.workload, trials_per_layer)
+        });
         let names: Vec<&str> = layers.iter().map(|layer| layer.name).collect();
         if layers.is_empty() {
             eprintln!(

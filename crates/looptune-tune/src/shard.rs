@@ -22,6 +22,7 @@
 //! `SLURM_ARRAY_TASK_COUNT`. An explicit count is what a resubmitted shard needs: `sbatch
 //! --array=1` of a 4-shard job is an array of one task, whose `SLURM_ARRAY_TASK_COUNT` is 1.
 
+use looptune_ir::Workload;
 use std::fmt;
 use thiserror::Error;
 
@@ -266,6 +267,15 @@ pub struct TaskCost {
 }
 
 impl TaskCost {
+    /// The cost of tuning `workload` with `trials` trials expected; keyed by its canonical text.
+    pub fn for_workload(workload: &Workload, trials: f64) -> TaskCost {
+        TaskCost {
+            key: workload.to_string(),
+            flops: workload.flops(),
+            trials,
+        }
+    }
+
     /// FLOPs times trials; a non-finite or negative product counts as 0.
     pub fn estimate(&self) -> f64 {
         let cost = self.flops * self.trials;
@@ -311,11 +321,7 @@ mod tests {
         network
             .layers()
             .iter()
-            .map(|layer| TaskCost {
-                key: layer.workload.to_string(),
-                flops: layer.workload.flops(),
-                trials: 10.0,
-            })
+            .map(|layer| TaskCost::for_workload(&layer.workload, 10.0))
             .collect()
     }
 
@@ -481,7 +487,7 @@ mod tests {
         let kubernetes = environment(&[(KUBERNETES_INDEX, "3"), (COUNT_VARIABLE, "5")]);
         assert_eq!(ShardSpec::Auto.resolve(None, &kubernetes), Shard::new(3, 5));
         assert_eq!(
-            ShardSpec::Auto.resolve(None, &environment(&[(KUBERNETES_INDEX, "3")])),
+            ShardSpec::Auto.resolve(None, environment(&[(KUBERNETES_INDEX, "3")])),
             Err(ShardError::NoCount {
                 index_variable: KUBERNETES_INDEX
             })
@@ -496,21 +502,18 @@ mod tests {
     #[test]
     fn auto_without_an_index_or_with_garbage_is_an_error_naming_it() {
         assert_eq!(
-            ShardSpec::Auto.resolve(Some(2), &environment(&[])),
+            ShardSpec::Auto.resolve(Some(2), environment(&[])),
             Err(ShardError::NoIndex)
         );
         let error = ShardSpec::Auto
-            .resolve(
-                None,
-                &environment(&[(SLURM_INDEX, "x"), (SLURM_COUNT, "2")]),
-            )
+            .resolve(None, environment(&[(SLURM_INDEX, "x"), (SLURM_COUNT, "2")]))
             .expect_err("garbage");
         assert_eq!(
             error.to_string(),
             "shard `auto`: SLURM_ARRAY_TASK_ID=`x` is not a whole number"
         );
         let error = ShardSpec::Auto
-            .resolve(Some(0), &environment(&[(SLURM_INDEX, "0")]))
+            .resolve(Some(0), environment(&[(SLURM_INDEX, "0")]))
             .expect_err("zero");
         assert!(matches!(error, ShardError::ZeroCount { .. }), "{error}");
     }
