@@ -42,7 +42,6 @@ for tool in munged slurmctld slurmd sbatch squeue scontrol sinfo; do
         skip "\`$tool\` is missing (apt-get install -y slurmctld slurmd slurm-client munge)"
 done
 
-started=$(date +%s)
 work=$(mktemp -d /tmp/looptune-slurm.XXXXXX)
 chmod 755 "$work"
 export SLURM_CONF=$work/slurm.conf
@@ -96,6 +95,7 @@ fi
 LOOPTUNE=$(realpath "$LOOPTUNE")
 [ -x "$LOOPTUNE" ] || fail "no looptune binary at $LOOPTUNE"
 export LOOPTUNE
+started=$(date +%s)
 # The C backend is not used, but keep any cache away from the user's.
 export LOOPTUNE_CACHE_DIR=$work/cache
 
@@ -256,7 +256,10 @@ wait_for_job "$(cat "$work/rounds.job")" 900
 state=$(job_state "$(cat "$work/rounds.job")")
 [ "$state" = COMPLETED ] || fail "the second round's merge job ended $state"
 for index in 0 1; do
-    grep -q "count as measured and pre-train" "$rounds/slurm/round-2-shard-$index.out" ||
+    out=$rounds/slurm/round-2-shard-$index.out
+    grep -q "count as measured and pre-train" "$out" ||
+        fail "round 2's shard $index did not read round 1's merge"
+    grep -q "xgb pre-trained on" "$out" ||
         fail "round 2's shard $index did not transfer from round 1's merge"
     log=$rounds/shards/$model.shard-$index-of-2.tunelog
     [ "$(tasks_and_configs "$log" | sort | uniq -d | wc -l)" -eq 0 ] ||

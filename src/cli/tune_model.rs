@@ -275,6 +275,14 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
                 let records = records_to_resume(&log).map_err(|error| format!("{error:#}"))?;
                 let records = with_transferred(records);
                 let transfer = TransferSet::from_records(task, &records, &fingerprint);
+                if !transfer.is_empty() {
+                    eprintln!(
+                        "looptune: {}: xgb pre-trained on {} records of {} other shapes",
+                        layers[position].name,
+                        transfer.len(),
+                        transfer.workloads().len()
+                    );
+                }
                 let tuner =
                     XgbTuner::with_defaults(task, seed).map_err(|error| error.to_string())?;
                 Ok(Box::new(tuner.with_transfer(transfer)))

@@ -6,6 +6,10 @@
 //! tuning log, and stops on an explicit budget with a typed [`StopReason`], in the manner of
 //! egg's `Runner`.
 //!
+//! Whole-model tuning ([`tune_model`]) runs a model's tasks under the [`TaskScheduler`]; a
+//! [`Shard`] keeps a deterministic share of them ([`shard`]) so that many machines can tune one
+//! model, each into its own log, merged afterwards by `looptune-log`.
+//!
 //! **Invariant:** the tuning log is the only persistent state of a tuning run: a rerun with the
 //! same log skips every config already measured for the task and target and continues from the
 //! best found.
