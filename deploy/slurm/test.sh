@@ -37,7 +37,7 @@ skip() {
     exit 77
 }
 [ "$(id -u)" -eq 0 ] || skip "not root (slurmd must run as root to start jobs)"
-for tool in munged slurmctld slurmd sbatch squeue scontrol sinfo; do
+for tool in munged slurmctld slurmd sbatch squeue scontrol sinfo scancel python3; do
     command -v "$tool" >/dev/null 2>&1 ||
         skip "\`$tool\` is missing (apt-get install -y slurmctld slurmd slurm-client munge)"
 done
