@@ -7,8 +7,8 @@ use super::input;
 use anyhow::Context;
 use clap::Args;
 use looptune::log::{
-    best_per_task_where, export_db, merge, read_log, read_log_to_resume, LogContents, LogError,
-    LogWriter, Record,
+    best_per_task_where, export_db, merge, merge_into, read_log, read_log_to_resume, Existing,
+    LogContents, LogError, Record,
 };
 use std::path::{Path, PathBuf};
 
@@ -28,10 +28,14 @@ pub struct BestArgs {
 /// Arguments of `looptune merge`.
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// The merged log to write; it must not exist yet unless it is one of the inputs.
+    /// The merged log to write (atomically); never one of the inputs, and a file that exists
+    /// only with --replace.
     #[arg(long)]
     out: PathBuf,
-    /// The logs to merge, in order.
+    /// Replace OUT if it exists (a merge of the same shards run again).
+    #[arg(long)]
+    replace: bool,
+    /// The logs to merge; their order does not matter.
     #[arg(required = true)]
     logs: Vec<PathBuf>,
 }
@@ -152,31 +156,37 @@ pub fn best(args: &BestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `looptune merge`: the distinct records of several logs in one new log.
+/// `looptune merge`: the distinct records of several logs in one new log, in an order that does
+/// not depend on the order of the inputs (`looptune-log`'s `merge.rs` says what is kept).
 pub fn merge_logs(args: &MergeArgs) -> anyhow::Result<()> {
-    let out_is_input = args.logs.iter().any(|log| same_file(log, &args.out));
-    if args.out.exists() && !out_is_input {
-        return Err(super::Usage(format!(
-            "{} exists; merge writes a new log (name another file, or list it among the inputs)",
-            args.out.display()
-        ))
-        .into());
-    }
-    let merged = merge(&args.logs).context("reading the logs to merge")?;
+    let existing = if args.replace {
+        Existing::Replace
+    } else {
+        Existing::Refuse
+    };
+    let merged = match merge_into(&args.logs, &args.out, existing) {
+        Ok(merged) => merged,
+        Err(error @ (LogError::OutputIsInput { .. } | LogError::OutputExists { .. })) => {
+            let hint = if matches!(error, LogError::OutputExists { .. }) {
+                " (--replace)"
+            } else {
+                ""
+            };
+            return Err(super::Usage(format!("{error}{hint}")).into());
+        }
+        Err(error) => return Err(anyhow::Error::new(error).context("merging the logs")),
+    };
     for warning in &merged.warnings {
         eprintln!("warning: {warning}");
     }
-    // Write next to the output and rename, so that an input named as output is never lost
-    // half-written.
-    let staging = args.out.with_extension("merge-tmp");
-    LogWriter::create(&staging)?.append_batch(&merged.records)?;
-    std::fs::rename(&staging, &args.out)
-        .with_context(|| format!("moving the merged log to {}", args.out.display()))?;
     eprintln!(
-        "merged {} records ({} duplicates dropped) into {}",
+        "merged {} records of {} tasks from {} logs into {} ({} duplicates dropped, {} warnings)",
         merged.records.len(),
+        merged.tasks(),
+        args.logs.len(),
+        args.out.display(),
         merged.duplicates,
-        args.out.display()
+        merged.warnings.len(),
     );
     Ok(())
 }

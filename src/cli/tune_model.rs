@@ -5,18 +5,25 @@
 //! One line per round goes to stderr (the layer, why it was chosen, its best, the model
 //! estimate); the report goes to stdout, as one JSON object with `--json`. A rerun with the same
 //! log resumes: configs in the log are not measured again, and fallback figures come from it.
+//!
+//! `--shard INDEX/COUNT` (or `auto`, from a Slurm array or a Kubernetes Indexed Job) tunes only
+//! the shard's layers ([`looptune::tune::shard`]: the same split on every machine) into the
+//! shard's own log; `looptune merge` joins the shards' logs afterwards. `--transfer-from LOG`
+//! (a merge of an earlier round) adds that log's records: those of the shard's layers count as
+//! measured, and with `--tuner xgb` those of other layers of the same operator pre-train each
+//! layer's model, through the xgb tuner's transfer from a log.
 
 use super::logs::records_to_resume;
 use super::measuring::{measurer, MeasureArgs};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use looptune::log::{LogWriter, TargetFingerprint};
+use looptune::log::{merge_records, LogWriter, Record, TargetFingerprint};
 use looptune::runtime::Target;
 use looptune::space::Task;
 use looptune::tune::scheduler::driver::{LayerOutcome, RoundObserver, RoundSummary};
 use looptune::tune::{
-    tune_model, ModelTask, ModelTuneOptions, ModelTuneReport, Network, RandomTuner, TransferSet,
-    Tuner, XgbTuner,
+    tune_model, ModelTask, ModelTuneOptions, ModelTuneReport, Network, RandomTuner, Shard,
+    ShardSpec, TaskCost, TransferSet, Tuner, XgbTuner,
 };
 use std::path::{Path, PathBuf};
 
@@ -57,10 +64,26 @@ pub struct TuneModelArgs {
     /// The network.
     #[arg(value_enum)]
     network: NetworkArg,
-    /// The tuning log (default `looptune-NETWORK.tunelog`; created if missing, resumed if not).
+    /// The tuning log (default `looptune-NETWORK.tunelog`, with --shard
+    /// `looptune-NETWORK.shard-INDEX-of-COUNT.tunelog`; created if missing, resumed if not).
     #[arg(long)]
     log: Option<PathBuf>,
-    /// Configs to measure in this run, over all layers.
+    /// Tune only this shard's layers: INDEX/COUNT (0/4 .. 3/4; balanced by FLOPs x trials, the
+    /// same split on every machine), or `auto`: the index from SLURM_ARRAY_TASK_ID or
+    /// JOB_COMPLETION_INDEX, the count from --shard-count, else LOOPTUNE_SHARD_COUNT, else
+    /// SLURM_ARRAY_TASK_COUNT.
+    #[arg(long, value_name = "INDEX/COUNT|auto")]
+    shard: Option<String>,
+    /// The number of shards, for --shard auto (a resubmitted Slurm array task needs it: an
+    /// array of one task says its count is 1).
+    #[arg(long, requires = "shard", value_parser = clap::value_parser!(u32).range(1..))]
+    shard_count: Option<u32>,
+    /// Logs of an earlier round (the merge of every shard's log): their records of this run's
+    /// layers count as measured, and with --tuner xgb their records of other layers of the same
+    /// operator pre-train each layer's model. Repeatable.
+    #[arg(long, value_name = "LOG")]
+    transfer_from: Vec<PathBuf>,
+    /// Configs to measure in this run (in this shard, with --shard), over all its layers.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     trials: u32,
     /// Stop starting batches after this many seconds.
@@ -121,23 +144,69 @@ impl RoundObserver for Lines {
     }
 }
 
-fn check_arguments(args: &TuneModelArgs) -> Result<(), super::Usage> {
+fn check_arguments(args: &TuneModelArgs) -> Result<Option<Shard>, super::Usage> {
     super::input::time_budget(args.time_budget)?;
     args.measure.options()?;
-    Ok(())
+    shard(args)
+}
+
+/// The shard asked for, if any; errors name the bad value (or the environment variable).
+fn shard(args: &TuneModelArgs) -> Result<Option<Shard>, super::Usage> {
+    let Some(text) = &args.shard else {
+        return Ok(None);
+    };
+    let usage = |error: looptune::tune::ShardError| super::Usage(format!("--shard: {error}"));
+    let spec = ShardSpec::parse(text).map_err(usage)?;
+    if let (ShardSpec::Fixed(_), Some(count)) = (spec, args.shard_count) {
+        return Err(super::Usage(format!(
+            "--shard-count {count} goes with --shard auto; --shard {text} names its count"
+        )));
+    }
+    spec.resolve(args.shard_count.map(|count| count as usize), |name| {
+        std::env::var(name).ok()
+    })
+    .map(Some)
+    .map_err(usage)
 }
 
 /// Runs `looptune tune-model`.
 pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
-    check_arguments(args)?;
+    let shard = check_arguments(args)?;
     let network = args.network.network();
-    let log = args
-        .log
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("looptune-{network}.tunelog")));
+    let log = args.log.clone().unwrap_or_else(|| match shard {
+        Some(shard) => PathBuf::from(format!(
+            "looptune-{network}.shard-{}-of-{}.tunelog",
+            shard.index(),
+            shard.count()
+        )),
+        None => PathBuf::from(format!("looptune-{network}.tunelog")),
+    });
     let mut layers = network.layers();
     if let Some(limit) = args.max_layers {
         layers.truncate(limit as usize);
+    }
+    let model_layers = layers.len();
+    if let Some(shard) = shard {
+        let trials_per_layer = f64::from(args.trials) / model_layers.max(1) as f64;
+        // An even share of the budget per layer: the scheduler's allocation is not known before
+        // measuring, so the balance is by FLOPs.
+        layers = shard.take(layers, |layer| {
+            TaskCost::for_workload(&layer.workload, trials_per_layer)
+        });
+        let names: Vec<&str> = layers.iter().map(|layer| layer.name).collect();
+        if layers.is_empty() {
+            eprintln!(
+                "looptune: shard {shard} has none of the {model_layers} layers of {network} \
+                 (more shards than layers); {} stays empty",
+                log.display()
+            );
+        } else {
+            eprintln!(
+                "looptune: shard {shard} of {network}: {} of {model_layers} layers ({})",
+                layers.len(),
+                names.join(" ")
+            );
+        }
     }
     let threads = super::input::threads(args.threads)?;
     let target = Target::host().with_threads(threads);
@@ -162,9 +231,31 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
         })
         .collect();
     let fingerprint = TargetFingerprint::new(&target, selected.backend.as_ref());
+    let mut transferred: Vec<Record> = Vec::new();
+    for path in &args.transfer_from {
+        transferred.extend(
+            super::logs::read_with_warnings(path)
+                .with_context(|| format!("--transfer-from {}", path.display()))?
+                .records,
+        );
+    }
+    if !args.transfer_from.is_empty() {
+        eprintln!(
+            "looptune: {} records from {} earlier log(s) count as measured{}",
+            transferred.len(),
+            args.transfer_from.len(),
+            match args.tuner {
+                ModelTunerKind::Xgb => " and pre-train the xgb models of other shapes",
+                ModelTunerKind::Random => " (the random tuner learns nothing from them)",
+            }
+        );
+    }
+    // The run's own log and the earlier round's, each record once.
+    let with_transferred =
+        |own: Vec<Record>| merge_records(own.into_iter().chain(transferred.iter().cloned())).0;
     // Locked before it is read: a second run on this log is refused before it reads anything.
     let mut writer = LogWriter::open(&log).with_context(|| format!("opening {}", log.display()))?;
-    let existing = records_to_resume(&log)?;
+    let existing = with_transferred(records_to_resume(&log)?);
     super::interrupt::install()?;
     let mut measurer = measurer(
         &target,
@@ -185,9 +276,19 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
         match args.tuner {
             ModelTunerKind::Random => Ok(Box::new(RandomTuner::new(task.space(), seed))),
             ModelTunerKind::Xgb => {
-                // The log as it stands now: other layers measured earlier in this run included.
+                // The log as it stands now (other layers measured earlier in this run included)
+                // and the earlier round's logs.
                 let records = records_to_resume(&log).map_err(|error| format!("{error:#}"))?;
+                let records = with_transferred(records);
                 let transfer = TransferSet::from_records(task, &records, &fingerprint);
+                if !transfer.is_empty() {
+                    eprintln!(
+                        "looptune: {}: xgb pre-trained on {} records of {} other shapes",
+                        layers[position].name,
+                        transfer.len(),
+                        transfer.workloads().len()
+                    );
+                }
                 let tuner =
                     XgbTuner::with_defaults(task, seed).map_err(|error| error.to_string())?;
                 Ok(Box::new(tuner.with_transfer(transfer)))
@@ -216,11 +317,18 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
         ModelTunerKind::Xgb => "xgb",
     };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&json_report(network, tuner, &log, threads, &report))?
-        );
+        let mut json = json_report(network, tuner, &log, threads, &report);
+        json["shard"] = serde_json::json!(shard.map(|shard| shard.to_string()));
+        json["model_layers"] = serde_json::json!(model_layers);
+        println!("{}", serde_json::to_string(&json)?);
     } else {
+        if let Some(shard) = shard {
+            println!(
+                "shard       {shard}: {} of the {model_layers} distinct layers; merge the shards' \
+                 logs with `looptune merge`",
+                report.layers.len()
+            );
+        }
         print_report(network, tuner, &log, threads, &report);
     }
     Ok(())

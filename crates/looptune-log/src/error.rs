@@ -81,6 +81,23 @@ pub enum LogError {
         #[source]
         source: serde_json::Error,
     },
+    /// A merge was asked to write over one of the logs it reads.
+    #[error(
+        "the merge output `{out}` is the input `{input}`; write the merge to a new file (a merge \
+         cut short would lose the input)"
+    )]
+    OutputIsInput {
+        /// The output asked for.
+        out: PathBuf,
+        /// The input it is (the same file, by this or another path).
+        input: PathBuf,
+    },
+    /// A merge was asked to write to a file that exists, without leave to replace it.
+    #[error("the merge output `{out}` exists; name a new file, or allow replacing it")]
+    OutputExists {
+        /// The output asked for.
+        out: PathBuf,
+    },
     /// A deploy database could not be encoded.
     #[error("cannot encode a deploy database of {entries} entries: {message}")]
     EncodeDatabase {

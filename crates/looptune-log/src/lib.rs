@@ -24,7 +24,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use looptune_log::{export_db, merge, read_log, best_per_task, DeployDb, LogWriter};
+//! use looptune_log::{export_db, merge_into, read_log, best_per_task, DeployDb, Existing, LogWriter};
 //! # let dir = tempfile::tempdir()?;
 //! # let (log, out, db) = (dir.path().join("a.jsonl"), dir.path().join("m.jsonl"), dir.path().join("b.db"));
 //! # LogWriter::open(&log)?.append_batch(&[])?;
@@ -36,9 +36,8 @@
 //! for record in best_per_task(&contents.records) {
 //!     println!("{} {:?} GFLOP/s", record.workload, record.gflops);
 //! }
-//! // looptune merge --out FILE LOG...
-//! let merged = merge(&[&log])?;
-//! LogWriter::create(&out)?.append_batch(&merged.records)?;
+//! // looptune merge --out FILE LOG... (atomically; never over one of the inputs)
+//! let merged = merge_into(&[&log], &out, Existing::Refuse)?;
 //! // looptune export-db --out DB LOG...
 //! export_db(&merged.records, &db)?;
 //! assert!(DeployDb::load(&db)?.entries().is_empty());
@@ -53,6 +52,7 @@ mod db;
 mod dispatch;
 mod error;
 mod kind;
+mod merge;
 mod query;
 mod reader;
 mod record;
@@ -62,9 +62,10 @@ pub use db::{export_db, DeployDb, DeployEntry, DB_MAGIC, DB_VERSION};
 pub use dispatch::{Dispatch, Dispatcher, Source};
 pub use error::LogError;
 pub use kind::{sniff, FileKind};
+pub use merge::{merge, merge_into, merge_records, Existing, Merged};
 pub use query::{
-    best, best_by_key, best_per_task, best_per_task_where, measured, measured_by_key, merge,
-    merge_records, task_records, task_records_by_key, top_k, top_k_by_key, Measured, Merged,
+    best, best_by_key, best_per_task, best_per_task_where, measured, measured_by_key, task_records,
+    task_records_by_key, top_k, top_k_by_key, Measured,
 };
 pub use reader::AnyContents;
 pub use reader::{

@@ -1,17 +1,14 @@
-//! Questions asked of records: the best per task, the top k, a task's records, what a resumed
-//! run must not measure again, and merging logs.
+//! Questions asked of records: the best per task, the top k, a task's records and what a
+//! resumed run must not measure again. Merging logs is `merge.rs`.
 //!
 //! A *task* here is a (workload key, target fingerprint) pair, matched exactly: results from
 //! another machine or code generator answer none of these questions (the [`crate::Dispatcher`]
 //! is where a compatible target may stand in, and says so).
 
-use crate::error::LogError;
-use crate::reader::{read_logs, LogWarning};
 use crate::record::{Record, TargetFingerprint};
 use looptune_ir::Workload;
 use looptune_space::ConfigValues;
 use std::collections::HashSet;
-use std::path::Path;
 
 /// All records of the task (`workload`, `target`), valid or not, in log order.
 pub fn task_records<'a>(
@@ -161,48 +158,6 @@ pub fn measured_by_key(records: &[Record], key: &str, target: &TargetFingerprint
     measured
 }
 
-/// The records of several logs merged, and the warnings met reading them.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Merged {
-    /// Every distinct record, in the order first seen (logs in the order given).
-    pub records: Vec<Record>,
-    /// Identical records dropped.
-    pub duplicates: usize,
-    /// Lines of the inputs that were skipped, by file and line.
-    pub warnings: Vec<LogWarning>,
-}
-
-/// Merges records, dropping exact duplicates (the same line written twice, or the same log
-/// given twice). Records that differ in anything, even a timestamp, are all kept: they are
-/// separate measurements.
-pub fn merge_records(records: impl IntoIterator<Item = Record>) -> (Vec<Record>, usize) {
-    let mut seen = HashSet::new();
-    let mut kept = Vec::new();
-    let mut duplicates = 0;
-    for record in records {
-        // The serialized line is a faithful identity (floats print exactly) and is hashable.
-        let identity = serde_json::to_string(&record).unwrap_or_else(|_| format!("{record:?}"));
-        if seen.insert(identity) {
-            kept.push(record);
-        } else {
-            duplicates += 1;
-        }
-    }
-    (kept, duplicates)
-}
-
-/// Reads `logs` and merges their records ([`merge_records`]); for `looptune merge --out FILE
-/// LOG...`, which then writes `records` with `LogWriter::create(out)?.append_batch(..)`.
-pub fn merge<P: AsRef<Path>>(logs: &[P]) -> Result<Merged, LogError> {
-    let contents = read_logs(logs)?;
-    let (records, duplicates) = merge_records(contents.records);
-    Ok(Merged {
-        records,
-        duplicates,
-        warnings: contents.warnings,
-    })
-}
-
 fn by_median(a: &Record, b: &Record) -> std::cmp::Ordering {
     let time = |record: &Record| record.median_s().unwrap_or(f64::INFINITY);
     time(a).total_cmp(&time(b))
@@ -269,19 +224,5 @@ mod tests {
         assert!(done.contains_index(1) && done.contains_index(2) && !done.contains_index(3));
         assert!(done.contains_config(&vec![("k".to_string(), KnobValue::Choice(1))]));
         assert!(measured(&records, &matmul(), &fingerprint("Other", 1)).is_empty());
-    }
-
-    #[test]
-    fn merging_drops_only_identical_records() {
-        let mut later = record(1, 1.0);
-        later.started_unix_s += 10.0;
-        let (kept, duplicates) = merge_records(vec![
-            record(1, 1.0),
-            record(2, 1.0),
-            record(1, 1.0),
-            later.clone(),
-        ]);
-        assert_eq!(duplicates, 1);
-        assert_eq!(kept, vec![record(1, 1.0), record(2, 1.0), later]);
     }
 }

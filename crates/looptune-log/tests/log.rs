@@ -3,8 +3,8 @@
 
 use looptune_ir::Workload;
 use looptune_log::{
-    best, export_db, measured, merge, read_log, DeployDb, Dispatcher, LogError, LogWriter, Record,
-    RecordContext, Source, TargetFingerprint, WarningKind,
+    best, best_per_task, export_db, measured, merge, merge_into, read_log, DeployDb, Dispatcher,
+    Existing, LogError, LogWriter, Record, RecordContext, Source, TargetFingerprint, WarningKind,
 };
 use looptune_runtime::measure::{Costs, MeasureError, MeasureErrorKind, MeasureResult};
 use looptune_runtime::{IsaFeatures, Target};
@@ -301,18 +301,156 @@ fn two_logs_merge_without_duplicates_and_keep_their_warnings() {
         .expect("tears the last line");
 
     let merged = merge(&[&first, &second]).expect("merges");
-    assert_eq!(indices(&merged.records), vec![1, 2, 3]);
-    assert_eq!(merged.duplicates, 1);
+    // Grouped by task: the other target's record sorts before this one's.
+    assert_eq!(indices(&merged.records), vec![3, 1, 2]);
+    assert_eq!((merged.duplicates, merged.tasks()), (1, 2));
     assert_eq!(merged.warnings.len(), 1);
-    assert_eq!(merged.warnings[0].path, second);
+    assert_eq!(
+        (&merged.warnings[0].path, merged.warnings[0].line),
+        (&second, 3)
+    );
 
     let out = dir.path().join("merged.jsonl");
-    LogWriter::create(&out)
-        .and_then(|mut writer| writer.append_batch(&merged.records))
-        .expect("writes");
+    let written = merge_into(&[&first, &second], &out, Existing::Refuse).expect("writes");
+    assert_eq!(written, merged);
     let back = read_log(&out).expect("reads");
     assert_eq!(back.records, merged.records);
     assert!(back.warnings.is_empty());
+}
+
+/// Shard logs of two tasks on two targets, the second with a corrupt line in the middle.
+fn shard_logs(dir: &Path) -> Vec<std::path::PathBuf> {
+    let paths: Vec<_> = (0..3)
+        .map(|shard| dir.join(format!("shard-{shard}.jsonl")))
+        .collect();
+    let mut other = measured_record(&target("Other", 4), 7, Some(5e-4));
+    other.workload = "matmul:m=32,n=32,k=32,transpose_b=false".to_string();
+    write_log(
+        &paths[0],
+        &[
+            vec![measured_record(&here(), 1, Some(3e-3))],
+            vec![measured_record(&here(), 4, Some(1e-3))],
+        ],
+    );
+    write_log(
+        &paths[1],
+        &[vec![measured_record(&here(), 2, None), other.clone()]],
+    );
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&paths[1])
+        .and_then(|mut file| std::io::Write::write_all(&mut file, b"not a record\n"))
+        .expect("damages");
+    write_log(&paths[1], &[vec![measured_record(&here(), 5, Some(2e-3))]]);
+    // The third shard repeats a record of the first (a log given twice, an earlier merge).
+    write_log(
+        &paths[2],
+        &[vec![measured_record(&here(), 4, Some(1e-3)), other]],
+    );
+    paths
+}
+
+#[test]
+fn shards_merged_in_any_order_twice_give_the_same_bytes_and_the_same_best() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logs = shard_logs(dir.path());
+    let forward = dir.path().join("forward.jsonl");
+    let backward = dir.path().join("backward.jsonl");
+    let merged = merge_into(&logs, &forward, Existing::Refuse).expect("merges");
+    let reversed: Vec<_> = logs.iter().rev().collect();
+    merge_into(&reversed, &backward, Existing::Refuse).expect("merges");
+    let bytes = |path: &Path| std::fs::read(path).expect("reads");
+    assert_eq!(bytes(&forward), bytes(&backward));
+    assert_eq!(merged.duplicates, 2);
+    assert_eq!(merged.records.len(), 5);
+    // The damaged line is named by file and line, and skipped.
+    assert_eq!(merged.warnings.len(), 1);
+    assert_eq!(
+        (&merged.warnings[0].path, merged.warnings[0].line),
+        (&logs[1], 3)
+    );
+    assert!(matches!(
+        merged.warnings[0].kind,
+        WarningKind::Corrupt { .. }
+    ));
+    // Merging the merge changes nothing.
+    let again = dir.path().join("again.jsonl");
+    let remerged = merge_into(&[&forward], &again, Existing::Refuse).expect("merges");
+    assert_eq!(bytes(&again), bytes(&forward));
+    assert_eq!(remerged.duplicates, 0);
+    // The best of each task and target is the best of all the shards' records together, and the
+    // two targets stay apart.
+    let mut all = Vec::new();
+    for log in &logs {
+        all.extend(read_log(log).expect("reads").records);
+    }
+    let summary = |records: &[Record]| {
+        let mut best: Vec<(String, String, u128)> = best_per_task(records)
+            .into_iter()
+            .map(|r| {
+                (
+                    r.workload.clone(),
+                    r.target.cpu_model.clone(),
+                    r.config_index,
+                )
+            })
+            .collect();
+        best.sort();
+        best
+    };
+    assert_eq!(summary(&merged.records), summary(&all));
+    assert_eq!(
+        summary(&merged.records)
+            .iter()
+            .map(|(_, cpu, index)| (cpu.as_str(), *index))
+            .collect::<Vec<_>>(),
+        vec![("Other", 7), ("Test CPU", 4)]
+    );
+}
+
+#[test]
+fn a_merge_never_writes_over_an_input_and_replaces_other_files_only_when_told() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logs = shard_logs(dir.path());
+    let before = std::fs::read(&logs[0]).expect("reads");
+    let error = merge_into(&logs, &logs[0], Existing::Replace).expect_err("refused");
+    assert!(
+        matches!(&error, LogError::OutputIsInput { input, .. } if input == &logs[0]),
+        "{error}"
+    );
+    // By another name: a hard link is the same file.
+    let link = dir.path().join("link.jsonl");
+    std::fs::hard_link(&logs[0], &link).expect("links");
+    let error = merge_into(&logs, &link, Existing::Replace).expect_err("refused");
+    assert!(error.to_string().contains("link.jsonl"), "{error}");
+    assert_eq!(std::fs::read(&logs[0]).expect("reads"), before);
+
+    let out = dir.path().join("merged.jsonl");
+    std::fs::write(&out, "old").expect("writes");
+    let error = merge_into(&logs, &out, Existing::Refuse).expect_err("refused");
+    assert!(matches!(error, LogError::OutputExists { .. }), "{error}");
+    assert_eq!(std::fs::read_to_string(&out).expect("reads"), "old");
+    let merged = merge_into(&logs, &out, Existing::Replace).expect("replaces");
+    assert_eq!(read_log(&out).expect("reads").records, merged.records);
+    // No temporary file is left behind.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("lists")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+    // A missing input is an error naming it, and nothing is written.
+    let missing = dir.path().join("missing.jsonl");
+    let fresh = dir.path().join("fresh.jsonl");
+    let error = merge_into(&[&missing], &fresh, Existing::Refuse).expect_err("refused");
+    assert!(error.to_string().contains("missing.jsonl"), "{error}");
+    assert!(!fresh.exists());
 }
 
 #[test]

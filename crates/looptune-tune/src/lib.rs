@@ -6,6 +6,10 @@
 //! tuning log, and stops on an explicit budget with a typed [`StopReason`], in the manner of
 //! egg's `Runner`.
 //!
+//! Whole-model tuning ([`tune_model`]) runs a model's tasks under the [`TaskScheduler`]; a
+//! [`Shard`] keeps a deterministic share of them ([`shard`]) so that many machines can tune one
+//! model, each into its own log, merged afterwards by `looptune-log`.
+//!
 //! **Invariant:** the tuning log is the only persistent state of a tuning run: a rerun with the
 //! same log skips every config already measured for the task and target and continues from the
 //! best found.
@@ -20,6 +24,7 @@ pub mod chain;
 pub mod model;
 pub mod models;
 pub mod scheduler;
+pub mod shard;
 pub mod task;
 pub mod tuner;
 pub mod tuning;
@@ -31,6 +36,7 @@ pub use scheduler::driver::{
     tune_model, ModelTask, ModelTuneError, ModelTuneOptions, ModelTuneReport,
 };
 pub use scheduler::{SchedulerOptions, TaskScheduler};
+pub use shard::{partition, Shard, ShardError, ShardSpec, TaskCost};
 pub use task::{TuningTask, WorkloadTask};
 pub use tuner::{GaOptions, GaTuner, GridTuner, RandomTuner, Trial, Tuner};
 pub use tuning::{tune, Observer, Progress, StopReason, TuneError, TuneOptions, TuneReport};
