@@ -197,19 +197,12 @@ pub fn full_width_peak(threads: usize) -> Result<PeakResult, PeakError> {
     }
 }
 
-/// The vector shape `backend` emits for `target`: what search spaces size register tiles from,
-/// with the host's cache sizes where the OS reports them.
+/// The vector shape `backend` emits for `target`: what search spaces size register tiles from.
 pub fn vector_shape(backend: &dyn Backend, target: &Target) -> VectorShape {
-    let shape = VectorShape::new(
+    VectorShape::new(
         backend.vector_lanes(target) as i64,
         backend.vector_registers(target) as i64,
-    );
-    // Only full-width spaces read cache sizes (the GEMM's reduction blocks); Cranelift's tasks
-    // keep the plain shape they have always had.
-    match looptune_runtime::host_cache_sizes() {
-        Some(caches) if shape.lanes >= 8 => shape.with_caches(caches.l1d_bytes, caches.l2_bytes),
-        _ => shape,
-    }
+    )
 }
 
 /// The task of `workload` with its space sized for `backend` on `target`: records of one

@@ -40,4 +40,4 @@ pub use measure::{
 };
 pub use memory::{MemoryError, MemoryLimit};
 pub use peak::PeakResult;
-pub use target::{host_cache_sizes, CacheSizes, IsaFeatures, Target};
+pub use target::{IsaFeatures, Target};

@@ -92,59 +92,6 @@ impl Target {
     }
 }
 
-/// Per-core cache sizes of the host, in bytes, as Linux reports them for CPU 0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CacheSizes {
-    /// Level-1 data cache.
-    pub l1d_bytes: i64,
-    /// Level-2 cache (data or unified).
-    pub l2_bytes: i64,
-}
-
-/// The host's level-1 data and level-2 cache sizes, from
-/// `/sys/devices/system/cpu/cpu0/cache/index*/{level,type,size}`; `None` where the OS does not
-/// say (then templates assume typical sizes).
-pub fn host_cache_sizes() -> Option<CacheSizes> {
-    let directory = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache");
-    let (mut l1d, mut l2) = (None, None);
-    for entry in std::fs::read_dir(directory).ok()?.flatten() {
-        let read = |name: &str| std::fs::read_to_string(entry.path().join(name)).ok();
-        let (Some(level), Some(kind), Some(size)) = (read("level"), read("type"), read("size"))
-        else {
-            continue;
-        };
-        let Some(bytes) = parse_cache_size(size.trim()) else {
-            continue;
-        };
-        match (level.trim(), kind.trim()) {
-            ("1", "Data") => l1d = Some(bytes),
-            ("2", "Data" | "Unified") => l2 = Some(bytes),
-            _ => {}
-        }
-    }
-    Some(CacheSizes {
-        l1d_bytes: l1d?,
-        l2_bytes: l2?,
-    })
-}
-
-/// `32K`, `2048K`, `1M` or plain bytes, as sysfs prints cache sizes.
-fn parse_cache_size(text: &str) -> Option<i64> {
-    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((position, _)) => text.split_at(position),
-        None => (text, ""),
-    };
-    let value: i64 = digits.parse().ok()?;
-    let scale = match unit {
-        "" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        _ => return None,
-    };
-    value.checked_mul(scale).filter(|&bytes| bytes > 0)
-}
-
 /// The host's features, from the CPU itself (`cpuid` on x86-64).
 fn host_features() -> IsaFeatures {
     #[cfg(target_arch = "x86_64")]
@@ -181,18 +128,6 @@ fn host_cpu_model() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cache_sizes_parse_as_sysfs_prints_them() {
-        assert_eq!(parse_cache_size("32K"), Some(32 << 10));
-        assert_eq!(parse_cache_size("2048K"), Some(2 << 20));
-        assert_eq!(parse_cache_size("1M"), Some(1 << 20));
-        assert_eq!(parse_cache_size("4096"), Some(4096));
-        assert_eq!(parse_cache_size("12Q"), None);
-        assert_eq!(parse_cache_size("K"), None);
-        assert_eq!(parse_cache_size("0K"), None);
-        assert_eq!(parse_cache_size("99999999999999999999K"), None);
-    }
 
     #[test]
     fn host_target_round_trips_through_json() {
