@@ -67,7 +67,9 @@ pub fn workload(text: &str) -> Result<Workload, Usage> {
 }
 
 /// Parses a layout such as `pack=8` (comma-separated `key=value`; an empty string is the
-/// default layout).
+/// default layout): `pack` packs the matrix read along `n` into panels (matmul, dense),
+/// `block_k` splits the reduction of a matrix product into blocks (matmul, dense without an
+/// epilogue), `pack_oc` packs conv2d's weights into output-channel blocks.
 pub fn layout(text: &str) -> Result<Layout, Usage> {
     let mut layout = Layout::default();
     for part in text
@@ -79,20 +81,26 @@ pub fn layout(text: &str) -> Result<Layout, Usage> {
         let (key, value) = part
             .split_once('=')
             .ok_or_else(|| bad(format!("`{part}` is not of the form key=value")))?;
-        match key.trim() {
-            "pack" => {
-                let block: i64 = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad(format!("`{part}` is not an integer")))?;
-                if block < 1 {
-                    return Err(bad(format!("`{part}` must be at least 1")));
-                }
-                if layout.pack_columns.replace(block).is_some() {
-                    return Err(bad("`pack` given twice".to_string()));
-                }
+        let key = key.trim();
+        let slot = match key {
+            "pack" => &mut layout.pack_columns,
+            "block_k" => &mut layout.block_reduction,
+            "pack_oc" => &mut layout.pack_output_channels,
+            other => {
+                return Err(bad(format!(
+                    "unknown key `{other}` (known: pack, block_k, pack_oc)"
+                )))
             }
-            other => return Err(bad(format!("unknown key `{other}` (known: pack)"))),
+        };
+        let block: i64 = value
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("`{part}` is not an integer")))?;
+        if block < 1 {
+            return Err(bad(format!("`{part}` must be at least 1")));
+        }
+        if slot.replace(block).is_some() {
+            return Err(bad(format!("`{key}` given twice")));
         }
     }
     Ok(layout)
@@ -112,10 +120,30 @@ pub fn fits_in_memory(workload: &Workload) -> Result<(), Usage> {
 pub fn program(workload: &Workload, layout: &Layout) -> Result<Program, Usage> {
     // Only operators that read a matrix along `n` have a column-packed form; the IR ignores the
     // choice for the others, and silently ignoring a flag the user typed would mislead them.
-    if let Some(block) = layout.pack_columns {
-        if !matches!(workload, Workload::Matmul(_) | Workload::Dense(_)) {
+    let applies = [
+        (
+            "pack",
+            layout.pack_columns,
+            matches!(workload, Workload::Matmul(_) | Workload::Dense(_)),
+            "matmul and dense",
+        ),
+        (
+            "block_k",
+            layout.block_reduction,
+            matches!(workload, Workload::Matmul(_) | Workload::Dense(_)),
+            "matmul and dense",
+        ),
+        (
+            "pack_oc",
+            layout.pack_output_channels,
+            matches!(workload, Workload::Conv2d(_)),
+            "conv2d",
+        ),
+    ];
+    for (key, value, applies, operators) in applies {
+        if let (Some(block), false) = (value, applies) {
             return Err(Usage(format!(
-                "layout `pack={block}` applies to matmul and dense only, not to `{}`",
+                "layout `{key}={block}` applies to {operators} only, not to `{}`",
                 workload.op_name()
             )));
         }
@@ -164,6 +192,9 @@ mod tests {
         assert_eq!(layout("").unwrap(), Layout::default());
         assert_eq!(layout("pack=8").unwrap().pack_columns, Some(8));
         assert_eq!(layout(" pack = 4 ").unwrap().pack_columns, Some(4));
+        let both = layout("block_k=64,pack_oc=8").unwrap();
+        assert_eq!(both.block_reduction, Some(64));
+        assert_eq!(both.pack_output_channels, Some(8));
     }
 
     #[test]
@@ -173,6 +204,8 @@ mod tests {
             ("pack=x", "`pack=x` is not an integer"),
             ("pack=0", "`pack=0` must be at least 1"),
             ("pack=4,pack=8", "`pack` given twice"),
+            ("block_k=0", "`block_k=0` must be at least 1"),
+            ("pack_oc=2,pack_oc=4", "`pack_oc` given twice"),
             ("tile=4", "unknown key `tile`"),
         ] {
             let message = layout(text).expect_err(text).to_string();

@@ -42,7 +42,9 @@ pub struct ScheduleArgs {
     #[arg(long, conflicts_with = "source")]
     log: Option<std::path::PathBuf>,
     /// Data-layout choices of the operator definition for `--schedule default`, e.g. `pack=8`
-    /// to pack the matrix read along `n` into panels of 8 columns (matmul, dense).
+    /// to pack the matrix read along `n` into panels of 8 columns (matmul, dense), `block_k=64`
+    /// to sum the reduction in blocks of 64 (matmul, dense), `pack_oc=8` to pack conv2d's
+    /// weights into blocks of 8 output channels.
     #[arg(long, default_value = "")]
     layout: String,
 }

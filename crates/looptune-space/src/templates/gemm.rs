@@ -6,9 +6,7 @@
 //! inside), an optional cache block of rows outside the column panels, the column-panel loop
 //! inside or outside the row loops, a k unroll, packing of the matrix read along `n` into panels
 //! of `NR` columns, and a parallel outer loop. The primitives are applied in the recipe's order,
-//! so the recipe's schedules are points of the space with identical loop nests. At full width
-//! the space also offers blocking the reduction (`block_k`, the `KC` of BLIS, see
-//! [`reduction_blocks`]). Tile widths are
+//! so the recipe's schedules are points of the space with identical loop nests. Tile widths are
 //! whole vectors of the [`VectorShape`]'s lanes and tiles fit in its registers, so the same
 //! template offers 4 x 8 for Cranelift's f32x4, 6 x 16 for AVX2 and 14 x 32 for AVX-512.
 
@@ -21,30 +19,6 @@ use crate::vector_shape::VectorShape;
 use looptune_ir::ops::Layout;
 use looptune_ir::{Schedule, Workload};
 use std::collections::BTreeSet;
-
-/// Reduction blocks the space offers where they divide `k` (and leave more than one block).
-pub const REDUCTION_BLOCKS: [i64; 4] = [64, 128, 256, 512];
-
-/// The `block_k` choices for a GEMM: 0 (the whole reduction inside the register tile) and every
-/// [`REDUCTION_BLOCKS`] entry that divides `k` into more than one block. Offered at 8 lanes and
-/// more only: there the FMA units consume a packed panel of `k x NR` floats faster than L2
-/// delivers it once the panel outgrows L1 (a 1024-deep panel of 16 columns is 64 KiB), so
-/// the panel is cut into blocks that stay in L1 while the rows of `A` for one block stay in L2.
-/// At Cranelift's f32x4 the kernel runs at a quarter of that rate, and its spaces (and the logs
-/// tuned in them) stay as they were.
-pub fn reduction_blocks(shape: &VectorShape, k: i64) -> Vec<i64> {
-    if shape.lanes < 8 {
-        return vec![0];
-    }
-    std::iter::once(0)
-        .chain(
-            REDUCTION_BLOCKS
-                .iter()
-                .copied()
-                .filter(|&block| block < k && k % block == 0),
-        )
-        .collect()
-}
 
 /// Unroll factors of the reduction the space offers.
 pub const REDUCTION_UNROLL: [i64; 4] = [1, 2, 4, 8];
@@ -99,22 +73,6 @@ pub(crate) struct Gemm {
     pub product: Option<&'static str>,
     /// The packed stage `Layout::pack_columns` adds, when the operator can pack.
     pub packed: Option<&'static str>,
-}
-
-impl Gemm {
-    /// Whether the operator's definition can block its reduction (`Layout::block_reduction`):
-    /// a single matrix product that is itself the output.
-    fn can_block_reduction(&self) -> bool {
-        !self.batch && self.product.is_none() && self.packed.is_some()
-    }
-}
-
-/// The chosen reduction block, 0 for none (also for spaces without the knob).
-fn reduction_block(config: &Config) -> i64 {
-    match config.value("block_k") {
-        Some(KnobValue::Choice(block)) => *block,
-        _ => 0,
-    }
 }
 
 /// Vector registers a tile needs: its accumulators, one row of `B` and a broadcast of `A`.
@@ -190,19 +148,6 @@ pub(crate) fn space(gemm: &Gemm, shape: &VectorShape) -> Result<ConfigSpace, Spa
         space.add(Knob::choice("pack_b", &[0, 1])?)?;
     }
     space.add(Knob::choice("parallel", &[0, 1])?)?;
-    let blocks = reduction_blocks(&shape, gemm.k);
-    if gemm.can_block_reduction() && blocks.len() > 1 {
-        space.add(Knob::choice("block_k", &blocks)?.added_later(&KnobValue::Choice(0))?)?;
-        // One block of the packed panel must stay in L1 beside the rows of A it meets: half
-        // of L1 for the panel.
-        let l1_half = shape.l1d_bytes / 2;
-        let fits = format!("a reduction block of the B panel fits in {l1_half} bytes");
-        space.constrain(&fits, move |config| {
-            let block = reduction_block(config);
-            block == 0
-                || tile_shape(config).is_some_and(|(_, columns, _)| block * columns * 4 <= l1_half)
-        });
-    }
     // Accumulators, one row of B and a broadcast of A must all live in vector registers, or the
     // tile spills inside the reduction loop and the point is slow for a reason no knob explains.
     let fits = format!("register tile fits in {} vector registers", shape.registers);
@@ -239,25 +184,19 @@ pub(crate) fn template(
     let columns_outside = config.reorder("order")? == [1, 0];
     let pack = gemm.packed.is_some() && config.choice("pack_b")? == 1;
     let parallel = config.choice("parallel")? == 1;
-    let block_k = reduction_block(config);
     // Columns that fill whole vectors are vectorized; a narrower matrix is unrolled instead.
     let vector_columns = shape.is_whole_vectors(tile_columns);
 
     let layout = Layout {
         pack_columns: pack.then_some(tile_columns),
-        block_reduction: (block_k > 0).then_some(block_k),
         ..Layout::default()
     };
     let program = gemm.workload.program(&layout)?;
     let mut s = Schedule::new(&program);
     let output = s.stage(gemm.output)?;
-    // With a blocked reduction the partial stage is the register tile, and the output adds
-    // each block's tile into itself; otherwise the product (or a cache_write of the output)
-    // holds the whole reduction.
-    let local = match (block_k > 0, gemm.product) {
-        (true, _) => s.stage(&format!("{}.partial", gemm.output))?,
-        (false, Some(name)) => s.stage(name)?,
-        (false, None) => s.cache_write(output)?,
+    let local = match gemm.product {
+        Some(name) => s.stage(name)?,
+        None => s.cache_write(output)?,
     };
     let spatial = s.spatial_axes(output);
     let first = usize::from(gemm.batch);
@@ -292,11 +231,6 @@ pub(crate) fn template(
         outer.insert(0, spatial[0]);
     }
     let mut order = outer.clone();
-    if block_k > 0 {
-        // The block loop runs inside the outermost (possibly parallel) loop and outside the
-        // column panels and row tiles, which then revisit one block of B's panel and of A.
-        order.insert(1, s.reduce_axes(output)[0]);
-    }
     order.extend([tile_row, tile_column]);
     s.reorder(output, &order)?;
     if parallel {
@@ -379,7 +313,6 @@ pub(crate) fn fallback_config(
         ("tile_k", KnobValue::Split(parts)) => parts[1] - 1,
         ("order", KnobValue::Reorder(order)) => order[0] as i64,
         ("pack_b", KnobValue::Choice(value)) => 1 - value,
-        ("block_k", KnobValue::Choice(value)) => *value,
         ("parallel", KnobValue::Choice(value)) => (value - parallel).abs(),
         _ => 0,
     })

@@ -4,7 +4,6 @@
 //! through the interpreter against the direct evaluator; they are sized for
 //! `cargo test --release`. The JIT half of the same check lives in `tests/jit.rs`.
 
-use super::gemm::reduction_blocks;
 use super::*;
 use crate::task::Task;
 use crate::value::ConfigValues;
@@ -412,7 +411,7 @@ fn fingerprint(task: &Task) -> String {
 /// them as they were, and every later change is deliberate and listed here. Since then: conv
 /// tiles copy out through unrolled loops (the tile became registers instead of memory), and
 /// conv2d gained `pack_w` (weights packed into output-channel blocks; a record without it reads
-/// as 0, the nest it had). GEMM spaces are as they were (`block_k` is offered at 8 lanes and up).
+/// as 0, the nest it had). GEMM spaces are as they were.
 #[test]
 fn cranelift_spaces_of_the_reference_workloads_are_pinned() {
     let mut table = String::new();
@@ -626,19 +625,19 @@ fn sizes_of_the_reference_workloads_spaces_per_vector_shape() {
           depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1: 2400 points, 192 valid
             fallback tile_c=split[32, 4], tile_oh=split[56, 1], tile_ow=split[7, 8], vector_axis=1, order=reorder[0, 1], unroll_kernel=annotate[none, unroll], pad_root=0, parallel=1
         f32x8 x 16 registers, L1d 32 KiB, L2 1024 KiB
-          matmul:m=512,n=512,k=512: 28672 points, 5280 valid
-            fallback tile_i=split[8, 16, 4], tile_j=split[32, 16], tile_k=split[512, 1], order=reorder[0, 1], pack_b=1, parallel=1, block_k=0
-          matmul:m=1024,n=1024,k=1024: 40320 points, 6224 valid
-            fallback tile_i=split[16, 16, 4], tile_j=split[64, 16], tile_k=split[1024, 1], order=reorder[0, 1], pack_b=1, parallel=1, block_k=0
+          matmul:m=512,n=512,k=512: 7168 points, 1488 valid
+            fallback tile_i=split[8, 16, 4], tile_j=split[32, 16], tile_k=split[512, 1], order=reorder[0, 1], pack_b=1, parallel=1
+          matmul:m=1024,n=1024,k=1024: 8064 points, 1680 valid
+            fallback tile_i=split[16, 16, 4], tile_j=split[64, 16], tile_k=split[1024, 1], order=reorder[0, 1], pack_b=1, parallel=1
           conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1: 27648 points, 1408 valid
             fallback tile_c=split[4, 16], tile_oh=split[56, 1], tile_ow=split[14, 4], vector_axis=0, order=reorder[0, 1], reduce_order=reorder[0, 1, 2], unroll_kernel=annotate[none, unroll], pack_w=0, pad_root=0, parallel=1
           depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1: 3456 points, 192 valid
             fallback tile_c=split[32, 4], tile_oh=split[56, 1], tile_ow=split[4, 16], vector_axis=1, order=reorder[0, 1], unroll_kernel=annotate[none, unroll], pad_root=0, parallel=1
         f32x16 x 32 registers, L1d 32 KiB, L2 1024 KiB
-          matmul:m=512,n=512,k=512: 44032 points, 13952 valid
-            fallback tile_i=split[8, 8, 8], tile_j=split[16, 32], tile_k=split[512, 1], order=reorder[0, 1], pack_b=1, parallel=1, block_k=0
-          matmul:m=1024,n=1024,k=1024: 62720 points, 16016 valid
-            fallback tile_i=split[16, 8, 8], tile_j=split[32, 32], tile_k=split[1024, 1], order=reorder[0, 1], pack_b=1, parallel=1, block_k=0
+          matmul:m=512,n=512,k=512: 11008 points, 5040 valid
+            fallback tile_i=split[8, 8, 8], tile_j=split[16, 32], tile_k=split[512, 1], order=reorder[0, 1], pack_b=1, parallel=1
+          matmul:m=1024,n=1024,k=1024: 12544 points, 5768 valid
+            fallback tile_i=split[16, 8, 8], tile_j=split[32, 32], tile_k=split[1024, 1], order=reorder[0, 1], pack_b=1, parallel=1
           conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1: 43008 points, 3456 valid
             fallback tile_c=split[2, 32], tile_oh=split[56, 1], tile_ow=split[7, 8], vector_axis=0, order=reorder[0, 1], reduce_order=reorder[0, 1, 2], unroll_kernel=annotate[none, unroll], pack_w=0, pad_root=0, parallel=1
           depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1: 5376 points, 448 valid
@@ -788,83 +787,4 @@ fn a_task_lowers_with_the_shape_it_was_built_with() {
         .lower(&cranelift.fallback_config().unwrap())
         .unwrap();
     assert!(properties(&nest).vectorized > 0, "{nest}");
-}
-
-#[test]
-fn every_blocked_reduction_point_of_small_gemm_spaces_is_correct() {
-    for shape in [VectorShape::AVX2, VectorShape::AVX512] {
-        for workload in [
-            "matmul:m=13,n=40,k=128",
-            "matmul:m=7,n=24,k=192,transpose_b=true",
-            "dense:m=5,n=17,k=192",
-        ] {
-            let task = task_for(workload, shape);
-            let (inputs, expected) = reference(&task, 7);
-            let blocked: Vec<Config> = task
-                .space()
-                .iter()
-                .filter(|config| matches!(config.value("block_k"), Some(KnobValue::Choice(b)) if *b > 0))
-                .collect();
-            assert!(
-                !blocked.is_empty(),
-                "{workload} at {shape}: no blocked point"
-            );
-            for config in &blocked {
-                check_point(&task, config, &inputs, &expected);
-            }
-        }
-    }
-}
-
-#[test]
-fn reduction_blocks_divide_k_and_only_full_width_spaces_offer_them() {
-    assert_eq!(
-        reduction_blocks(&VectorShape::AVX2, 1024),
-        [0, 64, 128, 256, 512]
-    );
-    assert_eq!(reduction_blocks(&VectorShape::AVX2, 192), [0, 64]);
-    assert_eq!(reduction_blocks(&VectorShape::AVX512, 17), [0]);
-    assert_eq!(reduction_blocks(&VectorShape::CRANELIFT, 1024), [0]);
-    let task = task_for("matmul:m=64,n=64,k=17", VectorShape::AVX2);
-    assert!(task.space().knob("block_k").is_none());
-    let task = task_for("dense:m=64,n=64,k=256,relu=true", VectorShape::AVX2);
-    assert!(
-        task.space().knob("block_k").is_none(),
-        "the epilogue needs the whole sum"
-    );
-    let task = task_for("batch_matmul:b=2,m=64,n=64,k=256", VectorShape::AVX2);
-    assert!(task.space().knob("block_k").is_none());
-}
-
-#[test]
-fn a_blocked_reduction_keeps_the_register_tile_and_runs_the_block_loop_outside_the_panels() {
-    let task = task_for("matmul:m=1024,n=1024,k=1024", VectorShape::AVX2);
-    let mut values = task.fallback_config().unwrap().to_values();
-    values.retain(|(name, _)| name != "block_k");
-    // A config recorded before the knob existed reads as no blocking: the same point.
-    assert_eq!(
-        task.space().from_values(&values).unwrap(),
-        task.fallback_config().unwrap()
-    );
-    values.push(("block_k".to_string(), KnobValue::Choice(256)));
-    let config = task.space().from_values(&values).unwrap();
-    let nest = task.lower(&config).unwrap();
-    let (_, vectorized, tile) = register_tile(&nest);
-    assert_eq!(tile, 4 * 16, "{nest}");
-    assert!(vectorized.iter().all(|&extent| extent == 16));
-    let printed = nest.to_string();
-    // After the output's initialisation, the block loop holds the column panels.
-    let block_loop = printed.find("for kb in 0..4").expect("a block loop");
-    assert!(printed[block_loop..].contains("for j.outer"), "{printed}");
-    assert!(
-        printed.contains("alloc C.partial: f32[1, 4, 16]"),
-        "{printed}"
-    );
-    // 512 columns of B's panel exceed half of L1 with 16 columns: not a point.
-    values.retain(|(name, _)| name != "block_k");
-    values.push(("block_k".to_string(), KnobValue::Choice(512)));
-    assert!(matches!(
-        task.space().from_values(&values),
-        Err(SpaceError::Violates { constraint, .. }) if constraint.contains("reduction block")
-    ));
 }
