@@ -99,6 +99,20 @@ fn tune_model_reports_every_layer_and_the_model_estimate_and_resumes() {
     let reported = model["before_ms"].as_f64().expect("before_ms");
     assert!((reported - before).abs() <= 1e-9 * before, "{model}");
     assert!(model["after_ms"].as_f64().expect("after_ms") <= reported);
+    // The network's kernels were also run back to back, with both sets of configs.
+    let measured = &first["measured"];
+    for key in ["before_ms", "after_ms", "speedup"] {
+        assert!(
+            measured[key].as_f64().is_some_and(|value| value > 0.0),
+            "{key}: {measured}"
+        );
+    }
+    let peak = first["peak_gflops"].as_f64().expect("peak_gflops");
+    for layer in layers {
+        let ratio = layer["ratio_to_peak"].as_f64().expect("ratio_to_peak");
+        let best = layer["best_gflops"].as_f64().expect("best_gflops");
+        assert!((ratio - best / peak).abs() <= 1e-9 * ratio, "{layer}");
+    }
     assert_eq!(logged(&log).len(), 6);
 
     // The rerun continues: six more configs, none measured before, in the text report.
@@ -109,7 +123,16 @@ fn tune_model_reports_every_layer_and_the_model_estimate_and_resumes() {
         String::from_utf8_lossy(&second.stderr)
     );
     let text = String::from_utf8_lossy(&second.stdout);
-    for expected in ["D1", "D3", "fallback ms", "model", "before", "after"] {
+    for expected in [
+        "D1",
+        "D3",
+        "fallback ms",
+        "of peak",
+        "model",
+        "measured latency",
+        "before",
+        "after",
+    ] {
         assert!(text.contains(expected), "`{expected}` missing from\n{text}");
     }
     let all = logged(&log);

@@ -22,8 +22,8 @@ use looptune::runtime::Target;
 use looptune::space::Task;
 use looptune::tune::scheduler::driver::{LayerOutcome, RoundObserver, RoundSummary};
 use looptune::tune::{
-    tune_model, ModelTask, ModelTuneOptions, ModelTuneReport, Network, RandomTuner, Shard,
-    ShardSpec, TaskCost, TransferSet, Tuner, XgbTuner,
+    time_chain, tune_model, ChainLayer, Layer, ModelTask, ModelTuneOptions, ModelTuneReport,
+    Network, RandomTuner, Shard, ShardSpec, TaskCost, TransferSet, Tuner, XgbTuner,
 };
 use std::path::{Path, PathBuf};
 
@@ -316,8 +316,27 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
         ModelTunerKind::Random => "random",
         ModelTunerKind::Xgb => "xgb",
     };
+    // The lock is released before the log is read back for the chain.
+    drop(writer);
+    let peak = looptune::backend::full_width_peak(threads)
+        .map(|peak| peak.gflops)
+        .ok();
+    // A shard holds part of the network: its chain would not be the network's latency.
+    let chain = if shard.is_none() && !layers.is_empty() {
+        Some(measured_latency(
+            &log,
+            &layers,
+            &tasks,
+            selected.backend.as_ref(),
+            &target,
+            &args.measure.options()?,
+        )?)
+    } else {
+        None
+    };
+    let figures = Figures { peak, chain };
     if args.json {
-        let mut json = json_report(network, tuner, &log, threads, &report);
+        let mut json = json_report(network, tuner, &log, threads, &report, &figures);
         json["shard"] = serde_json::json!(shard.map(|shard| shard.to_string()));
         json["model_layers"] = serde_json::json!(model_layers);
         println!("{}", serde_json::to_string(&json)?);
@@ -329,9 +348,53 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
                 report.layers.len()
             );
         }
-        print_report(network, tuner, &log, threads, &report);
+        print_report(network, tuner, &log, threads, &report, &figures);
     }
     Ok(())
+}
+
+/// What the report adds to the tuning figures, measured after tuning in this process.
+struct Figures {
+    /// The full-width FMA peak, GFLOP/s.
+    peak: Option<f64>,
+    /// Seconds per pass of the network's chain of kernels: (fallback configs, tuned configs).
+    chain: Option<(f64, f64)>,
+}
+
+/// Times the network's layers back to back, as often as the network has each
+/// ([`looptune::tune::time_chain`]), once with every layer's fallback config and once with the
+/// log's best; returns (fallback, tuned) seconds per pass.
+fn measured_latency(
+    log: &Path,
+    layers: &[Layer],
+    tasks: &[Task],
+    backend: &dyn looptune::runtime::Backend,
+    target: &Target,
+    options: &looptune::runtime::MeasureOptions,
+) -> anyhow::Result<(f64, f64)> {
+    eprintln!("looptune: timing the network's kernels back to back (fallback, then tuned)...");
+    let mut fallback = Vec::with_capacity(layers.len());
+    let mut tuned = Vec::with_capacity(layers.len());
+    for (layer, task) in layers.iter().zip(tasks) {
+        let config = task
+            .fallback_config()
+            .with_context(|| format!("the fallback config of {}", layer.name))?;
+        let chain_layer = |schedule: &looptune::Schedule| -> anyhow::Result<ChainLayer> {
+            Ok(ChainLayer {
+                name: layer.name.to_string(),
+                nest: looptune::lower(schedule)
+                    .with_context(|| format!("lowering {}", layer.name))?,
+                multiplicity: layer.multiplicity,
+            })
+        };
+        fallback.push(chain_layer(&task.schedule(&config)?)?);
+        let best = super::schedule::from_log(log, &layer.workload, target.threads > 1, backend)?;
+        tuned.push(chain_layer(&best.schedule)?);
+    }
+    let time = |chain: &[ChainLayer]| {
+        time_chain(backend, target, chain, options).context("timing the chain of kernels")
+    };
+    Ok((time(&fallback)?, time(&tuned)?))
 }
 
 fn milliseconds(seconds: Option<f64>) -> Option<f64> {
@@ -342,7 +405,7 @@ fn speedup(before: Option<f64>, after: Option<f64>) -> Option<f64> {
     before.zip(after).map(|(before, after)| before / after)
 }
 
-fn json_layer(layer: &LayerOutcome) -> serde_json::Value {
+fn json_layer(layer: &LayerOutcome, peak: Option<f64>) -> serde_json::Value {
     serde_json::json!({
         "name": layer.name,
         "workload": layer.workload.to_string(),
@@ -351,6 +414,7 @@ fn json_layer(layer: &LayerOutcome) -> serde_json::Value {
         "fallback_gflops": layer.fallback_gflops,
         "fallback_ms": milliseconds(layer.fallback_latency_s()),
         "best_gflops": layer.best_gflops,
+        "ratio_to_peak": layer.best_gflops.zip(peak).map(|(best, peak)| best / peak),
         "tuned_ms": milliseconds(layer.tuned_latency_s()),
         "speedup": speedup(layer.fallback_latency_s(), layer.tuned_latency_s()),
         "trials": layer.trials,
@@ -367,15 +431,27 @@ fn json_report(
     log: &Path,
     threads: usize,
     report: &ModelTuneReport,
+    figures: &Figures,
 ) -> serde_json::Value {
+    let (chain_before, chain_after) = figures.chain.unzip();
     serde_json::json!({
         "network": network.name(),
         "tuner": tuner,
-        "layers": report.layers.iter().map(json_layer).collect::<Vec<_>>(),
+        "layers": report
+            .layers
+            .iter()
+            .map(|layer| json_layer(layer, figures.peak))
+            .collect::<Vec<_>>(),
+        "peak_gflops": figures.peak,
         "model": {
             "before_ms": milliseconds(report.before_s()),
             "after_ms": milliseconds(report.after_s()),
             "speedup": speedup(report.before_s(), report.after_s()),
+        },
+        "measured": {
+            "before_ms": milliseconds(chain_before),
+            "after_ms": milliseconds(chain_after),
+            "speedup": speedup(chain_before, chain_after),
         },
         "trials": report.trials,
         "rounds": report.rounds,
@@ -392,6 +468,7 @@ fn print_report(
     log: &Path,
     threads: usize,
     report: &ModelTuneReport,
+    figures: &Figures,
 ) {
     let cell = |value: Option<f64>, digits: usize, suffix: &str| {
         value.map_or("-".to_string(), |v| format!("{v:.digits$}{suffix}"))
@@ -406,19 +483,20 @@ fn print_report(
             .sum::<u32>()
     );
     println!(
-        "{:<7} {:>5} {:>12} {:>9} {:>9} {:>9} {:>13} {:>7}",
+        "{:<7} {:>5} {:>12} {:>9} {:>9} {:>9} {:>8} {:>13} {:>7}",
         "layer",
         "mult",
         "fallback ms",
         "tuned ms",
         "speed-up",
         "GFLOP/s",
+        "of peak",
         "trials run/log",
         "shared"
     );
     for layer in &report.layers {
         println!(
-            "{:<7} {:>5} {:>12} {:>9} {:>9} {:>9} {:>13} {:>7}",
+            "{:<7} {:>5} {:>12} {:>9} {:>9} {:>9} {:>8} {:>13} {:>7}",
             layer.name,
             layer.multiplicity,
             cell(milliseconds(layer.fallback_latency_s()), 3, ""),
@@ -429,6 +507,14 @@ fn print_report(
                 "x"
             ),
             cell(layer.best_gflops, 2, ""),
+            cell(
+                layer
+                    .best_gflops
+                    .zip(figures.peak)
+                    .map(|(best, peak)| 100.0 * best / peak),
+                1,
+                "%"
+            ),
             format!("{}/{}", layer.trials, layer.logged_trials),
             format!(
                 "{}{}",
@@ -443,6 +529,17 @@ fn print_report(
         cell(milliseconds(report.after_s()), 3, ""),
         cell(speedup(report.before_s(), report.after_s()), 2, "x"),
     );
+    if let Some((before, after)) = figures.chain {
+        println!(
+            "network     measured latency (each layer's kernel as often as the network has it, back to back): before {:.3} ms with fallback configs, after {:.3} ms tuned ({:.2}x)",
+            before * 1e3,
+            after * 1e3,
+            before / after
+        );
+    }
+    if let Some(peak) = figures.peak {
+        println!("peak        {peak:.2} GFLOP/s (full width, {threads} thread(s), after tuning)");
+    }
     println!(
         "stopped     {} after {:.1} s: {} trials in {} batches, {} errors",
         report.stop_reason,
