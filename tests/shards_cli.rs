@@ -330,9 +330,14 @@ fn bad_shard_specs_and_merge_outputs_are_usage_errors_naming_the_value() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("no shard count"));
     assert!(!log.exists(), "nothing was tuned, no log was written");
 
-    // A merge never writes over one of its inputs, and names damaged lines.
+    // A merge never writes over one of its inputs, and names damaged lines (in a log: a file
+    // none of whose lines is a record is not a log, and is refused as such).
     let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, "not a record\n").unwrap();
+    let record = include_str!("../crates/looptune-tune/tests/data/measured.tunelog")
+        .lines()
+        .next()
+        .expect("a recorded line");
+    std::fs::write(&input, format!("not a record\n{record}\n")).unwrap();
     let before = std::fs::read(&input).unwrap();
     let in_arg = input.to_str().unwrap();
     let output = looptune(&["merge", "--replace", "--out", in_arg, in_arg]);
