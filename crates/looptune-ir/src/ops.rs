@@ -1076,7 +1076,7 @@ pub fn conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> {
         Some(block) => {
             check_block("conv2d", block)?;
             let blocks = (p.oc + block - 1) / block;
-            Some(builder.compute(
+            let packed = builder.compute(
                 "W.packed",
                 DType::F32,
                 &[
@@ -1096,7 +1096,8 @@ pub fn conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> {
                         ValueExpr::select(channel.lt(p.oc), value, ValueExpr::f32(0.0))
                     }
                 },
-            )?)
+            )?;
+            Some((packed, block))
         }
     };
     let padded = pad_input(&mut builder, &x, p.pad)?;
@@ -1119,15 +1120,15 @@ pub fn conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> {
     let y = builder.compute(product_name, DType::F32, &shape, |ax| {
         let row = &ax[2] * p.stride + ry.var() * p.dilation;
         let col = &ax[3] * p.stride + rx.var() * p.dilation;
-        let w = match (&packed, layout.pack_output_channels) {
-            (Some(packed), Some(block)) => packed.at(&[
-                ax[1].clone().floor_div(block),
+        let w = match &packed {
+            Some((packed, block)) => packed.at(&[
+                ax[1].clone().floor_div(*block),
                 rc.var(),
                 ry.var(),
                 rx.var(),
-                ax[1].clone().floor_mod(block),
+                ax[1].clone().floor_mod(*block),
             ]),
-            _ => weight.at(&[ax[1].clone(), rc.var(), ry.var(), rx.var()]),
+            None => weight.at(&[ax[1].clone(), rc.var(), ry.var(), rx.var()]),
         };
         let value = padded.at(&[ax[0].clone(), rc.var(), row, col]) * w;
         sum(value, &[&rc, &ry, &rx])
