@@ -411,7 +411,7 @@ pub(crate) fn tighten_ranges(cond: &Cond, holds: bool, ranges: &mut [Option<(i64
                     *slot = Some(new);
                     new.0 <= new.1
                 }
-                _ => true,
+                terms => tighten_sum(terms, (low, high), ranges),
             }
         }
         (Cond::And(a, b), true) | (Cond::Or(a, b), false) => {
@@ -424,6 +424,70 @@ pub(crate) fn tighten_ranges(cond: &Cond, holds: bool, ranges: &mut [Option<(i64
         (Cond::Const(value), _) => *value == holds,
         _ => true,
     }
+}
+
+/// Tightens every variable of `low <= sum(coefficient * var) <= high` by what the other terms
+/// can reach: a tail guard `6 * io + ii <= 3` with `ii` in `[0, 5]` bounds `io` by 0, which an
+/// access indexed by `io` alone (a row panel, `i / 6`) needs to be proven in bounds. A sum with
+/// an atom that is not a variable, or a variable with no known range, tightens nothing. Returns
+/// false when some variable's range becomes empty (the code under the guard is dead).
+fn tighten_sum(
+    terms: &[(IndexExpr, i64)],
+    (low, high): (i64, i64),
+    ranges: &mut [Option<(i64, i64)>],
+) -> bool {
+    let mut parts = Vec::with_capacity(terms.len());
+    for (atom, coefficient) in terms {
+        let IndexExpr::Var(var) = atom else {
+            return true;
+        };
+        let Some(Some((var_low, var_high))) = ranges.get(var.index()).copied() else {
+            return true;
+        };
+        let (Some(a), Some(b)) = (
+            var_low.checked_mul(*coefficient),
+            var_high.checked_mul(*coefficient),
+        ) else {
+            return true;
+        };
+        parts.push((*var, *coefficient, a.min(b), a.max(b)));
+    }
+    let total = parts.iter().try_fold((0i64, 0i64), |(sum_low, sum_high), part| {
+        Some((sum_low.checked_add(part.2)?, sum_high.checked_add(part.3)?))
+    });
+    let Some((total_low, total_high)) = total else {
+        return true;
+    };
+    let bounded = |value: i64| value != i64::MIN && value != i64::MAX;
+    for (var, coefficient, part_low, part_high) in parts {
+        // What the other terms reach; the variable's term must make up the rest.
+        let (Some(rest_low), Some(rest_high)) = (
+            total_low.checked_sub(part_low),
+            total_high.checked_sub(part_high),
+        ) else {
+            continue;
+        };
+        let term_low = if bounded(low) {
+            low.checked_sub(rest_high).unwrap_or(i64::MIN)
+        } else {
+            i64::MIN
+        };
+        let term_high = if bounded(high) {
+            high.checked_sub(rest_low).unwrap_or(i64::MAX)
+        } else {
+            i64::MAX
+        };
+        let (new_low, new_high) = divide_bounds(term_low, term_high, coefficient);
+        let Some(Some((old_low, old_high))) = ranges.get(var.index()).copied() else {
+            continue;
+        };
+        let new = (old_low.max(new_low), old_high.min(new_high));
+        ranges[var.index()] = Some(new);
+        if new.0 > new.1 {
+            return false;
+        }
+    }
+    true
 }
 
 /// The negation of a comparison.
@@ -762,6 +826,31 @@ mod tests {
             |[io, ii, ..]| (v(io) * 8 + v(ii)).floor_div(2).floor_div(2),
             expect!["io * 2"],
         );
+    }
+
+    #[test]
+    fn a_guard_on_a_sum_bounds_each_of_its_variables() {
+        // The tail guard of a row panel of 6: `io * 6 + ii + 1020 < 1024`, io and ii in [0, 5].
+        let (io, ii) = (VarId(0), VarId(1));
+        let mut ranges = vec![Some((0, 5)), Some((0, 5))];
+        let guard = (v(io) * 6 + v(ii) + 1020).lt(IndexExpr::Const(1024));
+        assert!(tighten_ranges(&guard, true, &mut ranges));
+        assert_eq!(ranges, vec![Some((0, 0)), Some((0, 3))]);
+        // Its negation bounds from below: io * 6 + ii >= 4.
+        let mut ranges = vec![Some((0, 5)), Some((0, 5))];
+        assert!(tighten_ranges(&guard, false, &mut ranges));
+        assert_eq!(ranges, vec![Some((0, 5)), Some((0, 5))]);
+        let mut ranges = vec![Some((0, 0)), Some((0, 5))];
+        assert!(tighten_ranges(&guard, false, &mut ranges));
+        assert_eq!(ranges, vec![Some((0, 0)), Some((4, 5))]);
+        // A sum the ranges cannot reach: the guarded code is dead.
+        let mut ranges = vec![Some((0, 5)), Some((0, 5))];
+        let unreachable = (v(io) * 6 + v(ii)).ge(IndexExpr::Const(36));
+        assert!(!tighten_ranges(&unreachable, true, &mut ranges));
+        // A variable with no known range tightens nothing.
+        let mut ranges = vec![Some((0, 5)), None];
+        assert!(tighten_ranges(&guard, true, &mut ranges));
+        assert_eq!(ranges, vec![Some((0, 5)), None]);
     }
 
     #[test]
