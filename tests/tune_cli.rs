@@ -72,18 +72,27 @@ fn tune_writes_the_log_reports_json_and_resumes() {
     assert_eq!(first["errors"], 0);
     assert_eq!(first["stop_reason"], "trial_budget");
     assert!(first["best_gflops"].as_f64().is_some_and(|g| g > 0.0));
-    assert_eq!(logged_indices(&log).len(), 6);
+    // The trials, then the default finalists (the 4 best configs, 2 rounds) measured again.
+    assert_eq!(first["remeasured"], 8);
+    let indices = logged_indices(&log);
+    assert_eq!(indices.len(), 6 + 8);
+    let trials: HashSet<&String> = indices[..6].iter().collect();
+    assert_eq!(trials.len(), 6, "each trial a new config");
+    assert!(
+        indices[6..].iter().all(|index| trials.contains(index)),
+        "finalists are configs of the trials"
+    );
 
     let second = json(&looptune(&args));
     assert_eq!(second["resumed"], 6);
+    assert_eq!(second["remeasured"], 8);
     let indices = logged_indices(&log);
-    assert_eq!(indices.len(), 12);
+    assert_eq!(indices.len(), 12 + 16);
     assert_eq!(
         indices.iter().collect::<HashSet<_>>().len(),
         12,
-        "a resumed run re-measured a config"
+        "a resumed run measured a trial of the first run as a trial again"
     );
-    assert!(second["best_gflops"].as_f64() >= first["best_gflops"].as_f64());
 
     // best, merge and export-db over that log.
     let best = json(&looptune(&["best", "--log", log_arg, "--json"]));
@@ -97,7 +106,7 @@ fn tune_writes_the_log_reports_json_and_resumes() {
     );
     assert_eq!(
         logged_indices(&merged).len(),
-        12,
+        12 + 16,
         "duplicates dropped, nothing lost"
     );
     let refused = looptune(&["merge", "--out", merged.to_str().unwrap(), log_arg]);
@@ -183,6 +192,7 @@ fn a_killed_tuning_run_loses_at_most_its_batch_and_the_rerun_remeasures_nothing(
         "--json",
     ];
     rerun.extend_from_slice(QUICK);
+    rerun.extend_from_slice(&["--finalists", "0"]);
     let report = json(&looptune(&rerun));
     assert_eq!(report["resumed"].as_u64(), Some(before.len() as u64));
     let after = logged_indices(&log);

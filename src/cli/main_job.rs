@@ -22,7 +22,7 @@ use looptune::runtime::baseline::{sgemm, BaselineError};
 use looptune::runtime::measure::time_in_process;
 use looptune::runtime::{MeasureOptions, Target};
 use looptune::space::Task;
-use looptune::tune::{TuneOptions, TuningTask};
+use looptune::tune::{Finalists, TuneOptions, TuningTask};
 use looptune::Workload;
 use std::hint::black_box;
 use std::path::Path;
@@ -79,6 +79,7 @@ pub fn run(backend: &BackendArgs) -> anyhow::Result<()> {
                     batch_size: 8,
                     early_stopping: None,
                     time_budget: Some(Duration::from_secs_f64(SECONDS_PER_WORKLOAD)),
+                    finalists: Finalists::default(),
                 },
                 measure: measure.clone(),
                 in_process: false,

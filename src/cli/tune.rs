@@ -17,7 +17,7 @@ use looptune::log::{LogWriter, RecordContext, TargetFingerprint};
 use looptune::runtime::{Backend, MeasureOptions, Target};
 use looptune::space::Task;
 use looptune::tune::{
-    tune, GaTuner, GridTuner, Observer, Progress, RandomTuner, TransferSet, TuneOptions,
+    tune, Finalists, GaTuner, GridTuner, Observer, Progress, RandomTuner, TransferSet, TuneOptions,
     TuneReport, Tuner, XgbTuner, XgbTunerStats,
 };
 use std::path::PathBuf;
@@ -126,6 +126,16 @@ pub struct TuneArgs {
     /// Stop starting batches after this many seconds.
     #[arg(long)]
     time_budget: Option<f64>,
+    /// Once the search stops, measure this many of the best configs again, side by side, so
+    /// that a busy moment of the machine does not decide which config the log calls best (0 or
+    /// 1: none). Their measurements are logged and are not trials.
+    #[arg(long, default_value_t = Finalists::default().configs as u32,
+          value_parser = clap::value_parser!(u32).range(0..=64))]
+    finalists: u32,
+    /// Rounds of `--finalists`, each measuring every finalist once.
+    #[arg(long, default_value_t = Finalists::default().rounds as u32,
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    finalist_rounds: u32,
     #[command(flatten)]
     measure: MeasureArgs,
     /// Print one JSON object on stdout; progress goes to stderr.
@@ -259,6 +269,10 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             batch_size: args.batch_size as usize,
             early_stopping: args.early_stop.map(|n| n as usize),
             time_budget,
+            finalists: Finalists {
+                configs: args.finalists as usize,
+                rounds: args.finalist_rounds as usize,
+            },
         },
         measure,
         in_process: args.measure.in_process,
@@ -279,6 +293,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             "resumed": report.resumed,
             "errors": report.errors,
             "environment_errors": report.environment_errors,
+            "remeasured": report.remeasured,
             "best_gflops": best_gflops,
             "peak_gflops": peak.gflops,
             "ratio_to_peak": best_gflops.map(|gflops| gflops / peak.gflops),
@@ -313,6 +328,13 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
                  options, the machine); they are logged as Environment and a rerun measures \
                  them again",
                 report.environment_errors
+            );
+        }
+        if report.remeasured > 0 {
+            println!(
+                "finalists   {} measurements of the best configs again, side by side; a config \
+                 measured more than once counts at its median",
+                report.remeasured
             );
         }
         match best_gflops {

@@ -8,7 +8,7 @@
 use crate::record::{Record, TargetFingerprint};
 use looptune_ir::Workload;
 use looptune_space::ConfigValues;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// All records of the task (`workload`, `target`), valid or not, in log order.
 pub fn task_records<'a>(
@@ -32,7 +32,8 @@ pub fn task_records_by_key<'a>(
         .collect()
 }
 
-/// The `k` fastest valid records of the task, fastest first (ties keep log order).
+/// The `k` fastest valid configs of the task, fastest first (ties keep log order), each as its
+/// [representative record](per_config).
 pub fn top_k<'a>(
     records: &'a [Record],
     workload: &Workload,
@@ -49,16 +50,17 @@ pub fn top_k_by_key<'a>(
     target: &TargetFingerprint,
     k: usize,
 ) -> Vec<&'a Record> {
-    let mut valid: Vec<&Record> = task_records_by_key(records, key, target)
-        .into_iter()
-        .filter(|record| record.is_valid())
-        .collect();
+    let mut valid = per_config(
+        task_records_by_key(records, key, target)
+            .into_iter()
+            .filter(|record| record.is_valid()),
+    );
     valid.sort_by(|a, b| by_median(a, b));
     valid.truncate(k);
     valid
 }
 
-/// The fastest valid record of the task, if any.
+/// The fastest valid config of the task, as its [representative record](per_config), if any.
 pub fn best<'a>(
     records: &'a [Record],
     workload: &Workload,
@@ -85,13 +87,16 @@ pub fn best_per_task(records: &[Record]) -> Vec<&Record> {
 /// [`best_per_task`] among the records `keep` accepts: the one rule every query of the best
 /// record uses (`best`, `show`, `run`, `export-db` and the dispatcher), with the caller's own
 /// test on top, such as "its config is a point of today's space". A record counts when it is
-/// [valid](Record::is_valid) (no error, a finite positive time and throughput) and kept.
+/// [valid](Record::is_valid) (no error, a finite positive time and throughput) and kept; a
+/// config measured more than once counts once, at the median of its measurements
+/// ([`per_config`]).
 pub fn best_per_task_where(records: &[Record], keep: impl Fn(&Record) -> bool) -> Vec<&Record> {
     let mut best: Vec<&Record> = Vec::new();
-    for record in records
-        .iter()
-        .filter(|record| record.is_valid() && keep(record))
-    {
+    for record in per_config(
+        records
+            .iter()
+            .filter(|record| record.is_valid() && keep(record)),
+    ) {
         match best
             .iter_mut()
             .find(|kept| kept.workload == record.workload && kept.target == record.target)
@@ -158,6 +163,43 @@ pub fn measured_by_key(records: &[Record], key: &str, target: &TargetFingerprint
     measured
 }
 
+/// One record per (task, config) of `records` (a config is its index and its knob values), in
+/// the order each first appears: the record
+/// whose time is the median of that config's records (the lower median for an even count).
+///
+/// A tuning run measures its finalists again, side by side, because a machine shared with
+/// other work is quiet at some moments and busy at others: a config measured once in a quiet
+/// moment would otherwise outrank better ones measured in a busy one, and a deploy would pick
+/// the luckiest measurement rather than the fastest kernel. Every query of "the best" ranks
+/// configs by this representative.
+pub fn per_config<'a>(records: impl Iterator<Item = &'a Record>) -> Vec<&'a Record> {
+    let mut groups: Vec<Vec<&Record>> = Vec::new();
+    type Key<'r> = (&'r str, &'r TargetFingerprint, u128, &'r ConfigValues);
+    let mut index: HashMap<Key, usize> = HashMap::new();
+    for record in records {
+        let key = (
+            record.workload.as_str(),
+            &record.target,
+            record.config_index,
+            &record.config,
+        );
+        match index.get(&key) {
+            Some(&group) => groups[group].push(record),
+            None => {
+                index.insert(key, groups.len());
+                groups.push(vec![record]);
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|mut group| {
+            group.sort_by(|a, b| by_median(a, b));
+            group[(group.len() - 1) / 2]
+        })
+        .collect()
+}
+
 fn by_median(a: &Record, b: &Record) -> std::cmp::Ordering {
     let time = |record: &Record| record.median_s().unwrap_or(f64::INFINITY);
     time(a).total_cmp(&time(b))
@@ -213,6 +255,42 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![3, 9]
         );
+    }
+
+    #[test]
+    fn a_config_measured_again_stands_at_its_median() {
+        let values = |index: u128| vec![("tile".to_string(), KnobValue::Choice(index as i64))];
+        let with = |index: u128, seconds: f64| {
+            let mut measured = record(index, seconds);
+            measured.config = values(index);
+            measured
+        };
+        // Config 1 was measured once in a quiet moment (1.0 s), then twice side by side with
+        // config 2 (3.0 s, 2.9 s); config 2 measured 2.0, 2.1 and 1.9 s.
+        let records = vec![
+            with(1, 1.0),
+            with(2, 2.0),
+            with(1, 3.0),
+            with(2, 2.1),
+            with(1, 2.9),
+            with(2, 1.9),
+        ];
+        let target = fingerprint("Test CPU", 1);
+        let best = best(&records, &matmul(), &target).expect("a best record");
+        assert_eq!((best.config_index, best.median_s()), (2, Some(2.0)));
+        let top: Vec<(u128, Option<f64>)> = top_k(&records, &matmul(), &target, 5)
+            .iter()
+            .map(|record| (record.config_index, record.median_s()))
+            .collect();
+        assert_eq!(top, vec![(2, Some(2.0)), (1, Some(2.9))]);
+        let per_task: Vec<u128> = best_per_task(&records)
+            .iter()
+            .map(|record| record.config_index)
+            .collect();
+        assert_eq!(per_task, vec![2]);
+        // An even count takes the faster of the two middle measurements.
+        let pair = [with(1, 1.0), with(1, 3.0)];
+        assert_eq!(per_config(pair.iter())[0].median_s(), Some(1.0));
     }
 
     #[test]

@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod chain;
+pub mod finalists;
 pub mod model;
 pub mod models;
 pub mod scheduler;
@@ -30,6 +31,7 @@ pub mod tuner;
 pub mod tuning;
 
 pub use chain::{time_chain, ChainError, ChainLayer};
+pub use finalists::Finalists;
 pub use model::{TransferSet, XgbTuner, XgbTunerOptions, XgbTunerStats};
 pub use models::{Layer, Network};
 pub use scheduler::driver::{

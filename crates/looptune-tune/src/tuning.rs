@@ -6,6 +6,7 @@
 //! flight, and a rerun with the same log resumes: configs already recorded for this workload and
 //! target are skipped, and the best recorded one is the starting best.
 
+use crate::finalists::{measure_again, Finalists};
 use crate::task::TuningTask;
 use crate::tuner::{Trial, Tuner};
 use looptune_log::{best_by_key, measured_by_key, LogError, LogWriter, Record, RecordContext};
@@ -25,6 +26,10 @@ pub struct TuneOptions {
     pub early_stopping: Option<usize>,
     /// Stop starting batches once this much wall time has passed.
     pub time_budget: Option<Duration>,
+    /// The best configs measured again, side by side, once the search stops (not after an
+    /// interruption); their measurements are logged and are not trials. Off by default in the
+    /// library, so that a run's records are exactly its trials; the CLI turns it on.
+    pub finalists: Finalists,
 }
 
 impl Default for TuneOptions {
@@ -34,6 +39,7 @@ impl Default for TuneOptions {
             batch_size: 16,
             early_stopping: None,
             time_budget: None,
+            finalists: Finalists::NONE,
         }
     }
 }
@@ -99,8 +105,11 @@ pub struct TuneReport {
     /// Of `errors`, those that were not the candidate's fault (the worker, the options, the
     /// machine): logged as `Environment` and measured again by a resumed run.
     pub environment_errors: usize,
-    /// The best config of the log and this run together.
+    /// The best config of the log and this run together, ranked as every query of the log
+    /// ranks them (a config measured more than once at the median of its measurements).
     pub best: Option<BestConfig>,
+    /// Measurements of finalists taken after the search ([`TuneOptions::finalists`]).
+    pub remeasured: usize,
     /// Best throughput after each trial of this run (0 before anything succeeded).
     pub curve: Vec<f64>,
     /// Why the run ended.
@@ -191,6 +200,12 @@ pub fn tune(
     let mut since_improvement = 0;
     let mut curve = Vec::new();
     let mut checked_memory = false;
+    // This task's records, the log's and this run's: what the finalists are chosen from.
+    let mut task_records: Vec<Record> = existing
+        .iter()
+        .filter(|record| record.is_of_task(&key, &context.target))
+        .cloned()
+        .collect();
     let stop_reason = loop {
         if observer.interrupted() {
             break StopReason::Interrupted;
@@ -286,6 +301,7 @@ pub fn tune(
             done.indices.insert(record.config_index);
             done.configs.insert(record.config.clone());
         }
+        task_records.extend(records.iter().cloned());
         tuner.update(&batch_trials);
         observer.batch_done(&Progress {
             trials,
@@ -297,12 +313,37 @@ pub fn tune(
             break StopReason::Interrupted;
         }
     };
+    let remeasured = if stop_reason == StopReason::Interrupted {
+        Vec::new()
+    } else {
+        measure_again(
+            task,
+            measurer,
+            log,
+            context,
+            &task_records,
+            options.finalists,
+            observer,
+        )?
+    };
+    task_records.extend(remeasured.iter().cloned());
+    // The best by the log's own rule, now that finalists may have been measured again.
+    let best = best_by_key(&task_records, &key, &context.target)
+        .and_then(|record| {
+            Some(BestConfig {
+                index: record.config_index,
+                values: record.config.clone(),
+                gflops: record.gflops?,
+            })
+        })
+        .or(best_config);
     Ok(TuneReport {
         trials,
         resumed,
         errors: report_errors,
         environment_errors,
-        best: best_config,
+        best,
+        remeasured: remeasured.len(),
         curve,
         stop_reason,
         wall: started.elapsed(),

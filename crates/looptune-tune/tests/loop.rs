@@ -7,7 +7,8 @@ use looptune_runtime::measure::Isolation;
 use looptune_runtime::{MeasureInput, MeasureOptions, Measurer, Target};
 use looptune_space::{Config, ConfigSpace, Factors, Knob};
 use looptune_tune::{
-    tune, GridTuner, Observer, Progress, RandomTuner, StopReason, TuneOptions, TuningTask,
+    tune, Finalists, GridTuner, Observer, Progress, RandomTuner, StopReason, TuneOptions,
+    TuningTask,
 };
 
 /// A 12x8x5 matmul whose space splits `i` and `j` (divisors): 6 * 4 = 24 configs.
@@ -144,7 +145,7 @@ fn early_stopping_and_time_budget_end_the_run_with_their_reason() {
         trials: 24,
         batch_size: 1,
         early_stopping: Some(0),
-        time_budget: None,
+        ..TuneOptions::default()
     };
     let report = tune(
         &task,
@@ -163,8 +164,8 @@ fn early_stopping_and_time_budget_end_the_run_with_their_reason() {
     let options = TuneOptions {
         trials: 24,
         batch_size: 2,
-        early_stopping: None,
         time_budget: Some(std::time::Duration::ZERO),
+        ..TuneOptions::default()
     };
     let report = tune(
         &task,
@@ -278,4 +279,101 @@ fn an_interrupted_run_stops_after_the_batch_in_flight_with_it_logged() {
     assert_eq!(report.stop_reason.as_str(), "interrupted");
     assert_eq!(report.trials, 3);
     assert_eq!(read_log(&path).unwrap().records.len(), 3);
+}
+
+#[test]
+fn finalists_are_measured_again_side_by_side_and_ranked_at_their_median() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tune.jsonl");
+    let task = SplitTask::new();
+    let options = TuneOptions {
+        trials: 8,
+        batch_size: 4,
+        finalists: Finalists {
+            configs: 3,
+            rounds: 2,
+        },
+        ..TuneOptions::default()
+    };
+    let mut writer = LogWriter::open(&path).unwrap();
+    let mut tuner = RandomTuner::new(&task.space, 3);
+    let context = context(&task, "random");
+    let report = tune(
+        &task,
+        &mut tuner,
+        &mut measurer(),
+        &mut writer,
+        &context,
+        &[],
+        &options,
+        &mut (),
+    )
+    .unwrap();
+    assert_eq!((report.trials, report.remeasured), (8, 6));
+    let records = read_log(&path).unwrap().records;
+    assert_eq!(records.len(), 8 + 6, "the trials, then two rounds of three finalists");
+    // The finalists are the three best configs of the trials, measured in the same order in
+    // every round.
+    let trials = &records[..8];
+    let top: Vec<u128> = looptune_log::top_k(trials, &task.workload, &context.target, 3)
+        .iter()
+        .map(|record| record.config_index)
+        .collect();
+    let rounds: Vec<u128> = records[8..]
+        .iter()
+        .map(|record| record.config_index)
+        .collect();
+    assert_eq!(rounds, [top.clone(), top].concat());
+    // The report's best is the log's best under the rule every query uses.
+    let best = looptune_log::best(&records, &task.workload, &context.target).unwrap();
+    let reported = report.best.unwrap();
+    assert_eq!(reported.index, best.config_index);
+    assert_eq!(Some(reported.gflops), best.gflops);
+    // A finalist measured three times counts at its median measurement.
+    let times = |index: u128| {
+        let mut times: Vec<f64> = records
+            .iter()
+            .filter(|record| record.config_index == index)
+            .filter_map(|record| record.median_s())
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times
+    };
+    let best_times = times(best.config_index);
+    assert_eq!(best_times.len(), 3);
+    assert_eq!(best.median_s(), Some(best_times[1]));
+}
+
+#[test]
+fn an_interrupted_run_measures_no_finalists() {
+    struct Stop;
+    impl Observer for Stop {
+        fn batch_done(&mut self, _progress: &Progress) {}
+        fn interrupted(&self) -> bool {
+            true
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tune.jsonl");
+    let task = SplitTask::new();
+    let options = TuneOptions {
+        trials: 8,
+        finalists: Finalists::default(),
+        ..TuneOptions::default()
+    };
+    let mut writer = LogWriter::open(&path).unwrap();
+    let mut tuner = RandomTuner::new(&task.space, 3);
+    let report = tune(
+        &task,
+        &mut tuner,
+        &mut measurer(),
+        &mut writer,
+        &context(&task, "random"),
+        &[],
+        &options,
+        &mut Stop,
+    )
+    .unwrap();
+    assert_eq!(report.stop_reason, StopReason::Interrupted);
+    assert_eq!(report.remeasured, 0);
 }

@@ -22,6 +22,7 @@
 use super::{Pick, SchedulerOptions, SchedulerTask, TaskScheduler};
 use crate::task::WorkloadTask;
 use crate::tuner::{Trial, Tuner};
+use crate::finalists::Finalists;
 use crate::tuning::{tune, StopReason, TuneError, TuneOptions};
 use looptune_ir::Workload;
 use looptune_log::{task_records, LogWriter, Record, RecordContext, TargetFingerprint};
@@ -462,6 +463,8 @@ pub fn tune_model<'a>(
             batch_size: wanted,
             early_stopping: None,
             time_budget: None,
+            // A round is a slice of a task's search, not its end.
+            finalists: Finalists::NONE,
         };
         let report = tune(
             entry.task,

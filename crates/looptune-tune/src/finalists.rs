@@ -1,0 +1,107 @@
+//! The end of a tuning run: its best configs measured again, side by side.
+//!
+//! A machine shared with other work (a cloud host's neighbours, a build on the other core) is
+//! quiet at some moments and busy at others, and the difference reaches a quarter of a GEMM's
+//! throughput. Candidates measured minutes apart are therefore ranked partly by when they ran:
+//! the best record of a run tends to be its luckiest measurement, not its fastest kernel. The
+//! finalists (the best few configs of the task) are measured again in rounds, each round every
+//! finalist once, back to back, and every measurement is logged; the log's queries then rank a
+//! config by the median of its measurements ([`looptune_log::per_config`]), so the config a
+//! deploy picks is the one that was fastest next to its rivals.
+
+use crate::task::TuningTask;
+use crate::tuning::{Observer, TuneError};
+use looptune_log::{top_k_by_key, LogWriter, Record, RecordContext};
+use looptune_runtime::Measurer;
+use std::time::SystemTime;
+
+/// How a run measures its finalists again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finalists {
+    /// The best configs of the task (log and run together) measured again; fewer than two
+    /// has no rival to compare with and measures nothing.
+    pub configs: usize,
+    /// Rounds; each measures every finalist once, one after another.
+    pub rounds: usize,
+}
+
+impl Finalists {
+    /// No finalists: the run ends with its last batch.
+    pub const NONE: Finalists = Finalists {
+        configs: 0,
+        rounds: 0,
+    };
+
+    /// Whether this measures anything.
+    pub fn is_active(&self) -> bool {
+        self.configs >= 2 && self.rounds >= 1
+    }
+}
+
+impl Default for Finalists {
+    /// Four configs, two rounds: eight more measurements, a few percent of a 300-trial run.
+    fn default() -> Finalists {
+        Finalists {
+            configs: 4,
+            rounds: 2,
+        }
+    }
+}
+
+/// Measures the finalists of the task among `records` (its records so far, any order) again
+/// under `finalists`, appending each round to `log` as one batch; returns the new records.
+/// Stops between candidates when the observer is interrupted, keeping what was measured.
+pub(crate) fn measure_again(
+    task: &dyn TuningTask,
+    measurer: &mut Measurer,
+    log: &mut LogWriter,
+    context: &RecordContext,
+    records: &[Record],
+    finalists: Finalists,
+    observer: &mut dyn Observer,
+) -> Result<Vec<Record>, TuneError> {
+    if !finalists.is_active() {
+        return Ok(Vec::new());
+    }
+    let configs: Vec<_> = top_k_by_key(records, &task.key(), &context.target, finalists.configs)
+        .into_iter()
+        // A config recorded by an older space that no longer fits is not a finalist.
+        .filter_map(|record| task.space().from_values(&record.config).ok())
+        .collect();
+    if configs.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let inputs: Vec<_> = configs
+        .iter()
+        .map(|config| task.measure_input(config))
+        .collect();
+    measurer.prepare(inputs.iter().filter_map(|input| input.as_ref().ok()));
+    let mut measured = Vec::new();
+    for _ in 0..finalists.rounds {
+        let mut round = Vec::with_capacity(configs.len());
+        for (config, input) in configs.iter().zip(&inputs) {
+            if observer.interrupted() {
+                break;
+            }
+            // Every finalist lowered before (that is how it has a time); a failure now is
+            // logged like any other.
+            let Ok(input) = input else { continue };
+            let started = SystemTime::now();
+            let result = measurer.measure_one(input);
+            round.push(Record::from_measurement(
+                context,
+                config.index(),
+                config.to_values(),
+                &result,
+                started,
+                SystemTime::now(),
+            ));
+        }
+        log.append_batch(&round)?;
+        measured.append(&mut round);
+        if observer.interrupted() {
+            break;
+        }
+    }
+    Ok(measured)
+}
