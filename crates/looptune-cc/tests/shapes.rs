@@ -19,6 +19,7 @@ const WORKLOADS: &[&str] = &[
     "matmul:m=7,n=11,k=5,transpose_b=true",
     "conv2d:n=1,ic=3,h=17,w=17,oc=5,kh=7,kw=7,stride=2,pad=3",
     "depthwise_conv2d:n=1,c=5,h=11,w=13,kh=3,kw=3,stride=2,pad=1",
+    "depthwise_conv2d:n=1,c=3,h=7,w=41,kh=3,kw=3,stride=2",
     "dense:m=7,n=13,k=11,bias=true,relu=true",
     "batch_matmul:b=3,m=5,n=7,k=9",
 ];
@@ -64,8 +65,27 @@ fn cases() -> Vec<Case> {
         cases.push(Case {
             name: format!("{text} (default schedule)"),
             nest: lower(&Schedule::new(&program)).expect("lowers"),
-            program,
+            program: program.clone(),
         });
+        if let Workload::DepthwiseConv2d(params) = workload {
+            if params.stride == 2 && params.pad == 0 {
+                // Output columns vectorized: stride-2 loads of the input (two loads and a
+                // shuffle, see `stride_2_loads_are_two_loads_and_a_shuffle`).
+                let mut schedule = Schedule::new(&program);
+                let y = schedule.stage("Y").expect("output stage");
+                let spatial = schedule.spatial_axes(y);
+                let mut order = spatial[..3].to_vec();
+                order.extend(schedule.reduce_axes(y));
+                order.push(spatial[3]);
+                schedule.reorder(y, &order).expect("reorders");
+                schedule.vectorize(y, spatial[3]).expect("vectorizes");
+                cases.push(Case {
+                    name: format!("{text} (columns vectorized)"),
+                    nest: lower(&schedule).expect("lowers"),
+                    program: program.clone(),
+                });
+            }
+        }
         if let Workload::Matmul(params) = workload {
             for tiling in tilings() {
                 let schedule = register_tiled_matmul(params, tiling).expect("recipe applies");
@@ -116,6 +136,24 @@ fn odd_shapes_match_the_interpreter_at_every_width() {
                 );
             }
         }
+    }
+}
+
+/// A load whose offset moves by two per lane is two contiguous loads and a shuffle at every
+/// width, not a gather of scalars (correctness: the case in `cases`, at 4, 8 and 16 lanes).
+#[test]
+fn stride_2_loads_are_two_loads_and_a_shuffle() {
+    let case = cases()
+        .into_iter()
+        .find(|case| case.name.ends_with("(columns vectorized)"))
+        .expect("the stride-2 case");
+    for lanes in [4, 8, 16] {
+        let source = emit_c(&case.nest, &EmitOptions::new(lanes)).expect("prints");
+        let body = &source[source.find("#endif /* LOOPTUNE_PRELUDE */").expect("a prelude")..];
+        assert!(
+            body.contains(&format!("lt_stride2_{lanes}(X")),
+            "{lanes} lanes:\n{body}"
+        );
     }
 }
 

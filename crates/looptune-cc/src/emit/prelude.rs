@@ -84,6 +84,31 @@ typedef int {i} __attribute__((vector_size({bytes})));
 #define lt_abs{width}(a) (({v})(({i})(a) & 0x7fffffff))
 "
         ));
+        // Lane l of a stride-2 load is p[2 l]; the second load ends on the last of them, so
+        // nothing past the elements the lanes read is touched.
+        let second = width - 1;
+        let lanes: Vec<String> = (0..width)
+            .map(|lane| {
+                let element = 2 * lane;
+                if element < width {
+                    element
+                } else {
+                    width + element - second
+                }
+                .to_string()
+            })
+            .collect();
+        let lanes = lanes.join(", ");
+        text.push_str(&format!(
+            "/* Every second element of p[0 .. {span}): two loads and one shuffle instead of a gather. */
+#if defined(__clang__)
+#define lt_stride2_{width}(p) __builtin_shufflevector(lt_load{width}(p), lt_load{width}((p) + {second}), {lanes})
+#else
+#define lt_stride2_{width}(p) __builtin_shuffle(lt_load{width}(p), lt_load{width}((p) + {second}), ({i}){{{lanes}}})
+#endif
+",
+            span = 2 * width - 1
+        ));
     }
     text.push_str("#endif /* LOOPTUNE_PRELUDE */\n");
     text

@@ -4,7 +4,8 @@
 //! wider than [`EmitOptions::lanes`](super::EmitOptions::lanes)); the lanes left over run as
 //! scalar code. Within a group each value is uniform (it does not depend on the loop variable:
 //! a scalar, which C broadcasts where it meets a vector) or a vector. Accesses whose element
-//! offset moves by exactly one per lane are one unaligned vector load or store; everything else
+//! offset moves by exactly one per lane are one unaligned vector load or store, loads whose
+//! offset moves by two (a stride-2 convolution's input) two loads and a shuffle; everything else
 //! that depends on the lane (gathers, scatters, selects and guards whose condition differs
 //! between lanes) is computed lane by lane, so each lane evaluates only what the interpreter
 //! would evaluate for it and a masked-off lane never loads out of bounds.
@@ -338,6 +339,15 @@ impl Emitter<'_> {
                     Some(0) => self
                         .with_var(group.var, group.base.clone(), |this| this.load_scalar(load))
                         .map(Lanes::Uniform),
+                    // A stride-2 convolution's input along its output width.
+                    Some(2) => {
+                        let offset = self.with_var(group.var, group.base.clone(), |this| {
+                            this.offset(load.buffer, &load.indices)
+                        })?;
+                        let pointer =
+                            self.vector_pointer(&name, load.buffer, &offset, 2 * width - 1);
+                        Ok(Lanes::Vector(format!("lt_stride2_{width}({pointer})")))
+                    }
                     _ => self.assemble(group, |this| this.load_scalar(load)),
                 }
             }
