@@ -396,8 +396,8 @@ fn search(task: &CustomTask, measurer: &mut Measurer, args: &Args) -> Result<Tun
     let options = TuneOptions {
         trials: args.trials,
         batch_size: 8,
-        early_stopping: None,
         time_budget: Some(Duration::from_secs_f64(args.seconds)),
+        ..TuneOptions::default()
     };
     Ok(tune(
         task,

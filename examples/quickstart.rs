@@ -155,8 +155,8 @@ fn run() -> Result<()> {
     let options = TuneOptions {
         trials: args.trials,
         batch_size: 8,
-        early_stopping: None,
         time_budget: Some(Duration::from_secs_f64(args.seconds)),
+        ..TuneOptions::default()
     };
     let report = tune(
         &task,

@@ -72,10 +72,10 @@ fn tune_writes_the_log_reports_json_and_resumes() {
     assert_eq!(first["errors"], 0);
     assert_eq!(first["stop_reason"], "trial_budget");
     assert!(first["best_gflops"].as_f64().is_some_and(|g| g > 0.0));
-    // The trials, then the default finalists (the 4 best configs, 2 rounds) measured again.
-    assert_eq!(first["remeasured"], 8);
+    // The trials, then the default finalists (the 4 best configs, 3 rounds) measured again.
+    assert_eq!(first["remeasured"], 12);
     let indices = logged_indices(&log);
-    assert_eq!(indices.len(), 6 + 8);
+    assert_eq!(indices.len(), 6 + 12);
     let trials: HashSet<&String> = indices[..6].iter().collect();
     assert_eq!(trials.len(), 6, "each trial a new config");
     assert!(
@@ -85,9 +85,9 @@ fn tune_writes_the_log_reports_json_and_resumes() {
 
     let second = json(&looptune(&args));
     assert_eq!(second["resumed"], 6);
-    assert_eq!(second["remeasured"], 8);
+    assert_eq!(second["remeasured"], 12);
     let indices = logged_indices(&log);
-    assert_eq!(indices.len(), 12 + 16);
+    assert_eq!(indices.len(), 12 + 24);
     assert_eq!(
         indices.iter().collect::<HashSet<_>>().len(),
         12,
@@ -106,7 +106,7 @@ fn tune_writes_the_log_reports_json_and_resumes() {
     );
     assert_eq!(
         logged_indices(&merged).len(),
-        12 + 16,
+        12 + 24,
         "duplicates dropped, nothing lost"
     );
     let refused = looptune(&["merge", "--out", merged.to_str().unwrap(), log_arg]);
