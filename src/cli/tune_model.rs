@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 pub enum NetworkArg {
     /// ResNet-18's conv2d layers (C1-C12 of the TVM papers).
     Resnet18,
-    /// MobileNet v1's depthwise layers (D1-D9).
+    /// MobileNet v1's depthwise layers (D1-D9), channel-blocked (NCHW8c).
     Mobilenet,
     /// BERT-base's GEMMs and attention batch_matmul at sequence length 128.
     BertBase,

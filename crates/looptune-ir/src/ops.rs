@@ -132,6 +132,11 @@ pub struct DepthwiseConv2dParams {
     pub pad: i64,
     /// Dilation (both directions).
     pub dilation: i64,
+    /// Channel block of the layout: 1 is NCHW; `b > 1` is NCHW[b]c, the layout of a network
+    /// that keeps its activations channel-blocked between layers (`X[n, c/b, h, w, b]`, weights
+    /// `W[c/b, kh, kw, b]`, `Y[n, c/b, oh, ow, b]`), where a vector of `b` channels is one
+    /// contiguous load at any stride. Must divide `c`.
+    pub block: i64,
 }
 
 /// An operator with its shape: what a tuning task is about.
@@ -275,6 +280,11 @@ pub const OPERATORS: &[OpInfo] = &[
             optional("stride", "1", "stride"),
             optional("pad", "0", "zero padding on each side"),
             optional("dilation", "1", "dilation"),
+            optional(
+                "block",
+                "1",
+                "channel block: 1 is NCHW, b > 1 is NCHW[b]c (X[n,c/b,h,w,b], W[c/b,kh,kw,b])",
+            ),
         ],
     },
 ];
@@ -442,6 +452,7 @@ impl FromStr for Workload {
                 stride: params.int("stride")?,
                 pad: params.int("pad")?,
                 dilation: params.int("dilation")?,
+                block: params.int("block")?,
             }),
         };
         params.finish()?;
@@ -486,11 +497,18 @@ impl fmt::Display for Workload {
                 }
                 Ok(())
             }
-            Workload::DepthwiseConv2d(p) => write!(
-                f,
-                "depthwise_conv2d:n={},c={},h={},w={},kh={},kw={},stride={},pad={},dilation={}",
-                p.n, p.c, p.h, p.w, p.kh, p.kw, p.stride, p.pad, p.dilation
-            ),
+            Workload::DepthwiseConv2d(p) => {
+                write!(
+                    f,
+                    "depthwise_conv2d:n={},c={},h={},w={},kh={},kw={},stride={},pad={},dilation={}",
+                    p.n, p.c, p.h, p.w, p.kh, p.kw, p.stride, p.pad, p.dilation
+                )?;
+                // Spelled out only when blocked, so that the NCHW key stays what it was.
+                if p.block != 1 {
+                    write!(f, ",block={}", p.block)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -583,6 +601,7 @@ impl Workload {
                     ("w", p.w),
                     ("kh", p.kh),
                     ("kw", p.kw),
+                    ("block", p.block),
                 ],
                 Some([p.h, p.w, p.kh, p.kw, p.stride, p.pad, p.dilation]),
             ),
@@ -602,6 +621,14 @@ impl Workload {
         for &(name, value) in &sizes {
             positive(name, value)?;
             too_large(name, value)?;
+        }
+        if let Workload::DepthwiseConv2d(p) = *self {
+            if p.c % p.block != 0 {
+                return Err(IrError::InvalidParameter {
+                    op: op.to_string(),
+                    message: format!("`block={}` must divide `c={}`", p.block, p.c),
+                });
+            }
         }
         if let Some([h, w, kh, kw, stride, pad, dilation]) = window {
             positive("stride", stride)?;
@@ -1157,6 +1184,9 @@ pub fn conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> {
 /// A depthwise NCHW convolution (multiplier 1), weights `[c, 1, kh, kw]`.
 pub fn depthwise_conv2d(p: DepthwiseConv2dParams) -> Result<Program, IrError> {
     Workload::DepthwiseConv2d(p).check()?;
+    if p.block != 1 {
+        return blocked_depthwise_conv2d(p);
+    }
     let (oh, ow) = depthwise_out_hw(p);
     let mut builder = ProgramBuilder::new("depthwise_conv2d");
     let x = builder.placeholder("X", &[p.n, p.c, p.h, p.w], DType::F32)?;
@@ -1173,6 +1203,69 @@ pub fn depthwise_conv2d(p: DepthwiseConv2dParams) -> Result<Program, IrError> {
             let col = &ax[3] * p.stride + rx.var() * p.dilation;
             let value = padded.at(&[ax[0].clone(), ax[1].clone(), row, col])
                 * weight.at(&[ax[1].clone(), IndexExpr::Const(0), ry.var(), rx.var()]);
+            sum(value, &[&ry, &rx])
+        },
+    )?;
+    builder.build(&[&y])
+}
+
+/// The NCHW[b]c depthwise convolution (`p.block = b > 1`, dividing `c`): padding is a stage
+/// the default schedule inlines, as for NCHW.
+fn blocked_depthwise_conv2d(p: DepthwiseConv2dParams) -> Result<Program, IrError> {
+    let (oh, ow) = depthwise_out_hw(p);
+    let blocks = p.c / p.block;
+    let mut builder = ProgramBuilder::new("depthwise_conv2d");
+    let x = builder.placeholder("X", &[p.n, blocks, p.h, p.w, p.block], DType::F32)?;
+    let weight = builder.placeholder("W", &[blocks, p.kh, p.kw, p.block], DType::F32)?;
+    let padded = if p.pad == 0 {
+        x.clone()
+    } else {
+        let (h, w, pad) = (p.h, p.w, p.pad);
+        builder.compute(
+            "X.pad",
+            DType::F32,
+            &[
+                ("n", p.n),
+                ("cb", blocks),
+                ("hp", h + 2 * pad),
+                ("wp", w + 2 * pad),
+                ("ci", p.block),
+            ],
+            |ax| {
+                let inside = Cond::all([
+                    ax[2].clone().ge(pad),
+                    ax[2].clone().lt(h + pad),
+                    ax[3].clone().ge(pad),
+                    ax[3].clone().lt(w + pad),
+                ]);
+                let value = x.at(&[
+                    ax[0].clone(),
+                    ax[1].clone(),
+                    &ax[2] - pad,
+                    &ax[3] - pad,
+                    ax[4].clone(),
+                ]);
+                ValueExpr::select(inside, value, ValueExpr::f32(0.0))
+            },
+        )?
+    };
+    let ry = builder.reduce_axis("ry", p.kh)?;
+    let rx = builder.reduce_axis("rx", p.kw)?;
+    let y = builder.compute(
+        "Y",
+        DType::F32,
+        &[
+            ("n", p.n),
+            ("cb", blocks),
+            ("y", oh),
+            ("x", ow),
+            ("ci", p.block),
+        ],
+        |ax| {
+            let row = &ax[2] * p.stride + ry.var() * p.dilation;
+            let col = &ax[3] * p.stride + rx.var() * p.dilation;
+            let value = padded.at(&[ax[0].clone(), ax[1].clone(), row, col, ax[4].clone()])
+                * weight.at(&[ax[1].clone(), ry.var(), rx.var(), ax[4].clone()]);
             sum(value, &[&ry, &rx])
         },
     )?;
@@ -1316,6 +1409,72 @@ mod tests {
         let actual = crate::eval::evaluate(&laid_out, &slices).unwrap();
         crate::eval::compare(&actual[0], &expected[0], 1e-5)
             .unwrap_or_else(|err| panic!("{workload} {layout:?}: {err:?}"));
+    }
+
+    #[test]
+    fn a_channel_blocked_depthwise_convolution_is_the_nchw_one_in_another_layout() {
+        for text in [
+            "depthwise_conv2d:n=2,c=6,h=5,w=7,kh=3,kw=3,stride=2,pad=1,block=3",
+            "depthwise_conv2d:n=1,c=8,h=9,w=6,kh=3,kw=2,stride=3,pad=2,dilation=2,block=8",
+            "depthwise_conv2d:n=1,c=4,h=3,w=5,kh=1,kw=1,block=2",
+        ] {
+            let Workload::DepthwiseConv2d(p) = text.parse::<Workload>().unwrap() else {
+                unreachable!("a depthwise workload")
+            };
+            let plain = depthwise_conv2d(DepthwiseConv2dParams { block: 1, ..p }).unwrap();
+            let blocked = depthwise_conv2d(p).unwrap();
+            let mut random = crate::random::SplitMix64::new(3);
+            let mut draw =
+                |len: usize| -> Vec<f32> { (0..len).map(|_| random.unit_f32() - 0.5).collect() };
+            let (c, h, w, b) = (p.c as usize, p.h as usize, p.w as usize, p.block as usize);
+            let (kh, kw) = (p.kh as usize, p.kw as usize);
+            let x = draw(p.n as usize * c * h * w);
+            let weights = draw(c * kh * kw);
+            // NCHW -> NCHW[b]c: channel `cb * b + ci` goes to block `cb`, lane `ci`.
+            let to_blocked = |plane: usize, data: &[f32], outer: usize| -> Vec<f32> {
+                let mut out = vec![0.0; data.len()];
+                for o in 0..outer {
+                    for channel in 0..c {
+                        for position in 0..plane {
+                            let (cb, ci) = (channel / b, channel % b);
+                            out[((o * (c / b) + cb) * plane + position) * b + ci] =
+                                data[(o * c + channel) * plane + position];
+                        }
+                    }
+                }
+                out
+            };
+            let x_blocked = to_blocked(h * w, &x, p.n as usize);
+            let w_blocked = to_blocked(kh * kw, &weights, 1);
+            let expected = crate::eval::evaluate(&plain, &[&x, &weights]).unwrap();
+            let actual = crate::eval::evaluate(&blocked, &[&x_blocked, &w_blocked]).unwrap();
+            let (oh, ow) = depthwise_out_hw(p);
+            let expected_blocked = to_blocked((oh * ow) as usize, &expected[0], p.n as usize);
+            assert_eq!(actual[0], expected_blocked, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_channel_block_must_divide_the_channels() {
+        let error = "depthwise_conv2d:c=12,h=5,w=5,kh=3,kw=3,block=8"
+            .parse::<Workload>()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`block=8` must divide `c=12`"), "{error}");
+        let error = "depthwise_conv2d:c=12,h=5,w=5,kh=3,kw=3,block=0"
+            .parse::<Workload>()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`block=0` must be at least 1"), "{error}");
+        // The NCHW key is what it was; a blocked one names its block.
+        let plain: Workload = "depthwise_conv2d:c=12,h=5,w=5,kh=3,kw=3".parse().unwrap();
+        assert!(!plain.to_string().contains("block"));
+        let blocked: Workload = "depthwise_conv2d:c=12,h=5,w=5,kh=3,kw=3,block=4"
+            .parse()
+            .unwrap();
+        assert!(blocked.to_string().ends_with(",block=4"));
+        assert_eq!(blocked.to_string().parse::<Workload>().unwrap(), blocked);
+        assert_eq!(blocked.flops(), plain.flops());
     }
 
     #[test]

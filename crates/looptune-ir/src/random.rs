@@ -129,17 +129,27 @@ pub fn random_workload(rng: &mut SplitMix64) -> Workload {
                 relu: false,
             })
         }
-        _ => Workload::DepthwiseConv2d(DepthwiseConv2dParams {
-            n: rng.pick(&[1, 2]),
-            c: rng.pick(&[1, 3, 4, 5, 8]),
-            h: rng.pick(&[3, 4, 5, 7, 8]),
-            w: rng.pick(&[3, 4, 5, 7, 9]),
-            kh: rng.pick(&[1, 3]),
-            kw: rng.pick(&[1, 3]),
-            stride: rng.pick(&[1, 2]),
-            pad: rng.pick(&[0, 1]),
-            dilation: 1,
-        }),
+        _ => {
+            let mut params = DepthwiseConv2dParams {
+                n: rng.pick(&[1, 2]),
+                c: rng.pick(&[1, 3, 4, 5, 8]),
+                h: rng.pick(&[3, 4, 5, 7, 8]),
+                w: rng.pick(&[3, 4, 5, 7, 9]),
+                kh: rng.pick(&[1, 3]),
+                kw: rng.pick(&[1, 3]),
+                stride: rng.pick(&[1, 2]),
+                pad: rng.pick(&[0, 1]),
+                dilation: 1,
+                block: 1,
+            };
+            // NCHW[b]c with a block that divides the channels (drawn last, so that the NCHW
+            // parameters of a seed are what they were before blocks existed).
+            let block = rng.pick(&[1, 1, 2, 4, 8]);
+            if params.c % block == 0 {
+                params.block = block;
+            }
+            Workload::DepthwiseConv2d(params)
+        }
     }
 }
 

@@ -452,9 +452,11 @@ fn tighten_sum(
         };
         parts.push((*var, *coefficient, a.min(b), a.max(b)));
     }
-    let total = parts.iter().try_fold((0i64, 0i64), |(sum_low, sum_high), part| {
-        Some((sum_low.checked_add(part.2)?, sum_high.checked_add(part.3)?))
-    });
+    let total = parts
+        .iter()
+        .try_fold((0i64, 0i64), |(sum_low, sum_high), part| {
+            Some((sum_low.checked_add(part.2)?, sum_high.checked_add(part.3)?))
+        });
     let Some((total_low, total_high)) = total else {
         return true;
     };

@@ -1,5 +1,6 @@
 //! The layouts templates choose (conv2d weights packed into output-channel blocks, a conv2d with
-//! a fused bias, residual and ReLU) compile on both backends
+//! a fused bias, residual and ReLU, depthwise convolutions on channel-blocked NCHW[b]c) compile
+//! on both backends
 //! and compute what the interpreter computes, for points sampled from spaces sized for the C
 //! backend's full width (8 and 16 lanes) with sizes that do not divide the tiles; and a ResNet
 //! basic block run as two fused kernels equals its unfused definition.
@@ -76,13 +77,22 @@ fn check_sampled_points(
     count
 }
 
-/// Packed weights with channels not a whole number of blocks, and fused epilogues (7x7
-/// stride 2, 1x1 stride 2).
-const WORKLOADS: [&str; 3] = [
+/// Packed weights with channels not a whole number of blocks, fused epilogues (7x7 stride 2,
+/// 1x1 stride 2), and blocked depthwise convolutions (prime sizes, strides 2 and 3, dilation, a
+/// block of two vectors at 8 lanes and of half a vector at 16).
+const WORKLOADS: [&str; 5] = [
     "conv2d:n=1,ic=3,h=9,w=11,oc=21,kh=3,kw=3,pad=1",
     "conv2d:n=1,ic=3,h=13,w=13,oc=19,kh=7,kw=7,stride=2,pad=3,bias=true,residual=true,relu=true",
     "conv2d:n=1,ic=5,h=7,w=9,oc=17,kh=1,kw=1,stride=2,bias=true,relu=true",
+    "depthwise_conv2d:n=1,c=32,h=13,w=11,kh=3,kw=3,stride=2,pad=1,block=16",
+    "depthwise_conv2d:n=2,c=16,h=11,w=7,kh=3,kw=3,stride=3,pad=2,dilation=2,block=8",
 ];
+
+/// Whether every sampled point of `workload` uses a layout under test (a fused epilogue or a
+/// channel-blocked layout is the workload's own), not only those with `pack_w`.
+fn every_point_is_a_layout(workload: &str) -> bool {
+    workload.contains("relu") || workload.contains("block=")
+}
 
 #[test]
 fn sampled_layout_points_compile_with_the_c_backend_and_agree() {
@@ -91,8 +101,8 @@ fn sampled_layout_points_compile_with_the_c_backend_and_agree() {
     let backend = CBackend::with(compiler, ObjectCache::new(dir.path()));
     for shape in [VectorShape::AVX2, VectorShape::AVX512] {
         for workload in WORKLOADS {
-            let fused = workload.contains("relu");
-            let count = check_sampled_points(&backend, workload, shape, 4, fused);
+            let every = every_point_is_a_layout(workload);
+            let count = check_sampled_points(&backend, workload, shape, 4, every);
             assert!(count >= 4, "{workload} at {shape}: {count} points");
         }
     }
@@ -103,8 +113,8 @@ fn sampled_layout_points_compile_with_cranelift_and_agree() {
     let backend = CraneliftBackend::new();
     for shape in [VectorShape::CRANELIFT, VectorShape::AVX2] {
         for workload in WORKLOADS {
-            let fused = workload.contains("relu");
-            let count = check_sampled_points(&backend, workload, shape, 12, fused);
+            let every = every_point_is_a_layout(workload);
+            let count = check_sampled_points(&backend, workload, shape, 12, every);
             assert!(count >= 12, "{workload} at {shape}: {count} points");
         }
     }

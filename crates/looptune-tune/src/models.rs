@@ -14,7 +14,10 @@
 //!   output shape (C2 four times in all, C6, C9 and C12 three times each).
 //! - MobileNet v1: thirteen depthwise layers, the 14x14x512 stride-1 layer five times. Only the
 //!   depthwise layers are listed in the design, so the pointwise 1x1 convolutions between them
-//!   are not part of this network (its estimate covers the depthwise layers only).
+//!   are not part of this network (its estimate covers the depthwise layers only). The layers
+//!   are channel-blocked, NCHW[8]c ([`MOBILENET_BLOCK`]), the layout a framework that keeps its
+//!   activations blocked between layers runs them in (TVM's x86 `NCHWc`): a vector of channels
+//!   is one load at any stride, where NCHW can only vectorize columns and gathers at stride 2.
 //! - BERT-base, sequence 128, 12 encoder layers: per layer four 768x768 projections (query, key,
 //!   value, output), the two feed-forward GEMMs and the attention scores `Q K^T` (12 heads of
 //!   128x64 by 64x128, one batch_matmul). The design lists no `scores V` product, so it is not
@@ -118,7 +121,11 @@ fn conv(size: i64, in_channels: i64, out_channels: i64, kernel: i64, stride: i64
     })
 }
 
-/// A square 3x3 depthwise convolution of batch 1, padding 1.
+/// The channel block of MobileNet's layers: the f32 lanes of AVX2. Every channel count of the
+/// network is a multiple of it (and of 16: with AVX-512 a block of 16 would fill its vectors).
+pub const MOBILENET_BLOCK: i64 = 8;
+
+/// A square 3x3 depthwise convolution of batch 1, padding 1, in NCHW[`MOBILENET_BLOCK`]c.
 fn depthwise(size: i64, channels: i64, stride: i64) -> Workload {
     Workload::DepthwiseConv2d(DepthwiseConv2dParams {
         n: 1,
@@ -130,6 +137,7 @@ fn depthwise(size: i64, channels: i64, stride: i64) -> Workload {
         stride,
         pad: 1,
         dilation: 1,
+        block: MOBILENET_BLOCK,
     })
 }
 

@@ -4,13 +4,15 @@
 //! [`ConfigSpace`], `template(params, &shape, &config)` applies a point as schedule primitives,
 //! and `fallback_config(params, &shape)` picks a point by a simple heuristic (a register tile of
 //! a sensible size) for when no tuning log knows the workload. The GEMM-like operators share
-//! [`gemm`]'s register-tiled template; the convolutions share [`conv`]'s direct template. The
+//! [`gemm`]'s register-tiled template; the NCHW convolutions share [`conv`]'s direct template;
+//! a depthwise convolution on channel-blocked NCHW[b]c has [`blocked_depthwise`]. The
 //! functions here dispatch on a [`Workload`].
 //!
 //! Every function takes the [`VectorShape`] the space is sized for: register tiles are whole
 //! vectors of its lanes and fit in its registers. A config belongs to the space of one shape;
 //! give `template` and `fallback_config` the shape its space was built with.
 
+pub mod blocked_depthwise;
 pub mod conv;
 pub mod gemm;
 
@@ -18,6 +20,7 @@ use crate::error::{SpaceError, TemplateError};
 use crate::space::{Config, ConfigSpace};
 use crate::value::KnobValue;
 use crate::vector_shape::VectorShape;
+use blocked_depthwise::BlockedDepthwise;
 use conv::DirectConv;
 use gemm::Gemm;
 use looptune_ir::ops::{
@@ -32,6 +35,7 @@ pub fn space(workload: &Workload, vector_shape: &VectorShape) -> Result<ConfigSp
     match shape(workload) {
         Shape::Gemm(gemm) => gemm::space(&gemm, vector_shape),
         Shape::Conv(conv) => conv::space(&conv, vector_shape),
+        Shape::BlockedDepthwise(conv) => blocked_depthwise::space(&conv, vector_shape),
     }
 }
 
@@ -44,6 +48,7 @@ pub fn template(
     match shape(workload) {
         Shape::Gemm(gemm) => gemm::template(&gemm, vector_shape, config),
         Shape::Conv(conv) => conv::template(&conv, config),
+        Shape::BlockedDepthwise(conv) => blocked_depthwise::template(&conv, config),
     }
 }
 
@@ -57,6 +62,7 @@ pub fn fallback_config(
     match shape(workload) {
         Shape::Gemm(gemm) => gemm::fallback_config(&gemm, vector_shape, space),
         Shape::Conv(conv) => conv::fallback_config(&conv, vector_shape, space),
+        Shape::BlockedDepthwise(conv) => blocked_depthwise::fallback_config(&conv, space),
     }
 }
 
@@ -67,6 +73,7 @@ pub fn template_name(workload: &Workload) -> &'static str {
         Workload::BatchMatmul(_) => "batch_matmul.register_tile",
         Workload::Dense(_) => "dense.register_tile",
         Workload::Conv2d(_) => "conv2d.direct",
+        Workload::DepthwiseConv2d(p) if p.block > 1 => "depthwise_conv2d.blocked",
         Workload::DepthwiseConv2d(_) => "depthwise_conv2d.direct",
     }
 }
@@ -74,6 +81,7 @@ pub fn template_name(workload: &Workload) -> &'static str {
 enum Shape {
     Gemm(Gemm),
     Conv(DirectConv),
+    BlockedDepthwise(BlockedDepthwise),
 }
 
 fn out_extent(input: i64, kernel: i64, stride: i64, pad: i64, dilation: i64) -> i64 {
@@ -120,6 +128,11 @@ fn shape(workload: &Workload) -> Shape {
             pad: p.pad,
             input_channels: true,
             product: (p.bias || p.residual || p.relu).then_some("Y.conv"),
+        }),
+        Workload::DepthwiseConv2d(p) if p.block > 1 => Shape::BlockedDepthwise(BlockedDepthwise {
+            params: p,
+            out_h: out_extent(p.h, p.kh, p.stride, p.pad, p.dilation),
+            out_w: out_extent(p.w, p.kw, p.stride, p.pad, p.dilation),
         }),
         Workload::DepthwiseConv2d(p) => Shape::Conv(DirectConv {
             workload: *workload,
@@ -243,7 +256,8 @@ operator_module!(
     depthwise_conv2d,
     DepthwiseConv2dParams,
     DepthwiseConv2d,
-    "Direct NCHW depthwise conv2d with a register tile of vectorized columns."
+    "Direct depthwise conv2d: NCHW with a register tile of vectorized columns, or NCHW[b]c \
+     (`block > 1`) with the channel block vectorized."
 );
 
 #[cfg(test)]

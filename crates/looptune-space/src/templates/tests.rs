@@ -103,6 +103,14 @@ fn every_point_of_small_spaces_of_the_other_operators_is_correct() {
         "depthwise_conv2d:n=1,c=2,h=8,w=8,kh=3,kw=3,stride=2,pad=1",
         20_000,
     );
+    check_every_point(
+        "depthwise_conv2d:n=1,c=8,h=7,w=9,kh=3,kw=3,stride=2,pad=1,block=8",
+        20_000,
+    );
+    check_every_point(
+        "depthwise_conv2d:n=1,c=6,h=5,w=7,kh=3,kw=3,pad=1,dilation=2,block=3",
+        20_000,
+    );
 }
 
 #[test]
@@ -464,7 +472,7 @@ fn cranelift_spaces_of_the_reference_workloads_are_pinned() {
 
 /// Small shapes for the wide vector shapes: primes, a single row, a single column, channels
 /// that are not a whole number of vectors, extents narrower than one vector (scalar tiles).
-const ODD_SHAPES: [&str; 13] = [
+const ODD_SHAPES: [&str; 17] = [
     "matmul:m=21,n=30,k=7",
     "matmul:m=13,n=37,k=5",
     "matmul:m=17,n=70,k=3",
@@ -478,6 +486,11 @@ const ODD_SHAPES: [&str; 13] = [
     "conv2d:n=1,ic=5,h=7,w=7,oc=9,kh=1,kw=1,stride=2,relu=true",
     "depthwise_conv2d:n=1,c=5,h=6,w=35,kh=3,kw=3,stride=1,pad=1",
     "depthwise_conv2d:n=1,c=3,h=9,w=9,kh=3,kw=3,stride=1,pad=1",
+    // NCHW[b]c: a block of one vector, of two, narrower than a vector; strides 1-3, dilation.
+    "depthwise_conv2d:n=1,c=16,h=7,w=11,kh=3,kw=3,stride=2,pad=1,block=8",
+    "depthwise_conv2d:n=1,c=32,h=5,w=7,kh=3,kw=3,stride=1,pad=1,block=16",
+    "depthwise_conv2d:n=2,c=6,h=5,w=13,kh=1,kw=1,block=2",
+    "depthwise_conv2d:n=1,c=12,h=9,w=5,kh=3,kw=5,stride=3,pad=2,dilation=2,block=4",
 ];
 
 #[test]
@@ -507,6 +520,7 @@ fn sampled_points_of_reference_sized_spaces_build_schedules_at_every_width() {
             "matmul:m=1024,n=1024,k=1024",
             "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1",
             "depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1",
+            "depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=2,pad=1,block=8",
             "dense:m=128,n=768,k=3072,bias=true,relu=true",
             "batch_matmul:b=12,m=128,n=128,k=64",
         ] {
