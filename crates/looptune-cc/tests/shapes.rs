@@ -149,7 +149,9 @@ fn stride_2_loads_are_two_loads_and_a_shuffle() {
         .expect("the stride-2 case");
     for lanes in [4, 8, 16] {
         let source = emit_c(&case.nest, &EmitOptions::new(lanes)).expect("prints");
-        let body = &source[source.find("#endif /* LOOPTUNE_PRELUDE */").expect("a prelude")..];
+        let body = &source[source
+            .find("#endif /* LOOPTUNE_PRELUDE */")
+            .expect("a prelude")..];
         assert!(
             body.contains(&format!("lt_stride2_{lanes}(X")),
             "{lanes} lanes:\n{body}"

@@ -172,6 +172,12 @@ pub struct Layout {
     /// vectorizes output channels then loads its weights as whole vectors instead of lane by
     /// lane from planes `ic * kh * kw` apart.
     pub pack_output_channels: Option<i64>,
+    /// Compute a 1x1 conv2d (no padding, no dilation, any stride) as the GEMM it is: per batch
+    /// entry `Y[oc, p] = sum_ic W[oc, ic] * X[ic, p]` over the `oh * ow` output positions `p`,
+    /// the input gathered into panels of this many positions, `B.packed[n, ceil(P / b), ic, b]`
+    /// (zero past `P`), so a GEMM template's register tile streams through it. The output (and
+    /// a residual input) is declared `[n, oc, oh * ow]`: the same memory as NCHW.
+    pub conv_as_gemm: Option<i64>,
 }
 
 /// One parameter of an operator, for `looptune ops` and parsing.
@@ -1094,6 +1100,9 @@ fn pad_input(builder: &mut ProgramBuilder, input: &Tensor, pad: i64) -> Result<T
 /// (`Layout::pack_output_channels`); padding is a stage the default schedule inlines.
 pub fn conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> {
     Workload::Conv2d(p).check()?;
+    if let Some(block) = layout.conv_as_gemm {
+        return conv2d_as_gemm(p, block);
+    }
     let (oh, ow) = conv2d_out_hw(p);
     let mut builder = ProgramBuilder::new("conv2d");
     let x = builder.placeholder("X", &[p.n, p.ic, p.h, p.w], DType::F32)?;
@@ -1167,6 +1176,93 @@ pub fn conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> {
     // product's tile at the epilogue's tile loop, so the sum never leaves registers.
     let output = builder.compute("Y", DType::F32, &shape, |ax| {
         let mut value = y.at(ax);
+        if let Some(bias) = &bias {
+            value = value + bias.at(&[ax[1].clone()]);
+        }
+        if let Some(residual) = &residual {
+            value = value + residual.at(ax);
+        }
+        if p.relu {
+            value = value.max(ValueExpr::f32(0.0));
+        }
+        value
+    })?;
+    builder.build(&[&output])
+}
+
+/// Whether a conv2d is a GEMM over its output positions (1x1, no padding, no dilation).
+pub fn conv2d_is_gemm(p: &Conv2dParams) -> bool {
+    p.kh == 1 && p.kw == 1 && p.pad == 0 && p.dilation == 1
+}
+
+/// A 1x1 conv2d as a GEMM ([`Layout::conv_as_gemm`]).
+fn conv2d_as_gemm(p: Conv2dParams, block: i64) -> Result<Program, IrError> {
+    check_block("conv2d", block)?;
+    if !conv2d_is_gemm(&p) {
+        return Err(IrError::InvalidParameter {
+            op: "conv2d".to_string(),
+            message: format!(
+                "only a 1x1 convolution without padding or dilation is a GEMM (kh={}, kw={}, \
+                 pad={}, dilation={})",
+                p.kh, p.kw, p.pad, p.dilation
+            ),
+        });
+    }
+    let (oh, ow) = conv2d_out_hw(p);
+    let positions = oh * ow;
+    let panels = (positions + block - 1) / block;
+    let mut builder = ProgramBuilder::new("conv2d");
+    let x = builder.placeholder("X", &[p.n, p.ic, p.h, p.w], DType::F32)?;
+    let weight = builder.placeholder("W", &[p.oc, p.ic, 1, 1], DType::F32)?;
+    let packed = builder.compute(
+        "B.packed",
+        DType::F32,
+        &[("n", p.n), ("jo", panels), ("ic", p.ic), ("ji", block)],
+        |ax| {
+            let position = &ax[1] * block + &ax[3];
+            let row = position.clone().floor_div(ow) * p.stride;
+            let col = position.clone().floor_mod(ow) * p.stride;
+            let value = x.at(&[ax[0].clone(), ax[2].clone(), row, col]);
+            if positions % block == 0 {
+                value
+            } else {
+                ValueExpr::select(position.lt(positions), value, ValueExpr::f32(0.0))
+            }
+        },
+    )?;
+    let fused = p.bias || p.residual || p.relu;
+    let bias = if p.bias {
+        Some(builder.placeholder("bias", &[p.oc], DType::F32)?)
+    } else {
+        None
+    };
+    let residual = if p.residual {
+        Some(builder.placeholder("R", &[p.n, p.oc, positions], DType::F32)?)
+    } else {
+        None
+    };
+    let shape = [("n", p.n), ("oc", p.oc), ("p", positions)];
+    let rc = builder.reduce_axis("rc", p.ic)?;
+    let product_name = if fused { "Y.gemm" } else { "Y" };
+    let product = builder.compute(product_name, DType::F32, &shape, |ax| {
+        let panel = ax[2].clone().floor_div(block);
+        let lane = ax[2].clone().floor_mod(block);
+        let w = weight.at(&[
+            ax[1].clone(),
+            rc.var(),
+            IndexExpr::Const(0),
+            IndexExpr::Const(0),
+        ]);
+        sum(
+            w * packed.at(&[ax[0].clone(), panel, rc.var(), lane]),
+            &[&rc],
+        )
+    })?;
+    if !fused {
+        return builder.build(&[&product]);
+    }
+    let output = builder.compute("Y", DType::F32, &shape, |ax| {
+        let mut value = product.at(ax);
         if let Some(bias) = &bias {
             value = value + bias.at(&[ax[1].clone()]);
         }
@@ -1494,6 +1590,35 @@ mod tests {
             },
         );
         check_layout_is_the_same_function("dense:m=3,n=5,k=8", blocked(2));
+        // 1x1 convolutions as GEMMs: positions a whole number of panels or not, stride 2,
+        // batches, fused epilogues.
+        for (workload, block) in [
+            ("conv2d:n=1,ic=5,h=4,w=4,oc=3,kh=1,kw=1", 8),
+            ("conv2d:n=2,ic=3,h=7,w=5,oc=6,kh=1,kw=1,stride=2", 4),
+            (
+                "conv2d:n=1,ic=4,h=5,w=3,oc=7,kh=1,kw=1,bias=true,residual=true,relu=true",
+                6,
+            ),
+            (
+                "conv2d:n=2,ic=2,h=9,w=9,oc=5,kh=1,kw=1,stride=3,relu=true",
+                1,
+            ),
+        ] {
+            let layout = Layout {
+                conv_as_gemm: Some(block),
+                ..Layout::default()
+            };
+            check_layout_is_the_same_function(workload, layout);
+        }
+        let not_a_gemm: Workload = "conv2d:ic=2,h=5,w=5,oc=3,kh=3,kw=3,pad=1".parse().unwrap();
+        let error = not_a_gemm
+            .program(&Layout {
+                conv_as_gemm: Some(4),
+                ..Layout::default()
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("kh=3"), "{error}");
         for block in [1, 4, 5, 8] {
             check_layout_is_the_same_function(
                 "conv2d:n=1,ic=3,h=6,w=5,oc=7,kh=3,kw=3,stride=2,pad=1",

@@ -64,8 +64,8 @@ pub use error::LogError;
 pub use kind::{sniff, FileKind};
 pub use merge::{merge, merge_into, merge_records, Existing, Merged};
 pub use query::{
-    best, best_by_key, best_per_task, best_per_task_where, measured, measured_by_key, task_records,
-    per_config, task_records_by_key, top_k, top_k_by_key, Measured,
+    best, best_by_key, best_per_task, best_per_task_where, measured, measured_by_key, per_config,
+    task_records, task_records_by_key, top_k, top_k_by_key, Measured,
 };
 pub use reader::AnyContents;
 pub use reader::{

@@ -1,5 +1,6 @@
 //! The layouts templates choose (conv2d weights packed into output-channel blocks, a conv2d with
-//! a fused bias, residual and ReLU, depthwise convolutions on channel-blocked NCHW[b]c) compile
+//! a fused bias, residual and ReLU, depthwise convolutions on channel-blocked NCHW[b]c, 1x1
+//! convolutions as GEMMs) compile
 //! on both backends
 //! and compute what the interpreter computes, for points sampled from spaces sized for the C
 //! backend's full width (8 and 16 lanes) with sizes that do not divide the tiles; and a ResNet
@@ -80,18 +81,22 @@ fn check_sampled_points(
 /// Packed weights with channels not a whole number of blocks, fused epilogues (7x7 stride 2,
 /// 1x1 stride 2), and blocked depthwise convolutions (prime sizes, strides 2 and 3, dilation, a
 /// block of two vectors at 8 lanes and of half a vector at 16).
-const WORKLOADS: [&str; 5] = [
+const WORKLOADS: [&str; 6] = [
     "conv2d:n=1,ic=3,h=9,w=11,oc=21,kh=3,kw=3,pad=1",
     "conv2d:n=1,ic=3,h=13,w=13,oc=19,kh=7,kw=7,stride=2,pad=3,bias=true,residual=true,relu=true",
     "conv2d:n=1,ic=5,h=7,w=9,oc=17,kh=1,kw=1,stride=2,bias=true,relu=true",
     "depthwise_conv2d:n=1,c=32,h=13,w=11,kh=3,kw=3,stride=2,pad=1,block=16",
     "depthwise_conv2d:n=2,c=16,h=11,w=7,kh=3,kw=3,stride=3,pad=2,dilation=2,block=8",
+    "conv2d:n=2,ic=3,h=5,w=7,oc=13,kh=1,kw=1,residual=true",
 ];
 
-/// Whether every sampled point of `workload` uses a layout under test (a fused epilogue or a
-/// channel-blocked layout is the workload's own), not only those with `pack_w`.
+/// Whether every sampled point of `workload` uses a layout under test (a fused epilogue, a
+/// channel-blocked layout or a 1x1 convolution's GEMM form is the workload's own), not only
+/// those with `pack_w`.
 fn every_point_is_a_layout(workload: &str) -> bool {
-    workload.contains("relu") || workload.contains("block=")
+    ["relu", "residual", "block=", "kh=1,kw=1"]
+        .iter()
+        .any(|mark| workload.contains(mark))
 }
 
 #[test]

@@ -311,7 +311,11 @@ fn finalists_are_measured_again_side_by_side_and_ranked_at_their_median() {
     .unwrap();
     assert_eq!((report.trials, report.remeasured), (8, 6));
     let records = read_log(&path).unwrap().records;
-    assert_eq!(records.len(), 8 + 6, "the trials, then two rounds of three finalists");
+    assert_eq!(
+        records.len(),
+        8 + 6,
+        "the trials, then two rounds of three finalists"
+    );
     // The finalists are the three best configs of the trials, measured in the same order in
     // every round.
     let trials = &records[..8];

@@ -73,6 +73,9 @@ pub(crate) struct Gemm {
     pub product: Option<&'static str>,
     /// The packed stage `Layout::pack_columns` adds, when the operator can pack.
     pub packed: Option<&'static str>,
+    /// A 1x1 convolution computed as a GEMM (`Layout::conv_as_gemm`): its input is always
+    /// packed (the panels are how the GEMM reads it), so the space has no `pack_b` knob.
+    pub conv: bool,
 }
 
 /// Vector registers a tile needs: its accumulators, one row of `B` and a broadcast of `A`.
@@ -144,7 +147,7 @@ pub(crate) fn space(gemm: &Gemm, shape: &VectorShape) -> Result<ConfigSpace, Spa
         &["i.outer", "j.outer"],
         &[vec![0, 1], vec![1, 0]],
     )?)?;
-    if gemm.packed.is_some() {
+    if gemm.packed.is_some() && !gemm.conv {
         space.add(Knob::choice("pack_b", &[0, 1])?)?;
     }
     space.add(Knob::choice("parallel", &[0, 1])?)?;
@@ -182,14 +185,21 @@ pub(crate) fn template(
     let tile_columns = config.split("tile_j")?[1];
     let unroll_reduction = config.split("tile_k")?[1];
     let columns_outside = config.reorder("order")? == [1, 0];
-    let pack = gemm.packed.is_some() && config.choice("pack_b")? == 1;
+    let pack = gemm.packed.is_some() && (gemm.conv || config.choice("pack_b")? == 1);
     let parallel = config.choice("parallel")? == 1;
     // Columns that fill whole vectors are vectorized; a narrower matrix is unrolled instead.
     let vector_columns = shape.is_whole_vectors(tile_columns);
 
-    let layout = Layout {
-        pack_columns: pack.then_some(tile_columns),
-        ..Layout::default()
+    let layout = if gemm.conv {
+        Layout {
+            conv_as_gemm: Some(tile_columns),
+            ..Layout::default()
+        }
+    } else {
+        Layout {
+            pack_columns: pack.then_some(tile_columns),
+            ..Layout::default()
+        }
     };
     let program = gemm.workload.program(&layout)?;
     let mut s = Schedule::new(&program);
@@ -260,13 +270,15 @@ pub(crate) fn template(
     columns_kind(&mut s, local, local_column, vector_columns)?;
 
     if let (true, Some(name)) = (pack, gemm.packed) {
+        // Panels `[jo, k, ji]`, or `[n, jo, k, ji]` for a convolution's batch.
         let packed = s.stage(name)?;
         let axes = s.spatial_axes(packed);
+        let rank = axes.len();
         if vector_columns {
-            s.vectorize(packed, axes[2])?;
+            s.vectorize(packed, axes[rank - 1])?;
         }
         if parallel {
-            s.parallel(packed, axes[0])?;
+            s.parallel(packed, axes[rank - 3])?;
         }
     }
     Ok(s)

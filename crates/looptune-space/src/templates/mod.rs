@@ -4,7 +4,9 @@
 //! [`ConfigSpace`], `template(params, &shape, &config)` applies a point as schedule primitives,
 //! and `fallback_config(params, &shape)` picks a point by a simple heuristic (a register tile of
 //! a sensible size) for when no tuning log knows the workload. The GEMM-like operators share
-//! [`gemm`]'s register-tiled template; the NCHW convolutions share [`conv`]'s direct template;
+//! [`gemm`]'s register-tiled template, and so does a 1x1 conv2d without padding or dilation
+//! (a GEMM over its output positions); the other NCHW convolutions share [`conv`]'s direct
+//! template;
 //! a depthwise convolution on channel-blocked NCHW[b]c has [`blocked_depthwise`]. The
 //! functions here dispatch on a [`Workload`].
 //!
@@ -24,7 +26,8 @@ use blocked_depthwise::BlockedDepthwise;
 use conv::DirectConv;
 use gemm::Gemm;
 use looptune_ir::ops::{
-    BatchMatmulParams, Conv2dParams, DenseParams, DepthwiseConv2dParams, MatmulParams,
+    conv2d_is_gemm, BatchMatmulParams, Conv2dParams, DenseParams, DepthwiseConv2dParams,
+    MatmulParams,
 };
 use looptune_ir::{Schedule, Workload};
 
@@ -72,6 +75,7 @@ pub fn template_name(workload: &Workload) -> &'static str {
         Workload::Matmul(_) => "matmul.register_tile",
         Workload::BatchMatmul(_) => "batch_matmul.register_tile",
         Workload::Dense(_) => "dense.register_tile",
+        Workload::Conv2d(p) if conv2d_is_gemm(p) => "conv2d.gemm_1x1",
         Workload::Conv2d(_) => "conv2d.direct",
         Workload::DepthwiseConv2d(p) if p.block > 1 => "depthwise_conv2d.blocked",
         Workload::DepthwiseConv2d(_) => "depthwise_conv2d.direct",
@@ -99,6 +103,7 @@ fn shape(workload: &Workload) -> Shape {
             output: "C",
             product: None,
             packed: Some("B.packed"),
+            conv: false,
         }),
         Workload::BatchMatmul(p) => Shape::Gemm(Gemm {
             workload: *workload,
@@ -109,6 +114,7 @@ fn shape(workload: &Workload) -> Shape {
             output: "C",
             product: None,
             packed: None,
+            conv: false,
         }),
         Workload::Dense(p) => Shape::Gemm(Gemm {
             workload: *workload,
@@ -119,7 +125,23 @@ fn shape(workload: &Workload) -> Shape {
             output: "Y",
             product: (p.bias || p.relu).then_some("Y.matmul"),
             packed: Some("W.packed"),
+            conv: false,
         }),
+        Workload::Conv2d(p) if conv2d_is_gemm(&p) => {
+            let out_h = out_extent(p.h, p.kh, p.stride, p.pad, p.dilation);
+            let out_w = out_extent(p.w, p.kw, p.stride, p.pad, p.dilation);
+            Shape::Gemm(Gemm {
+                workload: *workload,
+                batch: true,
+                m: p.oc,
+                n: out_h * out_w,
+                k: p.ic,
+                output: "Y",
+                product: (p.bias || p.residual || p.relu).then_some("Y.gemm"),
+                packed: Some("B.packed"),
+                conv: true,
+            })
+        }
         Workload::Conv2d(p) => Shape::Conv(DirectConv {
             workload: *workload,
             channels: p.oc,

@@ -472,7 +472,7 @@ fn cranelift_spaces_of_the_reference_workloads_are_pinned() {
 
 /// Small shapes for the wide vector shapes: primes, a single row, a single column, channels
 /// that are not a whole number of vectors, extents narrower than one vector (scalar tiles).
-const ODD_SHAPES: [&str; 17] = [
+const ODD_SHAPES: [&str; 19] = [
     "matmul:m=21,n=30,k=7",
     "matmul:m=13,n=37,k=5",
     "matmul:m=17,n=70,k=3",
@@ -484,6 +484,10 @@ const ODD_SHAPES: [&str; 17] = [
     "conv2d:n=2,ic=3,h=7,w=7,oc=5,kh=3,kw=3,stride=2,pad=1",
     "conv2d:n=1,ic=3,h=6,w=11,oc=19,kh=3,kw=3,pad=1,bias=true,residual=true,relu=true",
     "conv2d:n=1,ic=5,h=7,w=7,oc=9,kh=1,kw=1,stride=2,relu=true",
+    // 1x1 convolutions are GEMMs over their output positions: a batch, positions that are no
+    // whole number of panels, fused epilogues, stride 3.
+    "conv2d:n=2,ic=3,h=5,w=7,oc=13,kh=1,kw=1,bias=true,residual=true",
+    "conv2d:n=1,ic=4,h=10,w=11,oc=6,kh=1,kw=1,stride=3",
     "depthwise_conv2d:n=1,c=5,h=6,w=35,kh=3,kw=3,stride=1,pad=1",
     "depthwise_conv2d:n=1,c=3,h=9,w=9,kh=3,kw=3,stride=1,pad=1",
     // NCHW[b]c: a block of one vector, of two, narrower than a vector; strides 1-3, dilation.

@@ -8,7 +8,7 @@
 //! know about:
 //! - the task's **fallback config** is proposed first, so the log itself holds the "before"
 //!   figure of the model estimate and a rerun reads it back instead of measuring it again;
-//! - **configs shared by similar tasks** (the same operator): the best configs measured for the
+//! - **configs shared by similar tasks** (the same template): the best configs measured for the
 //!   other tasks of the group, carried over by knob choices (the same register tile, loop order
 //!   and annotations; split outer parts follow this task's extents) when they are points of this
 //!   task's space, take up to [`ModelTuneOptions::shared_per_round`] places of a round. They are
@@ -20,9 +20,9 @@
 //! counts and best throughputs.
 
 use super::{Pick, SchedulerOptions, SchedulerTask, TaskScheduler};
+use crate::finalists::Finalists;
 use crate::task::WorkloadTask;
 use crate::tuner::{Trial, Tuner};
-use crate::finalists::Finalists;
 use crate::tuning::{tune, StopReason, TuneError, TuneOptions};
 use looptune_ir::Workload;
 use looptune_log::{task_records, LogWriter, Record, RecordContext, TargetFingerprint};
@@ -291,13 +291,17 @@ fn shared_seeds(
     count: usize,
     queued: &VecDeque<Config>,
 ) -> Vec<Config> {
-    let op = tasks[task].task.workload().op_name();
+    // Knob choices mean the same only within one template (a 1x1 conv2d is a GEMM, the other
+    // conv2d layers are direct convolutions).
+    let template = looptune_space::templates::template_name(tasks[task].task.workload());
     let space = tasks[task].task.space();
     // Rank the siblings' configs by how close they are to their own task's best, so that every
     // sibling's best comes before any sibling's second best.
     let mut candidates: Vec<(usize, f64, Config)> = Vec::new();
     for (other, run) in runs.iter().enumerate() {
-        if other == task || tasks[other].task.workload().op_name() != op {
+        if other == task
+            || looptune_space::templates::template_name(tasks[other].task.workload()) != template
+        {
             continue;
         }
         let other_space = tasks[other].task.space();
