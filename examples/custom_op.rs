@@ -18,6 +18,8 @@
 //! adds in. Packing 32 bits per word needs integer parameter buffers, which the call API does
 //! not have yet.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use looptune::backend::{select, serve_worker, BackendChoice};

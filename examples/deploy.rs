@@ -17,6 +17,8 @@
 //! warning says so: the kernel is slower, never missing. A missing or damaged file is an error
 //! with its path and what is wrong, never a panic.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use looptune::backend::{select, task_for, BackendChoice};

@@ -15,6 +15,8 @@
 //! triple loop and timed. The log can be deployed without the tuning half of looptune: see
 //! `examples/deploy.rs`.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use looptune::backend::{select, serve_worker, task_for, BackendChoice};

@@ -1,6 +1,8 @@
 //! The tuning log on disk: what a reader makes of damaged, foreign and merged logs, and the
 //! deploy database round trip. Every test writes real files through the public API.
 
+#![forbid(unsafe_code)]
+
 use looptune_ir::Workload;
 use looptune_log::{
     best, best_per_task, export_db, measured, merge, merge_into, read_log, DeployDb, Dispatcher,

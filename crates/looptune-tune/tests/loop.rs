@@ -1,5 +1,7 @@
 //! The tuning loop on a small hand-made space: budgets and stop reasons, log records, resume.
 
+#![forbid(unsafe_code)]
+
 use looptune_ir::ops::{Layout, Workload};
 use looptune_ir::{lower, Schedule};
 use looptune_log::{read_log, LogWriter, RecordContext, TargetFingerprint};

@@ -1,6 +1,8 @@
 //! Whole-model tuning on small layers, measured in process: the fallback first, configs shared
 //! between layers of one operator, one log, and a resumed run that measures nothing twice.
 
+#![forbid(unsafe_code)]
+
 use looptune_ir::Workload;
 use looptune_log::{read_log, read_log_to_resume, LogWriter, Record, TargetFingerprint};
 use looptune_runtime::measure::Isolation;

@@ -8,6 +8,8 @@
 //! better than chance, from the new workload's own records and, by transfer, from other shapes
 //! of its operator alone.
 
+#![forbid(unsafe_code)]
+
 use looptune_cost::{spearman, CostModel, FeatureSpec, Group, XgbModel, XgbOptions};
 use looptune_log::{read_log, task_records_by_key, Record};
 use looptune_space::Task;
