@@ -22,12 +22,13 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use looptune::backend::{select, serve_worker, BackendChoice};
+use looptune::backend::{select, BackendChoice};
 use looptune::ir::expr::{CmpOp, Cond};
 use looptune::ir::program::sum;
 use looptune::ir::{interp, DType, IrError, ProgramBuilder, ValueExpr};
 use looptune::log::{read_log_to_resume, LogWriter, RecordContext, TargetFingerprint};
-use looptune::runtime::measure::{time_in_process, Isolation, WorkerCommand};
+use looptune::measuring::WorkerChoice;
+use looptune::runtime::measure::time_in_process;
 use looptune::runtime::{MeasureOptions, Measurer, Target};
 use looptune::space::{
     Annotation, Config, ConfigSpace, CustomTask, Factors, Knob, SpaceError, TemplateError,
@@ -40,9 +41,6 @@ use std::time::Duration;
 
 /// Bits packed in one `f32` word (exact: below 2^24).
 const BITS_PER_WORD: i64 = 16;
-
-/// The argument that makes this executable serve as the measurer's worker process.
-const WORKER_ARG: &str = "--measure-worker";
 
 /// Tune a ProjectionNet-style projection layer written with `compute`.
 #[derive(Debug, Parser)]
@@ -84,10 +82,9 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     // Candidates run in a child process (a crashing kernel becomes an error, not the end of
-    // the search): this same executable, started with `WORKER_ARG`.
-    if std::env::args().nth(1).as_deref() == Some(WORKER_ARG) {
-        return serve_worker().context("measurement worker");
-    }
+    // the search): this same executable, which this call serves and ends when it is started as
+    // the worker.
+    looptune::serve_worker_if_requested();
     let args = Args::parse();
     if !(args.seconds.is_finite() && args.seconds >= 0.0) {
         bail!(
@@ -337,27 +334,23 @@ fn projection_schedule(program: &Program, config: &Config) -> Result<Schedule, T
     Ok(schedule)
 }
 
-/// A measurer whose worker is this executable.
+/// A measurer whose worker is this executable (see `run`), compiling with C through the system
+/// compiler when one works, else Cranelift.
 fn measurer(target: &Target) -> Result<Measurer> {
-    // C through the system compiler when one works, else Cranelift.
     let selected = select(BackendChoice::Auto)?;
     if let Some(note) = &selected.note {
         eprintln!("{note}");
     }
-    let exe = std::env::current_exe().context("locating this example for its worker")?;
     let options = MeasureOptions {
         repeat: 3,
         min_repeat_ms: 20.0,
         timeout: Duration::from_secs(10),
         ..MeasureOptions::default()
-    }
-    .with_isolation(Isolation::Worker);
-    Ok(Measurer::new(
-        options,
-        target.clone(),
-        selected.backend,
-        Some(WorkerCommand::new(exe).arg(WORKER_ARG)),
-    )?)
+    };
+    let (measurer, measuring) =
+        looptune::measuring::measurer(target, &selected.backend, options, &WorkerChoice::Find)?;
+    eprintln!("{}", measuring.note);
+    Ok(measurer)
 }
 
 /// Prints one line per batch on stderr.

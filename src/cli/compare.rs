@@ -24,13 +24,13 @@
 use super::input;
 use super::logs::{read_with_warnings, records_to_resume};
 use super::measuring::{measurer, MeasureArgs};
-use super::tune::{transfer_set, BuiltTuner, TunerKind};
+use super::tune::tuner_parser;
 use anyhow::Context;
 use clap::Args;
 use looptune::log::{measured, LogWriter, Record, RecordContext, TargetFingerprint};
 use looptune::runtime::{Measurer, Target};
 use looptune::space::{Config, Task};
-use looptune::tune::{TransferSet, Trial, TuningTask};
+use looptune::tune::{BuiltTuner, TransferSet, Trial, TunerKind, TuningTask};
 use looptune::Workload;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -65,7 +65,7 @@ pub struct CompareArgs {
     #[arg(long)]
     reference: bool,
     /// A tuner to compare (repeat the flag for several); default: random and xgb.
-    #[arg(long = "tuner", value_enum)]
+    #[arg(long = "tuner", value_parser = tuner_parser())]
     tuners: Vec<TunerKind>,
     /// Seeds per tuner (0, 1, ...).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
@@ -394,7 +394,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         let reused = cache.results.len();
         let transfer: Option<TransferSet> = transfer_records
             .as_ref()
-            .map(|records| transfer_set(task, records, &target, selected.backend.as_ref()));
+            .map(|records| TransferSet::from_records(task, records, &fingerprint));
         if let Some(set) = &transfer {
             eprintln!(
                 "{workload}: transfer from {} rows of {} other workloads ({} skipped)",
@@ -405,7 +405,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         }
         let mut kinds: Vec<(TunerKind, String, Option<&TransferSet>)> = tuners
             .iter()
-            .map(|&kind| (kind, tuner_name(kind).to_string(), None))
+            .map(|&kind| (kind, kind.name().to_string(), None))
             .collect();
         if let Some(set) = &transfer {
             kinds.push((TunerKind::Xgb, "xgb+transfer".to_string(), Some(set)));
@@ -554,15 +554,6 @@ fn ratio_text(median: Option<f64>, random: Option<f64>) -> String {
     match (median, random) {
         (Some(median), Some(random)) if random > 0.0 => format!("{:.2}x", median / random),
         _ => "-".to_string(),
-    }
-}
-
-fn tuner_name(kind: TunerKind) -> &'static str {
-    match kind {
-        TunerKind::Random => "random",
-        TunerKind::Grid => "grid",
-        TunerKind::Xgb => "xgb",
-        TunerKind::Ga => "ga",
     }
 }
 

@@ -38,5 +38,7 @@ pub use scheduler::driver::{
 pub use scheduler::{SchedulerOptions, TaskScheduler};
 pub use shard::{partition, Shard, ShardError, ShardSpec, TaskCost};
 pub use task::{TuningTask, WorkloadTask};
-pub use tuner::{GaOptions, GaTuner, GridTuner, RandomTuner, Trial, Tuner};
+pub use tuner::{
+    BuiltTuner, GaOptions, GaTuner, GridTuner, RandomTuner, Trial, Tuner, TunerKind, UnknownTuner,
+};
 pub use tuning::{tune, Observer, Progress, StopReason, TuneError, TuneOptions, TuneReport};
