@@ -22,19 +22,16 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use looptune::backend::{select, BackendChoice};
 use looptune::ir::expr::{CmpOp, Cond};
 use looptune::ir::program::sum;
 use looptune::ir::{interp, DType, IrError, ProgramBuilder, ValueExpr};
-use looptune::log::{read_log_to_resume, LogWriter, RecordContext, TargetFingerprint};
-use looptune::measuring::WorkerChoice;
 use looptune::runtime::measure::time_in_process;
-use looptune::runtime::{MeasureOptions, Measurer, Target};
+use looptune::runtime::MeasureOptions;
 use looptune::space::{
     Annotation, Config, ConfigSpace, CustomTask, Factors, Knob, SpaceError, TemplateError,
 };
-use looptune::tune::{tune, Observer, Progress, RandomTuner, TuneOptions, TuneReport, Tuner};
-use looptune::{lower, Program, Schedule};
+use looptune::tune::{Observer, Progress, TunerKind};
+use looptune::{lower, Program, Schedule, Tuning};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -123,11 +120,29 @@ fn run() -> Result<()> {
         task.space().size()
     );
 
-    // 2. Tune: random configs, each checked against the program and timed in the worker.
-    let target = Target::host();
-    let mut measurer = measurer(&target)?;
-    let report = search(&task, &mut measurer, &args)?;
-    let Some(best) = report.best else {
+    // 2. Tune: random configs, each checked against the program and timed in the worker,
+    //    compiled with C through the system compiler when one works, else Cranelift.
+    let mut lines = Lines;
+    let tuned = Tuning::new(task.clone())
+        .tuner(TunerKind::Random)
+        .seed(args.seed)
+        .trials(args.trials)
+        .time_budget(Duration::from_secs_f64(args.seconds))
+        .log(&args.log)
+        .measure_options(MeasureOptions {
+            repeat: 3,
+            min_repeat_ms: 20.0,
+            timeout: Duration::from_secs(10),
+            ..MeasureOptions::default()
+        })
+        .observer(&mut lines)
+        .run()?;
+    for note in tuned.selected.note.iter().chain(&tuned.warnings) {
+        eprintln!("{note}");
+    }
+    eprintln!("{}", tuned.measuring.note);
+    let report = &tuned.report;
+    let Some(best) = &report.best else {
         bail!(
             "none of the {} configs measured passed its check ({} errors)",
             report.trials,
@@ -155,8 +170,7 @@ fn run() -> Result<()> {
     let directions: Vec<f32> = (0..features * bits)
         .map(|index| ((index * 53 % 97) as f32 - 48.0) / 48.0)
         .collect();
-    let nest = task.lower(&best_config)?;
-    let kernel = measurer.backend().compile(&nest, &target)?;
+    let kernel = tuned.best_kernel()?;
     let mut packed = vec![0.0f32; batch * args.words as usize];
     kernel.call(&[&inputs, &directions], &mut [&mut packed])?;
 
@@ -334,25 +348,6 @@ fn projection_schedule(program: &Program, config: &Config) -> Result<Schedule, T
     Ok(schedule)
 }
 
-/// A measurer whose worker is this executable (see `run`), compiling with C through the system
-/// compiler when one works, else Cranelift.
-fn measurer(target: &Target) -> Result<Measurer> {
-    let selected = select(BackendChoice::Auto)?;
-    if let Some(note) = &selected.note {
-        eprintln!("{note}");
-    }
-    let options = MeasureOptions {
-        repeat: 3,
-        min_repeat_ms: 20.0,
-        timeout: Duration::from_secs(10),
-        ..MeasureOptions::default()
-    };
-    let (measurer, measuring) =
-        looptune::measuring::measurer(target, &selected.backend, options, &WorkerChoice::Find)?;
-    eprintln!("{}", measuring.note);
-    Ok(measurer)
-}
-
 /// Prints one line per batch on stderr.
 struct Lines;
 
@@ -366,42 +361,4 @@ impl Observer for Lines {
             progress.trials, progress.budget, progress.errors
         );
     }
-}
-
-/// Random search over the task's space with the tuning loop every built-in operator uses:
-/// until the time or trial budget runs out, every candidate appended to the log under the
-/// task's key (`custom:NAME`), and a rerun with the same log resumes.
-fn search(task: &CustomTask, measurer: &mut Measurer, args: &Args) -> Result<TuneReport> {
-    // The log resumed from (nothing yet on a first run).
-    let contents =
-        read_log_to_resume(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
-    for warning in &contents.warnings {
-        eprintln!("warning: {warning}");
-    }
-    let existing = contents.records;
-    let mut writer =
-        LogWriter::open(&args.log).with_context(|| format!("opening {}", args.log.display()))?;
-    let mut tuner = RandomTuner::new(task.space(), args.seed);
-    let context = RecordContext::with_key(
-        task.key(),
-        task.flops(),
-        TargetFingerprint::new(measurer.target(), measurer.backend().as_ref()),
-        tuner.name(),
-    );
-    let options = TuneOptions {
-        trials: args.trials,
-        batch_size: 8,
-        early_stopping: None,
-        time_budget: Some(Duration::from_secs_f64(args.seconds)),
-    };
-    Ok(tune(
-        task,
-        &mut tuner,
-        measurer,
-        &mut writer,
-        &context,
-        &existing,
-        &options,
-        &mut Lines,
-    )?)
 }

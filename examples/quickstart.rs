@@ -131,8 +131,7 @@ fn run() -> Result<()> {
     eprintln!("{}", tuned.measuring.note);
     let report = &tuned.report;
     println!(
-        "workload    {workload} ({} template, {} raw points)",
-        tuned.task.template_name(),
+        "workload    {workload} ({} raw points in its space)",
         tuned.task.space().size()
     );
     println!(

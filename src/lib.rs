@@ -78,7 +78,7 @@ pub use looptune_space::{Config, ConfigSpace, CustomTask, Task};
 pub use looptune_tune::{Observer, Progress, StopReason, TuneOptions, TuneReport, TunerKind};
 pub use measuring::{serve_worker_if_requested, WorkerChoice};
 #[cfg(feature = "tune")]
-pub use tuning::{Tuning, TuningError, TuningReport};
+pub use tuning::{Tunable, TunedTask, Tuning, TuningError, TuningReport};
 
 /// The README's code blocks, run as doc tests: its library example tunes a small matmul and
 /// calls its best kernel, so the README cannot drift from the API.

@@ -17,20 +17,25 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! A rerun with the same log resumes: what the log holds for the workload and target is not
-//! measured again. Where candidates are measured is [`crate::measuring`]'s business.
+//! A user's operator (a [`CustomTask`]: a program written with `compute`, its space and
+//! template) is tuned the same way, `Tuning::new(custom_task)`, with a model-free tuner (the
+//! `xgb` tuner's features are those of the built-in templates). A rerun with the same log
+//! resumes: what the log holds for the task and target is not measured again. Where candidates
+//! are measured is [`crate::measuring`]'s business.
 
 use crate::backend::{select, task_for, BackendChoice, Selected};
 use crate::measuring::{measurer, Measuring, WorkerChoice};
 use looptune_cost::CostError;
+use looptune_ir::LoopNest;
 use looptune_ir::Workload;
 use looptune_log::{read_log_to_resume, LogError, LogWriter, RecordContext, TargetFingerprint};
 use looptune_runtime::measure::MeasurerError;
+use looptune_runtime::MeasureInput;
 use looptune_runtime::{Backend, CompileError, Kernel, MeasureOptions, Target};
-use looptune_space::{Task, TemplateError};
+use looptune_space::{Config, ConfigSpace, CustomTask, Task, TemplateError};
 use looptune_tune::{
     tune, BuiltTuner, Observer, TransferSet, TuneError, TuneOptions, TuneReport, TunerKind,
-    XgbTunerStats,
+    TuningTask, XgbTunerStats,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,9 +45,92 @@ use thiserror::Error;
 /// The log [`Tuning`] writes unless told otherwise.
 pub const DEFAULT_LOG: &str = "looptune.tunelog";
 
-/// A tuning run of one workload, configured by its methods and started by [`Tuning::run`].
+/// What a run tunes: a built-in operator's workload, or a user's operator.
+#[derive(Clone)]
+pub enum Tunable {
+    /// A built-in workload; its space is sized for the run's backend.
+    Workload(Workload),
+    /// A user's operator with its own space and template.
+    Custom(Box<CustomTask>),
+}
+
+impl From<Workload> for Tunable {
+    fn from(workload: Workload) -> Tunable {
+        Tunable::Workload(workload)
+    }
+}
+
+impl From<CustomTask> for Tunable {
+    fn from(task: CustomTask) -> Tunable {
+        Tunable::Custom(Box::new(task))
+    }
+}
+
+/// The task a run tuned: the built-in one made for the backend, or the user's.
+#[derive(Clone, Debug)]
+pub enum TunedTask {
+    /// A built-in workload's task.
+    Builtin(Box<Task>),
+    /// A user's operator.
+    Custom(Box<CustomTask>),
+}
+
+impl TunedTask {
+    /// The built-in task, `None` for a user's operator.
+    pub fn builtin(&self) -> Option<&Task> {
+        match self {
+            TunedTask::Builtin(task) => Some(task.as_ref()),
+            TunedTask::Custom(_) => None,
+        }
+    }
+
+    /// The log key: a workload's canonical text, `custom:NAME` for a user's operator.
+    pub fn key(&self) -> String {
+        self.inner().key()
+    }
+
+    /// The configs the run chose from.
+    pub fn space(&self) -> &ConfigSpace {
+        self.inner().space()
+    }
+
+    /// The loop nest of `config`.
+    pub fn lower(&self, config: &Config) -> Result<LoopNest, TemplateError> {
+        match self {
+            TunedTask::Builtin(task) => task.lower(config),
+            TunedTask::Custom(task) => task.lower(config),
+        }
+    }
+
+    fn inner(&self) -> &dyn TuningTask {
+        match self {
+            TunedTask::Builtin(task) => task.as_ref(),
+            TunedTask::Custom(task) => task.as_ref(),
+        }
+    }
+}
+
+impl TuningTask for TunedTask {
+    fn key(&self) -> String {
+        TunedTask::key(self)
+    }
+
+    fn flops(&self) -> f64 {
+        self.inner().flops()
+    }
+
+    fn space(&self) -> &ConfigSpace {
+        TunedTask::space(self)
+    }
+
+    fn measure_input(&self, config: &Config) -> Result<MeasureInput, String> {
+        self.inner().measure_input(config)
+    }
+}
+
+/// A tuning run of one task, configured by its methods and started by [`Tuning::run`].
 pub struct Tuning<'o> {
-    workload: Workload,
+    tunable: Tunable,
     tuner: TunerKind,
     seed: u64,
     threads: usize,
@@ -62,13 +150,14 @@ enum BackendArg {
 }
 
 impl<'o> Tuning<'o> {
-    /// A run of `workload` with the defaults: the random tuner, seed 0, one thread, the `auto`
+    /// A run of `task` (a [`Workload`] or a [`CustomTask`]) with the defaults: the random
+    /// tuner, seed 0, one thread, the `auto`
     /// backend, 100 trials in batches of 8, no time budget, the log [`DEFAULT_LOG`], TVM's
     /// measuring protocol, a worker process found as [`crate::measuring`] says, and transfer
     /// from the log's other shapes of the operator when the tuner is `xgb`.
-    pub fn new(workload: Workload) -> Tuning<'o> {
+    pub fn new(task: impl Into<Tunable>) -> Tuning<'o> {
         Tuning {
-            workload,
+            tunable: task.into(),
             tuner: TunerKind::Random,
             seed: 0,
             threads: 1,
@@ -182,13 +271,18 @@ impl<'o> Tuning<'o> {
         };
         let backend = Arc::clone(&selected.backend);
         let target = Target::host().with_threads(self.threads);
-        let workload = self.workload;
-        let task = task_for(workload, backend.as_ref(), &target).map_err(|source| {
-            TuningError::Template {
-                workload: workload.to_string(),
-                source: Box::new(source),
+        let task = match self.tunable {
+            Tunable::Workload(workload) => {
+                let task = task_for(workload, backend.as_ref(), &target).map_err(|source| {
+                    TuningError::Template {
+                        workload: workload.to_string(),
+                        source: Box::new(source),
+                    }
+                })?;
+                TunedTask::Builtin(Box::new(task))
             }
-        })?;
+            Tunable::Custom(task) => TunedTask::Custom(task),
+        };
         // Lock the log before reading it, so that a second run on the same log is refused
         // before it reads anything (and never measures what the first is measuring).
         let mut writer = LogWriter::open(&self.log).map_err(TuningError::Log)?;
@@ -198,12 +292,33 @@ impl<'o> Tuning<'o> {
         let (mut measurer, measuring) = measurer(&target, &backend, self.measure, &self.worker)
             .map_err(TuningError::Measurer)?;
         let fingerprint = TargetFingerprint::new(&target, backend.as_ref());
-        let transfer = (self.transfer && self.tuner == TunerKind::Xgb)
-            .then(|| TransferSet::from_records(&task, &existing, &fingerprint));
-        let mut built =
-            BuiltTuner::new(self.tuner, &task, self.seed, transfer).map_err(TuningError::Model)?;
+        let mut built = match &task {
+            TunedTask::Builtin(builtin) => {
+                let transfer = (self.transfer && self.tuner == TunerKind::Xgb)
+                    .then(|| TransferSet::from_records(builtin, &existing, &fingerprint));
+                BuiltTuner::new(self.tuner, builtin, self.seed, transfer)
+                    .map_err(TuningError::Model)?
+            }
+            TunedTask::Custom(custom) => {
+                BuiltTuner::model_free(self.tuner, custom.space(), self.seed).ok_or_else(|| {
+                    TuningError::Options(format!(
+                        "the {} tuner learns from built-in templates' loop nests; tune `{}` \
+                         with random, grid or ga",
+                        self.tuner,
+                        custom.key()
+                    ))
+                })?
+            }
+        };
         let tuner = built.as_tuner();
-        let context = RecordContext::new(&workload, fingerprint, tuner.name());
+        let context = match &task {
+            TunedTask::Builtin(builtin) => {
+                RecordContext::new(builtin.workload(), fingerprint, tuner.name())
+            }
+            TunedTask::Custom(custom) => {
+                RecordContext::with_key(custom.key(), custom.flops(), fingerprint, tuner.name())
+            }
+        };
         let mut quiet = ();
         let observer: &mut dyn Observer = match self.observer {
             Some(observer) => observer,
@@ -255,8 +370,8 @@ pub struct TuningReport {
     pub target: Target,
     /// The backend the candidates were compiled with, and why `auto` chose it.
     pub selected: Selected,
-    /// The task tuned (space and template, sized for the backend).
-    pub task: Task,
+    /// The task tuned (for a workload: its space and template, sized for the backend).
+    pub task: TunedTask,
 }
 
 impl TuningReport {
@@ -272,9 +387,8 @@ impl TuningReport {
             .best
             .as_ref()
             .ok_or(TuningError::NothingPassed)?;
-        let workload = *self.task.workload();
         let template = |source: TemplateError| TuningError::Template {
-            workload: workload.to_string(),
+            workload: self.task.key(),
             source: Box::new(source),
         };
         let config = self
@@ -311,10 +425,10 @@ pub enum TuningError {
     /// The backend could not be chosen, or could not compile the best config.
     #[error(transparent)]
     Backend(CompileError),
-    /// The workload's template failed.
+    /// The task's template failed.
     #[error("the template of `{workload}`: {source}")]
     Template {
-        /// The workload, as text.
+        /// The workload's text, or the custom task's key.
         workload: String,
         /// What went wrong.
         #[source]

@@ -84,7 +84,10 @@ pub fn run(backend: &BackendArgs) -> anyhow::Result<()> {
             for warning in &tuned.warnings {
                 eprintln!("warning: {warning}");
             }
-            let task = &tuned.task;
+            let task = tuned
+                .task
+                .builtin()
+                .context("the main job tunes built-in workloads")?;
             let fallback = task
                 .fallback_config()
                 .context("the template's fallback config")?;

@@ -4,7 +4,7 @@
 use super::{GaTuner, GridTuner, RandomTuner, Tuner};
 use crate::model::{TransferSet, XgbTuner, XgbTunerStats};
 use looptune_cost::CostError;
-use looptune_space::Task;
+use looptune_space::{ConfigSpace, Task};
 use std::fmt;
 use std::str::FromStr;
 use thiserror::Error;
@@ -84,20 +84,31 @@ impl<'a> BuiltTuner<'a> {
         seed: u64,
         transfer: Option<TransferSet>,
     ) -> Result<BuiltTuner<'a>, CostError> {
-        Ok(match kind {
-            TunerKind::Random => BuiltTuner::Plain(Box::new(RandomTuner::new(task.space(), seed))),
-            TunerKind::Grid => BuiltTuner::Plain(Box::new(GridTuner::new(task.space()))),
-            TunerKind::Ga => {
-                BuiltTuner::Plain(Box::new(GaTuner::with_defaults(task.space(), seed)))
-            }
-            TunerKind::Xgb => {
-                let tuner = XgbTuner::with_defaults(task, seed)?;
-                BuiltTuner::Xgb(Box::new(match transfer {
-                    Some(set) => tuner.with_transfer(set),
-                    None => tuner,
-                }))
-            }
-        })
+        if let Some(tuner) = BuiltTuner::model_free(kind, task.space(), seed) {
+            return Ok(tuner);
+        }
+        let tuner = XgbTuner::with_defaults(task, seed)?;
+        Ok(BuiltTuner::Xgb(Box::new(match transfer {
+            Some(set) => tuner.with_transfer(set),
+            None => tuner,
+        })))
+    }
+
+    /// A tuner of `kind` over `space` alone, for tasks without a built-in operator's
+    /// [`Task`] (a user's `CustomTask`); `None` for [`TunerKind::Xgb`], whose features are read
+    /// from a built-in task's loop nests.
+    pub fn model_free(
+        kind: TunerKind,
+        space: &'a ConfigSpace,
+        seed: u64,
+    ) -> Option<BuiltTuner<'a>> {
+        let tuner: Box<dyn Tuner + 'a> = match kind {
+            TunerKind::Random => Box::new(RandomTuner::new(space, seed)),
+            TunerKind::Grid => Box::new(GridTuner::new(space)),
+            TunerKind::Ga => Box::new(GaTuner::with_defaults(space, seed)),
+            TunerKind::Xgb => return None,
+        };
+        Some(BuiltTuner::Plain(tuner))
     }
 
     /// The tuner, to drive.
@@ -162,6 +173,11 @@ mod tests {
             let mut built = BuiltTuner::new(kind, &task, 7, None).expect("default options work");
             assert_eq!(built.as_tuner().name(), kind.name());
             assert_eq!(built.xgb_stats().is_some(), kind == TunerKind::Xgb);
+            let model_free = BuiltTuner::model_free(kind, task.space(), 7);
+            assert_eq!(model_free.is_none(), kind == TunerKind::Xgb);
+            if let Some(mut tuner) = model_free {
+                assert_eq!(tuner.as_tuner().name(), kind.name());
+            }
         }
     }
 }
