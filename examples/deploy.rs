@@ -85,7 +85,7 @@ fn run() -> Result<()> {
     //    database by its content), or the template's fallback, which says why.
     let file = args.file.display();
     let Deployed { kernel, chosen } =
-        looptune::best_kernel(&args.file, &workload, backend.as_ref(), &target)?;
+        looptune::best_kernel(&args.file, workload, backend.as_ref(), &target)?;
     for warning in &chosen.warnings {
         eprintln!("warning: {warning}");
     }

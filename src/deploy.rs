@@ -1,4 +1,5 @@
-//! Deploy: the best config a tuning log or deploy database holds for a workload on this
+//! Deploy: the best config a tuning log or deploy database holds for a task (a built-in
+//! workload or a user's operator, by its one [`TaskKey`](looptune_space::TaskKey)) on this
 //! target, compiled into a kernel to call; or the template's fallback config, said.
 //!
 //! The file is a log or a database by its content, never by its name. A fallback is never
@@ -7,11 +8,11 @@
 //! [`Chosen::warnings`]. Needs none of the tuning half (no XGBoost), so it works with
 //! `default-features = false`.
 
-use crate::backend::{task_for, TodaysSpaces};
-use looptune_ir::Workload;
+use crate::backend::TodaysSpaces;
+use crate::task::{Tunable, TunedTask};
 use looptune_log::{Dispatcher, LogError, Source, TargetFingerprint};
 use looptune_runtime::{Backend, CompileError, Kernel, Target};
-use looptune_space::{Config, Task, TemplateError};
+use looptune_space::{Config, TemplateError};
 use std::cell::Cell;
 use std::path::Path;
 use thiserror::Error;
@@ -41,11 +42,12 @@ impl Origin {
     }
 }
 
-/// The config chosen for a workload, with its task (space and template, sized for the backend).
+/// The config chosen for a task, with the task (space and template; a workload's sized for
+/// the backend).
 #[derive(Debug)]
 pub struct Chosen {
-    /// The workload's task for the backend and target.
-    pub task: Task,
+    /// The task for the backend and target.
+    pub task: TunedTask,
     /// The config to compile.
     pub config: Config,
     /// Where it came from.
@@ -71,10 +73,10 @@ pub enum DeployError {
     /// skippable lines (the error names the file).
     #[error(transparent)]
     Read(LogError),
-    /// The workload's template failed (its task, fallback config or lowering).
+    /// The task's template failed (its task, fallback config or lowering).
     #[error("the template of `{workload}`: {source}")]
     Template {
-        /// The workload, as text.
+        /// The task's key.
         workload: String,
         /// What went wrong.
         #[source]
@@ -83,7 +85,7 @@ pub enum DeployError {
     /// The backend could not compile the chosen config.
     #[error("compiling `{workload}`: {source}")]
     Compile {
-        /// The workload, as text.
+        /// The task's key.
         workload: String,
         /// What went wrong.
         #[source]
@@ -91,25 +93,27 @@ pub enum DeployError {
     },
 }
 
-/// The config to deploy for `workload` on `target` with `backend`, from `file` (a tuning log
-/// or a deploy database); see the module documentation for the fallback.
+/// The config to deploy for `task` (a `Workload`, a `CustomTask`, or a reference to either) on
+/// `target` with `backend`, from `file` (a tuning log or a deploy database); see the module
+/// documentation for the fallback.
 pub fn best_config(
     file: &Path,
-    workload: &Workload,
+    task: impl Into<Tunable>,
     backend: &dyn Backend,
     target: &Target,
 ) -> Result<Chosen, DeployError> {
+    let task = task.into();
+    let key = task.key();
     let template = |source: TemplateError| DeployError::Template {
-        workload: workload.to_string(),
+        workload: key.to_string(),
         source: Box::new(source),
     };
-    let task = task_for(*workload, backend, target).map_err(template)?;
-    let key = workload.to_string();
+    let task = task.task_for(backend, target).map_err(template)?;
     let spaces = TodaysSpaces::default();
     let outside_space = Cell::new(0usize);
     let dispatcher = Dispatcher::from_logs_where(&[file], |record| {
         let fits = spaces.fits(record);
-        if !fits && record.workload == key {
+        if !fits && record.workload == key.as_str() {
             outside_space.set(outside_space.get() + 1);
         }
         fits
@@ -132,7 +136,7 @@ pub fn best_config(
         .fallback_config()
         .map_err(|error| template(error.into()))?;
     let fingerprint = TargetFingerprint::new(target, backend);
-    let dispatch = dispatcher.best(workload, &fingerprint, || fallback.to_values());
+    let dispatch = dispatcher.best(&key, &fingerprint, || fallback.to_values());
     warnings.extend(dispatch.warnings.iter().cloned());
     let (config, origin) = match (&dispatch.source, task.space().from_values(&dispatch.config)) {
         (Source::Fallback, _) => (
@@ -173,22 +177,23 @@ pub fn best_config(
 /// The kernel of [`best_config`], compiled with `backend` for `target`.
 pub fn best_kernel(
     file: &Path,
-    workload: &Workload,
+    task: impl Into<Tunable>,
     backend: &dyn Backend,
     target: &Target,
 ) -> Result<Deployed, DeployError> {
-    let chosen = best_config(file, workload, backend, target)?;
+    let chosen = best_config(file, task, backend, target)?;
+    let key = chosen.task.key().to_string();
     let nest = chosen
         .task
         .lower(&chosen.config)
         .map_err(|source| DeployError::Template {
-            workload: workload.to_string(),
+            workload: key.clone(),
             source: Box::new(source),
         })?;
     let kernel = backend
         .compile(&nest, target)
         .map_err(|source| DeployError::Compile {
-            workload: workload.to_string(),
+            workload: key,
             source,
         })?;
     Ok(Deployed { kernel, chosen })

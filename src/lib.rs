@@ -50,6 +50,7 @@
 pub mod backend;
 pub mod deploy;
 pub mod measuring;
+pub mod task;
 #[cfg(feature = "tune")]
 pub mod tuning;
 
@@ -73,12 +74,13 @@ pub use looptune_log::{
 pub use looptune_runtime::{
     Backend, Kernel, MeasureInput, MeasureOptions, MeasureResult, Measurer, Target,
 };
-pub use looptune_space::{Config, ConfigSpace, CustomTask, Task};
+pub use looptune_space::{Config, ConfigSpace, CustomTask, Task, TaskKey};
 #[cfg(feature = "tune")]
 pub use looptune_tune::{Observer, Progress, StopReason, TuneOptions, TuneReport, TunerKind};
 pub use measuring::{serve_worker_if_requested, WorkerChoice};
+pub use task::{Tunable, TunedTask};
 #[cfg(feature = "tune")]
-pub use tuning::{Tunable, TunedTask, Tuning, TuningError, TuningReport};
+pub use tuning::{Tuning, TuningError, TuningReport};
 
 /// The README's code blocks, run as doc tests: its library example tunes a small matmul and
 /// calls its best kernel, so the README cannot drift from the API.

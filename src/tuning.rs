@@ -23,16 +23,15 @@
 //! resumes: what the log holds for the task and target is not measured again. Where candidates
 //! are measured is [`crate::measuring`]'s business.
 
-use crate::backend::{select, task_for, BackendChoice, Selected};
+use crate::backend::{select, BackendChoice, Selected};
 use crate::measuring::{measurer, Measuring, WorkerChoice};
+use crate::task::{Tunable, TunedTask};
 use looptune_cost::CostError;
-use looptune_ir::LoopNest;
-use looptune_ir::Workload;
 use looptune_log::{read_log_to_resume, LogError, LogWriter, RecordContext, TargetFingerprint};
 use looptune_runtime::measure::MeasurerError;
 use looptune_runtime::MeasureInput;
 use looptune_runtime::{Backend, CompileError, Kernel, MeasureOptions, Target};
-use looptune_space::{Config, ConfigSpace, CustomTask, Task, TemplateError};
+use looptune_space::{Config, ConfigSpace, TaskKey, TemplateError};
 use looptune_tune::{
     tune, BuiltTuner, Observer, TransferSet, TuneError, TuneOptions, TuneReport, TunerKind,
     TuningTask, XgbTunerStats,
@@ -45,78 +44,13 @@ use thiserror::Error;
 /// The log [`Tuning`] writes unless told otherwise.
 pub const DEFAULT_LOG: &str = "looptune.tunelog";
 
-/// What a run tunes: a built-in operator's workload, or a user's operator.
-#[derive(Clone)]
-pub enum Tunable {
-    /// A built-in workload; its space is sized for the run's backend.
-    Workload(Workload),
-    /// A user's operator with its own space and template.
-    Custom(Box<CustomTask>),
-}
-
-impl From<Workload> for Tunable {
-    fn from(workload: Workload) -> Tunable {
-        Tunable::Workload(workload)
-    }
-}
-
-impl From<CustomTask> for Tunable {
-    fn from(task: CustomTask) -> Tunable {
-        Tunable::Custom(Box::new(task))
-    }
-}
-
-/// The task a run tuned: the built-in one made for the backend, or the user's.
-#[derive(Clone, Debug)]
-pub enum TunedTask {
-    /// A built-in workload's task.
-    Builtin(Box<Task>),
-    /// A user's operator.
-    Custom(Box<CustomTask>),
-}
-
-impl TunedTask {
-    /// The built-in task, `None` for a user's operator.
-    pub fn builtin(&self) -> Option<&Task> {
-        match self {
-            TunedTask::Builtin(task) => Some(task.as_ref()),
-            TunedTask::Custom(_) => None,
-        }
-    }
-
-    /// The log key: a workload's canonical text, `custom:NAME` for a user's operator.
-    pub fn key(&self) -> String {
-        self.inner().key()
-    }
-
-    /// The configs the run chose from.
-    pub fn space(&self) -> &ConfigSpace {
-        self.inner().space()
-    }
-
-    /// The loop nest of `config`.
-    pub fn lower(&self, config: &Config) -> Result<LoopNest, TemplateError> {
-        match self {
-            TunedTask::Builtin(task) => task.lower(config),
-            TunedTask::Custom(task) => task.lower(config),
-        }
-    }
-
-    fn inner(&self) -> &dyn TuningTask {
-        match self {
-            TunedTask::Builtin(task) => task.as_ref(),
-            TunedTask::Custom(task) => task.as_ref(),
-        }
-    }
-}
-
 impl TuningTask for TunedTask {
-    fn key(&self) -> String {
+    fn key(&self) -> TaskKey {
         TunedTask::key(self)
     }
 
     fn flops(&self) -> f64 {
-        self.inner().flops()
+        TunedTask::flops(self)
     }
 
     fn space(&self) -> &ConfigSpace {
@@ -124,7 +58,10 @@ impl TuningTask for TunedTask {
     }
 
     fn measure_input(&self, config: &Config) -> Result<MeasureInput, String> {
-        self.inner().measure_input(config)
+        match self {
+            TunedTask::Builtin(task) => task.measure_input(config),
+            TunedTask::Custom(task) => task.measure_input(config),
+        }
     }
 }
 
@@ -150,11 +87,12 @@ enum BackendArg {
 }
 
 impl<'o> Tuning<'o> {
-    /// A run of `task` (a [`Workload`] or a [`CustomTask`]) with the defaults: the random
-    /// tuner, seed 0, one thread, the `auto`
-    /// backend, 100 trials in batches of 8, no time budget, the log [`DEFAULT_LOG`], TVM's
-    /// measuring protocol, a worker process found as [`crate::measuring`] says, and transfer
-    /// from the log's other shapes of the operator when the tuner is `xgb`.
+    /// A run of `task` (a [`Workload`](crate::Workload) or a
+    /// [`CustomTask`](crate::CustomTask)) with the defaults: the random tuner, seed 0, one
+    /// thread, the `auto` backend, 100 trials in batches of 8, no time budget, the log
+    /// [`DEFAULT_LOG`], TVM's measuring protocol, a worker process found as
+    /// [`crate::measuring`] says, and transfer from the log's other shapes of the operator when
+    /// the tuner is `xgb`.
     pub fn new(task: impl Into<Tunable>) -> Tuning<'o> {
         Tuning {
             tunable: task.into(),
@@ -271,18 +209,17 @@ impl<'o> Tuning<'o> {
         };
         let backend = Arc::clone(&selected.backend);
         let target = Target::host().with_threads(self.threads);
-        let task = match self.tunable {
-            Tunable::Workload(workload) => {
-                let task = task_for(workload, backend.as_ref(), &target).map_err(|source| {
-                    TuningError::Template {
-                        workload: workload.to_string(),
-                        source: Box::new(source),
-                    }
-                })?;
-                TunedTask::Builtin(Box::new(task))
-            }
-            Tunable::Custom(task) => TunedTask::Custom(task),
-        };
+        let key = self.tunable.key();
+        let task = self
+            .tunable
+            .task_for(backend.as_ref(), &target)
+            .map_err(|source| TuningError::Template {
+                workload: key.to_string(),
+                source: Box::new(source),
+            })?;
+        if self.tuner == TunerKind::Xgb && task.builtin().is_none() {
+            return Err(xgb_refused(&key));
+        }
         // Lock the log before reading it, so that a second run on the same log is refused
         // before it reads anything (and never measures what the first is measuring).
         let mut writer = LogWriter::open(&self.log).map_err(TuningError::Log)?;
@@ -300,14 +237,8 @@ impl<'o> Tuning<'o> {
                     .map_err(TuningError::Model)?
             }
             TunedTask::Custom(custom) => {
-                BuiltTuner::model_free(self.tuner, custom.space(), self.seed).ok_or_else(|| {
-                    TuningError::Options(format!(
-                        "the {} tuner learns from built-in templates' loop nests; tune `{}` \
-                         with random, grid or ga",
-                        self.tuner,
-                        custom.key()
-                    ))
-                })?
+                BuiltTuner::model_free(self.tuner, custom.space(), self.seed)
+                    .ok_or_else(|| xgb_refused(&key))?
             }
         };
         let tuner = built.as_tuner();
@@ -351,6 +282,14 @@ impl<'o> Tuning<'o> {
     }
 }
 
+/// The refusal of the `xgb` tuner for a user's operator `key`.
+fn xgb_refused(key: &TaskKey) -> TuningError {
+    TuningError::Options(format!(
+        "the xgb tuner learns from built-in templates' loop nests; tune `{key}` with random, \
+         grid or ga"
+    ))
+}
+
 /// What a tuning run did, and what is needed to use its result.
 #[derive(Debug)]
 pub struct TuningReport {
@@ -388,7 +327,7 @@ impl TuningReport {
             .as_ref()
             .ok_or(TuningError::NothingPassed)?;
         let template = |source: TemplateError| TuningError::Template {
-            workload: self.task.key(),
+            workload: self.task.key().to_string(),
             source: Box::new(source),
         };
         let config = self

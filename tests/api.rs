@@ -73,8 +73,8 @@ fn a_tuned_log_deploys_exactly_and_a_missing_workload_falls_back_visibly() {
     let backend = CraneliftBackend::new();
     let target = Target::host().with_threads(1);
 
-    let deployed = best_kernel(&log, &Workload::matmul(16, 24, 8), &backend, &target)
-        .expect("the log deploys");
+    let deployed =
+        best_kernel(&log, Workload::matmul(16, 24, 8), &backend, &target).expect("the log deploys");
     assert!(
         matches!(
             deployed.chosen.origin,
@@ -91,7 +91,7 @@ fn a_tuned_log_deploys_exactly_and_a_missing_workload_falls_back_visibly() {
     check_matmul(&deployed.kernel, 16, 24, 8);
 
     let other = Workload::matmul(8, 8, 8);
-    let deployed = best_kernel(&log, &other, &backend, &target).expect("a fallback deploys");
+    let deployed = best_kernel(&log, other, &backend, &target).expect("a fallback deploys");
     match &deployed.chosen.origin {
         Origin::Fallback { reason } => assert!(reason.contains(&other.to_string()), "{reason}"),
         origin => panic!("expected the fallback, got {origin:?}"),
@@ -120,7 +120,7 @@ fn a_recorded_config_outside_the_space_falls_back_with_a_warning() {
     let workload = Workload::matmul(16, 24, 8);
     let deployed = best_kernel(
         &damaged_log,
-        &workload,
+        workload,
         &CraneliftBackend::new(),
         &Target::host().with_threads(1),
     )
@@ -143,7 +143,7 @@ fn a_missing_file_is_a_typed_error_naming_it() {
     let missing = Path::new("/nonexistent/kernels.db");
     let error = best_kernel(
         missing,
-        &Workload::matmul(8, 8, 8),
+        Workload::matmul(8, 8, 8),
         &CraneliftBackend::new(),
         &Target::host(),
     )
@@ -154,4 +154,94 @@ fn a_missing_file_is_a_typed_error_naming_it() {
         error.to_string().contains("/nonexistent/kernels.db"),
         "{error}"
     );
+}
+
+/// `Y[i, j] = max(X[i, j] * 2 + 1, 0)`, a user's operator of 6 x 16 elements, whose template
+/// splits the columns by the `tile_j` knob.
+fn doubled_relu() -> looptune::CustomTask {
+    use looptune::ir::{DType, ProgramBuilder, ValueExpr};
+    use looptune::space::{Factors, Knob, TemplateError};
+    use looptune::{Config, ConfigSpace, CustomTask, Program, Schedule};
+
+    let mut builder = ProgramBuilder::new("doubled_relu");
+    let x = builder
+        .placeholder("X", &[6, 16], DType::F32)
+        .expect("a valid placeholder");
+    let y = builder
+        .compute("Y", DType::F32, &[("i", 6), ("j", 16)], |axes| {
+            (x.at(&[axes[0].clone(), axes[1].clone()]) * ValueExpr::f32(2.0) + ValueExpr::f32(1.0))
+                .max(ValueExpr::f32(0.0))
+        })
+        .expect("a valid stage");
+    let program = builder.build(&[&y]).expect("a valid program");
+    let mut space = ConfigSpace::new();
+    space
+        .add(Knob::split("tile_j", 16, &[Factors::Divisors]).expect("a valid knob"))
+        .expect("a new knob");
+    fn schedule(program: &Program, config: &Config) -> Result<Schedule, TemplateError> {
+        let inner = config.split("tile_j")?[1];
+        let mut schedule = Schedule::new(program);
+        let output = schedule.stage("Y")?;
+        let columns = schedule.spatial_axes(output)[1];
+        schedule.split(output, columns, inner)?;
+        Ok(schedule)
+    }
+    CustomTask::new("doubled_relu", program, space, 3.0 * 96.0, schedule)
+        .expect("a valid custom task")
+}
+
+#[test]
+fn a_custom_operator_is_tuned_exported_and_dispatched_from_the_db_like_a_matmul() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = dir.path().join("custom.tunelog");
+    let task = doubled_relu();
+    let tuned = Tuning::new(task.clone())
+        .backend(BackendChoice::Cranelift)
+        .trials(3)
+        .log(&log)
+        .run()
+        .expect("tuning a custom operator works");
+    assert_eq!(tuned.report.trials, 3);
+    let best = tuned.report.best.expect("a config passed");
+
+    // The xgb tuner reads built-in templates' nests: refused with a typed error, not a panic.
+    let refused = Tuning::new(task.clone())
+        .tuner(TunerKind::Xgb)
+        .backend(BackendChoice::Cranelift)
+        .log(dir.path().join("xgb.tunelog"))
+        .run()
+        .expect_err("xgb is refused for a custom task");
+    assert!(
+        refused.to_string().contains("custom:doubled_relu"),
+        "{refused}"
+    );
+
+    let records = looptune::log::read_log(&log)
+        .expect("the log reads")
+        .records;
+    let db = dir.path().join("kernels.db");
+    looptune::log::export_db(&records, &db).expect("the db is written");
+    let deployed = best_kernel(
+        &db,
+        &task,
+        &CraneliftBackend::new(),
+        &Target::host().with_threads(1),
+    )
+    .expect("the custom operator deploys from the db");
+    assert!(
+        deployed.chosen.origin.is_tuned(),
+        "{:?}",
+        deployed.chosen.origin
+    );
+    assert_eq!(deployed.chosen.task.key(), "custom:doubled_relu");
+    assert_eq!(deployed.chosen.config.to_values(), best.values);
+
+    let x: Vec<f32> = (0..96).map(|i| (i % 9) as f32 - 4.0).collect();
+    let mut y = vec![f32::NAN; 96];
+    deployed
+        .kernel
+        .call(&[&x], &mut [&mut y])
+        .expect("the buffers have the kernel's lengths");
+    let expected: Vec<f32> = x.iter().map(|v| (v * 2.0 + 1.0).max(0.0)).collect();
+    assert_eq!(y, expected);
 }

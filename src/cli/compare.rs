@@ -381,8 +381,8 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
             log: writer.as_mut().map(|writer| (writer, context)),
         };
         // The log's results for this workload and target fill the cache.
-        let known = measured(&existing, &workload, &fingerprint);
-        let key = workload.to_string();
+        let known = measured(&existing, workload, &fingerprint);
+        let key = looptune::TaskKey::of_workload(&workload);
         for record in &existing {
             if record.is_of_task(&key, &fingerprint) && known.contains_index(record.config_index) {
                 cache

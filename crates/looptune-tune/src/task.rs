@@ -6,14 +6,14 @@
 
 use looptune_ir::Workload;
 use looptune_runtime::MeasureInput;
-use looptune_space::{Config, ConfigSpace};
+use looptune_space::{Config, ConfigSpace, TaskKey};
 
 /// A tunable task: a built-in operator's [`looptune_space::Task`] or a user's
 /// [`looptune_space::CustomTask`].
 pub trait TuningTask {
-    /// The log's workload key: a built-in workload's canonical text, `custom:NAME` for a
+    /// The task's key in the log: a built-in workload's canonical text, `custom:NAME` for a
     /// user-defined task (which no built-in workload's text can be).
-    fn key(&self) -> String;
+    fn key(&self) -> TaskKey;
 
     /// Floating-point operations per call, to turn seconds into GFLOP/s.
     fn flops(&self) -> f64;
@@ -40,7 +40,7 @@ impl WorkloadTask for looptune_space::Task {
 }
 
 impl TuningTask for looptune_space::Task {
-    fn key(&self) -> String {
+    fn key(&self) -> TaskKey {
         looptune_space::Task::key(self)
     }
 
@@ -62,7 +62,7 @@ impl TuningTask for looptune_space::Task {
 }
 
 impl TuningTask for looptune_space::CustomTask {
-    fn key(&self) -> String {
+    fn key(&self) -> TaskKey {
         looptune_space::CustomTask::key(self)
     }
 

@@ -8,7 +8,7 @@
 
 use crate::task::TuningTask;
 use crate::tuner::{Trial, Tuner};
-use looptune_log::{best_by_key, measured_by_key, LogError, LogWriter, Record, RecordContext};
+use looptune_log::{best, measured, LogError, LogWriter, Record, RecordContext};
 use looptune_runtime::{MeasureError, MeasureErrorKind, MeasureResult, Measurer};
 use looptune_space::ConfigValues;
 use std::time::{Duration, Instant, SystemTime};
@@ -176,9 +176,9 @@ pub fn tune(
     }
     let started = Instant::now();
     let key = task.key();
-    let mut done = measured_by_key(existing, &key, &context.target);
+    let mut done = measured(existing, &key, &context.target);
     let resumed = done.len();
-    let mut best_config = best_by_key(existing, &key, &context.target).and_then(|record| {
+    let mut best_config = best(existing, &key, &context.target).and_then(|record| {
         Some(BestConfig {
             index: record.config_index,
             values: record.config.clone(),
@@ -231,7 +231,7 @@ pub fn tune(
             // rather than recording the same refusal for every candidate.
             if let Some(Ok(input)) = inputs.first() {
                 measurer
-                    .check_memory(&key, &input.program)
+                    .check_memory(key.as_str(), &input.program)
                     .map_err(TuneError::Memory)?;
                 checked_memory = true;
             }

@@ -7,7 +7,7 @@ use looptune_ir::{lower, Schedule};
 use looptune_log::{read_log, LogWriter, RecordContext, TargetFingerprint};
 use looptune_runtime::measure::Isolation;
 use looptune_runtime::{MeasureInput, MeasureOptions, Measurer, Target};
-use looptune_space::{Config, ConfigSpace, Factors, Knob};
+use looptune_space::{Config, ConfigSpace, Factors, Knob, TaskKey};
 use looptune_tune::{
     tune, GridTuner, Observer, Progress, RandomTuner, StopReason, TuneOptions, TuningTask,
 };
@@ -33,8 +33,8 @@ impl SplitTask {
 }
 
 impl TuningTask for SplitTask {
-    fn key(&self) -> String {
-        self.workload.to_string()
+    fn key(&self) -> TaskKey {
+        TaskKey::of_workload(&self.workload)
     }
 
     fn flops(&self) -> f64 {
