@@ -137,10 +137,9 @@ fn run() -> Result<()> {
         })
         .observer(&mut lines)
         .run()?;
-    for note in tuned.selected.note.iter().chain(&tuned.warnings) {
+    for note in tuned.notes() {
         eprintln!("{note}");
     }
-    eprintln!("{}", tuned.measuring.note);
     let report = &tuned.report;
     let Some(best) = &report.best else {
         bail!(

@@ -125,10 +125,9 @@ fn run() -> Result<()> {
         })
         .observer(&mut lines)
         .run()?;
-    for note in tuned.selected.note.iter().chain(&tuned.warnings) {
+    for note in tuned.notes() {
         eprintln!("{note}");
     }
-    eprintln!("{}", tuned.measuring.note);
     let report = &tuned.report;
     println!(
         "workload    {workload} ({} raw points in its space)",

@@ -22,6 +22,7 @@ use looptune_runtime::{Backend, MeasureOptions, Measurer, Target};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use thiserror::Error;
 
 /// The environment variable naming a `looptune` binary to run as the worker (`PATH worker`).
 pub const WORKER_ENV: &str = "LOOPTUNE_WORKER";
@@ -130,9 +131,17 @@ pub fn measurer(
     Ok((measurer, measuring))
 }
 
-/// A worker executable, as the module documentation orders them, and where it was found; or
-/// why there is none.
-pub fn find_worker() -> Result<(WorkerCommand, String), String> {
+/// No worker executable was found (see the module documentation for where it is looked for).
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error(
+    "no worker: set {WORKER_ENV} to a looptune {version} binary, put one on PATH, or call \
+     looptune::serve_worker_if_requested() first in main",
+    version = env!("CARGO_PKG_VERSION")
+)]
+pub struct NoWorker;
+
+/// A worker executable, as the module documentation orders them, and where it was found.
+pub fn find_worker() -> Result<(WorkerCommand, String), NoWorker> {
     if let Some(program) = std::env::var_os(WORKER_ENV) {
         let program = PathBuf::from(program);
         return Ok((
@@ -165,13 +174,7 @@ pub fn find_worker() -> Result<(WorkerCommand, String), String> {
             let note = format!("worker: {} worker", program.display());
             (WorkerCommand::new(program).arg("worker"), note)
         })
-        .ok_or_else(|| {
-            format!(
-                "no worker: set {WORKER_ENV} to a looptune {} binary, put one on PATH, or call \
-                 looptune::serve_worker_if_requested() first in main",
-                env!("CARGO_PKG_VERSION")
-            )
-        })
+        .ok_or(NoWorker)
 }
 
 /// Whether `program` is a `looptune` binary of this version (`looptune --version`), the only

@@ -57,7 +57,7 @@ impl TuningTask for TunedTask {
         TunedTask::space(self)
     }
 
-    fn measure_input(&self, config: &Config) -> Result<MeasureInput, String> {
+    fn measure_input(&self, config: &Config) -> Result<MeasureInput, TemplateError> {
         match self {
             TunedTask::Builtin(task) => task.measure_input(config),
             TunedTask::Custom(task) => task.measure_input(config),
@@ -340,6 +340,19 @@ impl TuningReport {
             .backend
             .compile(&nest, &self.target)
             .map_err(TuningError::Backend)
+    }
+
+    /// What to tell the user about the run, one line each: why `auto` chose its backend,
+    /// damaged log lines skipped, and where candidates were measured.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = self.selected.note.iter().cloned().collect();
+        notes.extend(
+            self.warnings
+                .iter()
+                .map(|warning| format!("warning: {warning}")),
+        );
+        notes.push(self.measuring.note.clone());
+        notes
     }
 
     /// The backend used.

@@ -93,7 +93,7 @@ pub fn run(backend: &BackendArgs) -> anyhow::Result<()> {
                 .context("the template's fallback config")?;
             let mut fallback_measurer =
                 measurer(&target, &selected.backend, measure.clone(), false)?;
-            let input = task.measure_input(&fallback).map_err(anyhow::Error::msg)?;
+            let input = task.measure_input(&fallback)?;
             let fallback_gflops = match fallback_measurer.measure_one(&input).outcome {
                 Ok(costs) => Some(costs.gflops(task.flops())),
                 Err(error) => {

@@ -246,7 +246,7 @@ pub fn tune(
             let candidate_started = SystemTime::now();
             let result = match input {
                 Ok(input) => measurer.measure_one(&input),
-                Err(message) => invalid_config(message),
+                Err(error) => invalid_config(error.to_string()),
             };
             let record = Record::from_measurement(
                 context,

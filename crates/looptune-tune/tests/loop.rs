@@ -7,7 +7,7 @@ use looptune_ir::{lower, Schedule};
 use looptune_log::{read_log, LogWriter, RecordContext, TargetFingerprint};
 use looptune_runtime::measure::Isolation;
 use looptune_runtime::{MeasureInput, MeasureOptions, Measurer, Target};
-use looptune_space::{Config, ConfigSpace, Factors, Knob, TaskKey};
+use looptune_space::{Config, ConfigSpace, Factors, Knob, TaskKey, TemplateError};
 use looptune_tune::{
     tune, GridTuner, Observer, Progress, RandomTuner, StopReason, TuneOptions, TuningTask,
 };
@@ -45,20 +45,15 @@ impl TuningTask for SplitTask {
         &self.space
     }
 
-    fn measure_input(&self, config: &Config) -> Result<MeasureInput, String> {
-        let program = self
-            .workload
-            .program(&Layout::default())
-            .map_err(|e| e.to_string())?;
+    fn measure_input(&self, config: &Config) -> Result<MeasureInput, TemplateError> {
+        let program = self.workload.program(&Layout::default())?;
         let mut schedule = Schedule::new(&program);
-        let c = schedule.stage("C").map_err(|e| e.to_string())?;
+        let c = schedule.stage("C")?;
         let [i, j] = [schedule.spatial_axes(c)[0], schedule.spatial_axes(c)[1]];
-        let tile_i = config.split("tile_i").map_err(|e| e.to_string())?[1];
-        let tile_j = config.split("tile_j").map_err(|e| e.to_string())?[1];
-        schedule
-            .tile(c, i, j, tile_i, tile_j)
-            .map_err(|e| e.to_string())?;
-        let nest = lower(&schedule).map_err(|e| e.to_string())?;
+        let tile_i = config.split("tile_i")?[1];
+        let tile_j = config.split("tile_j")?[1];
+        schedule.tile(c, i, j, tile_i, tile_j)?;
+        let nest = lower(&schedule)?;
         Ok(MeasureInput::new(program, nest, self.workload.flops()))
     }
 }
