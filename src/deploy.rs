@@ -12,9 +12,12 @@ use crate::backend::TodaysSpaces;
 use crate::task::{Tunable, TunedTask};
 use looptune_log::{Dispatcher, LogError, Source, TargetFingerprint};
 use looptune_runtime::{Backend, CompileError, Kernel, Target};
+use looptune_space::TaskKey;
 use looptune_space::{Config, TemplateError};
-use std::cell::Cell;
-use std::path::Path;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
 /// Where a deployed config came from.
@@ -93,6 +96,105 @@ pub enum DeployError {
     },
 }
 
+/// A tuning log or deploy database read once: its best configs, the lines it skipped, and per
+/// task the records that are no longer points of today's space.
+struct Loaded {
+    file: PathBuf,
+    dispatcher: Dispatcher,
+    outside_space: HashMap<String, usize>,
+}
+
+impl Loaded {
+    /// Reads `file`, a log or a database by its content.
+    fn read(file: &Path) -> Result<Loaded, DeployError> {
+        let spaces = TodaysSpaces::default();
+        let outside_space = RefCell::new(HashMap::new());
+        let dispatcher = Dispatcher::from_logs_where(&[file], |record| {
+            let fits = spaces.fits(record);
+            if !fits {
+                *outside_space
+                    .borrow_mut()
+                    .entry(record.workload.clone())
+                    .or_insert(0) += 1;
+            }
+            fits
+        })
+        .map_err(DeployError::Read)?;
+        Ok(Loaded {
+            file: file.to_path_buf(),
+            dispatcher,
+            outside_space: outside_space.into_inner(),
+        })
+    }
+
+    /// The config for `task` on `target` with `backend`; see the module documentation.
+    fn choose(
+        &self,
+        task: Tunable,
+        backend: &dyn Backend,
+        target: &Target,
+    ) -> Result<Chosen, DeployError> {
+        let key = task.key();
+        let file = self.file.display();
+        let template = |source: TemplateError| DeployError::Template {
+            workload: key.to_string(),
+            source: Box::new(source),
+        };
+        let task = task.task_for(backend, target).map_err(template)?;
+        let mut warnings: Vec<String> = self
+            .dispatcher
+            .load_warnings()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if let Some(count) = self.outside_space.get(key.as_str()) {
+            warnings.push(format!(
+                "{count} record(s) of `{key}` in `{file}` are not points of today's space and \
+                 were skipped; tune again"
+            ));
+        }
+        let fallback = task
+            .fallback_config()
+            .map_err(|error| template(error.into()))?;
+        let fingerprint = TargetFingerprint::new(target, backend);
+        let dispatch = self
+            .dispatcher
+            .best(&key, &fingerprint, || fallback.to_values());
+        warnings.extend(dispatch.warnings.iter().cloned());
+        let (config, origin) = match (&dispatch.source, task.space().from_values(&dispatch.config))
+        {
+            (Source::Fallback, _) => (
+                fallback,
+                Origin::Fallback {
+                    reason: format!("`{file}` has nothing for `{key}` on this target"),
+                },
+            ),
+            (_, Err(error)) => (
+                fallback,
+                Origin::Fallback {
+                    reason: format!(
+                        "the config `{file}` holds for `{key}` is not a point of today's space \
+                         ({error}); tune again"
+                    ),
+                },
+            ),
+            (source, Ok(config)) => (
+                config,
+                Origin::Tuned {
+                    source: source.clone(),
+                    gflops: dispatch.gflops,
+                },
+            ),
+        };
+        Ok(Chosen {
+            task,
+            config,
+            origin,
+            warnings,
+        })
+    }
+}
+
 /// The config to deploy for `task` (a `Workload`, a `CustomTask`, or a reference to either) on
 /// `target` with `backend`, from `file` (a tuning log or a deploy database); see the module
 /// documentation for the fallback.
@@ -102,86 +204,15 @@ pub fn best_config(
     backend: &dyn Backend,
     target: &Target,
 ) -> Result<Chosen, DeployError> {
-    let task = task.into();
-    let key = task.key();
-    let template = |source: TemplateError| DeployError::Template {
-        workload: key.to_string(),
-        source: Box::new(source),
-    };
-    let task = task.task_for(backend, target).map_err(template)?;
-    let spaces = TodaysSpaces::default();
-    let outside_space = Cell::new(0usize);
-    let dispatcher = Dispatcher::from_logs_where(&[file], |record| {
-        let fits = spaces.fits(record);
-        if !fits && record.workload == key.as_str() {
-            outside_space.set(outside_space.get() + 1);
-        }
-        fits
-    })
-    .map_err(DeployError::Read)?;
-    let mut warnings: Vec<String> = dispatcher
-        .load_warnings()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    if outside_space.get() > 0 {
-        warnings.push(format!(
-            "{} record(s) of `{key}` in `{}` are not points of today's space and were skipped; \
-             tune again",
-            outside_space.get(),
-            file.display()
-        ));
-    }
-    let fallback = task
-        .fallback_config()
-        .map_err(|error| template(error.into()))?;
-    let fingerprint = TargetFingerprint::new(target, backend);
-    let dispatch = dispatcher.best(&key, &fingerprint, || fallback.to_values());
-    warnings.extend(dispatch.warnings.iter().cloned());
-    let (config, origin) = match (&dispatch.source, task.space().from_values(&dispatch.config)) {
-        (Source::Fallback, _) => (
-            fallback,
-            Origin::Fallback {
-                reason: format!(
-                    "`{}` has nothing for `{key}` on this target",
-                    file.display()
-                ),
-            },
-        ),
-        (_, Err(error)) => (
-            fallback,
-            Origin::Fallback {
-                reason: format!(
-                    "the config `{}` holds for `{key}` is not a point of today's space \
-                     ({error}); tune again",
-                    file.display()
-                ),
-            },
-        ),
-        (source, Ok(config)) => (
-            config,
-            Origin::Tuned {
-                source: source.clone(),
-                gflops: dispatch.gflops,
-            },
-        ),
-    };
-    Ok(Chosen {
-        task,
-        config,
-        origin,
-        warnings,
-    })
+    Loaded::read(file)?.choose(task.into(), backend, target)
 }
 
-/// The kernel of [`best_config`], compiled with `backend` for `target`.
-pub fn best_kernel(
-    file: &Path,
-    task: impl Into<Tunable>,
+/// The compiled kernel of `chosen`.
+fn compile(
+    chosen: Chosen,
     backend: &dyn Backend,
     target: &Target,
 ) -> Result<Deployed, DeployError> {
-    let chosen = best_config(file, task, backend, target)?;
     let key = chosen.task.key().to_string();
     let nest = chosen
         .task
@@ -197,4 +228,63 @@ pub fn best_kernel(
             source,
         })?;
     Ok(Deployed { kernel, chosen })
+}
+
+/// A deploy file's kernels for one backend and target: the file is read once, each task's
+/// kernel is compiled on its first [`KernelCache::get`] and shared after that, across threads
+/// (a [`Kernel`] is `Send + Sync`). What a framework keeps for the life of its process.
+pub struct KernelCache {
+    loaded: Loaded,
+    backend: Arc<dyn Backend>,
+    target: Target,
+    kernels: Mutex<HashMap<TaskKey, Arc<Deployed>>>,
+}
+
+impl KernelCache {
+    /// Reads `file` (a tuning log or a deploy database, by content) for kernels compiled with
+    /// `backend` for `target`.
+    pub fn open(
+        file: &Path,
+        backend: Arc<dyn Backend>,
+        target: Target,
+    ) -> Result<KernelCache, DeployError> {
+        Ok(KernelCache {
+            loaded: Loaded::read(file)?,
+            backend,
+            target,
+            kernels: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The kernel of `task` (its best config, or the fallback, said in
+    /// [`Chosen::origin`]), compiled the first time it is asked for. The compile holds the
+    /// cache's lock, so a kernel is compiled once however many threads ask at once.
+    pub fn get(&self, task: impl Into<Tunable>) -> Result<Arc<Deployed>, DeployError> {
+        let task = task.into();
+        let key = task.key();
+        // A thread that panicked while holding the lock left the map as it was: still usable.
+        let mut kernels = self
+            .kernels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(deployed) = kernels.get(&key) {
+            return Ok(Arc::clone(deployed));
+        }
+        let chosen = self
+            .loaded
+            .choose(task, self.backend.as_ref(), &self.target)?;
+        let deployed = Arc::new(compile(chosen, self.backend.as_ref(), &self.target)?);
+        kernels.insert(key, Arc::clone(&deployed));
+        Ok(deployed)
+    }
+}
+
+/// The kernel of [`best_config`], compiled with `backend` for `target`.
+pub fn best_kernel(
+    file: &Path,
+    task: impl Into<Tunable>,
+    backend: &dyn Backend,
+    target: &Target,
+) -> Result<Deployed, DeployError> {
+    compile(best_config(file, task, backend, target)?, backend, target)
 }

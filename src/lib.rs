@@ -64,7 +64,7 @@ pub use looptune_space as space;
 pub use looptune_tune as tune;
 
 pub use backend::BackendChoice;
-pub use deploy::{best_config, best_kernel, DeployError, Deployed, Origin};
+pub use deploy::{best_config, best_kernel, DeployError, Deployed, KernelCache, Origin};
 pub use looptune_cc::CBackend;
 pub use looptune_ir::{lower, IrError, Layout, LoopNest, LowerError, Program, Schedule, Workload};
 pub use looptune_jit::CraneliftBackend;

@@ -245,3 +245,37 @@ fn a_custom_operator_is_tuned_exported_and_dispatched_from_the_db_like_a_matmul(
     let expected: Vec<f32> = x.iter().map(|v| (v * 2.0 + 1.0).max(0.0)).collect();
     assert_eq!(y, expected);
 }
+
+#[test]
+fn a_kernel_cache_compiles_each_task_once_and_shares_it_across_threads() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = dir.path().join("small.tunelog");
+    tune_small(&log);
+    let cache = looptune::KernelCache::open(
+        &log,
+        std::sync::Arc::new(CraneliftBackend::new()),
+        Target::host().with_threads(1),
+    )
+    .expect("the log opens");
+    let workload = Workload::matmul(16, 24, 8);
+    let kernels: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| cache.get(workload).expect("the kernel deploys")))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("no thread panicked"))
+            .collect()
+    });
+    for deployed in &kernels {
+        assert!(std::sync::Arc::ptr_eq(deployed, &kernels[0]));
+        check_matmul(&deployed.kernel, 16, 24, 8);
+    }
+    assert!(kernels[0].chosen.origin.is_tuned());
+    // Another task is another kernel, a fallback here, and says so.
+    let other = cache
+        .get(Workload::matmul(8, 8, 8))
+        .expect("a fallback deploys");
+    assert!(!std::sync::Arc::ptr_eq(&other, &kernels[0]));
+    assert!(!other.chosen.origin.is_tuned());
+}
