@@ -6,7 +6,8 @@
 //! that workload (with each seed's count, and as a multiple of `random`'s median), and the median
 //! best after 200 trials (after `--trials`, when fewer).
 //!
-//! The runs of a workload advance in lockstep, one batch each in turn, so that the load of a
+//! Each run is the library's tuning loop (`TuningRun`), stepped by this command. The runs of a
+//! workload advance in lockstep, one batch each in turn, so that the load of a
 //! shared machine drifting during the comparison does not favour the runs that happened to go
 //! first. Every config is measured once per workload: a config that several tuners or seeds propose is
 //! timed the first time and its result (throughput or failure) serves every later proposal. This
@@ -28,11 +29,14 @@ use super::tune::tuner_parser;
 use anyhow::Context;
 use clap::Args;
 use looptune::log::{measured, LogWriter, Record, RecordContext, TargetFingerprint};
-use looptune::runtime::{Measurer, Target};
-use looptune::space::{Config, Task};
-use looptune::tune::{BuiltTuner, TransferSet, Trial, TunerKind, TuningTask};
-use looptune::Workload;
-use std::collections::{HashMap, HashSet};
+use looptune::runtime::measure::Costs;
+use looptune::runtime::{
+    MeasureError, MeasureErrorKind, MeasureInput, MeasureResult, Measurer, MemoryError, Target,
+};
+use looptune::space::Config;
+use looptune::tune::{BuiltTuner, Measure, NoLog, TransferSet, TuneOptions, TunerKind, TuningRun};
+use looptune::{Program, Workload};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -104,124 +108,114 @@ struct Row {
     curves: Vec<Vec<f64>>,
 }
 
-/// Measurements of one workload, each config measured once (see the module doc).
+/// Measurements of one workload, each config measured once (see the module doc): the
+/// [`Measure`] every run of the workload goes through.
 struct Cache<'a> {
-    task: &'a Task,
+    measurer: &'a mut Measurer,
+    flops: f64,
     results: HashMap<u128, Option<f64>>,
     measured: usize,
     served: usize,
     measure_time: Duration,
     log: Option<(&'a mut LogWriter, RecordContext)>,
+    /// Records of new measurements not yet appended to the log.
+    pending: Vec<Record>,
 }
 
 impl Cache<'_> {
-    /// The throughput of every config of `batch` (`None` for a failure), measuring the new ones
-    /// and logging them.
-    fn measure(
-        &mut self,
-        measurer: &mut Measurer,
-        batch: &[Config],
-    ) -> anyhow::Result<Vec<Option<f64>>> {
-        let mut records = Vec::new();
-        let mut out = Vec::with_capacity(batch.len());
-        // The configs not measured yet, prepared together (the C backend compiles them in
-        // parallel); the loop below measures them one by one.
-        let fresh: Vec<_> = batch
-            .iter()
-            .filter(|config| !self.results.contains_key(&config.index()))
-            .filter_map(|config| self.task.measure_input(config).ok())
-            .collect();
-        measurer.prepare(&fresh);
-        for config in batch {
-            self.served += 1;
-            if let Some(&known) = self.results.get(&config.index()) {
-                out.push(known);
-                continue;
-            }
-            let started = Instant::now();
-            let started_at = SystemTime::now();
-            let gflops = match self.task.measure_input(config) {
-                Ok(input) => {
-                    let result = measurer.measure_one(&input);
-                    let gflops = result
-                        .outcome
-                        .as_ref()
-                        .ok()
-                        .map(|costs| costs.gflops(self.task.flops()))
-                        .filter(|gflops| gflops.is_finite());
-                    if let Some((_, context)) = &self.log {
-                        records.push(Record::from_measurement(
-                            context,
-                            config.index(),
-                            config.to_values(),
-                            &result,
-                            started_at,
-                            SystemTime::now(),
-                        ));
-                    }
-                    gflops
-                }
-                Err(_) => None,
-            };
-            self.measure_time += started.elapsed();
-            self.measured += 1;
-            self.results.insert(config.index(), gflops);
-            out.push(gflops);
-        }
+    /// Appends the new measurements since the last call to the log, in one write.
+    fn flush(&mut self) -> anyhow::Result<()> {
         if let Some((writer, _)) = &mut self.log {
-            if !records.is_empty() {
-                writer.append_batch(&records)?;
+            if !self.pending.is_empty() {
+                writer.append_batch(&self.pending)?;
             }
         }
-        Ok(out)
+        self.pending.clear();
+        Ok(())
     }
 }
 
-/// One run of one tuner and seed, advanced a batch at a time.
+impl Measure for Cache<'_> {
+    fn check_memory(&self, key: &str, program: &Program) -> Result<(), MemoryError> {
+        self.measurer.check_memory(key, program)
+    }
+
+    fn prepare(&mut self, batch: &[(&Config, &MeasureInput)]) {
+        // The configs not measured yet, prepared together (the C backend compiles them in
+        // parallel); `measure` then measures them one by one.
+        let fresh = batch
+            .iter()
+            .filter(|(config, _)| !self.results.contains_key(&config.index()))
+            .map(|(_, input)| *input);
+        Measurer::prepare(self.measurer, fresh);
+    }
+
+    fn measure(&mut self, config: &Config, input: &MeasureInput) -> MeasureResult {
+        self.served += 1;
+        if let Some(&known) = self.results.get(&config.index()) {
+            return known_result(known, self.flops);
+        }
+        let started = Instant::now();
+        let started_at = SystemTime::now();
+        let result = self.measurer.measure_one(input);
+        let gflops = result
+            .outcome
+            .as_ref()
+            .ok()
+            .map(|costs| costs.gflops(self.flops))
+            .filter(|gflops| gflops.is_finite());
+        if let Some((_, context)) = &self.log {
+            self.pending.push(Record::from_measurement(
+                context,
+                config.index(),
+                config.to_values(),
+                &result,
+                started_at,
+                SystemTime::now(),
+            ));
+        }
+        self.measure_time += started.elapsed();
+        self.measured += 1;
+        self.results.insert(config.index(), gflops);
+        result
+    }
+}
+
+/// A measurement served from the cache: the throughput it had, or a failure.
+fn known_result(gflops: Option<f64>, flops: f64) -> MeasureResult {
+    let outcome = match gflops {
+        Some(gflops) if gflops > 0.0 => {
+            let seconds = flops / (gflops * 1e9);
+            Ok(Costs {
+                median_s: seconds,
+                min_s: seconds,
+                number: 1,
+                repeat: 1,
+                all_s: vec![seconds],
+            })
+        }
+        _ => Err(MeasureError::new(
+            MeasureErrorKind::RuntimeError,
+            "failed when first measured (served from tune-compare's cache)",
+        )),
+    };
+    MeasureResult {
+        outcome,
+        compile_ms: None,
+        check_ms: None,
+        reference_ms: 0.0,
+        checked_elements: 0,
+        total_ms: 0.0,
+    }
+}
+
+/// One run of one tuner and seed: the library's tuning loop, advanced a batch at a time.
 struct Run<'t> {
     name: String,
     seed: u64,
     tuner: BuiltTuner<'t>,
-    proposed: HashSet<u128>,
-    /// Best throughput after each trial (0 before anything succeeded).
-    curve: Vec<f64>,
-    finished: bool,
-}
-
-impl Run<'_> {
-    /// Proposes, measures (through `cache`) and learns one batch; false once the run is over
-    /// (its trials done or its tuner out of proposals).
-    fn step(
-        &mut self,
-        cache: &mut Cache<'_>,
-        measurer: &mut Measurer,
-        trials: usize,
-        batch_size: usize,
-    ) -> anyhow::Result<bool> {
-        if self.finished || self.curve.len() >= trials {
-            self.finished = true;
-            return Ok(false);
-        }
-        let tuner = self.tuner.as_tuner();
-        let wanted = batch_size.min(trials - self.curve.len());
-        let proposed = &self.proposed;
-        let batch = tuner.next_batch(wanted, &|index| proposed.contains(&index));
-        if batch.is_empty() {
-            self.finished = true;
-            return Ok(false);
-        }
-        let results = cache.measure(measurer, &batch)?;
-        let mut best = self.curve.last().copied().unwrap_or(0.0);
-        let mut measured = Vec::with_capacity(batch.len());
-        for (config, gflops) in batch.into_iter().zip(results) {
-            self.proposed.insert(config.index());
-            best = best.max(gflops.unwrap_or(0.0));
-            self.curve.push(best);
-            measured.push(Trial { config, gflops });
-        }
-        tuner.update(&measured);
-        Ok(true)
-    }
+    run: TuningRun<'t>,
+    stopped: bool,
 }
 
 /// The trial (from 1) at which `curve` first reaches `target`, if it does.
@@ -373,12 +367,14 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         let workload = *task.workload();
         let context = RecordContext::new(&workload, fingerprint.clone(), "tune-compare");
         let mut cache = Cache {
-            task,
+            measurer: &mut measurer,
+            flops: task.flops(),
             results: HashMap::new(),
             measured: 0,
             served: 0,
             measure_time: Duration::ZERO,
-            log: writer.as_mut().map(|writer| (writer, context)),
+            log: writer.as_mut().map(|writer| (writer, context.clone())),
+            pending: Vec::new(),
         };
         // The log's results for this workload and target fill the cache.
         let known = measured(&existing, workload, &fingerprint);
@@ -412,6 +408,12 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         }
         // All runs advance in lockstep, a batch each in turn, so that a change in the machine's
         // load during the comparison falls on every tuner and seed alike.
+        let options = TuneOptions {
+            trials,
+            batch_size,
+            early_stopping: None,
+            time_budget: None,
+        };
         let mut runs = Vec::new();
         for (kind, name, transfer) in kinds {
             for seed in 0..seeds {
@@ -419,24 +421,32 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
                     name: name.clone(),
                     seed,
                     tuner: BuiltTuner::new(kind, task, seed, transfer.cloned())?,
-                    proposed: HashSet::new(),
-                    curve: Vec::with_capacity(trials),
-                    finished: false,
+                    run: TuningRun::new(task, &context, &[], options.clone())?,
+                    stopped: false,
                 });
             }
         }
         let mut round = 0;
         loop {
             let mut progressed = false;
-            for run in &mut runs {
-                progressed |= run.step(&mut cache, &mut measurer, trials, batch_size)?;
+            for run in runs.iter_mut().filter(|run| !run.stopped) {
+                let stop = run
+                    .run
+                    .step(run.tuner.as_tuner(), &mut cache, &mut NoLog, &mut ())?;
+                run.stopped = stop.is_some();
+                progressed |= !run.stopped;
             }
+            cache.flush()?;
             if !progressed {
                 break;
             }
             round += 1;
             if round % 5 == 0 {
-                let trials_done = runs.iter().map(|run| run.curve.len()).max().unwrap_or(0);
+                let trials_done = runs
+                    .iter()
+                    .map(|run| run.run.curve().len())
+                    .max()
+                    .unwrap_or(0);
                 eprintln!(
                     "{workload}: {trials_done} trials per run, {} measured, {:.0} s",
                     cache.measured,
@@ -446,19 +456,20 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         }
         let mut workload_rows: Vec<Row> = Vec::new();
         for run in runs {
+            let curve = run.run.curve().to_vec();
             eprintln!(
                 "{workload} {} seed {}: {} trials, best {:.2} GFLOP/s",
                 run.name,
                 run.seed,
-                run.curve.len(),
-                run.curve.last().copied().unwrap_or(0.0)
+                curve.len(),
+                curve.last().copied().unwrap_or(0.0)
             );
             match workload_rows.last_mut() {
-                Some(row) if row.tuner == run.name => row.curves.push(run.curve),
+                Some(row) if row.tuner == run.name => row.curves.push(curve),
                 _ => workload_rows.push(Row {
                     workload,
                     tuner: run.name,
-                    curves: vec![run.curve],
+                    curves: vec![curve],
                 }),
             }
         }

@@ -41,4 +41,7 @@ pub use task::{TuningTask, WorkloadTask};
 pub use tuner::{
     BuiltTuner, GaOptions, GaTuner, GridTuner, RandomTuner, Trial, Tuner, TunerKind, UnknownTuner,
 };
-pub use tuning::{tune, Observer, Progress, StopReason, TuneError, TuneOptions, TuneReport};
+pub use tuning::{
+    tune, Measure, NoLog, Observer, Progress, RecordSink, StopReason, TuneError, TuneOptions,
+    TuneReport, TuningRun,
+};
