@@ -183,30 +183,13 @@ impl Measure for Cache<'_> {
 
 /// A measurement served from the cache: the throughput it had, or a failure.
 fn known_result(gflops: Option<f64>, flops: f64) -> MeasureResult {
-    let outcome = match gflops {
-        Some(gflops) if gflops > 0.0 => {
-            let seconds = flops / (gflops * 1e9);
-            Ok(Costs {
-                median_s: seconds,
-                min_s: seconds,
-                number: 1,
-                repeat: 1,
-                all_s: vec![seconds],
-            })
-        }
+    MeasureResult::known(match gflops {
+        Some(gflops) if gflops > 0.0 => Ok(Costs::at_throughput(gflops, flops)),
         _ => Err(MeasureError::new(
             MeasureErrorKind::RuntimeError,
             "failed when first measured (served from tune-compare's cache)",
         )),
-    };
-    MeasureResult {
-        outcome,
-        compile_ms: None,
-        check_ms: None,
-        reference_ms: 0.0,
-        checked_elements: 0,
-        total_ms: 0.0,
-    }
+    })
 }
 
 /// One run of one tuner and seed: the library's tuning loop, advanced a batch at a time.
