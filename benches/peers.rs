@@ -16,6 +16,8 @@
 //! criterion prints throughput in elements, where one element is one multiply-add (half a FLOP
 //! pair), so the ratios of its times are the ratios of GFLOP/s.
 
+#![forbid(unsafe_code)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use looptune::backend::{select, task_for, BackendChoice};
 use looptune::ir::eval::compare;

@@ -18,29 +18,26 @@
 //! adds in. Packing 32 bits per word needs integer parameter buffers, which the call API does
 //! not have yet.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use looptune::backend::{select, serve_worker, BackendChoice};
 use looptune::ir::expr::{CmpOp, Cond};
 use looptune::ir::program::sum;
 use looptune::ir::{interp, DType, IrError, ProgramBuilder, ValueExpr};
-use looptune::log::{read_log_to_resume, LogWriter, RecordContext, TargetFingerprint};
-use looptune::runtime::measure::{time_in_process, Isolation, WorkerCommand};
-use looptune::runtime::{MeasureOptions, Measurer, Target};
+use looptune::runtime::measure::time_in_process;
+use looptune::runtime::MeasureOptions;
 use looptune::space::{
     Annotation, Config, ConfigSpace, CustomTask, Factors, Knob, SpaceError, TemplateError,
 };
-use looptune::tune::{tune, Observer, Progress, RandomTuner, TuneOptions, TuneReport, Tuner};
-use looptune::{lower, Program, Schedule};
+use looptune::tune::{Observer, Progress, TunerKind};
+use looptune::{lower, Program, Schedule, Tuning};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 /// Bits packed in one `f32` word (exact: below 2^24).
 const BITS_PER_WORD: i64 = 16;
-
-/// The argument that makes this executable serve as the measurer's worker process.
-const WORKER_ARG: &str = "--measure-worker";
 
 /// Tune a ProjectionNet-style projection layer written with `compute`.
 #[derive(Debug, Parser)]
@@ -82,10 +79,9 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     // Candidates run in a child process (a crashing kernel becomes an error, not the end of
-    // the search): this same executable, started with `WORKER_ARG`.
-    if std::env::args().nth(1).as_deref() == Some(WORKER_ARG) {
-        return serve_worker().context("measurement worker");
-    }
+    // the search): this same executable, which this call serves and ends when it is started as
+    // the worker.
+    looptune::serve_worker_if_requested();
     let args = Args::parse();
     if !(args.seconds.is_finite() && args.seconds >= 0.0) {
         bail!(
@@ -124,11 +120,28 @@ fn run() -> Result<()> {
         task.space().size()
     );
 
-    // 2. Tune: random configs, each checked against the program and timed in the worker.
-    let target = Target::host();
-    let mut measurer = measurer(&target)?;
-    let report = search(&task, &mut measurer, &args)?;
-    let Some(best) = report.best else {
+    // 2. Tune: random configs, each checked against the program and timed in the worker,
+    //    compiled with C through the system compiler when one works, else Cranelift.
+    let mut lines = Lines;
+    let tuned = Tuning::new(task.clone())
+        .tuner(TunerKind::Random)
+        .seed(args.seed)
+        .trials(args.trials)
+        .time_budget(Duration::from_secs_f64(args.seconds))
+        .log(&args.log)
+        .measure_options(MeasureOptions {
+            repeat: 3,
+            min_repeat_ms: 20.0,
+            timeout: Duration::from_secs(10),
+            ..MeasureOptions::default()
+        })
+        .observer(&mut lines)
+        .run()?;
+    for note in tuned.notes() {
+        eprintln!("{note}");
+    }
+    let report = &tuned.report;
+    let Some(best) = &report.best else {
         bail!(
             "none of the {} configs measured passed its check ({} errors)",
             report.trials,
@@ -156,8 +169,7 @@ fn run() -> Result<()> {
     let directions: Vec<f32> = (0..features * bits)
         .map(|index| ((index * 53 % 97) as f32 - 48.0) / 48.0)
         .collect();
-    let nest = task.lower(&best_config)?;
-    let kernel = measurer.backend().compile(&nest, &target)?;
+    let kernel = tuned.best_kernel()?;
     let mut packed = vec![0.0f32; batch * args.words as usize];
     kernel.call(&[&inputs, &directions], &mut [&mut packed])?;
 
@@ -335,29 +347,6 @@ fn projection_schedule(program: &Program, config: &Config) -> Result<Schedule, T
     Ok(schedule)
 }
 
-/// A measurer whose worker is this executable.
-fn measurer(target: &Target) -> Result<Measurer> {
-    // C through the system compiler when one works, else Cranelift.
-    let selected = select(BackendChoice::Auto)?;
-    if let Some(note) = &selected.note {
-        eprintln!("{note}");
-    }
-    let exe = std::env::current_exe().context("locating this example for its worker")?;
-    let options = MeasureOptions {
-        repeat: 3,
-        min_repeat_ms: 20.0,
-        timeout: Duration::from_secs(10),
-        ..MeasureOptions::default()
-    }
-    .with_isolation(Isolation::Worker);
-    Ok(Measurer::new(
-        options,
-        target.clone(),
-        selected.backend,
-        Some(WorkerCommand::new(exe).arg(WORKER_ARG)),
-    )?)
-}
-
 /// Prints one line per batch on stderr.
 struct Lines;
 
@@ -371,42 +360,4 @@ impl Observer for Lines {
             progress.trials, progress.budget, progress.errors
         );
     }
-}
-
-/// Random search over the task's space with the tuning loop every built-in operator uses:
-/// until the time or trial budget runs out, every candidate appended to the log under the
-/// task's key (`custom:NAME`), and a rerun with the same log resumes.
-fn search(task: &CustomTask, measurer: &mut Measurer, args: &Args) -> Result<TuneReport> {
-    // The log resumed from (nothing yet on a first run).
-    let contents =
-        read_log_to_resume(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
-    for warning in &contents.warnings {
-        eprintln!("warning: {warning}");
-    }
-    let existing = contents.records;
-    let mut writer =
-        LogWriter::open(&args.log).with_context(|| format!("opening {}", args.log.display()))?;
-    let mut tuner = RandomTuner::new(task.space(), args.seed);
-    let context = RecordContext::with_key(
-        task.key(),
-        task.flops(),
-        TargetFingerprint::new(measurer.target(), measurer.backend().as_ref()),
-        tuner.name(),
-    );
-    let options = TuneOptions {
-        trials: args.trials,
-        batch_size: 8,
-        time_budget: Some(Duration::from_secs_f64(args.seconds)),
-        ..TuneOptions::default()
-    };
-    Ok(tune(
-        task,
-        &mut tuner,
-        measurer,
-        &mut writer,
-        &context,
-        &existing,
-        &options,
-        &mut Lines,
-    )?)
 }

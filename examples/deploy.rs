@@ -11,22 +11,25 @@
 //!
 //! This is what a framework embedding looptune does at start-up: read the log (JSON lines, as
 //! `looptune tune` and `examples/quickstart.rs` write it) or the bincode database of best
-//! configs (`looptune export-db`), ask the `Dispatcher` for the workload's best config on this
-//! target (exact target, else a compatible one, said so), compile it, and call it. When the
+//! configs (`looptune export-db`), and with `looptune::best_kernel` get the workload's best
+//! config on this target (exact target, else a compatible one, said so) compiled, and call it.
+//! When the
 //! file knows nothing usable for the workload, the template's fallback config is used and a
 //! warning says so: the kernel is slower, never missing. A missing or damaged file is an error
 //! with its path and what is wrong, never a panic.
 
-use anyhow::{bail, Context, Result};
+#![forbid(unsafe_code)]
+
+use anyhow::{bail, Result};
 use clap::Parser;
-use looptune::backend::{select, task_for, BackendChoice};
+use looptune::backend::{select, BackendChoice};
 use looptune::ir::eval::{compare, evaluate_points};
 use looptune::ir::random::SplitMix64;
-use looptune::log::{parse_log, DeployDb, Dispatcher, Source, TargetFingerprint, DB_MAGIC};
+use looptune::log::Source;
 use looptune::runtime::measure::time_in_process;
 use looptune::runtime::{MeasureOptions, Target};
-use looptune::Workload;
-use std::path::{Path, PathBuf};
+use looptune::{Deployed, Origin, Workload};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -77,58 +80,38 @@ fn run() -> Result<()> {
     }
     let backend = selected.backend;
     let target = Target::host().with_threads(args.threads as usize);
-    let task = task_for(workload, backend.as_ref(), &target)
-        .with_context(|| format!("building the task of `{workload}`"))?;
-    let fingerprint = TargetFingerprint::new(&target, backend.as_ref());
 
-    // 1. Which config: the file's best for this workload and target, or the fallback.
-    let dispatcher = load(&args.file)?;
-    let fallback = task.fallback_config()?;
-    let dispatch = dispatcher.best(&workload, &fingerprint, || fallback.to_values());
-    for warning in &dispatch.warnings {
+    // 1. Which config: the file's best for this workload and target (the file is a log or a
+    //    database by its content), or the template's fallback, which says why.
+    let file = args.file.display();
+    let Deployed { kernel, chosen } =
+        looptune::best_kernel(&args.file, workload, backend.as_ref(), &target)?;
+    for warning in &chosen.warnings {
         eprintln!("warning: {warning}");
     }
-    let file = args.file.display();
-    // A record written by an older version of the template may not be a point of today's
-    // space: a reason to tune again, not to stop serving.
-    let (config, origin, tuned) =
-        match (&dispatch.source, task.space().from_values(&dispatch.config)) {
-            (Source::Fallback, _) => (
-                fallback,
-                format!("the template's fallback: {file} has nothing for `{workload}`"),
-                false,
-            ),
-            (_, Err(error)) => (
-                fallback,
-                format!(
-                    "the template's fallback: the config {file} holds is not a point of today's \
-                 space ({error}); tune again"
+    let origin = match &chosen.origin {
+        Origin::Fallback { reason } => format!("the template's fallback: {reason}"),
+        Origin::Tuned { source, gflops } => {
+            let measured = gflops.map_or(String::new(), |gflops| {
+                format!(", {gflops:.2} GFLOP/s when tuned")
+            });
+            match source {
+                Source::CompatibleTarget { differences, .. } => format!(
+                    "best of {file} for a compatible target ({}){measured}",
+                    differences.join(", ")
                 ),
-                false,
-            ),
-            (source, Ok(config)) => {
-                let measured = dispatch.gflops.map_or(String::new(), |gflops| {
-                    format!(", {gflops:.2} GFLOP/s when tuned")
-                });
-                let origin = match source {
-                    Source::CompatibleTarget { differences, .. } => format!(
-                        "best of {file} for a compatible target ({}){measured}",
-                        differences.join(", ")
-                    ),
-                    _ => format!("best of {file} for this target{measured}"),
-                };
-                (config, origin, true)
+                _ => format!("best of {file} for this target{measured}"),
             }
-        };
-    if args.require_tuned && !tuned {
+        }
+    };
+    if args.require_tuned && !chosen.origin.is_tuned() {
         bail!("{origin} (--require-tuned)");
     }
     println!("config      {origin}");
-    println!("            {config}");
+    println!("            {}", chosen.config);
 
-    // 2. Compile it and call it on our own buffers.
-    let kernel = backend.compile(&task.lower(&config)?, &target)?;
-    let program = task.reference_program()?;
+    // 2. Call the compiled kernel on our own buffers.
+    let program = chosen.task.reference_program()?;
     let mut random = SplitMix64::new(42);
     let inputs: Vec<Vec<f32>> = program
         .inputs()
@@ -177,40 +160,6 @@ fn run() -> Result<()> {
         workload.flops() / per_call.as_secs_f64() / 1e9
     );
     Ok(())
-}
-
-/// A dispatcher over `path`: a deploy database when it starts with the database magic, a
-/// tuning log otherwise. A log none of whose lines is a record is refused rather than served
-/// as empty: it is almost certainly not a tuning log.
-fn load(path: &Path) -> Result<Dispatcher> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    if bytes.starts_with(&DB_MAGIC) {
-        let db = DeployDb::from_bytes(&bytes, path)?;
-        println!(
-            "loaded      {} ({} best configs, deploy database)",
-            path.display(),
-            db.entries().len()
-        );
-        return Ok(Dispatcher::from_db(db));
-    }
-    let contents = parse_log(&bytes, path)?;
-    for warning in &contents.warnings {
-        eprintln!("warning: {warning}");
-    }
-    if contents.records.is_empty() && !contents.warnings.is_empty() {
-        bail!(
-            "`{}` is neither a deploy database nor a tuning log: none of its {} non-empty \
-             lines is a record",
-            path.display(),
-            contents.warnings.len()
-        );
-    }
-    println!(
-        "loaded      {} ({} records, tuning log)",
-        path.display(),
-        contents.records.len()
-    );
-    Ok(Dispatcher::from_records(&contents.records))
 }
 
 /// Every corner of `shape` and random points, `wanted` in all (or fewer for tiny outputs).

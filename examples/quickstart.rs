@@ -6,34 +6,29 @@
 //! cargo run --release --example quickstart -- --seconds 3   # less
 //! ```
 //!
-//! The steps are the ones `looptune tune` takes, written out with the library: a workload and
-//! its task (the operator's template and config space), a measurer that checks every candidate
-//! against the operator's definition before timing it (in a worker process: this executable,
-//! started with `--measure-worker`), a tuner (XGBoost over loop-nest features, or random), and
-//! `tune`, which appends every measurement to a tuning log and resumes from it when run again.
-//! The best config is then compiled, called on buffers of our own, checked against a plain
-//! triple loop and timed. The log can be deployed without the tuning half of looptune: see
-//! `examples/deploy.rs`.
+//! The steps are the ones `looptune tune` takes, through the library's tuning API: a workload,
+//! a [`Tuning`] with a tuner (XGBoost over loop-nest features, or random) and a time budget,
+//! which checks every candidate against the operator's definition before timing it (in a worker
+//! process: this executable, made one by `serve_worker_if_requested`), appends every
+//! measurement to a tuning log and resumes from it when run again. The best kernel is then
+//! called on buffers of our own, checked against a plain triple loop and timed. The log can be
+//! deployed without the tuning half of looptune: see `examples/deploy.rs`.
 
-use anyhow::{bail, Context, Result};
+#![forbid(unsafe_code)]
+
+use anyhow::{bail, Result};
 use clap::{Parser, ValueEnum};
-use looptune::backend::{select, serve_worker, task_for, BackendChoice};
-use looptune::ir::ops::MatmulParams;
-use looptune::log::{read_log_to_resume, LogWriter, RecordContext, TargetFingerprint};
-use looptune::runtime::measure::{time_in_process, Isolation, WorkerCommand};
-use looptune::runtime::{Backend, MeasureOptions, Measurer, Target};
-use looptune::tune::{tune, Observer, Progress, RandomTuner, TuneOptions, Tuner, XgbTuner};
-use looptune::Workload;
+use looptune::runtime::measure::time_in_process;
+use looptune::runtime::MeasureOptions;
+use looptune::tune::{Observer, Progress, TunerKind};
+use looptune::{Tuning, Workload};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// The argument that makes this executable serve as the measurer's worker process.
-const WORKER_ARG: &str = "--measure-worker";
-
-/// Which tuner proposes configs.
+/// Which tuner proposes configs (the two this example offers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum TunerKind {
+enum TunerArg {
     /// XGBoost over loop-nest features, searched by simulated annealing (random for the
     /// first 8 configs).
     Xgb,
@@ -60,8 +55,8 @@ struct Args {
     #[arg(long, default_value_t = 256)]
     k: i64,
     /// The tuner.
-    #[arg(long, value_enum, default_value_t = TunerKind::Xgb)]
-    tuner: TunerKind,
+    #[arg(long, value_enum, default_value_t = TunerArg::Xgb)]
+    tuner: TunerArg,
     /// The tuning log: appended to, and resumed from when it exists.
     #[arg(long, default_value = "quickstart.tunelog")]
     log: PathBuf,
@@ -98,9 +93,8 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
-    if std::env::args().nth(1).as_deref() == Some(WORKER_ARG) {
-        return serve_worker().context("measurement worker");
-    }
+    // Started as the measurement worker, this serves candidates and exits; else it returns.
+    looptune::serve_worker_if_requested();
     let args = Args::parse();
     if !(args.seconds.is_finite() && args.seconds >= 0.0) {
         bail!(
@@ -109,70 +103,41 @@ fn run() -> Result<()> {
         );
     }
 
-    // 1. The backend (C through the system compiler when one works, else Cranelift), the
-    //    workload and its task: the register-tiled matmul template, its space sized for the
-    //    backend's vectors. One thread: the kernel and the log's records are single-threaded.
-    let selected = select(BackendChoice::Auto)?;
-    if let Some(note) = &selected.note {
+    // 1. Tune into the log: the backend is `auto` (C through the system compiler when one
+    //    works, else Cranelift), the register-tiled matmul template's space is sized for its
+    //    vectors, one thread.
+    let workload = Workload::matmul(args.m, args.n, args.k);
+    let mut lines = Lines;
+    let tuned = Tuning::new(workload)
+        .tuner(match args.tuner {
+            TunerArg::Xgb => TunerKind::Xgb,
+            TunerArg::Random => TunerKind::Random,
+        })
+        .seed(args.seed)
+        .trials(args.trials)
+        .time_budget(Duration::from_secs_f64(args.seconds))
+        .log(&args.log)
+        // Fewer and shorter repeats than `looptune tune`: more configs in a short budget.
+        .measure_options(MeasureOptions {
+            repeat: 3,
+            min_repeat_ms: 20.0,
+            ..MeasureOptions::default()
+        })
+        .observer(&mut lines)
+        .run()?;
+    for note in tuned.notes() {
         eprintln!("{note}");
     }
-    let backend = selected.backend;
-    let target = Target::host().with_threads(1);
-    let workload = Workload::Matmul(MatmulParams {
-        m: args.m,
-        n: args.n,
-        k: args.k,
-        transpose_b: false,
-    });
-    let task = task_for(workload, backend.as_ref(), &target)
-        .with_context(|| format!("building the task of `{workload}`"))?;
+    let report = &tuned.report;
     println!(
-        "workload    {workload} ({} template, {} raw points)",
-        task.template_name(),
-        task.space().size()
+        "workload    {workload} ({} raw points in its space)",
+        tuned.task.space().size()
     );
-
-    // 2. Tune into the log.
-    // The log resumed from (nothing yet on a first run).
-    let contents =
-        read_log_to_resume(&args.log).with_context(|| format!("reading {}", args.log.display()))?;
-    for warning in &contents.warnings {
-        eprintln!("warning: {warning}");
-    }
-    let existing = contents.records;
-    let mut writer =
-        LogWriter::open(&args.log).with_context(|| format!("opening {}", args.log.display()))?;
-    let mut measurer = measurer(&target, &backend)?;
-    let mut tuner: Box<dyn Tuner + '_> = match args.tuner {
-        TunerKind::Xgb => Box::new(XgbTuner::with_defaults(&task, args.seed)?),
-        TunerKind::Random => Box::new(RandomTuner::new(task.space(), args.seed)),
-    };
-    let context = RecordContext::new(
-        &workload,
-        TargetFingerprint::new(&target, backend.as_ref()),
-        tuner.name(),
-    );
-    let options = TuneOptions {
-        trials: args.trials,
-        batch_size: 8,
-        time_budget: Some(Duration::from_secs_f64(args.seconds)),
-        ..TuneOptions::default()
-    };
-    let report = tune(
-        &task,
-        tuner.as_mut(),
-        &mut measurer,
-        &mut writer,
-        &context,
-        &existing,
-        &options,
-        &mut Lines,
-    )?;
     println!(
         "tuned       {} configs ({} failed, {} resumed from the log), stopped: {}",
         report.trials, report.errors, report.resumed, report.stop_reason
     );
-    let Some(best) = report.best else {
+    let Some(best) = &report.best else {
         bail!("no config passed its check; nothing to call");
     };
     println!(
@@ -180,12 +145,10 @@ fn run() -> Result<()> {
         best.gflops
     );
 
-    // 3. Compile the best config for this machine.
-    let config = task.space().from_values(&best.values)?;
-    println!("config      {config}");
-    let kernel = backend.compile(&task.lower(&config)?, &target)?;
+    // 2. The best config, compiled for this machine, called on our own buffers and checked
+    //    against a plain triple loop.
+    let kernel = tuned.best_kernel()?;
 
-    // 4. Call it on our own buffers and check it against a plain triple loop.
     let (m, n, k) = (args.m as usize, args.n as usize, args.k as usize);
     let a: Vec<f32> = (0..m * k)
         .map(|index| ((index * 7 % 23) as f32 - 11.0) / 11.0)
@@ -215,7 +178,7 @@ fn run() -> Result<()> {
         c.len()
     );
 
-    // 5. Time it.
+    // 3. Time it.
     let flops = workload.flops();
     let per_call = Duration::from_secs_f64(
         time_in_process(&MeasureOptions::default(), || {
@@ -231,25 +194,6 @@ fn run() -> Result<()> {
     );
     println!("log         {}", args.log.display());
     Ok(())
-}
-
-/// A measurer whose worker is this executable.
-fn measurer(target: &Target, backend: &std::sync::Arc<dyn Backend>) -> Result<Measurer> {
-    let exe = std::env::current_exe().context("locating this example for its worker")?;
-    let options = MeasureOptions {
-        // Fewer and shorter repeats than `looptune tune`: more configs in a short budget.
-        repeat: 3,
-        min_repeat_ms: 20.0,
-        timeout: Duration::from_secs(10),
-        ..MeasureOptions::default()
-    }
-    .with_isolation(Isolation::Worker);
-    Ok(Measurer::new(
-        options,
-        target.clone(),
-        std::sync::Arc::clone(backend),
-        Some(WorkerCommand::new(exe).arg(WORKER_ARG)),
-    )?)
 }
 
 /// `C = A · B` the obvious way, accumulating in `f64`.

@@ -18,7 +18,14 @@
 //! - [`log`]: the JSON-lines tuning log, queries over it, deploy-time dispatch and the bincode
 //!   deploy database.
 //! - `tune` (feature `tune`, on by default): tuners, the XGBoost cost model and the tuning
-//!   loop. Without it nothing links XGBoost.
+//!   loop. Without it nothing links XGBoost or a command-line crate.
+//!
+//! Three modules of this package are policy over those crates rather than re-exports, because
+//! only this package knows both backends: `tuning` (feature `tune`: [`Tuning`], the
+//! high-level tuning API), [`measuring`] (the measurer and where its worker process comes
+//! from) and [`deploy`] (a log's or database's best kernel for a workload, or a said fallback).
+//! The README's library example, tuning a matmul and calling its best kernel, is a doc test of
+//! this crate.
 //!
 //! ```
 //! use looptune::{lower, Backend, CraneliftBackend, Layout, Schedule, Target, Workload};
@@ -41,6 +48,11 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod deploy;
+pub mod measuring;
+pub mod task;
+#[cfg(feature = "tune")]
+pub mod tuning;
 
 pub use looptune_cc as cc;
 pub use looptune_ir as ir;
@@ -52,9 +64,26 @@ pub use looptune_space as space;
 pub use looptune_tune as tune;
 
 pub use backend::BackendChoice;
+pub use deploy::{best_config, best_kernel, DeployError, Deployed, KernelCache, Origin};
 pub use looptune_cc::CBackend;
 pub use looptune_ir::{lower, IrError, Layout, LoopNest, LowerError, Program, Schedule, Workload};
 pub use looptune_jit::CraneliftBackend;
+pub use looptune_log::{
+    DeployDb, Dispatcher, LogError, LogWriter, Record, RecordContext, TargetFingerprint,
+};
 pub use looptune_runtime::{
     Backend, Kernel, MeasureInput, MeasureOptions, MeasureResult, Measurer, Target,
 };
+pub use looptune_space::{Config, ConfigSpace, CustomTask, Task, TaskKey};
+#[cfg(feature = "tune")]
+pub use looptune_tune::{Observer, Progress, StopReason, TuneOptions, TuneReport, TunerKind};
+pub use measuring::{serve_worker_if_requested, WorkerChoice};
+pub use task::{Tunable, TunedTask};
+#[cfg(feature = "tune")]
+pub use tuning::{Tuning, TuningError, TuningReport};
+
+/// The README's code blocks, run as doc tests: its library example tunes a small matmul and
+/// calls its best kernel, so the README cannot drift from the API.
+#[cfg(all(doctest, feature = "tune"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

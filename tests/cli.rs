@@ -3,6 +3,8 @@
 //! These tests check the contract of the command line (what is printed where, which exit code)
 //! rather than the details of lowering, which `looptune-ir`'s snapshot tests cover.
 
+#![forbid(unsafe_code)]
+
 use std::process::{Command, Output};
 
 /// The workloads of issue 2's command-line section: one per operator.

@@ -1,6 +1,8 @@
 //! `looptune tune-compare` on a tiny budget: the shape of its JSON rows, the measurement cache,
 //! the log it writes and resumes from, and transfer from another shape.
 
+#![forbid(unsafe_code)]
+
 use std::process::{Command, Output};
 
 const TINY: &[&str] = &[

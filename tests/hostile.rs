@@ -6,6 +6,8 @@
 //! Each case is small: the workloads are tiny or refused before anything is built, and cases
 //! that measure use `--backend cranelift` with a trial or two.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! `looptune report`, run as a user runs it: a small synthetic tuning log in, an SVG or an HTML
 //! page out, and clear errors for a missing log, an unknown extension and an empty log.
 
+#![forbid(unsafe_code)]
+
 use looptune::log::{LogWriter, Record, RecordContext, TargetFingerprint};
 use looptune::runtime::measure::{Costs, MeasureError, MeasureErrorKind, MeasureResult};
 use looptune::{CraneliftBackend, Target, Workload};

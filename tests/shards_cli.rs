@@ -3,6 +3,8 @@
 //! shards' logs merged with `looptune merge`, a second round that transfers from the merge, a
 //! shard killed mid-run and rerun, and the refusals of bad shard specs and merge outputs.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

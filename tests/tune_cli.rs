@@ -1,6 +1,8 @@
 //! `looptune tune`, `best`, `merge` and `export-db` run as a user would, on small workloads with
 //! cheap measurement options; including a `kill -9` of a tuning run and the rerun that follows.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

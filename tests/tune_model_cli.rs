@@ -1,6 +1,8 @@
 //! `looptune tune-model` run as a user would, on the first layers of MobileNet with a tiny
 //! budget and cheap measurement options: the report's shape, and a rerun that resumes.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -6,7 +6,8 @@
 //! that workload (with each seed's count, and as a multiple of `random`'s median), and the median
 //! best after 200 trials (after `--trials`, when fewer).
 //!
-//! The runs of a workload advance in lockstep, one batch each in turn, so that the load of a
+//! Each run is the library's tuning loop (`TuningRun`), stepped by this command. The runs of a
+//! workload advance in lockstep, one batch each in turn, so that the load of a
 //! shared machine drifting during the comparison does not favour the runs that happened to go
 //! first. Every config is measured once per workload: a config that several tuners or seeds propose is
 //! timed the first time and its result (throughput or failure) serves every later proposal. This
@@ -24,15 +25,18 @@
 use super::input;
 use super::logs::{read_with_warnings, records_to_resume};
 use super::measuring::{measurer, MeasureArgs};
-use super::tune::{transfer_set, BuiltTuner, TunerKind};
+use super::tune::tuner_parser;
 use anyhow::Context;
 use clap::Args;
 use looptune::log::{measured, LogWriter, Record, RecordContext, TargetFingerprint};
-use looptune::runtime::{Measurer, Target};
-use looptune::space::{Config, Task};
-use looptune::tune::{TransferSet, Trial, TuningTask};
-use looptune::Workload;
-use std::collections::{HashMap, HashSet};
+use looptune::runtime::measure::Costs;
+use looptune::runtime::{
+    MeasureError, MeasureErrorKind, MeasureInput, MeasureResult, Measurer, MemoryError, Target,
+};
+use looptune::space::Config;
+use looptune::tune::{BuiltTuner, Measure, NoLog, TransferSet, TuneOptions, TunerKind, TuningRun};
+use looptune::{Program, Workload};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -65,7 +69,7 @@ pub struct CompareArgs {
     #[arg(long)]
     reference: bool,
     /// A tuner to compare (repeat the flag for several); default: random and xgb.
-    #[arg(long = "tuner", value_enum)]
+    #[arg(long = "tuner", value_parser = tuner_parser())]
     tuners: Vec<TunerKind>,
     /// Seeds per tuner (0, 1, ...).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
@@ -104,124 +108,97 @@ struct Row {
     curves: Vec<Vec<f64>>,
 }
 
-/// Measurements of one workload, each config measured once (see the module doc).
+/// Measurements of one workload, each config measured once (see the module doc): the
+/// [`Measure`] every run of the workload goes through.
 struct Cache<'a> {
-    task: &'a Task,
+    measurer: &'a mut Measurer,
+    flops: f64,
     results: HashMap<u128, Option<f64>>,
     measured: usize,
     served: usize,
     measure_time: Duration,
     log: Option<(&'a mut LogWriter, RecordContext)>,
+    /// Records of new measurements not yet appended to the log.
+    pending: Vec<Record>,
 }
 
 impl Cache<'_> {
-    /// The throughput of every config of `batch` (`None` for a failure), measuring the new ones
-    /// and logging them.
-    fn measure(
-        &mut self,
-        measurer: &mut Measurer,
-        batch: &[Config],
-    ) -> anyhow::Result<Vec<Option<f64>>> {
-        let mut records = Vec::new();
-        let mut out = Vec::with_capacity(batch.len());
-        // The configs not measured yet, prepared together (the C backend compiles them in
-        // parallel); the loop below measures them one by one.
-        let fresh: Vec<_> = batch
-            .iter()
-            .filter(|config| !self.results.contains_key(&config.index()))
-            .filter_map(|config| self.task.measure_input(config).ok())
-            .collect();
-        measurer.prepare(&fresh);
-        for config in batch {
-            self.served += 1;
-            if let Some(&known) = self.results.get(&config.index()) {
-                out.push(known);
-                continue;
-            }
-            let started = Instant::now();
-            let started_at = SystemTime::now();
-            let gflops = match self.task.measure_input(config) {
-                Ok(input) => {
-                    let result = measurer.measure_one(&input);
-                    let gflops = result
-                        .outcome
-                        .as_ref()
-                        .ok()
-                        .map(|costs| costs.gflops(self.task.flops()))
-                        .filter(|gflops| gflops.is_finite());
-                    if let Some((_, context)) = &self.log {
-                        records.push(Record::from_measurement(
-                            context,
-                            config.index(),
-                            config.to_values(),
-                            &result,
-                            started_at,
-                            SystemTime::now(),
-                        ));
-                    }
-                    gflops
-                }
-                Err(_) => None,
-            };
-            self.measure_time += started.elapsed();
-            self.measured += 1;
-            self.results.insert(config.index(), gflops);
-            out.push(gflops);
-        }
+    /// Appends the new measurements since the last call to the log, in one write.
+    fn flush(&mut self) -> anyhow::Result<()> {
         if let Some((writer, _)) = &mut self.log {
-            if !records.is_empty() {
-                writer.append_batch(&records)?;
+            if !self.pending.is_empty() {
+                writer.append_batch(&self.pending)?;
             }
         }
-        Ok(out)
+        self.pending.clear();
+        Ok(())
     }
 }
 
-/// One run of one tuner and seed, advanced a batch at a time.
+impl Measure for Cache<'_> {
+    fn check_memory(&self, key: &str, program: &Program) -> Result<(), MemoryError> {
+        self.measurer.check_memory(key, program)
+    }
+
+    fn prepare(&mut self, batch: &[(&Config, &MeasureInput)]) {
+        // The configs not measured yet, prepared together (the C backend compiles them in
+        // parallel); `measure` then measures them one by one.
+        let fresh = batch
+            .iter()
+            .filter(|(config, _)| !self.results.contains_key(&config.index()))
+            .map(|(_, input)| *input);
+        Measurer::prepare(self.measurer, fresh);
+    }
+
+    fn measure(&mut self, config: &Config, input: &MeasureInput) -> MeasureResult {
+        self.served += 1;
+        if let Some(&known) = self.results.get(&config.index()) {
+            return known_result(known, self.flops);
+        }
+        let started = Instant::now();
+        let started_at = SystemTime::now();
+        let result = self.measurer.measure_one(input);
+        let gflops = result
+            .outcome
+            .as_ref()
+            .ok()
+            .map(|costs| costs.gflops(self.flops))
+            .filter(|gflops| gflops.is_finite());
+        if let Some((_, context)) = &self.log {
+            self.pending.push(Record::from_measurement(
+                context,
+                config.index(),
+                config.to_values(),
+                &result,
+                started_at,
+                SystemTime::now(),
+            ));
+        }
+        self.measure_time += started.elapsed();
+        self.measured += 1;
+        self.results.insert(config.index(), gflops);
+        result
+    }
+}
+
+/// A measurement served from the cache: the throughput it had, or a failure.
+fn known_result(gflops: Option<f64>, flops: f64) -> MeasureResult {
+    MeasureResult::known(match gflops {
+        Some(gflops) if gflops > 0.0 => Ok(Costs::at_throughput(gflops, flops)),
+        _ => Err(MeasureError::new(
+            MeasureErrorKind::RuntimeError,
+            "failed when first measured (served from tune-compare's cache)",
+        )),
+    })
+}
+
+/// One run of one tuner and seed: the library's tuning loop, advanced a batch at a time.
 struct Run<'t> {
     name: String,
     seed: u64,
     tuner: BuiltTuner<'t>,
-    proposed: HashSet<u128>,
-    /// Best throughput after each trial (0 before anything succeeded).
-    curve: Vec<f64>,
-    finished: bool,
-}
-
-impl Run<'_> {
-    /// Proposes, measures (through `cache`) and learns one batch; false once the run is over
-    /// (its trials done or its tuner out of proposals).
-    fn step(
-        &mut self,
-        cache: &mut Cache<'_>,
-        measurer: &mut Measurer,
-        trials: usize,
-        batch_size: usize,
-    ) -> anyhow::Result<bool> {
-        if self.finished || self.curve.len() >= trials {
-            self.finished = true;
-            return Ok(false);
-        }
-        let tuner = self.tuner.as_tuner();
-        let wanted = batch_size.min(trials - self.curve.len());
-        let proposed = &self.proposed;
-        let batch = tuner.next_batch(wanted, &|index| proposed.contains(&index));
-        if batch.is_empty() {
-            self.finished = true;
-            return Ok(false);
-        }
-        let results = cache.measure(measurer, &batch)?;
-        let mut best = self.curve.last().copied().unwrap_or(0.0);
-        let mut measured = Vec::with_capacity(batch.len());
-        for (config, gflops) in batch.into_iter().zip(results) {
-            self.proposed.insert(config.index());
-            best = best.max(gflops.unwrap_or(0.0));
-            self.curve.push(best);
-            measured.push(Trial { config, gflops });
-        }
-        tuner.update(&measured);
-        Ok(true)
-    }
+    run: TuningRun<'t>,
+    stopped: bool,
 }
 
 /// The trial (from 1) at which `curve` first reaches `target`, if it does.
@@ -373,16 +350,18 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         let workload = *task.workload();
         let context = RecordContext::new(&workload, fingerprint.clone(), "tune-compare");
         let mut cache = Cache {
-            task,
+            measurer: &mut measurer,
+            flops: task.flops(),
             results: HashMap::new(),
             measured: 0,
             served: 0,
             measure_time: Duration::ZERO,
-            log: writer.as_mut().map(|writer| (writer, context)),
+            log: writer.as_mut().map(|writer| (writer, context.clone())),
+            pending: Vec::new(),
         };
         // The log's results for this workload and target fill the cache.
-        let known = measured(&existing, &workload, &fingerprint);
-        let key = workload.to_string();
+        let known = measured(&existing, workload, &fingerprint);
+        let key = looptune::TaskKey::of_workload(&workload);
         for record in &existing {
             if record.is_of_task(&key, &fingerprint) && known.contains_index(record.config_index) {
                 cache
@@ -394,7 +373,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         let reused = cache.results.len();
         let transfer: Option<TransferSet> = transfer_records
             .as_ref()
-            .map(|records| transfer_set(task, records, &target, selected.backend.as_ref()));
+            .map(|records| TransferSet::from_records(task, records, &fingerprint));
         if let Some(set) = &transfer {
             eprintln!(
                 "{workload}: transfer from {} rows of {} other workloads ({} skipped)",
@@ -405,13 +384,19 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         }
         let mut kinds: Vec<(TunerKind, String, Option<&TransferSet>)> = tuners
             .iter()
-            .map(|&kind| (kind, tuner_name(kind).to_string(), None))
+            .map(|&kind| (kind, kind.name().to_string(), None))
             .collect();
         if let Some(set) = &transfer {
             kinds.push((TunerKind::Xgb, "xgb+transfer".to_string(), Some(set)));
         }
         // All runs advance in lockstep, a batch each in turn, so that a change in the machine's
         // load during the comparison falls on every tuner and seed alike.
+        // Tuners are compared by their trial curves: no finalists.
+        let options = TuneOptions {
+            trials,
+            batch_size,
+            ..TuneOptions::default()
+        };
         let mut runs = Vec::new();
         for (kind, name, transfer) in kinds {
             for seed in 0..seeds {
@@ -419,24 +404,32 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
                     name: name.clone(),
                     seed,
                     tuner: BuiltTuner::new(kind, task, seed, transfer.cloned())?,
-                    proposed: HashSet::new(),
-                    curve: Vec::with_capacity(trials),
-                    finished: false,
+                    run: TuningRun::new(task, &context, &[], options.clone())?,
+                    stopped: false,
                 });
             }
         }
         let mut round = 0;
         loop {
             let mut progressed = false;
-            for run in &mut runs {
-                progressed |= run.step(&mut cache, &mut measurer, trials, batch_size)?;
+            for run in runs.iter_mut().filter(|run| !run.stopped) {
+                let stop = run
+                    .run
+                    .step(run.tuner.as_tuner(), &mut cache, &mut NoLog, &mut ())?;
+                run.stopped = stop.is_some();
+                progressed |= !run.stopped;
             }
+            cache.flush()?;
             if !progressed {
                 break;
             }
             round += 1;
             if round % 5 == 0 {
-                let trials_done = runs.iter().map(|run| run.curve.len()).max().unwrap_or(0);
+                let trials_done = runs
+                    .iter()
+                    .map(|run| run.run.curve().len())
+                    .max()
+                    .unwrap_or(0);
                 eprintln!(
                     "{workload}: {trials_done} trials per run, {} measured, {:.0} s",
                     cache.measured,
@@ -446,19 +439,20 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         }
         let mut workload_rows: Vec<Row> = Vec::new();
         for run in runs {
+            let curve = run.run.curve().to_vec();
             eprintln!(
                 "{workload} {} seed {}: {} trials, best {:.2} GFLOP/s",
                 run.name,
                 run.seed,
-                run.curve.len(),
-                run.curve.last().copied().unwrap_or(0.0)
+                curve.len(),
+                curve.last().copied().unwrap_or(0.0)
             );
             match workload_rows.last_mut() {
-                Some(row) if row.tuner == run.name => row.curves.push(run.curve),
+                Some(row) if row.tuner == run.name => row.curves.push(curve),
                 _ => workload_rows.push(Row {
                     workload,
                     tuner: run.name,
-                    curves: vec![run.curve],
+                    curves: vec![curve],
                 }),
             }
         }
@@ -554,15 +548,6 @@ fn ratio_text(median: Option<f64>, random: Option<f64>) -> String {
     match (median, random) {
         (Some(median), Some(random)) if random > 0.0 => format!("{:.2}x", median / random),
         _ => "-".to_string(),
-    }
-}
-
-fn tuner_name(kind: TunerKind) -> &'static str {
-    match kind {
-        TunerKind::Random => "random",
-        TunerKind::Grid => "grid",
-        TunerKind::Xgb => "xgb",
-        TunerKind::Ga => "ga",
     }
 }
 

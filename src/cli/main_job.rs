@@ -12,9 +12,9 @@
 
 use super::backends::BackendArgs;
 use super::logs::read_with_warnings;
-use super::measuring::measurer;
+use super::measuring::{measurer, worker};
 use super::report::{self, Peaks};
-use super::tune::{Session, TunerKind};
+use super::tune::Bar;
 use anyhow::Context;
 use looptune::ir::ops::MatmulParams;
 use looptune::ir::random::random_inputs;
@@ -22,8 +22,8 @@ use looptune::runtime::baseline::{sgemm, BaselineError};
 use looptune::runtime::measure::time_in_process;
 use looptune::runtime::{MeasureOptions, Target};
 use looptune::space::Task;
-use looptune::tune::{Finalists, TuneOptions, TuningTask};
-use looptune::Workload;
+use looptune::tune::{TunerKind, TuningTask};
+use looptune::{Tuning, Workload};
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
@@ -39,6 +39,9 @@ const DEFAULT_LOG: &str = "looptune-default.tunelog";
 
 /// The report the main job writes next to its log.
 const DEFAULT_REPORT: &str = "looptune-default.svg";
+
+/// Most trials per workload: the time budget ends the run first.
+const TRIALS: usize = 10_000;
 
 /// Seconds of tuning per workload.
 const SECONDS_PER_WORKLOAD: f64 = 25.0;
@@ -65,32 +68,32 @@ pub fn run(backend: &BackendArgs) -> anyhow::Result<()> {
         let mut rows = Vec::new();
         for text in DEFAULT_WORKLOADS {
             let workload: Workload = text.parse()?;
-            let task = looptune::backend::task_for(workload, selected.backend.as_ref(), &target)
-                .with_context(|| format!("building the task of `{workload}`"))?;
-            let session = Session {
-                task: &task,
-                backend: &selected.backend,
-                tuner: TunerKind::Random,
-                seed: 0,
-                threads,
-                log,
-                options: TuneOptions {
-                    trials: 10_000,
-                    batch_size: 8,
-                    early_stopping: None,
-                    time_budget: Some(Duration::from_secs_f64(SECONDS_PER_WORKLOAD)),
-                    finalists: Finalists::default(),
-                },
-                measure: measure.clone(),
-                in_process: false,
-            };
-            let (report, _) = session.run()?;
+            let mut bar = Bar::new(TRIALS, &workload);
+            let tuned = Tuning::new(workload)
+                .selected_backend(selected.clone())
+                .tuner(TunerKind::Random)
+                .threads(threads)
+                .log(log)
+                .trials(TRIALS)
+                .time_budget(Duration::from_secs_f64(SECONDS_PER_WORKLOAD))
+                .measure_options(measure.clone())
+                .worker(worker(false)?)
+                .observer(&mut bar)
+                .run()?;
+            bar.finish();
+            for warning in &tuned.warnings {
+                eprintln!("warning: {warning}");
+            }
+            let task = tuned
+                .task
+                .builtin()
+                .context("the main job tunes built-in workloads")?;
             let fallback = task
                 .fallback_config()
                 .context("the template's fallback config")?;
             let mut fallback_measurer =
                 measurer(&target, &selected.backend, measure.clone(), false)?;
-            let input = task.measure_input(&fallback).map_err(anyhow::Error::msg)?;
+            let input = task.measure_input(&fallback)?;
             let fallback_gflops = match fallback_measurer.measure_one(&input).outcome {
                 Ok(costs) => Some(costs.gflops(task.flops())),
                 Err(error) => {
@@ -100,13 +103,13 @@ pub fn run(backend: &BackendArgs) -> anyhow::Result<()> {
             };
             let sgemm_gflops = match workload {
                 Workload::Matmul(params) => {
-                    Some(sgemm_gflops(&task, &params, &measure).with_context(|| {
+                    Some(sgemm_gflops(task, &params, &measure).with_context(|| {
                         format!("timing matrixmultiply's sgemm on `{workload}`")
                     })?)
                 }
                 _ => None,
             };
-            rows.push((workload, report, fallback_gflops, sgemm_gflops));
+            rows.push((workload, tuned.report, fallback_gflops, sgemm_gflops));
         }
         Ok(rows)
     })?;

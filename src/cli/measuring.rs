@@ -4,7 +4,8 @@
 use super::Usage;
 use anyhow::Context;
 use clap::Args;
-use looptune::runtime::measure::{Isolation, WorkerCommand, MAX_MIN_REPEAT_MS, MAX_TIMEOUT};
+use looptune::measuring::WorkerChoice;
+use looptune::runtime::measure::{WorkerCommand, MAX_MIN_REPEAT_MS, MAX_TIMEOUT};
 use looptune::runtime::{Backend, MeasureOptions, Measurer, Target};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,27 +59,25 @@ impl MeasureArgs {
     }
 }
 
-/// The measurer of a tuning run, compiling with `backend`: a worker process running this
-/// binary's `worker` subcommand, unless `in_process`.
+/// Where this binary's tuning commands measure: a worker process running this binary's hidden
+/// `worker` subcommand, unless `in_process`.
+pub fn worker(in_process: bool) -> anyhow::Result<WorkerChoice> {
+    if in_process {
+        return Ok(WorkerChoice::InProcess);
+    }
+    let exe = std::env::current_exe().context("locating the looptune binary for the worker")?;
+    Ok(WorkerChoice::Use(WorkerCommand::new(exe).arg("worker")))
+}
+
+/// The measurer of a tuning run, compiling with `backend`: the library's
+/// ([`looptune::measuring::measurer`]) with this binary as the worker, unless `in_process`.
 pub fn measurer(
     target: &Target,
     backend: &Arc<dyn Backend>,
     measure: MeasureOptions,
     in_process: bool,
 ) -> anyhow::Result<Measurer> {
-    let (isolation, worker) = if in_process {
-        (Isolation::InProcess, None)
-    } else {
-        let exe = std::env::current_exe().context("locating the looptune binary for the worker")?;
-        (
-            Isolation::Worker,
-            Some(WorkerCommand::new(exe).arg("worker")),
-        )
-    };
-    Ok(Measurer::new(
-        measure.with_isolation(isolation),
-        target.clone(),
-        Arc::clone(backend),
-        worker,
-    )?)
+    let (measurer, _) =
+        looptune::measuring::measurer(target, backend, measure, &worker(in_process)?)?;
+    Ok(measurer)
 }

@@ -544,27 +544,10 @@ mod tests {
             TargetFingerprint::new(&target, &CraneliftBackend::new()),
             tuner,
         );
-        let outcome = match gflops {
-            Some(gflops) => {
-                let seconds = workload.flops() / (gflops * 1e9);
-                Ok(Costs {
-                    median_s: seconds,
-                    min_s: seconds,
-                    number: 1,
-                    repeat: 1,
-                    all_s: vec![seconds],
-                })
-            }
+        let result = MeasureResult::known(match gflops {
+            Some(gflops) => Ok(Costs::at_throughput(gflops, workload.flops())),
             None => Err(MeasureError::new(MeasureErrorKind::WrongAnswer, "off")),
-        };
-        let result = MeasureResult {
-            outcome,
-            compile_ms: None,
-            check_ms: None,
-            reference_ms: 0.0,
-            checked_elements: 0,
-            total_ms: 0.0,
-        };
+        });
         let mut record =
             Record::from_measurement(&context, 0, Vec::new(), &result, UNIX_EPOCH, UNIX_EPOCH);
         // Exactly the throughput asked for, not its round trip through seconds.

@@ -20,10 +20,10 @@ use super::input::{self, Usage};
 use super::schedule::ScheduleArgs;
 use anyhow::{bail, Context};
 use clap::Args;
-use looptune::runtime::measure::{CheckMode, Isolation};
+use looptune::runtime::measure::CheckMode;
 use looptune::runtime::{
     Backend, Costs, MeasureError, MeasureErrorKind, MeasureInput, MeasureOptions, MeasureResult,
-    Measurer, Target, WorkerCommand,
+    Measurer, Target,
 };
 use looptune::{lower, Layout};
 use std::sync::Arc;
@@ -198,17 +198,13 @@ fn measurer(
     } else {
         CheckMode::Auto
     };
-    let mut options = MeasureOptions::default()
+    let options = MeasureOptions::default()
         .with_timeout(TIMEOUT)
         .with_check(check);
-    let worker = if args.isolate {
-        let exe = std::env::current_exe().context("finding this executable to start a worker")?;
-        Some(WorkerCommand::new(exe).arg("worker"))
-    } else {
-        options = options.with_isolation(Isolation::InProcess);
-        None
-    };
-    Measurer::new(options, target, Arc::clone(backend), worker).context("setting up the measurer")
+    let worker = super::measuring::worker(!args.isolate)?;
+    let (measurer, _) = looptune::measuring::measurer(&target, backend, options, &worker)
+        .context("setting up the measurer")?;
+    Ok(measurer)
 }
 
 /// Compiles, checks, times and prints; see the module documentation.

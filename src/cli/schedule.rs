@@ -136,60 +136,36 @@ pub fn from_log(
     parallel: bool,
     backend: &dyn Backend,
 ) -> anyhow::Result<FromLog> {
-    use anyhow::Context;
-    use looptune::log::{Dispatcher, Source, TargetFingerprint};
+    use looptune::deploy::{best_config, Origin};
+    use looptune::log::Source;
     use looptune::runtime::Target;
 
-    let spaces = looptune::backend::TodaysSpaces::default();
-    let dispatcher = Dispatcher::from_logs_where(&[log], |record| spaces.fits(record))
-        .with_context(|| format!("reading {}", log.display()))?;
-    for warning in dispatcher.load_warnings() {
-        eprintln!("warning: {warning}");
-    }
     let threads = if parallel {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         1
     };
     let target = Target::host().with_threads(threads);
-    let task = looptune::backend::task_for(*workload, backend, &target)
-        .with_context(|| format!("building the task of `{workload}`"))?;
-    let fingerprint = TargetFingerprint::new(&target, backend);
-    let fallback = task
-        .fallback_config()
-        .context("the template's fallback config")?;
-    let dispatch = dispatcher.best(workload, &fingerprint, || fallback.to_values());
-    for warning in &dispatch.warnings {
+    let chosen = best_config(log, workload, backend, &target)?;
+    for warning in &chosen.warnings {
         eprintln!("warning: {warning}");
     }
-    let tuned = !matches!(dispatch.source, Source::Fallback);
-    match &dispatch.source {
-        Source::Exact => eprintln!("config: best of {} for this target", log.display()),
-        Source::CompatibleTarget { differences, .. } => {
-            eprintln!(
-                "config: best of {} for a compatible target ({})",
-                log.display(),
-                differences.join(", ")
-            )
-        }
-        _ => eprintln!(
-            "config: the template's fallback (nothing for `{workload}` in {})",
-            log.display()
+    match &chosen.origin {
+        Origin::Tuned {
+            source: Source::CompatibleTarget { differences, .. },
+            ..
+        } => eprintln!(
+            "config: best of {} for a compatible target ({})",
+            log.display(),
+            differences.join(", ")
         ),
+        Origin::Tuned { .. } => eprintln!("config: best of {} for this target", log.display()),
+        Origin::Fallback { reason } => eprintln!("config: the template's fallback ({reason})"),
     }
-    let config = task
-        .space()
-        .from_values(&dispatch.config)
-        .with_context(|| {
-            format!(
-                "the config recorded in {} does not fit today's space",
-                log.display()
-            )
-        })?;
     Ok(FromLog {
-        schedule: task.schedule(&config)?,
-        config,
-        tuned,
+        schedule: chosen.task.schedule(&chosen.config)?,
+        tuned: chosen.origin.is_tuned(),
+        config: chosen.config,
     })
 }
 

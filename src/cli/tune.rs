@@ -7,94 +7,18 @@
 
 use super::backends::BackendArgs;
 use super::input;
-use super::logs::records_to_resume;
-use super::measuring::{measurer, MeasureArgs};
-use anyhow::Context;
-use clap::{Args, ValueEnum};
+use super::measuring::{worker, MeasureArgs};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use looptune::log::Record;
-use looptune::log::{LogWriter, RecordContext, TargetFingerprint};
-use looptune::runtime::{Backend, MeasureOptions, Target};
-use looptune::space::Task;
-use looptune::tune::{
-    tune, Finalists, GaTuner, GridTuner, Observer, Progress, RandomTuner, TransferSet, TuneOptions,
-    TuneReport, Tuner, XgbTuner, XgbTunerStats,
-};
+use looptune::tune::{Finalists, Observer, Progress, TunerKind};
+use looptune::{Tuning, Workload};
 use std::path::PathBuf;
 
-/// Which tuner proposes configs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum TunerKind {
-    /// Uniform sampling without replacement.
-    Random,
-    /// The space in index order.
-    Grid,
-    /// XGBoost over loop-nest features, searched by simulated annealing.
-    Xgb,
-    /// Genetic: elites, crossover over knobs, mutation.
-    Ga,
-}
-
-/// A tuner of one of the kinds, kept concrete so that the model-guided one can report where
-/// its time went.
-pub enum BuiltTuner<'a> {
-    /// A model-free tuner.
-    Plain(Box<dyn Tuner + 'a>),
-    /// The model-guided tuner.
-    Xgb(Box<XgbTuner<'a>>),
-}
-
-impl<'a> BuiltTuner<'a> {
-    /// A tuner of `kind` for `task` from `seed`. The model-guided tuner is pre-trained on
-    /// `transfer` (records of other shapes of the operator) when it is given and not empty.
-    pub fn new(
-        kind: TunerKind,
-        task: &'a Task,
-        seed: u64,
-        transfer: Option<TransferSet>,
-    ) -> anyhow::Result<BuiltTuner<'a>> {
-        Ok(match kind {
-            TunerKind::Random => BuiltTuner::Plain(Box::new(RandomTuner::new(task.space(), seed))),
-            TunerKind::Grid => BuiltTuner::Plain(Box::new(GridTuner::new(task.space()))),
-            TunerKind::Ga => {
-                BuiltTuner::Plain(Box::new(GaTuner::with_defaults(task.space(), seed)))
-            }
-            TunerKind::Xgb => {
-                let tuner = XgbTuner::with_defaults(task, seed)?;
-                BuiltTuner::Xgb(Box::new(match transfer {
-                    Some(set) => tuner.with_transfer(set),
-                    None => tuner,
-                }))
-            }
-        })
-    }
-
-    /// The tuner, to drive.
-    pub fn as_tuner(&mut self) -> &mut (dyn Tuner + 'a) {
-        match self {
-            BuiltTuner::Plain(tuner) => tuner.as_mut(),
-            BuiltTuner::Xgb(tuner) => tuner.as_mut(),
-        }
-    }
-
-    /// Where the model-guided tuner spent its time; `None` for the others.
-    pub fn xgb_stats(&self) -> Option<&XgbTunerStats> {
-        match self {
-            BuiltTuner::Plain(_) => None,
-            BuiltTuner::Xgb(tuner) => Some(tuner.stats()),
-        }
-    }
-}
-
-/// Rows for transfer learning from `records` (a log's), for `task` on `target` with `backend`.
-pub fn transfer_set(
-    task: &Task,
-    records: &[Record],
-    target: &Target,
-    backend: &dyn Backend,
-) -> TransferSet {
-    let fingerprint = TargetFingerprint::new(target, backend);
-    TransferSet::from_records(task, records, &fingerprint)
+/// The tuner flag's values: the library's names, parsed by the library.
+pub fn tuner_parser() -> impl clap::builder::TypedValueParser<Value = TunerKind> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(TunerKind::ALL.map(TunerKind::name))
+        .try_map(|name| name.parse::<TunerKind>())
 }
 
 /// Arguments of `looptune tune`.
@@ -102,8 +26,10 @@ pub fn transfer_set(
 pub struct TuneArgs {
     /// The workload, `op:key=value,...` (see `looptune ops`).
     workload: String,
-    /// The tuner.
-    #[arg(long, value_enum, default_value_t = TunerKind::Random)]
+    /// The tuner: random (uniform sampling without replacement), grid (the space in index
+    /// order), xgb (XGBoost over loop-nest features, searched by simulated annealing) or ga
+    /// (genetic: elites, crossover over knobs, mutation).
+    #[arg(long, value_parser = tuner_parser(), default_value = "random")]
     tuner: TunerKind,
     /// Configs to measure in this run (configs already in the log do not count).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
@@ -149,8 +75,28 @@ pub struct TuneArgs {
     backend: BackendArgs,
 }
 
-/// An indicatif bar on stderr.
-struct Bar(ProgressBar);
+/// An indicatif bar on stderr, the observer of `tune` and the main job.
+pub struct Bar(ProgressBar);
+
+impl Bar {
+    /// A bar of `trials` for `workload`.
+    pub fn new(trials: usize, workload: &Workload) -> Bar {
+        let bar = ProgressBar::new(trials as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} trials, {msg} ({elapsed})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(format!("tuning {workload}"));
+        Bar(bar)
+    }
+
+    /// Removes the bar from the terminal.
+    pub fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
 
 impl Observer for Bar {
     fn batch_done(&mut self, progress: &Progress) {
@@ -167,84 +113,6 @@ impl Observer for Bar {
     }
 }
 
-/// One tuning session: a task tuned with a tuner into a log, measured in a worker (or in this
-/// process), with a progress bar on stderr. Shared by `looptune tune` and the main job.
-pub struct Session<'a> {
-    /// The task (its space sized for `backend`).
-    pub task: &'a Task,
-    /// The backend candidates are compiled with.
-    pub backend: &'a std::sync::Arc<dyn Backend>,
-    /// The tuner.
-    pub tuner: TunerKind,
-    /// Its seed.
-    pub seed: u64,
-    /// Threads of the target.
-    pub threads: usize,
-    /// The log appended to (and resumed from).
-    pub log: &'a std::path::Path,
-    /// Budgets.
-    pub options: TuneOptions,
-    /// How candidates are measured (isolation is set from `in_process`).
-    pub measure: MeasureOptions,
-    /// Measure in this process.
-    pub in_process: bool,
-}
-
-impl Session<'_> {
-    /// Tunes (transfer on), returning the report and the tuner's name.
-    pub fn run(&self) -> anyhow::Result<(TuneReport, String)> {
-        let (report, name, _) = self.run_with(true)?;
-        Ok((report, name))
-    }
-
-    /// Tunes, pre-training the `xgb` tuner on the log's other shapes when `transfer`; returns
-    /// the report, the tuner's name and, for `xgb`, where its time went.
-    pub fn run_with(
-        &self,
-        transfer: bool,
-    ) -> anyhow::Result<(TuneReport, String, Option<XgbTunerStats>)> {
-        let workload = *self.task.workload();
-        let target = Target::host().with_threads(self.threads);
-        // Lock the log before reading it, so that a second run on the same log is refused
-        // before it reads anything (and never measures what the first is measuring).
-        let mut writer =
-            LogWriter::open(self.log).with_context(|| format!("opening {}", self.log.display()))?;
-        let existing = records_to_resume(self.log)?;
-        let mut measurer = measurer(&target, self.backend, self.measure.clone(), self.in_process)?;
-        let transfer = (transfer && self.tuner == TunerKind::Xgb)
-            .then(|| transfer_set(self.task, &existing, &target, self.backend.as_ref()));
-        let mut built = BuiltTuner::new(self.tuner, self.task, self.seed, transfer)?;
-        let tuner = built.as_tuner();
-        let context = RecordContext::new(
-            &workload,
-            TargetFingerprint::new(&target, self.backend.as_ref()),
-            tuner.name(),
-        );
-        let bar = ProgressBar::new(self.options.trials as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} trials, {msg} ({elapsed})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.set_prefix(format!("tuning {workload}"));
-        let mut observer = Bar(bar);
-        let report = tune(
-            self.task,
-            tuner,
-            &mut measurer,
-            &mut writer,
-            &context,
-            &existing,
-            &self.options,
-            &mut observer,
-        )?;
-        observer.0.finish_and_clear();
-        let stats = built.xgb_stats().cloned();
-        Ok((report, context.tuner, stats))
-    }
-}
-
 /// Runs `looptune tune`.
 pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
     let workload = input::workload(&args.workload)?;
@@ -254,38 +122,42 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
     input::fits_in_memory(&workload)?;
     super::interrupt::install()?;
     let selected = args.backend.select()?;
-    let target = Target::host().with_threads(threads);
-    let task = looptune::backend::task_for(workload, selected.backend.as_ref(), &target)
-        .with_context(|| format!("building the task of `{workload}`"))?;
-    let session = Session {
-        task: &task,
-        backend: &selected.backend,
-        tuner: args.tuner,
-        seed: args.seed,
-        threads,
-        log: &args.log,
-        options: TuneOptions {
-            trials: args.trials as usize,
-            batch_size: args.batch_size as usize,
-            early_stopping: args.early_stop.map(|n| n as usize),
-            time_budget,
-            finalists: Finalists {
-                configs: args.finalists as usize,
-                rounds: args.finalist_rounds as usize,
-            },
-        },
-        measure,
-        in_process: args.measure.in_process,
-    };
-    let ((report, tuner, stats), peak) =
-        super::peak::bracketed(threads, || session.run_with(!args.no_transfer))?;
+    let mut bar = Bar::new(args.trials as usize, &workload);
+    let mut tuning = Tuning::new(workload)
+        .selected_backend(selected.clone())
+        .tuner(args.tuner)
+        .seed(args.seed)
+        .threads(threads)
+        .log(&args.log)
+        .trials(args.trials as usize)
+        .batch_size(args.batch_size as usize)
+        .measure_options(measure)
+        .worker(worker(args.measure.in_process)?)
+        .transfer(!args.no_transfer)
+        .finalists(Finalists {
+            configs: args.finalists as usize,
+            rounds: args.finalist_rounds as usize,
+        })
+        .observer(&mut bar);
+    if let Some(patience) = args.early_stop {
+        tuning = tuning.early_stopping(patience as usize);
+    }
+    if let Some(budget) = time_budget {
+        tuning = tuning.time_budget(budget);
+    }
+    let (tuned, peak) = super::peak::bracketed(threads, || Ok(tuning.run()?))?;
+    bar.finish();
+    for warning in &tuned.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let (report, tuner, stats) = (&tuned.report, tuned.tuner, &tuned.xgb);
     let best_gflops = report.best.as_ref().map(|best| best.gflops);
     let compile_s = selected.compile_seconds();
     let backend = selected.backend.id();
     if args.json {
         let summary = serde_json::json!({
             "workload": workload.to_string(),
-            "tuner": tuner,
+            "tuner": tuner.name(),
             "backend": backend.name,
             "backend_version": backend.version,
             "compile_s": compile_s,

@@ -22,8 +22,8 @@ use looptune::runtime::Target;
 use looptune::space::Task;
 use looptune::tune::scheduler::driver::{LayerOutcome, RoundObserver, RoundSummary};
 use looptune::tune::{
-    time_chain, tune_model, ChainLayer, Layer, ModelTask, ModelTuneOptions, ModelTuneReport,
-    Network, RandomTuner, Shard, ShardSpec, TaskCost, TransferSet, Tuner, XgbTuner,
+    time_chain, tune_model, BuiltTuner, ChainLayer, Layer, ModelTask, ModelTuneOptions,
+    ModelTuneReport, Network, Shard, ShardSpec, TaskCost, TransferSet, Tuner, TunerKind,
 };
 use std::path::{Path, PathBuf};
 
@@ -273,8 +273,8 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
     let mut make_tuner = |position: usize| -> Result<Box<dyn Tuner + '_>, String> {
         let task = &tasks[position];
         let seed = args.seed.wrapping_add(position as u64);
-        match args.tuner {
-            ModelTunerKind::Random => Ok(Box::new(RandomTuner::new(task.space(), seed))),
+        let (kind, transfer) = match args.tuner {
+            ModelTunerKind::Random => (TunerKind::Random, None),
             ModelTunerKind::Xgb => {
                 // The log as it stands now (other layers measured earlier in this run included)
                 // and the earlier round's logs.
@@ -289,11 +289,12 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
                         transfer.workloads().len()
                     );
                 }
-                let tuner =
-                    XgbTuner::with_defaults(task, seed).map_err(|error| error.to_string())?;
-                Ok(Box::new(tuner.with_transfer(transfer)))
+                (TunerKind::Xgb, Some(transfer))
             }
-        }
+        };
+        BuiltTuner::new(kind, task, seed, transfer)
+            .map(BuiltTuner::into_tuner)
+            .map_err(|error| error.to_string())
     };
     eprintln!(
         "looptune: tuning {} layers of {network} ({} trials over all, {} per batch); log: {}",

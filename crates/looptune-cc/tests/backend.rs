@@ -10,6 +10,8 @@
 //! from a fixed SplitMix64 stream (`LOOPTUNE_PROPTEST_CASES` raises it) and 20 from a fresh
 //! stream whose seed is printed, so a run also checks cases no earlier run saw.
 
+#![forbid(unsafe_code)]
+
 mod support;
 
 use looptune_cc::CBackend;

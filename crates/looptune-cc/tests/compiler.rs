@@ -4,6 +4,8 @@
 //! (`CBackend::detect` reading `CC` and `LOOPTUNE_CACHE_DIR`) runs in a child process, the
 //! worker binary's `--detect` mode, so that no test changes this process's environment.
 
+#![forbid(unsafe_code)]
+
 mod support;
 
 use looptune_cc::backend::NAME;

@@ -5,6 +5,8 @@
 //! Crashes and hangs are injected (`allow_fault_injection`): the verifier keeps printed kernels
 //! from crashing on their own.
 
+#![forbid(unsafe_code)]
+
 mod support;
 
 use looptune_cc::cache::ObjectCache;

@@ -1,6 +1,8 @@
 //! Snapshots of printed C for small nests, prelude left out; and the typed errors. Re-bless with
 //! `UPDATE_EXPECT=1 cargo test -p looptune-cc --test snapshots`.
 
+#![forbid(unsafe_code)]
+
 use expect_test::{expect, Expect};
 use looptune_cc::{emit_c, EmitError, EmitOptions};
 use looptune_ir::ops::{MatmulParams, Workload};

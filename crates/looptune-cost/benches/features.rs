@@ -4,6 +4,8 @@
 //! `cargo bench -p looptune-cost --bench features`; criterion prints configs per second as
 //! "elements/s".
 
+#![forbid(unsafe_code)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use looptune_cost::FeatureSpec;
 use looptune_space::{Config, Task};

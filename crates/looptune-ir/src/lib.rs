@@ -29,6 +29,7 @@ pub mod recipes;
 pub mod schedule;
 pub mod simplify;
 pub mod verify;
+mod workloads;
 
 #[cfg(test)]
 mod test_nests;

@@ -3,6 +3,8 @@
 //! seeds come from a fixed generator, so every run checks the same cases and a failure is
 //! reproduced by the seed it prints.
 
+#![forbid(unsafe_code)]
+
 use looptune_ir::eval::{compare_with_magnitudes, evaluate, magnitudes};
 use looptune_ir::random::{random_case, random_inputs};
 use looptune_ir::{interp, lower};

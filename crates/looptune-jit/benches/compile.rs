@@ -1,6 +1,8 @@
 //! Compile latency of a typical register-tiled matmul kernel: the cost the tuner pays per
 //! candidate before measuring it. Aim: median under 10 ms.
 
+#![forbid(unsafe_code)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use looptune_ir::{
     BufferDecl, BufferId, BufferRole, DType, IndexExpr, Load, Loop, LoopKind, LoopNest, Stmt,

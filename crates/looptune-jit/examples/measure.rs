@@ -8,6 +8,8 @@
 //! re-executes itself with the argument `worker` as the measurement worker, which is how the
 //! `looptune` binary does it.
 
+#![forbid(unsafe_code)]
+
 use looptune_ir::ops::MatmulParams;
 use looptune_ir::recipes::{register_tiled_matmul, MatmulTiling};
 use looptune_ir::{lower, Schedule, Workload};

@@ -10,6 +10,8 @@
 //! block, `for k { unroll i { vectorize j { acc[i, j] = fma(A[i, k], B[k, j], acc[i, j]) } } }`,
 //! with operands small enough to stay in cache, so the figure is the micro-kernel's throughput.
 
+#![forbid(unsafe_code)]
+
 use looptune_ir::{
     BufferDecl, BufferRole, DType, IndexExpr, Load, Loop, LoopKind, LoopNest, Stmt, ValueExpr,
     VarDecl, VarId,

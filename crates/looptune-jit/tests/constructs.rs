@@ -1,5 +1,7 @@
 //! Every loop-IR construct compiled and run against values computed in plain Rust.
 
+#![forbid(unsafe_code)]
+
 mod common;
 
 use common::*;

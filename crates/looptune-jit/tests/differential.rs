@@ -5,6 +5,8 @@
 //! start printed; `LOOPTUNE_FRESH_SEED` replays one, `LOOPTUNE_FRESH_CASES` sizes it, 200 by
 //! default), so that CI does not only ever re-check the same schedules.
 
+#![forbid(unsafe_code)]
+
 use looptune_ir::eval::{compare_with_magnitudes, magnitudes};
 use looptune_ir::random::{random_case, random_inputs, SplitMix64};
 use looptune_ir::{interp, lower};

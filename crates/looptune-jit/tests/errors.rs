@@ -1,6 +1,8 @@
 //! The call API refuses wrong buffers, and the compiler refuses nests it cannot run soundly,
 //! with errors that name the offending value.
 
+#![forbid(unsafe_code)]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,8 @@
 //! Compiling and dropping many kernels does not grow resident memory: every kernel's JIT module
 //! is released with `free_memory` when the kernel is dropped.
 
+#![forbid(unsafe_code)]
+
 mod common;
 
 use common::*;

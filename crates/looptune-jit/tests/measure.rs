@@ -6,6 +6,8 @@
 //! so that candidates can ask it to crash or hang (a kernel that really crashes is hard to write
 //! on purpose once the verifier guards every nest).
 
+#![forbid(unsafe_code)]
+
 use looptune_ir::ops::MatmulParams;
 use looptune_ir::recipes::{register_tiled_matmul, MatmulTiling};
 use looptune_ir::{lower, LoopNest, Schedule, Stmt, ValueExpr, Workload};

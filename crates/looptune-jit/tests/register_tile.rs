@@ -1,6 +1,8 @@
 //! Register tiles: a BLIS-style micro-kernel keeps its accumulators in SSA variables (XMM
 //! registers) across the reduction loop, with no load or store of them inside it.
 
+#![forbid(unsafe_code)]
+
 mod common;
 
 use common::*;

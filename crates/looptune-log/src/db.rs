@@ -9,8 +9,7 @@ use crate::error::LogError;
 use crate::query::best_per_task;
 use crate::record::{u128_string, Record, TargetFingerprint};
 use crate::writer::io_error;
-use looptune_ir::Workload;
-use looptune_space::ConfigValues;
+use looptune_space::{ConfigValues, TaskKey};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -153,19 +152,21 @@ impl DeployDb {
         DeployDb::from_bytes(&bytes, path)
     }
 
-    /// The tuned config for `workload` on `target`, exact or compatible (said so), or `None`.
-    pub fn lookup(&self, workload: &Workload, target: &TargetFingerprint) -> Option<Dispatch> {
-        choose(&self.entries, workload, target).ok()
+    /// The tuned config for the task `key` (a [`TaskKey`], or the `&Workload` it is made from)
+    /// on `target`, exact or compatible (said so), or `None`.
+    pub fn lookup(&self, key: impl Into<TaskKey>, target: &TargetFingerprint) -> Option<Dispatch> {
+        choose(&self.entries, &key.into(), target).ok()
     }
 
-    /// The tuned config for `workload` on `target`, or `fallback()` with a warning saying why.
+    /// The tuned config for the task `key` on `target`, or `fallback()` with a warning saying
+    /// why.
     pub fn best(
         &self,
-        workload: &Workload,
+        key: impl Into<TaskKey>,
         target: &TargetFingerprint,
         fallback: impl FnOnce() -> ConfigValues,
     ) -> Dispatch {
-        choose(&self.entries, workload, target)
+        choose(&self.entries, &key.into(), target)
             .unwrap_or_else(|warnings| fallback_dispatch(warnings, fallback()))
     }
 }
@@ -187,6 +188,7 @@ mod tests {
     use super::*;
     use crate::record::tests::fingerprint;
     use crate::writer::tests::record;
+    use looptune_ir::Workload;
     use looptune_space::KnobValue;
 
     fn db() -> DeployDb {
@@ -255,10 +257,10 @@ mod tests {
     fn the_database_dispatches_like_the_log() {
         let db = db();
         let matmul: Workload = "matmul:m=4,n=4,k=4".parse().expect("parses");
-        let exact = db.best(&matmul, &fingerprint("Test CPU", 1), Vec::new);
+        let exact = db.best(matmul, &fingerprint("Test CPU", 1), Vec::new);
         assert_eq!(exact.config_index, Some(u128::MAX - 1));
         let other = db
-            .lookup(&matmul, &fingerprint("Test CPU", 8))
+            .lookup(matmul, &fingerprint("Test CPU", 8))
             .expect("compatible");
         assert!(matches!(
             other.source,

@@ -5,8 +5,7 @@ use crate::db::DeployDb;
 use crate::error::LogError;
 use crate::reader::{read_any, AnyContents, LogWarning};
 use crate::record::{Record, TargetFingerprint};
-use looptune_ir::Workload;
-use looptune_space::ConfigValues;
+use looptune_space::{ConfigValues, TaskKey};
 use std::path::Path;
 
 /// Where a dispatched config came from.
@@ -110,19 +109,21 @@ impl Dispatcher {
         &self.db
     }
 
-    /// The tuned config for `workload` on `target`, exact or compatible, or `None`.
-    pub fn lookup(&self, workload: &Workload, target: &TargetFingerprint) -> Option<Dispatch> {
-        self.db.lookup(workload, target)
+    /// The tuned config for the task `key` (a [`TaskKey`], or the `&Workload` it is made from)
+    /// on `target`, exact or compatible, or `None`.
+    pub fn lookup(&self, key: impl Into<TaskKey>, target: &TargetFingerprint) -> Option<Dispatch> {
+        self.db.lookup(key, target)
     }
 
-    /// The tuned config for `workload` on `target`, or `fallback()` with a warning saying why.
+    /// The tuned config for the task `key` on `target`, or `fallback()` with a warning saying
+    /// why.
     pub fn best(
         &self,
-        workload: &Workload,
+        key: impl Into<TaskKey>,
         target: &TargetFingerprint,
         fallback: impl FnOnce() -> ConfigValues,
     ) -> Dispatch {
-        self.db.best(workload, target, fallback)
+        self.db.best(key, target, fallback)
     }
 }
 
@@ -130,13 +131,12 @@ impl Dispatcher {
 /// task (its best).
 pub(crate) fn choose(
     entries: &[crate::db::DeployEntry],
-    workload: &Workload,
+    key: &TaskKey,
     target: &TargetFingerprint,
 ) -> Result<Dispatch, Vec<String>> {
-    let key = workload.to_string();
     let of_workload: Vec<_> = entries
         .iter()
-        .filter(|entry| entry.workload == key)
+        .filter(|entry| entry.workload == key.as_str())
         .collect();
     let found = |entry: &crate::db::DeployEntry, source: Source, warnings: Vec<String>| Dispatch {
         config: entry.config.clone(),
@@ -199,6 +199,7 @@ mod tests {
     use super::*;
     use crate::record::tests::fingerprint;
     use crate::writer::tests::record;
+    use looptune_ir::Workload;
     use looptune_space::KnobValue;
 
     fn matmul() -> Workload {
@@ -224,7 +225,7 @@ mod tests {
             on(here.clone(), 2, 1.0),
             on(here.clone(), 3, 2.0),
         ]);
-        let dispatch = dispatcher.best(&matmul(), &here, fallback);
+        let dispatch = dispatcher.best(matmul(), &here, fallback);
         assert_eq!(dispatch.source, Source::Exact);
         assert_eq!(dispatch.config_index, Some(2));
         assert!(dispatch.warnings.is_empty());
@@ -236,7 +237,7 @@ mod tests {
             on(fingerprint("CPU B", 4), 1, 0.1),
             on(fingerprint("CPU B", 1), 2, 1.0),
         ]);
-        let dispatch = dispatcher.best(&matmul(), &fingerprint("CPU A", 1), fallback);
+        let dispatch = dispatcher.best(matmul(), &fingerprint("CPU A", 1), fallback);
         // The closer target (only the model differs) wins over the faster, farther one.
         assert_eq!(dispatch.config_index, Some(2));
         assert_eq!(
@@ -259,12 +260,12 @@ mod tests {
         let mut other_isa = fingerprint("CPU A", 1);
         other_isa.features.fma = false;
         let dispatcher = Dispatcher::from_records(&[on(other_isa, 1, 0.1)]);
-        let dispatch = dispatcher.best(&matmul(), &fingerprint("CPU A", 1), fallback);
+        let dispatch = dispatcher.best(matmul(), &fingerprint("CPU A", 1), fallback);
         assert_eq!(dispatch.source, Source::Fallback);
         assert_eq!(dispatch.config, fallback());
         assert_eq!(dispatch.config_index, None);
         assert!(dispatch.warnings[0].ends_with("using the fallback config"));
         assert!(dispatch.warnings[1].contains("incompatible target (features"));
-        assert_eq!(dispatcher.lookup(&matmul(), &fingerprint("CPU A", 1)), None);
+        assert_eq!(dispatcher.lookup(matmul(), &fingerprint("CPU A", 1)), None);
     }
 }

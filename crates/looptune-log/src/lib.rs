@@ -62,10 +62,10 @@ pub use db::{export_db, DeployDb, DeployEntry, DB_MAGIC, DB_VERSION};
 pub use dispatch::{Dispatch, Dispatcher, Source};
 pub use error::LogError;
 pub use kind::{sniff, FileKind};
+pub use looptune_space::TaskKey;
 pub use merge::{merge, merge_into, merge_records, Existing, Merged};
 pub use query::{
-    best, best_by_key, best_per_task, best_per_task_where, measured, measured_by_key, per_config,
-    task_records, task_records_by_key, top_k, top_k_by_key, Measured,
+    best, best_per_task, best_per_task_where, measured, per_config, task_records, top_k, Measured,
 };
 pub use reader::AnyContents;
 pub use reader::{

@@ -6,29 +6,20 @@
 //! is where a compatible target may stand in, and says so).
 
 use crate::record::{Record, TargetFingerprint};
-use looptune_ir::Workload;
-use looptune_space::ConfigValues;
+use looptune_space::{ConfigValues, TaskKey};
 use std::collections::{HashMap, HashSet};
 
-/// All records of the task (`workload`, `target`), valid or not, in log order.
+/// All records of the task (`key`, `target`), valid or not, in log order. `key` is a
+/// [`TaskKey`], or a `&Workload` (built-in) it is made from.
 pub fn task_records<'a>(
     records: &'a [Record],
-    workload: &Workload,
+    key: impl Into<TaskKey>,
     target: &TargetFingerprint,
 ) -> Vec<&'a Record> {
-    task_records_by_key(records, &workload.to_string(), target)
-}
-
-/// All records of the task with log key `key` (a built-in workload's text, or a user-defined
-/// task's `custom:NAME`) on `target`, valid or not, in log order.
-pub fn task_records_by_key<'a>(
-    records: &'a [Record],
-    key: &str,
-    target: &TargetFingerprint,
-) -> Vec<&'a Record> {
+    let key = key.into();
     records
         .iter()
-        .filter(|record| record.is_of_task(key, target))
+        .filter(|record| record.is_of_task(&key, target))
         .collect()
 }
 
@@ -36,22 +27,12 @@ pub fn task_records_by_key<'a>(
 /// [representative record](per_config).
 pub fn top_k<'a>(
     records: &'a [Record],
-    workload: &Workload,
-    target: &TargetFingerprint,
-    k: usize,
-) -> Vec<&'a Record> {
-    top_k_by_key(records, &workload.to_string(), target, k)
-}
-
-/// [`top_k`] of the task with log key `key`.
-pub fn top_k_by_key<'a>(
-    records: &'a [Record],
-    key: &str,
+    key: impl Into<TaskKey>,
     target: &TargetFingerprint,
     k: usize,
 ) -> Vec<&'a Record> {
     let mut valid = per_config(
-        task_records_by_key(records, key, target)
+        task_records(records, key, target)
             .into_iter()
             .filter(|record| record.is_valid()),
     );
@@ -63,19 +44,10 @@ pub fn top_k_by_key<'a>(
 /// The fastest valid config of the task, as its [representative record](per_config), if any.
 pub fn best<'a>(
     records: &'a [Record],
-    workload: &Workload,
+    key: impl Into<TaskKey>,
     target: &TargetFingerprint,
 ) -> Option<&'a Record> {
-    top_k(records, workload, target, 1).into_iter().next()
-}
-
-/// [`best`] of the task with log key `key`.
-pub fn best_by_key<'a>(
-    records: &'a [Record],
-    key: &str,
-    target: &TargetFingerprint,
-) -> Option<&'a Record> {
-    top_k_by_key(records, key, target, 1).into_iter().next()
+    top_k(records, key, target, 1).into_iter().next()
 }
 
 /// The fastest valid record of every task in `records`, in the order each task first appears.
@@ -145,15 +117,14 @@ impl Measured {
     }
 }
 
-/// What the task (`workload`, `target`) has measured already.
-pub fn measured(records: &[Record], workload: &Workload, target: &TargetFingerprint) -> Measured {
-    measured_by_key(records, &workload.to_string(), target)
-}
-
-/// [`measured`] of the task with log key `key`.
-pub fn measured_by_key(records: &[Record], key: &str, target: &TargetFingerprint) -> Measured {
+/// What the task (`key`, `target`) has measured already.
+pub fn measured(
+    records: &[Record],
+    key: impl Into<TaskKey>,
+    target: &TargetFingerprint,
+) -> Measured {
     let mut measured = Measured::default();
-    for record in task_records_by_key(records, key, target)
+    for record in task_records(records, key, target)
         .into_iter()
         .filter(|record| record.counts_as_measured())
     {
@@ -210,6 +181,7 @@ mod tests {
     use super::*;
     use crate::record::tests::fingerprint;
     use crate::writer::tests::record;
+    use looptune_ir::Workload;
     use looptune_runtime::measure::{MeasureError, MeasureErrorKind};
     use looptune_space::KnobValue;
 
@@ -242,12 +214,12 @@ mod tests {
         let target = fingerprint("Test CPU", 1);
         let indices =
             |found: Vec<&Record>| found.iter().map(|r| r.config_index).collect::<Vec<_>>();
-        assert_eq!(indices(top_k(&records, &matmul(), &target, 2)), vec![3, 4]);
+        assert_eq!(indices(top_k(&records, matmul(), &target, 2)), vec![3, 4]);
         assert_eq!(
-            best(&records, &matmul(), &target).map(|r| r.config_index),
+            best(&records, matmul(), &target).map(|r| r.config_index),
             Some(3)
         );
-        assert_eq!(task_records(&records, &matmul(), &target).len(), 4);
+        assert_eq!(task_records(&records, matmul(), &target).len(), 4);
         assert_eq!(
             best_per_task(&records)
                 .iter()
@@ -276,9 +248,9 @@ mod tests {
             with(2, 1.9),
         ];
         let target = fingerprint("Test CPU", 1);
-        let best = best(&records, &matmul(), &target).expect("a best record");
+        let best = best(&records, matmul(), &target).expect("a best record");
         assert_eq!((best.config_index, best.median_s()), (2, Some(2.0)));
-        let top: Vec<(u128, Option<f64>)> = top_k(&records, &matmul(), &target, 5)
+        let top: Vec<(u128, Option<f64>)> = top_k(&records, matmul(), &target, 5)
             .iter()
             .map(|record| (record.config_index, record.median_s()))
             .collect();
@@ -298,9 +270,9 @@ mod tests {
         let mut with_values = failed(2);
         with_values.config = vec![("k".to_string(), KnobValue::Choice(1))];
         let records = vec![record(1, 1.0), with_values];
-        let done = measured(&records, &matmul(), &fingerprint("Test CPU", 1));
+        let done = measured(&records, matmul(), &fingerprint("Test CPU", 1));
         assert!(done.contains_index(1) && done.contains_index(2) && !done.contains_index(3));
         assert!(done.contains_config(&vec![("k".to_string(), KnobValue::Choice(1))]));
-        assert!(measured(&records, &matmul(), &fingerprint("Other", 1)).is_empty());
+        assert!(measured(&records, matmul(), &fingerprint("Other", 1)).is_empty());
     }
 }

@@ -9,7 +9,7 @@
 use looptune_ir::Workload;
 use looptune_runtime::measure::{Costs, MeasureError, MeasureResult};
 use looptune_runtime::{Backend, IsaFeatures, Target};
-use looptune_space::ConfigValues;
+use looptune_space::{ConfigValues, TaskKey};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -141,19 +141,24 @@ pub struct RecordContext {
 impl RecordContext {
     /// The context of tuning `workload` on `target` with `tuner`.
     pub fn new(workload: &Workload, target: TargetFingerprint, tuner: &str) -> RecordContext {
-        RecordContext::with_key(workload.to_string(), workload.flops(), target, tuner)
+        RecordContext::with_key(
+            TaskKey::of_workload(workload),
+            workload.flops(),
+            target,
+            tuner,
+        )
     }
 
-    /// The context of tuning the task with log key `key` (a user-defined task's
-    /// `custom:NAME`) and `flops` operations per call.
+    /// The context of tuning the task with key `key` (a user-defined task's `custom:NAME`)
+    /// and `flops` operations per call.
     pub fn with_key(
-        key: String,
+        key: TaskKey,
         flops: f64,
         target: TargetFingerprint,
         tuner: &str,
     ) -> RecordContext {
         RecordContext {
-            workload: key,
+            workload: key.as_str().to_string(),
             target,
             tuner: tuner.to_string(),
             flops,
@@ -262,10 +267,10 @@ impl Record {
         self.workload.parse()
     }
 
-    /// Whether this record belongs to the task (`workload`, `target`): same workload key and
-    /// exactly the same target fingerprint.
-    pub fn is_of_task(&self, workload_key: &str, target: &TargetFingerprint) -> bool {
-        self.workload == workload_key && &self.target == target
+    /// Whether this record belongs to the task (`key`, `target`): same task key and exactly
+    /// the same target fingerprint.
+    pub fn is_of_task(&self, key: &TaskKey, target: &TargetFingerprint) -> bool {
+        self.workload == key.as_str() && &self.target == target
     }
 
     /// The first non-finite number in the costs or throughput, named, if any. JSON has no NaN

@@ -4,6 +4,8 @@
 //! hundred bytes, from a seed that changes every run (proptest prints the failing input, and
 //! `PROPTEST_CASES` changes the count).
 
+#![forbid(unsafe_code)]
+
 use looptune_log::{parse_any, parse_log, DeployDb, DB_MAGIC, DB_VERSION};
 use proptest::prelude::*;
 use std::path::Path;

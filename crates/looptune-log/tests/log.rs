@@ -1,6 +1,8 @@
 //! The tuning log on disk: what a reader makes of damaged, foreign and merged logs, and the
 //! deploy database round trip. Every test writes real files through the public API.
 
+#![forbid(unsafe_code)]
+
 use looptune_ir::Workload;
 use looptune_log::{
     best, best_per_task, export_db, measured, merge, merge_into, read_log, DeployDb, Dispatcher,
@@ -107,7 +109,7 @@ fn two_batches_appended_read_back_in_order() {
     assert!(contents.warnings.is_empty(), "{:?}", contents.warnings);
     assert_eq!(contents.records, [first, second].concat());
     assert_eq!(
-        best(&contents.records, &workload(), &here()).map(|record| record.config_index),
+        best(&contents.records, workload(), &here()).map(|record| record.config_index),
         Some(3)
     );
 }
@@ -138,7 +140,7 @@ fn a_log_cut_mid_line_as_by_a_kill_loses_only_that_line_and_resumes() {
         contents.warnings[0].kind,
         WarningKind::TornLastLine { .. }
     ));
-    let done = measured(&contents.records, &workload(), &here());
+    let done = measured(&contents.records, workload(), &here());
     assert!(done.contains_index(1) && done.contains_index(2) && !done.contains_index(3));
 
     // The resumed run appends after the torn bytes without gluing onto them; the torn line is
@@ -249,11 +251,11 @@ fn records_of_another_target_are_never_used_silently() {
     );
     let contents = read_log(&path).expect("reads");
     // Queries match targets exactly.
-    assert_eq!(best(&contents.records, &workload(), &here()), None);
-    assert!(measured(&contents.records, &workload(), &here()).is_empty());
+    assert_eq!(best(&contents.records, workload(), &here()), None);
+    assert!(measured(&contents.records, workload(), &here()).is_empty());
 
     let dispatcher = Dispatcher::from_logs(&[&path]).expect("loads");
-    let dispatch = dispatcher.best(&workload(), &here(), || config(99));
+    let dispatch = dispatcher.best(workload(), &here(), || config(99));
     assert_eq!(dispatch.config, config(1));
     assert_eq!(
         dispatch.source,
@@ -265,7 +267,7 @@ fn records_of_another_target_are_never_used_silently() {
     assert_eq!(dispatch.warnings.len(), 1);
 
     let only_no_fma = Dispatcher::from_records(&contents.records[1..]);
-    let dispatch = only_no_fma.best(&workload(), &here(), || config(99));
+    let dispatch = only_no_fma.best(workload(), &here(), || config(99));
     assert_eq!(dispatch.source, Source::Fallback);
     assert_eq!(dispatch.config, config(99));
     assert!(dispatch
@@ -467,14 +469,14 @@ fn the_deploy_database_round_trips_and_refuses_garbage() {
     assert_eq!(exported.entries().len(), 2);
     let loaded = DeployDb::load(&path).expect("loads");
     assert_eq!(loaded, exported);
-    let dispatch = loaded.best(&workload(), &here(), Vec::new);
+    let dispatch = loaded.best(workload(), &here(), Vec::new);
     assert_eq!(
         (dispatch.source, dispatch.config_index),
         (Source::Exact, Some(2))
     );
     assert_eq!(
         Dispatcher::from_db(loaded)
-            .lookup(&workload(), &here())
+            .lookup(workload(), &here())
             .map(|d| d.config),
         Some(config(2))
     );
@@ -527,7 +529,7 @@ fn a_deploy_database_is_neither_appended_to_nor_read_as_a_log_but_dispatches() {
     let dispatcher = Dispatcher::from_logs(&[&db]).expect("reads the database");
     assert_eq!(
         dispatcher
-            .lookup(&workload(), &here())
+            .lookup(workload(), &here())
             .expect("found")
             .config_index,
         Some(1)
@@ -589,7 +591,7 @@ fn environment_failures_are_retried_on_resume_and_negative_throughput_counts_now
     negative.gflops = Some(-5.0);
     let fine = measured_record(&here(), 10, Some(1e-3));
     let records = vec![retried, crashed, negative, fine];
-    let done = measured(&records, &workload(), &here());
+    let done = measured(&records, workload(), &here());
     assert!(
         !done.contains_index(7),
         "an Environment error is measured again"
@@ -597,7 +599,7 @@ fn environment_failures_are_retried_on_resume_and_negative_throughput_counts_now
     assert!(done.contains_index(8), "the kernel's own failure is not");
     // One rule for every query: `best`, the deploy db and the dispatcher agree.
     assert_eq!(
-        best(&records, &workload(), &here()).map(|r| r.config_index),
+        best(&records, workload(), &here()).map(|r| r.config_index),
         Some(10)
     );
     let db = DeployDb::from_records(&records);

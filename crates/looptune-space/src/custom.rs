@@ -165,8 +165,8 @@ impl CustomTask {
 
     /// The stable key of the task in tuning logs: `custom:` and the name. It never parses as a
     /// built-in [`Workload`](looptune_ir::Workload).
-    pub fn key(&self) -> String {
-        format!("{CUSTOM_KEY_PREFIX}{}", self.name)
+    pub fn key(&self) -> crate::TaskKey {
+        crate::TaskKey::custom(&self.name)
     }
 
     /// The space of the template.

@@ -15,6 +15,7 @@
 
 pub mod custom;
 pub mod error;
+pub mod key;
 pub mod knob;
 pub mod space;
 pub mod task;
@@ -24,6 +25,7 @@ pub mod vector_shape;
 
 pub use custom::{CustomTask, CustomTaskError, CUSTOM_KEY_PREFIX};
 pub use error::{SpaceError, TemplateError};
+pub use key::TaskKey;
 pub use knob::{Annotation, Factors, Knob, KnobKind};
 pub use space::{Config, ConfigSpace, Constraint, Sampler};
 pub use task::Task;

@@ -39,8 +39,8 @@ impl Task {
 
     /// The stable key of the workload in tuning logs: `Workload`'s canonical text form, with
     /// every parameter spelled out (`matmul:m=512,n=512,k=512,transpose_b=false`).
-    pub fn key(&self) -> String {
-        self.workload.to_string()
+    pub fn key(&self) -> crate::TaskKey {
+        crate::TaskKey::of_workload(&self.workload)
     }
 
     /// The workload.

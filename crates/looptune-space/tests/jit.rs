@@ -3,6 +3,8 @@
 //! Spaces sized for 8 and 16 lanes are checked the same way: the JIT runs their vector loops in
 //! f32x4 pieces, which is slower than the full width they are sized for but computes the same.
 
+#![forbid(unsafe_code)]
+
 use looptune_ir::eval::compare;
 use looptune_ir::interp;
 use looptune_ir::random::SplitMix64;

@@ -6,6 +6,8 @@
 //! backend's full width (8 and 16 lanes) with sizes that do not divide the tiles; and a ResNet
 //! basic block run as two fused kernels equals its unfused definition.
 
+#![forbid(unsafe_code)]
+
 use looptune_cc::cache::ObjectCache;
 use looptune_cc::{CBackend, Compiler};
 use looptune_ir::eval::compare;

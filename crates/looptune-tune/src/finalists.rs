@@ -10,9 +10,8 @@
 //! deploy picks is the one that was fastest next to its rivals.
 
 use crate::task::TuningTask;
-use crate::tuning::{Observer, TuneError};
-use looptune_log::{top_k_by_key, LogWriter, Record, RecordContext};
-use looptune_runtime::Measurer;
+use crate::tuning::{Measure, Observer, RecordSink, TuneError};
+use looptune_log::{top_k, Record, RecordContext};
 use std::time::SystemTime;
 
 /// How a run measures its finalists again.
@@ -54,8 +53,8 @@ impl Default for Finalists {
 /// Stops between candidates when the observer is interrupted, keeping what was measured.
 pub(crate) fn measure_again(
     task: &dyn TuningTask,
-    measurer: &mut Measurer,
-    log: &mut LogWriter,
+    measurer: &mut dyn Measure,
+    log: &mut dyn RecordSink,
     context: &RecordContext,
     records: &[Record],
     finalists: Finalists,
@@ -64,7 +63,7 @@ pub(crate) fn measure_again(
     if !finalists.is_active() {
         return Ok(Vec::new());
     }
-    let configs: Vec<_> = top_k_by_key(records, &task.key(), &context.target, finalists.configs)
+    let configs: Vec<_> = top_k(records, task.key(), &context.target, finalists.configs)
         .into_iter()
         // A config recorded by an older space that no longer fits is not a finalist.
         .filter_map(|record| task.space().from_values(&record.config).ok())
@@ -76,7 +75,12 @@ pub(crate) fn measure_again(
         .iter()
         .map(|config| task.measure_input(config))
         .collect();
-    measurer.prepare(inputs.iter().filter_map(|input| input.as_ref().ok()));
+    let prepared: Vec<_> = configs
+        .iter()
+        .zip(&inputs)
+        .filter_map(|(config, input)| Some((config, input.as_ref().ok()?)))
+        .collect();
+    measurer.prepare(&prepared);
     let mut measured = Vec::new();
     for _ in 0..finalists.rounds {
         let mut round = Vec::with_capacity(configs.len());
@@ -88,7 +92,7 @@ pub(crate) fn measure_again(
             // logged like any other.
             let Ok(input) = input else { continue };
             let started = SystemTime::now();
-            let result = measurer.measure_one(input);
+            let result = measurer.measure(config, input);
             round.push(Record::from_measurement(
                 context,
                 config.index(),

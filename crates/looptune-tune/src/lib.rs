@@ -40,5 +40,10 @@ pub use scheduler::driver::{
 pub use scheduler::{SchedulerOptions, TaskScheduler};
 pub use shard::{partition, Shard, ShardError, ShardSpec, TaskCost};
 pub use task::{TuningTask, WorkloadTask};
-pub use tuner::{GaOptions, GaTuner, GridTuner, RandomTuner, Trial, Tuner};
-pub use tuning::{tune, Observer, Progress, StopReason, TuneError, TuneOptions, TuneReport};
+pub use tuner::{
+    BuiltTuner, GaOptions, GaTuner, GridTuner, RandomTuner, Trial, Tuner, TunerKind, UnknownTuner,
+};
+pub use tuning::{
+    tune, Measure, NoLog, Observer, Progress, RecordSink, StopReason, TuneError, TuneOptions,
+    TuneReport, TuningRun,
+};

@@ -6,14 +6,14 @@
 
 use looptune_ir::Workload;
 use looptune_runtime::MeasureInput;
-use looptune_space::{Config, ConfigSpace};
+use looptune_space::{Config, ConfigSpace, TaskKey, TemplateError};
 
 /// A tunable task: a built-in operator's [`looptune_space::Task`] or a user's
 /// [`looptune_space::CustomTask`].
 pub trait TuningTask {
-    /// The log's workload key: a built-in workload's canonical text, `custom:NAME` for a
+    /// The task's key in the log: a built-in workload's canonical text, `custom:NAME` for a
     /// user-defined task (which no built-in workload's text can be).
-    fn key(&self) -> String;
+    fn key(&self) -> TaskKey;
 
     /// Floating-point operations per call, to turn seconds into GFLOP/s.
     fn flops(&self) -> f64;
@@ -23,7 +23,7 @@ pub trait TuningTask {
 
     /// The program and lowered nest of `config`. An error here is a bug in a template (every
     /// config of a space must lower); the loop records it as an `InvalidConfig` and goes on.
-    fn measure_input(&self, config: &Config) -> Result<MeasureInput, String>;
+    fn measure_input(&self, config: &Config) -> Result<MeasureInput, TemplateError>;
 }
 
 /// A task of a built-in operator: tasks of one operator share what was learned about their
@@ -40,7 +40,7 @@ impl WorkloadTask for looptune_space::Task {
 }
 
 impl TuningTask for looptune_space::Task {
-    fn key(&self) -> String {
+    fn key(&self) -> TaskKey {
         looptune_space::Task::key(self)
     }
 
@@ -52,17 +52,15 @@ impl TuningTask for looptune_space::Task {
         looptune_space::Task::space(self)
     }
 
-    fn measure_input(&self, config: &Config) -> Result<MeasureInput, String> {
-        let nest = self.lower(config).map_err(|error| error.to_string())?;
-        let program = self
-            .reference_program()
-            .map_err(|error| error.to_string())?;
+    fn measure_input(&self, config: &Config) -> Result<MeasureInput, TemplateError> {
+        let nest = self.lower(config)?;
+        let program = self.reference_program()?;
         Ok(MeasureInput::new(program, nest, self.flops()))
     }
 }
 
 impl TuningTask for looptune_space::CustomTask {
-    fn key(&self) -> String {
+    fn key(&self) -> TaskKey {
         looptune_space::CustomTask::key(self)
     }
 
@@ -74,8 +72,8 @@ impl TuningTask for looptune_space::CustomTask {
         looptune_space::CustomTask::space(self)
     }
 
-    fn measure_input(&self, config: &Config) -> Result<MeasureInput, String> {
-        let nest = self.lower(config).map_err(|error| error.to_string())?;
+    fn measure_input(&self, config: &Config) -> Result<MeasureInput, TemplateError> {
+        let nest = self.lower(config)?;
         Ok(MeasureInput::new(
             self.reference_program().clone(),
             nest,

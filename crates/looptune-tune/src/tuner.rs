@@ -8,7 +8,9 @@ use looptune_space::{Config, ConfigSpace, Sampler};
 use std::collections::HashSet;
 
 mod ga;
+mod kind;
 pub use ga::{GaOptions, GaTuner};
+pub use kind::{BuiltTuner, TunerKind, UnknownTuner};
 
 /// One measured config, as a tuner learns from it.
 #[derive(Clone, Debug)]

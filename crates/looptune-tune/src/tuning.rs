@@ -9,9 +9,12 @@
 use crate::finalists::{measure_again, Finalists};
 use crate::task::TuningTask;
 use crate::tuner::{Trial, Tuner};
-use looptune_log::{best_by_key, measured_by_key, LogError, LogWriter, Record, RecordContext};
-use looptune_runtime::{MeasureError, MeasureErrorKind, MeasureResult, Measurer};
-use looptune_space::ConfigValues;
+use looptune_ir::Program;
+use looptune_log::{best, measured, LogError, LogWriter, Measured, Record, RecordContext};
+use looptune_runtime::{
+    MeasureError, MeasureErrorKind, MeasureInput, MeasureResult, Measurer, MemoryError,
+};
+use looptune_space::{Config, ConfigValues, TaskKey};
 use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
 
@@ -165,93 +168,212 @@ pub enum TuneError {
     Memory(looptune_runtime::MemoryError),
 }
 
+/// What the loop needs from a measurer: the [`Measurer`] itself, or a wrapper around one (such
+/// as a cache shared by several runs, as `looptune tune-compare` keeps).
+pub trait Measure {
+    /// Refuses a program too large for this machine before anything is allocated.
+    fn check_memory(&self, key: &str, program: &Program) -> Result<(), MemoryError>;
+
+    /// Prepares a batch about to be measured one by one (the C backend compiles it).
+    fn prepare(&mut self, batch: &[(&Config, &MeasureInput)]);
+
+    /// Compiles, checks and times `config`, whose program and nest are `input`.
+    fn measure(&mut self, config: &Config, input: &MeasureInput) -> MeasureResult;
+}
+
+impl Measure for Measurer {
+    fn check_memory(&self, key: &str, program: &Program) -> Result<(), MemoryError> {
+        Measurer::check_memory(self, key, program)
+    }
+
+    fn prepare(&mut self, batch: &[(&Config, &MeasureInput)]) {
+        Measurer::prepare(self, batch.iter().map(|(_, input)| *input));
+    }
+
+    fn measure(&mut self, _config: &Config, input: &MeasureInput) -> MeasureResult {
+        self.measure_one(input)
+    }
+}
+
+/// Where the loop appends each batch's records: a [`LogWriter`], or nowhere ([`NoLog`]) for a
+/// caller that keeps its own records.
+pub trait RecordSink {
+    /// Appends one batch, durably.
+    fn append_batch(&mut self, records: &[Record]) -> Result<(), LogError>;
+}
+
+impl RecordSink for LogWriter {
+    fn append_batch(&mut self, records: &[Record]) -> Result<(), LogError> {
+        LogWriter::append_batch(self, records)
+    }
+}
+
+/// A [`RecordSink`] that keeps nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoLog;
+
+impl RecordSink for NoLog {
+    fn append_batch(&mut self, _records: &[Record]) -> Result<(), LogError> {
+        Ok(())
+    }
+}
+
 /// Tunes `task` with `tuner`, measuring with `measurer` and appending to `log`. `existing` holds
 /// the records already in the log (for resuming); `context` says what every record shares.
 #[allow(clippy::too_many_arguments)]
 pub fn tune(
     task: &dyn TuningTask,
     tuner: &mut dyn Tuner,
-    measurer: &mut Measurer,
-    log: &mut LogWriter,
+    measurer: &mut dyn Measure,
+    log: &mut dyn RecordSink,
     context: &RecordContext,
     existing: &[Record],
     options: &TuneOptions,
     observer: &mut dyn Observer,
 ) -> Result<TuneReport, TuneError> {
-    if options.batch_size == 0 {
-        return Err(TuneError::Options(
-            "batch size 0; it must be at least 1".to_string(),
-        ));
-    }
-    let started = Instant::now();
-    let key = task.key();
-    let mut done = measured_by_key(existing, &key, &context.target);
-    let resumed = done.len();
-    let mut best_config = best_by_key(existing, &key, &context.target).and_then(|record| {
-        Some(BestConfig {
-            index: record.config_index,
-            values: record.config.clone(),
-            gflops: record.gflops?,
-        })
-    });
-    let mut report_errors = 0;
-    let mut environment_errors = 0;
-    let mut trials = 0;
-    let mut since_improvement = 0;
-    let mut curve = Vec::new();
-    let mut checked_memory = false;
-    // This task's records, the log's and this run's: what the finalists are chosen from.
-    let mut task_records: Vec<Record> = existing
-        .iter()
-        .filter(|record| record.is_of_task(&key, &context.target))
-        .cloned()
-        .collect();
-    let stop_reason = loop {
-        if observer.interrupted() {
-            break StopReason::Interrupted;
+    let mut run = TuningRun::new(task, context, existing, options.clone())?;
+    loop {
+        if let Some(stop_reason) = run.step(tuner, measurer, log, observer)? {
+            return run.finish(stop_reason, measurer, log, observer);
         }
-        if trials >= options.trials {
-            break StopReason::TrialBudget;
+    }
+}
+
+/// One tuning run advanced a batch at a time: what [`tune`] drives to the end, and what a
+/// caller that interleaves several runs (`tune-compare`'s lockstep) steps itself.
+pub struct TuningRun<'t> {
+    task: &'t dyn TuningTask,
+    context: &'t RecordContext,
+    options: TuneOptions,
+    key: TaskKey,
+    started: Instant,
+    done: Measured,
+    resumed: usize,
+    best: Option<BestConfig>,
+    errors: usize,
+    environment_errors: usize,
+    trials: usize,
+    since_improvement: usize,
+    curve: Vec<f64>,
+    checked_memory: bool,
+    /// This task's records, the log's and this run's: what the finalists are chosen from.
+    task_records: Vec<Record>,
+    remeasured: usize,
+}
+
+impl<'t> TuningRun<'t> {
+    /// A run of `task` resuming from `existing` (the log's records), under `options`.
+    pub fn new(
+        task: &'t dyn TuningTask,
+        context: &'t RecordContext,
+        existing: &[Record],
+        options: TuneOptions,
+    ) -> Result<TuningRun<'t>, TuneError> {
+        if options.batch_size == 0 {
+            return Err(TuneError::Options(
+                "batch size 0; it must be at least 1".to_string(),
+            ));
+        }
+        let key = task.key();
+        let done = measured(existing, &key, &context.target);
+        let best = best(existing, &key, &context.target).and_then(|record| {
+            Some(BestConfig {
+                index: record.config_index,
+                values: record.config.clone(),
+                gflops: record.gflops?,
+            })
+        });
+        let task_records = existing
+            .iter()
+            .filter(|record| record.is_of_task(&key, &context.target))
+            .cloned()
+            .collect();
+        Ok(TuningRun {
+            task,
+            context,
+            options,
+            task_records,
+            remeasured: 0,
+            key,
+            started: Instant::now(),
+            resumed: done.len(),
+            done,
+            best,
+            errors: 0,
+            environment_errors: 0,
+            trials: 0,
+            since_improvement: 0,
+            curve: Vec::new(),
+            checked_memory: false,
+        })
+    }
+
+    /// Best throughput after each trial of this run so far (0 before anything succeeded).
+    pub fn curve(&self) -> &[f64] {
+        &self.curve
+    }
+
+    /// Proposes, measures, logs and learns one batch; `Some(reason)` once the run is over
+    /// (nothing was measured in that call unless the reason is [`StopReason::Interrupted`]).
+    pub fn step(
+        &mut self,
+        tuner: &mut dyn Tuner,
+        measurer: &mut dyn Measure,
+        log: &mut dyn RecordSink,
+        observer: &mut dyn Observer,
+    ) -> Result<Option<StopReason>, TuneError> {
+        let options = &self.options;
+        if observer.interrupted() {
+            return Ok(Some(StopReason::Interrupted));
+        }
+        if self.trials >= options.trials {
+            return Ok(Some(StopReason::TrialBudget));
         }
         if options
             .early_stopping
-            .is_some_and(|patience| since_improvement >= patience)
+            .is_some_and(|patience| self.since_improvement >= patience)
         {
-            break StopReason::NoImprovement;
+            return Ok(Some(StopReason::NoImprovement));
         }
         if options
             .time_budget
-            .is_some_and(|budget| started.elapsed() >= budget)
+            .is_some_and(|budget| self.started.elapsed() >= budget)
         {
-            break StopReason::TimeBudget;
+            return Ok(Some(StopReason::TimeBudget));
         }
-        let wanted = options.batch_size.min(options.trials - trials);
+        let wanted = options.batch_size.min(options.trials - self.trials);
+        let done = &self.done;
         let batch = tuner.next_batch(wanted, &|index| done.contains_index(index));
         if batch.is_empty() {
-            break StopReason::SpaceExhausted;
+            return Ok(Some(StopReason::SpaceExhausted));
         }
         // A log written by an older space may know a config under another index.
         let batch: Vec<_> = batch
             .into_iter()
-            .filter(|config| !done.contains_config(&config.to_values()))
+            .filter(|config| !self.done.contains_config(&config.to_values()))
             .collect();
         let mut records = Vec::with_capacity(batch.len());
         let mut batch_trials = Vec::with_capacity(batch.len());
         let inputs: Vec<_> = batch
             .iter()
-            .map(|config| task.measure_input(config))
+            .map(|config| self.task.measure_input(config))
             .collect();
-        if !checked_memory {
+        if !self.checked_memory {
             // Refuse a task too large for this machine once, before anything is allocated,
             // rather than recording the same refusal for every candidate.
             if let Some(Ok(input)) = inputs.first() {
                 measurer
-                    .check_memory(&key, &input.program)
+                    .check_memory(self.key.as_str(), &input.program)
                     .map_err(TuneError::Memory)?;
-                checked_memory = true;
+                self.checked_memory = true;
             }
         }
-        measurer.prepare(inputs.iter().filter_map(|input| input.as_ref().ok()));
+        let prepared: Vec<_> = batch
+            .iter()
+            .zip(&inputs)
+            .filter_map(|(config, input)| Some((config, input.as_ref().ok()?)))
+            .collect();
+        measurer.prepare(&prepared);
         let mut interrupted = false;
         for (config, input) in batch.into_iter().zip(inputs) {
             if observer.interrupted() {
@@ -260,36 +382,37 @@ pub fn tune(
             }
             let candidate_started = SystemTime::now();
             let result = match input {
-                Ok(input) => measurer.measure_one(&input),
-                Err(message) => invalid_config(message),
+                Ok(input) => measurer.measure(&config, &input),
+                Err(error) => invalid_config(error.to_string()),
             };
             let record = Record::from_measurement(
-                context,
+                self.context,
                 config.index(),
                 config.to_values(),
                 &result,
                 candidate_started,
                 SystemTime::now(),
             );
-            trials += 1;
-            since_improvement += 1;
+            self.trials += 1;
+            self.since_improvement += 1;
             if record.gflops.is_none() {
-                report_errors += 1;
+                self.errors += 1;
             }
             if !record.counts_as_measured() {
-                environment_errors += 1;
+                self.environment_errors += 1;
             }
             if let Some(gflops) = record.gflops {
-                if best_config.as_ref().is_none_or(|best| gflops > best.gflops) {
-                    best_config = Some(BestConfig {
+                if self.best.as_ref().is_none_or(|best| gflops > best.gflops) {
+                    self.best = Some(BestConfig {
                         index: config.index(),
                         values: record.config.clone(),
                         gflops,
                     });
-                    since_improvement = 0;
+                    self.since_improvement = 0;
                 }
             }
-            curve.push(best_config.as_ref().map_or(0.0, |best| best.gflops));
+            self.curve
+                .push(self.best.as_ref().map_or(0.0, |best| best.gflops));
             batch_trials.push(Trial {
                 config,
                 gflops: record.gflops,
@@ -298,56 +421,69 @@ pub fn tune(
         }
         log.append_batch(&records)?;
         for record in &records {
-            done.indices.insert(record.config_index);
-            done.configs.insert(record.config.clone());
+            self.done.indices.insert(record.config_index);
+            self.done.configs.insert(record.config.clone());
         }
-        task_records.extend(records.iter().cloned());
+        self.task_records.extend(records.iter().cloned());
         tuner.update(&batch_trials);
         observer.batch_done(&Progress {
-            trials,
-            budget: options.trials,
-            errors: report_errors,
-            best_gflops: best_config.as_ref().map(|best| best.gflops),
+            trials: self.trials,
+            budget: self.options.trials,
+            errors: self.errors,
+            best_gflops: self.best.as_ref().map(|best| best.gflops),
         });
-        if interrupted {
-            break StopReason::Interrupted;
+        Ok(interrupted.then_some(StopReason::Interrupted))
+    }
+
+    /// Ends the run for `stop_reason`: measures the finalists again ([`TuneOptions::finalists`],
+    /// not after an interruption) and reports, the best ranked by the log's own rule.
+    pub fn finish(
+        &mut self,
+        stop_reason: StopReason,
+        measurer: &mut dyn Measure,
+        log: &mut dyn RecordSink,
+        observer: &mut dyn Observer,
+    ) -> Result<TuneReport, TuneError> {
+        if stop_reason != StopReason::Interrupted {
+            let again = measure_again(
+                self.task,
+                measurer,
+                log,
+                self.context,
+                &self.task_records,
+                self.options.finalists,
+                observer,
+            )?;
+            self.remeasured += again.len();
+            self.task_records.extend(again);
+            if let Some(record) = best(&self.task_records, &self.key, &self.context.target) {
+                if let Some(gflops) = record.gflops {
+                    self.best = Some(BestConfig {
+                        index: record.config_index,
+                        values: record.config.clone(),
+                        gflops,
+                    });
+                }
+            }
         }
-    };
-    let remeasured = if stop_reason == StopReason::Interrupted {
-        Vec::new()
-    } else {
-        measure_again(
-            task,
-            measurer,
-            log,
-            context,
-            &task_records,
-            options.finalists,
-            observer,
-        )?
-    };
-    task_records.extend(remeasured.iter().cloned());
-    // The best by the log's own rule, now that finalists may have been measured again.
-    let best = best_by_key(&task_records, &key, &context.target)
-        .and_then(|record| {
-            Some(BestConfig {
-                index: record.config_index,
-                values: record.config.clone(),
-                gflops: record.gflops?,
-            })
-        })
-        .or(best_config);
-    Ok(TuneReport {
-        trials,
-        resumed,
-        errors: report_errors,
-        environment_errors,
-        best,
-        remeasured: remeasured.len(),
-        curve,
-        stop_reason,
-        wall: started.elapsed(),
-    })
+        Ok(self.report(stop_reason))
+    }
+
+    /// The report of the run so far, ended for `stop_reason` (without finalists: see
+    /// [`TuningRun::finish`]).
+    pub fn report(&self, stop_reason: StopReason) -> TuneReport {
+        TuneReport {
+            trials: self.trials,
+            resumed: self.resumed,
+            errors: self.errors,
+            environment_errors: self.environment_errors,
+            best: self.best.clone(),
+            remeasured: self.remeasured,
+            curve: self.curve.clone(),
+            stop_reason,
+            wall: self.started.elapsed(),
+        }
+    }
 }
 
 /// The result of a config whose template or lowering failed: never measured.

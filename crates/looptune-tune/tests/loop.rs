@@ -1,11 +1,13 @@
 //! The tuning loop on a small hand-made space: budgets and stop reasons, log records, resume.
 
+#![forbid(unsafe_code)]
+
 use looptune_ir::ops::{Layout, Workload};
 use looptune_ir::{lower, Schedule};
 use looptune_log::{read_log, LogWriter, RecordContext, TargetFingerprint};
 use looptune_runtime::measure::Isolation;
 use looptune_runtime::{MeasureInput, MeasureOptions, Measurer, Target};
-use looptune_space::{Config, ConfigSpace, Factors, Knob};
+use looptune_space::{Config, ConfigSpace, Factors, Knob, TaskKey, TemplateError};
 use looptune_tune::{
     tune, Finalists, GridTuner, Observer, Progress, RandomTuner, StopReason, TuneOptions,
     TuningTask,
@@ -32,8 +34,8 @@ impl SplitTask {
 }
 
 impl TuningTask for SplitTask {
-    fn key(&self) -> String {
-        self.workload.to_string()
+    fn key(&self) -> TaskKey {
+        TaskKey::of_workload(&self.workload)
     }
 
     fn flops(&self) -> f64 {
@@ -44,20 +46,15 @@ impl TuningTask for SplitTask {
         &self.space
     }
 
-    fn measure_input(&self, config: &Config) -> Result<MeasureInput, String> {
-        let program = self
-            .workload
-            .program(&Layout::default())
-            .map_err(|e| e.to_string())?;
+    fn measure_input(&self, config: &Config) -> Result<MeasureInput, TemplateError> {
+        let program = self.workload.program(&Layout::default())?;
         let mut schedule = Schedule::new(&program);
-        let c = schedule.stage("C").map_err(|e| e.to_string())?;
+        let c = schedule.stage("C")?;
         let [i, j] = [schedule.spatial_axes(c)[0], schedule.spatial_axes(c)[1]];
-        let tile_i = config.split("tile_i").map_err(|e| e.to_string())?[1];
-        let tile_j = config.split("tile_j").map_err(|e| e.to_string())?[1];
-        schedule
-            .tile(c, i, j, tile_i, tile_j)
-            .map_err(|e| e.to_string())?;
-        let nest = lower(&schedule).map_err(|e| e.to_string())?;
+        let tile_i = config.split("tile_i")?[1];
+        let tile_j = config.split("tile_j")?[1];
+        schedule.tile(c, i, j, tile_i, tile_j)?;
+        let nest = lower(&schedule)?;
         Ok(MeasureInput::new(program, nest, self.workload.flops()))
     }
 }
@@ -319,7 +316,7 @@ fn finalists_are_measured_again_side_by_side_and_ranked_at_their_median() {
     // The finalists are the three best configs of the trials, measured in the same order in
     // every round.
     let trials = &records[..8];
-    let top: Vec<u128> = looptune_log::top_k(trials, &task.workload, &context.target, 3)
+    let top: Vec<u128> = looptune_log::top_k(trials, task.workload, &context.target, 3)
         .iter()
         .map(|record| record.config_index)
         .collect();
@@ -329,7 +326,7 @@ fn finalists_are_measured_again_side_by_side_and_ranked_at_their_median() {
         .collect();
     assert_eq!(rounds, [top.clone(), top].concat());
     // The report's best is the log's best under the rule every query uses.
-    let best = looptune_log::best(&records, &task.workload, &context.target).unwrap();
+    let best = looptune_log::best(&records, task.workload, &context.target).unwrap();
     let reported = report.best.unwrap();
     assert_eq!(reported.index, best.config_index);
     assert_eq!(Some(reported.gflops), best.gflops);

@@ -1,6 +1,8 @@
 //! Whole-model tuning on small layers, measured in process: the fallback first, configs shared
 //! between layers of one operator, one log, and a resumed run that measures nothing twice.
 
+#![forbid(unsafe_code)]
+
 use looptune_ir::Workload;
 use looptune_log::{read_log, read_log_to_resume, LogWriter, Record, TargetFingerprint};
 use looptune_runtime::measure::Isolation;
@@ -110,7 +112,7 @@ fn every_layer_starts_from_its_fallback_shares_configs_and_resumes_from_the_log(
         let fallback = task.fallback_config().unwrap().index();
         let first_record = records
             .iter()
-            .find(|record| record.workload == task.key())
+            .find(|record| record.workload == task.key().as_str())
             .unwrap();
         assert_eq!(first_record.config_index, fallback, "{}", layer.name);
         // The best includes the fallback, so tuning never makes a layer slower.

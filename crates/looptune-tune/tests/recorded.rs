@@ -8,8 +8,10 @@
 //! better than chance, from the new workload's own records and, by transfer, from other shapes
 //! of its operator alone.
 
+#![forbid(unsafe_code)]
+
 use looptune_cost::{spearman, CostModel, FeatureSpec, Group, XgbModel, XgbOptions};
-use looptune_log::{read_log, task_records_by_key, Record};
+use looptune_log::{read_log, task_records, Record};
 use looptune_space::Task;
 use looptune_tune::TransferSet;
 use std::path::Path;
@@ -37,7 +39,7 @@ fn rows(task: &Task, records: &[Record]) -> (Vec<Vec<f32>>, Vec<f64>) {
     let target = &records[0].target;
     let mut features = Vec::new();
     let mut throughput = Vec::new();
-    for record in task_records_by_key(records, &task.key(), target) {
+    for record in task_records(records, task.key(), target) {
         let config = task
             .space()
             .from_values(&record.config)

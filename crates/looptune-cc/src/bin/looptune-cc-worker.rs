@@ -8,6 +8,8 @@
 //! status 1: the environment-dependent path, checked in a child process whose environment can
 //! differ from the tests'.
 
+#![forbid(unsafe_code)]
+
 use looptune_cc::CBackend;
 use looptune_runtime::{Backend, BackendSpec, CompileError};
 use std::process::ExitCode;

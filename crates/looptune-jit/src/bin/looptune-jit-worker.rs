@@ -3,6 +3,8 @@
 //! Cranelift backend for them. The `looptune` binary has the same loop behind its hidden `worker`
 //! subcommand, with every backend.
 
+#![forbid(unsafe_code)]
+
 use looptune_jit::CraneliftBackend;
 use looptune_runtime::{Backend, BackendSpec, CompileError};
 use std::process::ExitCode;

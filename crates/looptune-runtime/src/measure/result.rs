@@ -23,6 +23,20 @@ pub struct Costs {
 }
 
 impl Costs {
+    /// The costs of a kernel doing `flops` operations per call at `gflops` GFLOP/s, as one
+    /// repeat of one call: a throughput known without timing (a cache of earlier
+    /// measurements, a synthetic record in a test). `gflops` must be positive.
+    pub fn at_throughput(gflops: f64, flops: f64) -> Costs {
+        let seconds = flops / (gflops * 1e9);
+        Costs {
+            median_s: seconds,
+            min_s: seconds,
+            number: 1,
+            repeat: 1,
+            all_s: vec![seconds],
+        }
+    }
+
     /// Throughput at the median time for a kernel doing `flops` floating-point operations per
     /// call, in GFLOP/s.
     pub fn gflops(&self, flops: f64) -> f64 {
@@ -112,6 +126,19 @@ pub struct MeasureResult {
 }
 
 impl MeasureResult {
+    /// A result known without measuring (see [`Costs::at_throughput`]): `outcome`, and no
+    /// compile, check or reference time.
+    pub fn known(outcome: Result<Costs, MeasureError>) -> MeasureResult {
+        MeasureResult {
+            outcome,
+            compile_ms: None,
+            check_ms: None,
+            reference_ms: 0.0,
+            checked_elements: 0,
+            total_ms: 0.0,
+        }
+    }
+
     /// Whether the candidate has costs.
     pub fn is_ok(&self) -> bool {
         self.outcome.is_ok()

@@ -186,7 +186,11 @@ fn the_key_is_prefixed_and_never_a_builtin_workload() {
     let task = relu_product_task();
     assert_eq!(task.key(), "custom:relu_product");
     assert_eq!(task.name(), "relu_product");
-    assert!(task.key().parse::<looptune_ir::Workload>().is_err());
+    assert!(task
+        .key()
+        .as_str()
+        .parse::<looptune_ir::Workload>()
+        .is_err());
     assert_eq!(task.flops(), 720.0);
 }
 

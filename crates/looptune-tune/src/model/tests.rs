@@ -177,30 +177,13 @@ fn synthetic_records(workload: &str, configs: usize, seed: u64) -> Vec<looptune_
         .sample(seed)
         .take(configs)
         .map(|config| {
-            let outcome = match synthetic_gflops(&config) {
-                Some(gflops) => {
-                    let seconds = other.flops() / (gflops * 1e9);
-                    Ok(Costs {
-                        median_s: seconds,
-                        min_s: seconds,
-                        number: 1,
-                        repeat: 1,
-                        all_s: vec![seconds],
-                    })
-                }
+            let result = MeasureResult::known(match synthetic_gflops(&config) {
+                Some(gflops) => Ok(Costs::at_throughput(gflops, other.flops())),
                 None => Err(MeasureError::new(
                     MeasureErrorKind::RuntimeError,
                     "synthetic",
                 )),
-            };
-            let result = MeasureResult {
-                outcome,
-                compile_ms: None,
-                check_ms: None,
-                reference_ms: 0.0,
-                checked_elements: 0,
-                total_ms: 0.0,
-            };
+            });
             let now = std::time::SystemTime::now();
             Record::from_measurement(
                 &context,

@@ -52,7 +52,7 @@ impl TransferSet {
         let operator = task.workload().op_name();
         let mut by_workload: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
         for record in records {
-            if record.target == *target && record.workload != key {
+            if record.target == *target && record.workload != key.as_str() {
                 by_workload
                     .entry(&record.workload)
                     .or_default()
