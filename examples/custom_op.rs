@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", looptune::error_line(error.as_ref()));
             ExitCode::FAILURE
         }
     }

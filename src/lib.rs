@@ -49,6 +49,7 @@
 
 pub mod backend;
 pub mod deploy;
+mod error_line;
 pub mod measuring;
 pub mod task;
 #[cfg(feature = "tune")]
@@ -65,6 +66,7 @@ pub use looptune_tune as tune;
 
 pub use backend::BackendChoice;
 pub use deploy::{best_config, best_kernel, DeployError, Deployed, KernelCache, Origin};
+pub use error_line::error_line;
 pub use looptune_cc::CBackend;
 pub use looptune_ir::{lower, IrError, Layout, LoopNest, LowerError, Program, Schedule, Workload};
 pub use looptune_jit::CraneliftBackend;

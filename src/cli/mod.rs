@@ -131,60 +131,17 @@ pub fn main() -> ExitCode {
     finish(outcome)
 }
 
-/// An error and its causes on one line, `outer: cause: cause`, leaving out a cause whose text
-/// the line already holds: an error that prints its source in its own message (a `thiserror`
-/// `"...: {source}"` with `#[source]`) would otherwise name it twice ("No such file or
-/// directory (os error 2): No such file or directory (os error 2)").
-fn chain(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if text.is_empty() || line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
-}
-
 /// Prints an error and picks the exit code: 2 for errors in what the user typed, 1 otherwise.
 fn finish(outcome: anyhow::Result<()>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", chain(&err));
+            eprintln!("error: {}", looptune::error_line(err.as_ref()));
             if err.downcast_ref::<Usage>().is_some() {
                 ExitCode::from(EXIT_USAGE)
             } else {
                 ExitCode::FAILURE
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cause_is_printed_once() {
-        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
-        let text = io.to_string();
-        #[derive(Debug, thiserror::Error)]
-        #[error("cannot read `x.log`: {source}")]
-        struct Repeats {
-            #[source]
-            source: std::io::Error,
-        }
-        let err = anyhow::Error::new(Repeats { source: io }).context("reading the tuning log");
-        let line = chain(&err);
-        assert_eq!(line.matches(&text).count(), 1, "{line}");
-        assert!(
-            line.starts_with("reading the tuning log: cannot read `x.log`: "),
-            "{line}"
-        );
     }
 }

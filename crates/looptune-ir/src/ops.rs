@@ -1140,18 +1140,9 @@ pub fn conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> {
     let rc = builder.reduce_axis("rc", p.ic)?;
     let ry = builder.reduce_axis("ry", p.kh)?;
     let rx = builder.reduce_axis("rx", p.kw)?;
-    let fused = p.bias || p.residual || p.relu;
-    let bias = if p.bias {
-        Some(builder.placeholder("bias", &[p.oc], DType::F32)?)
-    } else {
-        None
-    };
-    let residual = if p.residual {
-        Some(builder.placeholder("R", &[p.n, p.oc, oh, ow], DType::F32)?)
-    } else {
-        None
-    };
     let shape = [("n", p.n), ("oc", p.oc), ("y", oh), ("x", ow)];
+    let epilogue = ConvEpilogue::declare(&mut builder, &p, &shape)?;
+    let fused = epilogue.is_some();
     let product_name = if fused { "Y.conv" } else { "Y" };
     let y = builder.compute(product_name, DType::F32, &shape, |ax| {
         let row = &ax[2] * p.stride + ry.var() * p.dilation;
@@ -1169,25 +1160,74 @@ pub fn conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> {
         let value = padded.at(&[ax[0].clone(), rc.var(), row, col]) * w;
         sum(value, &[&rc, &ry, &rx])
     })?;
-    if !fused {
-        return builder.build(&[&y]);
+    match epilogue {
+        None => builder.build(&[&y]),
+        Some(epilogue) => {
+            let output = epilogue.apply(&mut builder, &y, &shape)?;
+            builder.build(&[&output])
+        }
     }
-    // The epilogue reads the product once per output element: a schedule computes the
-    // product's tile at the epilogue's tile loop, so the sum never leaves registers.
-    let output = builder.compute("Y", DType::F32, &shape, |ax| {
-        let mut value = y.at(ax);
-        if let Some(bias) = &bias {
-            value = value + bias.at(&[ax[1].clone()]);
+}
+
+/// A conv2d's fused epilogue, `relu?(product + bias?[oc] + R?)`, and the inputs it reads.
+struct ConvEpilogue {
+    bias: Option<Tensor>,
+    residual: Option<Tensor>,
+    relu: bool,
+}
+
+impl ConvEpilogue {
+    /// Declares the epilogue's inputs (`bias[oc]`, then `R` shaped like the output), or `None`
+    /// when the convolution has no epilogue.
+    fn declare(
+        builder: &mut ProgramBuilder,
+        p: &Conv2dParams,
+        output: &[(&str, i64)],
+    ) -> Result<Option<ConvEpilogue>, IrError> {
+        if !(p.bias || p.residual || p.relu) {
+            return Ok(None);
         }
-        if let Some(residual) = &residual {
-            value = value + residual.at(ax);
-        }
-        if p.relu {
-            value = value.max(ValueExpr::f32(0.0));
-        }
-        value
-    })?;
-    builder.build(&[&output])
+        let bias = if p.bias {
+            Some(builder.placeholder("bias", &[p.oc], DType::F32)?)
+        } else {
+            None
+        };
+        let residual = if p.residual {
+            let shape: Vec<i64> = output.iter().map(|&(_, extent)| extent).collect();
+            Some(builder.placeholder("R", &shape, DType::F32)?)
+        } else {
+            None
+        };
+        Ok(Some(ConvEpilogue {
+            bias,
+            residual,
+            relu: p.relu,
+        }))
+    }
+
+    /// The output `Y` over `product`. It reads the product once per output element: a schedule
+    /// computes the product's tile at the epilogue's tile loop, so the sum never leaves
+    /// registers.
+    fn apply(
+        &self,
+        builder: &mut ProgramBuilder,
+        product: &Tensor,
+        output: &[(&str, i64)],
+    ) -> Result<Tensor, IrError> {
+        builder.compute("Y", DType::F32, output, |ax| {
+            let mut value = product.at(ax);
+            if let Some(bias) = &self.bias {
+                value = value + bias.at(&[ax[1].clone()]);
+            }
+            if let Some(residual) = &self.residual {
+                value = value + residual.at(ax);
+            }
+            if self.relu {
+                value = value.max(ValueExpr::f32(0.0));
+            }
+            value
+        })
+    }
 }
 
 /// Whether a conv2d is a GEMM over its output positions (1x1, no padding, no dilation).
@@ -1230,18 +1270,9 @@ fn conv2d_as_gemm(p: Conv2dParams, block: i64) -> Result<Program, IrError> {
             }
         },
     )?;
-    let fused = p.bias || p.residual || p.relu;
-    let bias = if p.bias {
-        Some(builder.placeholder("bias", &[p.oc], DType::F32)?)
-    } else {
-        None
-    };
-    let residual = if p.residual {
-        Some(builder.placeholder("R", &[p.n, p.oc, positions], DType::F32)?)
-    } else {
-        None
-    };
     let shape = [("n", p.n), ("oc", p.oc), ("p", positions)];
+    let epilogue = ConvEpilogue::declare(&mut builder, &p, &shape)?;
+    let fused = epilogue.is_some();
     let rc = builder.reduce_axis("rc", p.ic)?;
     let product_name = if fused { "Y.gemm" } else { "Y" };
     let product = builder.compute(product_name, DType::F32, &shape, |ax| {
@@ -1258,23 +1289,13 @@ fn conv2d_as_gemm(p: Conv2dParams, block: i64) -> Result<Program, IrError> {
             &[&rc],
         )
     })?;
-    if !fused {
-        return builder.build(&[&product]);
+    match epilogue {
+        None => builder.build(&[&product]),
+        Some(epilogue) => {
+            let output = epilogue.apply(&mut builder, &product, &shape)?;
+            builder.build(&[&output])
+        }
     }
-    let output = builder.compute("Y", DType::F32, &shape, |ax| {
-        let mut value = product.at(ax);
-        if let Some(bias) = &bias {
-            value = value + bias.at(&[ax[1].clone()]);
-        }
-        if let Some(residual) = &residual {
-            value = value + residual.at(ax);
-        }
-        if p.relu {
-            value = value.max(ValueExpr::f32(0.0));
-        }
-        value
-    })?;
-    builder.build(&[&output])
 }
 
 /// A depthwise NCHW convolution (multiplier 1), weights `[c, 1, kh, kw]`.
