@@ -1073,27 +1073,38 @@ fn pad_input(builder: &mut ProgramBuilder, input: &Tensor, pad: i64) -> Result<T
     if pad == 0 {
         return Ok(input.clone());
     }
-    let (n, c, h, w) = (
-        input.shape[0],
-        input.shape[1],
-        input.shape[2],
-        input.shape[3],
-    );
-    builder.compute(
-        "X.pad",
-        DType::F32,
-        &[("n", n), ("c", c), ("hp", h + 2 * pad), ("wp", w + 2 * pad)],
-        |ax| {
-            let inside = Cond::all([
-                ax[2].clone().ge(pad),
-                ax[2].clone().lt(h + pad),
-                ax[3].clone().ge(pad),
-                ax[3].clone().lt(w + pad),
-            ]);
-            let value = input.at(&[ax[0].clone(), ax[1].clone(), &ax[2] - pad, &ax[3] - pad]);
-            ValueExpr::select(inside, value, ValueExpr::f32(0.0))
-        },
-    )
+    // NCHW, or NCHW[b]c with its channel lanes last: rows and columns are axes 2 and 3.
+    let names: &[&str] = if input.shape.len() == 5 {
+        &["n", "cb", "hp", "wp", "ci"]
+    } else {
+        &["n", "c", "hp", "wp"]
+    };
+    let (h, w) = (input.shape[2], input.shape[3]);
+    let axes: Vec<(&str, i64)> = names
+        .iter()
+        .zip(&input.shape)
+        .enumerate()
+        .map(|(dim, (&name, &extent))| {
+            let padded = if dim == 2 || dim == 3 {
+                extent + 2 * pad
+            } else {
+                extent
+            };
+            (name, padded)
+        })
+        .collect();
+    builder.compute("X.pad", DType::F32, &axes, |ax| {
+        let inside = Cond::all([
+            ax[2].clone().ge(pad),
+            ax[2].clone().lt(h + pad),
+            ax[3].clone().ge(pad),
+            ax[3].clone().lt(w + pad),
+        ]);
+        let mut index = ax.to_vec();
+        index[2] = &ax[2] - pad;
+        index[3] = &ax[3] - pad;
+        ValueExpr::select(inside, input.at(&index), ValueExpr::f32(0.0))
+    })
 }
 
 /// A direct NCHW convolution with OIHW weights, optionally packed into output-channel blocks
@@ -1334,38 +1345,7 @@ fn blocked_depthwise_conv2d(p: DepthwiseConv2dParams) -> Result<Program, IrError
     let mut builder = ProgramBuilder::new("depthwise_conv2d");
     let x = builder.placeholder("X", &[p.n, blocks, p.h, p.w, p.block], DType::F32)?;
     let weight = builder.placeholder("W", &[blocks, p.kh, p.kw, p.block], DType::F32)?;
-    let padded = if p.pad == 0 {
-        x.clone()
-    } else {
-        let (h, w, pad) = (p.h, p.w, p.pad);
-        builder.compute(
-            "X.pad",
-            DType::F32,
-            &[
-                ("n", p.n),
-                ("cb", blocks),
-                ("hp", h + 2 * pad),
-                ("wp", w + 2 * pad),
-                ("ci", p.block),
-            ],
-            |ax| {
-                let inside = Cond::all([
-                    ax[2].clone().ge(pad),
-                    ax[2].clone().lt(h + pad),
-                    ax[3].clone().ge(pad),
-                    ax[3].clone().lt(w + pad),
-                ]);
-                let value = x.at(&[
-                    ax[0].clone(),
-                    ax[1].clone(),
-                    &ax[2] - pad,
-                    &ax[3] - pad,
-                    ax[4].clone(),
-                ]);
-                ValueExpr::select(inside, value, ValueExpr::f32(0.0))
-            },
-        )?
-    };
+    let padded = pad_input(&mut builder, &x, p.pad)?;
     let ry = builder.reduce_axis("ry", p.kh)?;
     let rx = builder.reduce_axis("rx", p.kw)?;
     let y = builder.compute(

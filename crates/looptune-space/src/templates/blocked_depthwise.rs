@@ -81,12 +81,7 @@ pub(crate) fn space(
         &["cb", "y.outer"],
         &[vec![0, 1], vec![1, 0]],
     )?)?;
-    let unroll_options = vec![Annotation::None, Annotation::Unroll];
-    space.add(Knob::annotate(
-        "unroll_kernel",
-        &["ry", "rx"],
-        &[unroll_options.clone(), unroll_options],
-    )?)?;
+    space.add(super::conv::unroll_kernel_knob()?)?;
     let pad_options: &[i64] = if conv.params.pad > 0 { &[0, 1] } else { &[0] };
     space.add(Knob::choice("pad_root", pad_options)?)?;
     space.add(Knob::choice("parallel", &[0, 1])?)?;

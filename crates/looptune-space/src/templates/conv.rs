@@ -143,6 +143,17 @@ fn most_accumulators(conv: &DirectConv, shape: &VectorShape, vector_options: &[i
     most
 }
 
+/// The `unroll_kernel` knob of the convolution templates: each loop of the kernel window
+/// (`ry`, `rx`) run or unrolled.
+pub(crate) fn unroll_kernel_knob() -> Result<Knob, SpaceError> {
+    let unroll_options = vec![Annotation::None, Annotation::Unroll];
+    Knob::annotate(
+        "unroll_kernel",
+        &["ry", "rx"],
+        &[unroll_options.clone(), unroll_options],
+    )
+}
+
 pub(crate) fn space(conv: &DirectConv, shape: &VectorShape) -> Result<ConfigSpace, SpaceError> {
     let shape = *shape;
     let mut space = ConfigSpace::new();
@@ -188,12 +199,7 @@ pub(crate) fn space(conv: &DirectConv, shape: &VectorShape) -> Result<ConfigSpac
             &[vec![0, 1, 2], vec![1, 2, 0]],
         )?)?;
     }
-    let unroll_options = vec![Annotation::None, Annotation::Unroll];
-    space.add(Knob::annotate(
-        "unroll_kernel",
-        &["ry", "rx"],
-        &[unroll_options.clone(), unroll_options],
-    )?)?;
+    space.add(unroll_kernel_knob()?)?;
     if conv.input_channels {
         // Weights packed into blocks of the tile's channels (OIHW[x]o) load as whole vectors.
         let pack = Knob::choice("pack_w", &[0, 1])?.added_later(&KnobValue::Choice(0))?;
