@@ -97,6 +97,13 @@ pub enum IrError {
         /// The dtype found.
         found: DType,
     },
+    /// An operation the IR does not define on its operands' dtype (see
+    /// [`crate::expr::unsupported_op`]).
+    #[error("unsupported operation: {message}")]
+    UnsupportedOperation {
+        /// What, and on which dtype.
+        message: String,
+    },
     /// A program without outputs.
     #[error("program `{program}` has no outputs")]
     NoOutputs {

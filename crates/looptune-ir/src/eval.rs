@@ -3,8 +3,10 @@
 //! It is the oracle's oracle: the reference interpreter runs lowered loop nests, and this module
 //! checks that what lowering produced still computes what the user defined. It is written to be
 //! obviously right rather than fast: every element of every tensor is evaluated straight from the
-//! definition, in `f64`, in definition order.
+//! definition, in `f64`, in definition order. Integer values are computed exactly and wrapped to
+//! their type after every operation, as the interpreter and every back end do.
 
+use crate::data::{Data, DataRef};
 use crate::dtype::DType;
 use crate::expr::{Cond, IndexExpr, ValueExpr, VarId};
 use crate::program::{ComputeBody, Program, ReduceOp, TensorKind};
@@ -44,6 +46,16 @@ pub enum EvalError {
         /// Its shape.
         shape: Vec<i64>,
     },
+    /// An input buffer of another dtype than its placeholder's.
+    #[error("input `{tensor}` has dtype {expected}, the buffer holds {found}")]
+    InputDType {
+        /// The placeholder.
+        tensor: String,
+        /// Its dtype.
+        expected: DType,
+        /// The buffer's.
+        found: DType,
+    },
     /// Index arithmetic that failed (division by zero, overflow).
     #[error("index arithmetic failed in `{tensor}`")]
     IndexArithmetic {
@@ -52,8 +64,28 @@ pub enum EvalError {
     },
 }
 
-/// Computes every output of `program` from `inputs` (one per placeholder, in definition order).
+/// Computes every output of an `f32` program from `inputs` (one per placeholder, in definition
+/// order): [`evaluate_data`] for the common case.
 pub fn evaluate(program: &Program, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, EvalError> {
+    let inputs: Vec<DataRef<'_>> = inputs.iter().map(|slice| DataRef::F32(slice)).collect();
+    Ok(evaluate_f64(program, &inputs)?
+        .into_iter()
+        .map(|values| values.into_iter().map(|x| x as f32).collect())
+        .collect())
+}
+
+/// Computes every output of `program` from typed `inputs` (one per placeholder, in definition
+/// order), each output of its tensor's dtype.
+pub fn evaluate_data(program: &Program, inputs: &[DataRef<'_>]) -> Result<Vec<Data>, EvalError> {
+    Ok(evaluate_f64(program, inputs)?
+        .into_iter()
+        .zip(&program.outputs)
+        .map(|(values, tensor)| Data::from_f64(program.tensor(*tensor).dtype, &values))
+        .collect())
+}
+
+/// Every output as `f64`, each element already rounded or wrapped to its tensor's dtype.
+pub fn evaluate_f64(program: &Program, inputs: &[DataRef<'_>]) -> Result<Vec<Vec<f64>>, EvalError> {
     let mut values = input_values(program, inputs)?;
     let mut env = vec![0i64; program.var_names.len()];
     for index in dependency_order(program) {
@@ -82,12 +114,12 @@ pub fn evaluate(program: &Program, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, E
     Ok(program
         .outputs
         .iter()
-        .map(|tensor| values[tensor.index()].iter().map(|&x| x as f32).collect())
+        .map(|tensor| values[tensor.index()].clone())
         .collect())
 }
 
 /// The inputs as `f64`, checked against the placeholders; computed tensors start empty.
-fn input_values(program: &Program, inputs: &[&[f32]]) -> Result<Vec<Vec<f64>>, EvalError> {
+fn input_values(program: &Program, inputs: &[DataRef<'_>]) -> Result<Vec<Vec<f64>>, EvalError> {
     let placeholders = program.inputs();
     if placeholders.len() != inputs.len() {
         return Err(EvalError::InputCount {
@@ -106,7 +138,14 @@ fn input_values(program: &Program, inputs: &[&[f32]]) -> Result<Vec<Vec<f64>>, E
                 found: input.len(),
             });
         }
-        values[placeholder.index()] = input.iter().map(|&x| x as f64).collect();
+        if input.dtype() != decl.dtype {
+            return Err(EvalError::InputDType {
+                tensor: decl.name.clone(),
+                expected: decl.dtype,
+                found: input.dtype(),
+            });
+        }
+        values[placeholder.index()] = input.to_f64();
     }
     Ok(values)
 }
@@ -121,8 +160,9 @@ pub fn evaluate_point(
     tensor: crate::expr::BufferId,
     indices: &[i64],
 ) -> Result<f32, EvalError> {
-    let points = evaluate_points(program, inputs, tensor, &[indices.to_vec()])?;
-    Ok(points[0])
+    let inputs: Vec<DataRef<'_>> = inputs.iter().map(|slice| DataRef::F32(slice)).collect();
+    let points = evaluate_points_f64(program, &inputs, tensor, &[indices.to_vec()])?;
+    Ok(points[0] as f32)
 }
 
 /// [`evaluate_point`] for many points of one tensor, converting the inputs once: a point then
@@ -133,6 +173,19 @@ pub fn evaluate_points(
     tensor: crate::expr::BufferId,
     points: &[Vec<i64>],
 ) -> Result<Vec<f32>, EvalError> {
+    let inputs: Vec<DataRef<'_>> = inputs.iter().map(|slice| DataRef::F32(slice)).collect();
+    let points = evaluate_points_f64(program, &inputs, tensor, points)?;
+    Ok(points.into_iter().map(|x| x as f32).collect())
+}
+
+/// [`evaluate_points`] on typed inputs, each value rounded or wrapped to the tensor's dtype and
+/// returned as `f64` (exact for every dtype).
+pub fn evaluate_points_f64(
+    program: &Program,
+    inputs: &[DataRef<'_>],
+    tensor: crate::expr::BufferId,
+    points: &[Vec<i64>],
+) -> Result<Vec<f64>, EvalError> {
     let values = input_values(program, inputs)?;
     let evaluator = Evaluator {
         program,
@@ -142,11 +195,7 @@ pub fn evaluate_points(
     let mut env = vec![0i64; program.var_names.len()];
     points
         .iter()
-        .map(|indices| {
-            evaluator
-                .element(tensor, indices, &mut env)
-                .map(|value| value as f32)
-        })
+        .map(|indices| evaluator.element(tensor, indices, &mut env))
         .collect()
 }
 
@@ -176,10 +225,13 @@ fn dependency_order(program: &Program) -> Vec<usize> {
     order
 }
 
+/// `value` as an element of `dtype`: rounded to `f32`, or truncated and wrapped to an integer
+/// type.
 fn round_to(dtype: DType, value: f64) -> f64 {
     match dtype {
         DType::F32 => value as f32 as f64,
-        _ => value,
+        DType::F64 => value,
+        integer => integer.wrap(value as i64) as f64,
     }
 }
 
@@ -242,6 +294,9 @@ impl Evaluator<'_> {
                     }
                     let value = self.value(body, env)?;
                     accumulator = match op {
+                        ReduceOp::Sum if decl.dtype.is_integer() => {
+                            round_to(decl.dtype, accumulator + value)
+                        }
                         ReduceOp::Sum => accumulator + value,
                         ReduceOp::Max => accumulator.max(value),
                     };
@@ -278,10 +333,41 @@ impl Evaluator<'_> {
                     self.element(load.buffer, &indices, &mut [])?
                 }
             }
-            ValueExpr::Binary(op, a, b) => op.apply(self.value(a, env)?, self.value(b, env)?),
-            ValueExpr::Unary(op, a) => op.apply(self.value(a, env)?),
+            ValueExpr::Binary(op, a, b) => {
+                let (x, y) = (self.value(a, env)?, self.value(b, env)?);
+                match self.dtype(a) {
+                    integer if integer.is_integer() => {
+                        // Division is refused by the program's dtype check.
+                        let exact = op.apply_int(x as i64, y as i64).unwrap_or(0);
+                        integer.wrap(exact) as f64
+                    }
+                    _ => op.apply(x, y),
+                }
+            }
+            ValueExpr::Unary(op, a) => {
+                let x = self.value(a, env)?;
+                match self.dtype(a) {
+                    integer if integer.is_integer() => integer.wrap(match op {
+                        crate::expr::UnaryOp::Neg => (x as i64).wrapping_neg(),
+                        crate::expr::UnaryOp::Abs => (x as i64).wrapping_abs(),
+                        crate::expr::UnaryOp::Sqrt => x as i64,
+                    }) as f64,
+                    _ => op.apply(x),
+                }
+            }
             ValueExpr::Fma(a, b, c) => {
-                self.value(a, env)? * self.value(b, env)? + self.value(c, env)?
+                let (x, y, z) = (
+                    self.value(a, env)?,
+                    self.value(b, env)?,
+                    self.value(c, env)?,
+                );
+                match self.dtype(a) {
+                    integer if integer.is_integer() => {
+                        let product = integer.wrap((x as i64).wrapping_mul(y as i64));
+                        integer.wrap(product.wrapping_add(z as i64)) as f64
+                    }
+                    _ => x * y + z,
+                }
             }
             ValueExpr::Select(cond, a, b) => {
                 if self.cond(cond, env)? {
@@ -293,6 +379,24 @@ impl Evaluator<'_> {
             ValueExpr::Cast(dtype, a) => round_to(*dtype, self.value(a, env)?),
             ValueExpr::FromIndex(dtype, index) => round_to(*dtype, self.index(index, env)? as f64),
         })
+    }
+
+    /// The dtype of `expr`: its first operand's, down to a constant, a load, a cast or an
+    /// index (operands agree, which building the program checked).
+    fn dtype(&self, expr: &ValueExpr) -> DType {
+        match expr {
+            ValueExpr::Const(scalar) => scalar.dtype,
+            ValueExpr::Load(load) => self
+                .program
+                .tensors
+                .get(load.buffer.index())
+                .map_or(DType::F32, |tensor| tensor.dtype),
+            ValueExpr::Binary(_, a, _)
+            | ValueExpr::Unary(_, a)
+            | ValueExpr::Fma(a, _, _)
+            | ValueExpr::Select(_, a, _) => self.dtype(a),
+            ValueExpr::Cast(dtype, _) | ValueExpr::FromIndex(dtype, _) => *dtype,
+        }
     }
 
     fn cond(&self, cond: &Cond, env: &[i64]) -> Result<bool, EvalError> {

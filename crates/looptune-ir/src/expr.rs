@@ -371,10 +371,48 @@ pub enum BinaryOp {
     Min,
     /// `max(a, b)`
     Max,
+    /// The fixed-point multiply of requantization, on `i32` only: `(a * b + 2^(s-1)) >> s`
+    /// computed exactly in 64 bits (the shift arithmetic, so the result is rounded to the
+    /// nearest integer with ties towards positive infinity; no rounding term when `s` is 0),
+    /// then wrapped to `i32`. `s` is at most 62 (checked by the verifier), so the 64-bit sum
+    /// cannot overflow for `i32` operands.
+    MulShr(u8),
+}
+
+/// The largest shift [`BinaryOp::MulShr`] takes.
+pub const MAX_MUL_SHIFT: u8 = 62;
+
+/// Why an operation is not defined on a dtype, or `None` when it is. The IR defines division
+/// and square roots on floats only (integer division has no agreed rounding here),
+/// [`BinaryOp::MulShr`] on `i32` only (with a shift of at most [`MAX_MUL_SHIFT`]), and casts
+/// from floats to integers not at all (C leaves out-of-range conversions undefined); every
+/// back end and both reference evaluators rely on this.
+pub fn unsupported_op(value: &ValueExpr, operand: DType, result: DType) -> Option<String> {
+    match value {
+        ValueExpr::Binary(BinaryOp::Div, ..) | ValueExpr::Unary(UnaryOp::Sqrt, _)
+            if operand.is_integer() =>
+        {
+            Some(format!("division and square root are not defined on {operand}"))
+        }
+        ValueExpr::Binary(BinaryOp::MulShr(shift), ..) => {
+            if operand != DType::I32 {
+                Some(format!("mulshr is defined on i32 only, not {operand}"))
+            } else if *shift > MAX_MUL_SHIFT {
+                Some(format!("mulshr shift {shift} is above {MAX_MUL_SHIFT}"))
+            } else {
+                None
+            }
+        }
+        ValueExpr::Cast(..) if operand.is_float() && result.is_integer() => Some(format!(
+            "casts from {operand} to {result} are not defined (float to integer)"
+        )),
+        _ => None,
+    }
 }
 
 impl BinaryOp {
-    /// Evaluates on `f64` (the interpreter's arithmetic).
+    /// Evaluates on `f64` (the interpreter's float arithmetic). [`BinaryOp::MulShr`], an integer
+    /// operation, is computed as on integers.
     pub fn apply(self, a: f64, b: f64) -> f64 {
         match self {
             BinaryOp::Add => a + b,
@@ -383,7 +421,27 @@ impl BinaryOp {
             BinaryOp::Div => a / b,
             BinaryOp::Min => a.min(b),
             BinaryOp::Max => a.max(b),
+            BinaryOp::MulShr(_) => self.apply_int(a as i64, b as i64).unwrap_or(0) as f64,
         }
+    }
+
+    /// Evaluates on integers, exactly (in 128 bits where a product needs it), before the result
+    /// is wrapped to the operands' type ([`crate::DType::wrap`]). `None` for a division, which
+    /// the IR does not define on integers.
+    pub fn apply_int(self, a: i64, b: i64) -> Option<i64> {
+        Some(match self {
+            BinaryOp::Add => a.wrapping_add(b),
+            BinaryOp::Sub => a.wrapping_sub(b),
+            BinaryOp::Mul => a.wrapping_mul(b),
+            BinaryOp::Div => return None,
+            BinaryOp::Min => a.min(b),
+            BinaryOp::Max => a.max(b),
+            BinaryOp::MulShr(shift) => {
+                let shift = u32::from(shift.min(MAX_MUL_SHIFT));
+                let rounding = if shift == 0 { 0 } else { 1i128 << (shift - 1) };
+                ((i128::from(a) * i128::from(b) + rounding) >> shift) as i64
+            }
+        })
     }
 
     /// The operator as printed in IR text.
@@ -395,6 +453,7 @@ impl BinaryOp {
             BinaryOp::Div => "/",
             BinaryOp::Min => "min",
             BinaryOp::Max => "max",
+            BinaryOp::MulShr(_) => "mulshr",
         }
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! Every kernel looptune measures is compared with this interpreter's output, so it favours
 //! being obviously right over being fast:
-//! - values are computed in `f64` and rounded to the buffer's `f32` only when stored, so its
-//!   result is at least as accurate as any back end's;
+//! - float values are computed in `f64` and rounded to the buffer's `f32` only when stored, so
+//!   its result is at least as accurate as any back end's; integer values are computed exactly
+//!   and wrapped to their type after every operation ([`crate::DType::wrap`]), the semantics
+//!   every back end implements, so integer kernels compare bit for bit. Every element of every
+//!   supported type is held exactly in an `f64`, which is the one storage type;
 //! - every load and store is bounds-checked, every index operation overflow-checked;
 //! - temporaries are filled with NaN when their `Alloc` is entered, so reading an element
 //!   nobody wrote shows up in the output;
@@ -20,6 +23,7 @@
 //!
 //! The caller's outputs are written only when the whole run succeeds.
 
+use crate::data::{DataMut, DataRef};
 use crate::dtype::DType;
 use crate::expr::{BinaryOp, CmpOp, Cond, IndexExpr, IndexOp, UnaryOp, ValueExpr, VarId};
 use crate::loop_nest::{BufferRole, LoopNest, Stmt};
@@ -52,13 +56,24 @@ pub enum InterpError {
         /// The slice's length.
         actual: usize,
     },
-    /// A dtype the interpreter does not run yet.
-    #[error("{context} has dtype {dtype}; the interpreter only runs f32 nests")]
-    UnsupportedDType {
-        /// The buffer or expression, as printed IR.
+    /// A buffer passed with a dtype other than its declaration's.
+    #[error("buffer `{buffer}` has dtype {expected} but the slice passed holds {actual}")]
+    BufferDType {
+        /// The buffer.
+        buffer: String,
+        /// Its declared dtype.
+        expected: DType,
+        /// The slice's dtype.
+        actual: DType,
+    },
+    /// A value whose operands disagree on dtype, or an operation the IR does not define on
+    /// them (see [`crate::expr::unsupported_op`]).
+    #[error("{context}: {message}")]
+    InvalidValue {
+        /// The expression or store, as printed IR.
         context: String,
-        /// Its dtype.
-        dtype: DType,
+        /// What is wrong.
+        message: String,
     },
     /// A load or store outside its buffer.
     #[error("access to `{buffer}` at {indices:?} is out of bounds of shape {shape:?}")]
@@ -131,14 +146,30 @@ pub enum InterpError {
     },
 }
 
-/// Runs `nest` on `inputs` and `outputs` (in the order of `nest.inputs` and `nest.outputs`).
-///
-/// Outputs are read as well as written (a kernel may accumulate into them) and are only
-/// updated if the run succeeds.
+/// Runs an `f32` nest on `inputs` and `outputs` (in the order of `nest.inputs` and
+/// `nest.outputs`): [`run_data`] for the common case.
 pub fn run(
     nest: &LoopNest,
     inputs: &[&[f32]],
     outputs: &mut [&mut [f32]],
+) -> Result<(), InterpError> {
+    let inputs: Vec<DataRef<'_>> = inputs.iter().map(|slice| DataRef::F32(slice)).collect();
+    let mut outputs: Vec<DataMut<'_>> = outputs
+        .iter_mut()
+        .map(|slice| DataMut::F32(slice))
+        .collect();
+    run_data(nest, &inputs, &mut outputs)
+}
+
+/// Runs `nest` on typed `inputs` and `outputs` (in the order of `nest.inputs` and
+/// `nest.outputs`), each of its parameter's dtype and length.
+///
+/// Outputs are read as well as written (a kernel may accumulate into them) and are only
+/// updated if the run succeeds.
+pub fn run_data(
+    nest: &LoopNest,
+    inputs: &[DataRef<'_>],
+    outputs: &mut [DataMut<'_>],
 ) -> Result<(), InterpError> {
     let count = |what, expected: usize, actual: usize| {
         if expected == actual {
@@ -155,17 +186,13 @@ pub fn run(
     count("input", nest.inputs.len(), inputs.len())?;
     count("output", nest.outputs.len(), outputs.len())?;
 
-    let mut storage: Vec<Vec<f32>> = vec![Vec::new(); nest.buffers.len()];
+    let mut storage: Vec<Vec<f64>> = vec![Vec::new(); nest.buffers.len()];
     let mut has_storage = vec![false; nest.buffers.len()];
     let params = nest
         .inputs
         .iter()
-        .zip(inputs.iter().map(|slice| &**slice))
-        .chain(
-            nest.outputs
-                .iter()
-                .zip(outputs.iter().map(|slice| &**slice)),
-        );
+        .zip(inputs.iter().copied())
+        .chain(nest.outputs.iter().zip(outputs.iter().map(|slice| slice.as_ref())));
     for (&buffer, slice) in params {
         let decl = nest
             .buffers
@@ -183,16 +210,15 @@ pub fn run(
                 actual: slice.len(),
             });
         }
-        storage[buffer.index()] = slice.to_vec();
-        has_storage[buffer.index()] = true;
-    }
-    for decl in &nest.buffers {
-        if decl.dtype != DType::F32 {
-            return Err(InterpError::UnsupportedDType {
-                context: format!("buffer `{}`", decl.name),
-                dtype: decl.dtype,
+        if decl.dtype != slice.dtype() {
+            return Err(InterpError::BufferDType {
+                buffer: decl.name.clone(),
+                expected: decl.dtype,
+                actual: slice.dtype(),
             });
         }
+        storage[buffer.index()] = slice.to_f64();
+        has_storage[buffer.index()] = true;
     }
 
     let mut compiler = Compiler {
@@ -205,12 +231,14 @@ pub fn run(
         vars: vec![0; nest.vars.len()],
         storage,
         has_storage,
+        dtypes: nest.buffers.iter().map(|decl| decl.dtype).collect(),
     };
     // Errors are boxed inside the machine to keep its hot `Result`s small.
     machine.stmt(&program).map_err(|err| *err)?;
 
     for (&buffer, slice) in nest.outputs.iter().zip(outputs.iter_mut()) {
-        slice.copy_from_slice(&machine.storage[buffer.index()]);
+        // Every stored value was already rounded or wrapped to the buffer's dtype.
+        slice.set_from_f64(&machine.storage[buffer.index()]);
     }
     Ok(())
 }
@@ -259,17 +287,25 @@ struct Access<'a> {
     strides: Box<[i64]>,
 }
 
+/// A value ready to evaluate. Every value is an `f64`; integer nodes compute exactly on the
+/// integers their operands hold and wrap the result to their dtype.
 enum CValue<'a> {
     Const(f64),
     Load(Access<'a>),
     Binary(BinaryOp, Box<CValue<'a>>, Box<CValue<'a>>),
+    IntBinary(BinaryOp, DType, Box<CValue<'a>>, Box<CValue<'a>>),
     Unary(UnaryOp, Box<CValue<'a>>),
+    IntUnary(UnaryOp, DType, Box<CValue<'a>>),
     Fma(Box<CValue<'a>>, Box<CValue<'a>>, Box<CValue<'a>>),
+    IntFma(DType, Box<CValue<'a>>, Box<CValue<'a>>, Box<CValue<'a>>),
     Select(Box<CCond<'a>>, Box<CValue<'a>>, Box<CValue<'a>>),
     /// Rounds to `f32` (a cast to `f32`).
     ToF32(Box<CValue<'a>>),
-    /// An index as an `f32` value.
-    FromIndex(CIndex<'a>),
+    /// Wraps an integer to a narrower or equal integer type (a cast between integers; widening
+    /// keeps the value).
+    Wrap(DType, Box<CValue<'a>>),
+    /// An index as a value of a dtype: rounded to `f32`, or wrapped to an integer type.
+    FromIndex(DType, CIndex<'a>),
 }
 
 enum CCond<'a> {
@@ -361,6 +397,14 @@ impl<'a> Compiler<'a> {
                         buffer: self.nest.buffers[access.buffer].name.clone(),
                     });
                 }
+                let decl = &self.nest.buffers[access.buffer];
+                let dtype = self.dtype(value)?;
+                if dtype != decl.dtype {
+                    return Err(InterpError::InvalidValue {
+                        context: format!("store to `{}`", decl.name),
+                        message: format!("a {dtype} value stored into a {} buffer", decl.dtype),
+                    });
+                }
                 CStmt::Store {
                     access,
                     value: self.value(value)?,
@@ -433,18 +477,51 @@ impl<'a> Compiler<'a> {
         Ok(compile_index(expr))
     }
 
+    /// The dtype of `expr`, checking that its operands agree and that the IR defines its
+    /// operations on them.
+    fn dtype(&self, expr: &ValueExpr) -> Result<DType, InterpError> {
+        let nest = self.nest;
+        crate::program::value_dtype_with(
+            &|buffer| nest.buffers.get(buffer.index()).map(|decl| decl.dtype),
+            expr,
+        )
+        .map_err(|err| InterpError::InvalidValue {
+            context: format!("`{}`", Printed::new(nest, expr)),
+            message: err.to_string(),
+        })
+    }
+
     fn value(&mut self, expr: &'a ValueExpr) -> Result<CValue<'a>, InterpError> {
         let boxed = |value: CValue<'a>| Box::new(value);
+        // A load's buffer is checked (and named in the error) by `access`, before any dtype.
+        let dtype = match expr {
+            ValueExpr::Load(_) => DType::F32,
+            _ => self.dtype(expr)?,
+        };
+        let integer = dtype.is_integer();
         Ok(match expr {
-            ValueExpr::Const(scalar) => {
-                self.require_f32(expr, scalar.dtype)?;
-                CValue::Const(scalar.value as f32 as f64)
-            }
+            ValueExpr::Const(scalar) => CValue::Const(match scalar.dtype {
+                DType::F32 => scalar.value as f32 as f64,
+                DType::F64 => scalar.value,
+                other => other.wrap(scalar.value as i64) as f64,
+            }),
             ValueExpr::Load(load) => CValue::Load(self.access(load.buffer, &load.indices)?),
+            ValueExpr::Binary(op, a, b) if integer => {
+                CValue::IntBinary(*op, dtype, boxed(self.value(a)?), boxed(self.value(b)?))
+            }
             ValueExpr::Binary(op, a, b) => {
                 CValue::Binary(*op, boxed(self.value(a)?), boxed(self.value(b)?))
             }
+            ValueExpr::Unary(op, a) if integer => {
+                CValue::IntUnary(*op, dtype, boxed(self.value(a)?))
+            }
             ValueExpr::Unary(op, a) => CValue::Unary(*op, boxed(self.value(a)?)),
+            ValueExpr::Fma(a, b, c) if integer => CValue::IntFma(
+                dtype,
+                boxed(self.value(a)?),
+                boxed(self.value(b)?),
+                boxed(self.value(c)?),
+            ),
             ValueExpr::Fma(a, b, c) => CValue::Fma(
                 boxed(self.value(a)?),
                 boxed(self.value(b)?),
@@ -455,26 +532,13 @@ impl<'a> Compiler<'a> {
                 boxed(self.value(a)?),
                 boxed(self.value(b)?),
             ),
-            ValueExpr::Cast(dtype, a) => {
-                self.require_f32(expr, *dtype)?;
-                CValue::ToF32(boxed(self.value(a)?))
-            }
-            ValueExpr::FromIndex(dtype, index) => {
-                self.require_f32(expr, *dtype)?;
-                CValue::FromIndex(self.index(index)?)
-            }
+            // Integer to float: exact in f64, then rounded like any f32 value; float to float
+            // or integer widening: the value itself. (Float to integer is not defined.)
+            ValueExpr::Cast(DType::F32, a) => CValue::ToF32(boxed(self.value(a)?)),
+            ValueExpr::Cast(to, a) if to.is_integer() => CValue::Wrap(*to, boxed(self.value(a)?)),
+            ValueExpr::Cast(_, a) => self.value(a)?,
+            ValueExpr::FromIndex(dtype, index) => CValue::FromIndex(*dtype, self.index(index)?),
         })
-    }
-
-    fn require_f32(&self, expr: &ValueExpr, dtype: DType) -> Result<(), InterpError> {
-        if dtype == DType::F32 {
-            Ok(())
-        } else {
-            Err(InterpError::UnsupportedDType {
-                context: format!("`{}`", Printed::new(self.nest, expr)),
-                dtype,
-            })
-        }
     }
 
     fn cond(&mut self, cond: &'a Cond) -> Result<CCond<'a>, InterpError> {
@@ -562,8 +626,9 @@ fn affine(expr: &IndexExpr) -> Option<(i64, Vec<(usize, i64)>)> {
 struct Machine<'a> {
     nest: &'a LoopNest,
     vars: Vec<i64>,
-    storage: Vec<Vec<f32>>,
+    storage: Vec<Vec<f64>>,
     has_storage: Vec<bool>,
+    dtypes: Vec<DType>,
 }
 
 impl Machine<'_> {
@@ -583,7 +648,11 @@ impl Machine<'_> {
             CStmt::Store { access, value } => {
                 let value = self.value(value)?;
                 let offset = self.offset(access)?;
-                self.storage[access.buffer][offset] = value as f32;
+                // f32 values are rounded once, here; integer values are already wrapped.
+                self.storage[access.buffer][offset] = match self.dtypes[access.buffer] {
+                    DType::F32 => value as f32 as f64,
+                    _ => value,
+                };
             }
             CStmt::If { cond, then } => {
                 if self.cond(cond)? {
@@ -599,7 +668,7 @@ impl Machine<'_> {
                 // Reuse the storage of earlier entries; only its contents must start over.
                 let storage = &mut self.storage[*buffer];
                 storage.clear();
-                storage.resize(*len, f32::NAN);
+                storage.resize(*len, f64::NAN);
                 self.has_storage[*buffer] = true;
                 let result = self.stmt(body);
                 self.has_storage[*buffer] = false;
@@ -665,10 +734,33 @@ impl Machine<'_> {
             CValue::Const(value) => *value,
             CValue::Load(access) => {
                 let offset = self.offset(access)?;
-                f64::from(self.storage[access.buffer][offset])
+                self.storage[access.buffer][offset]
             }
             CValue::Binary(op, a, b) => op.apply(self.value(a)?, self.value(b)?),
+            CValue::IntBinary(op, dtype, a, b) => {
+                let (a, b) = (self.value(a)? as i64, self.value(b)? as i64);
+                // Division, the one operation without an integer result, was refused when
+                // compiling.
+                dtype.wrap(op.apply_int(a, b).unwrap_or(0)) as f64
+            }
             CValue::Unary(op, a) => op.apply(self.value(a)?),
+            CValue::IntUnary(op, dtype, a) => {
+                let a = self.value(a)? as i64;
+                dtype.wrap(match op {
+                    UnaryOp::Neg => a.wrapping_neg(),
+                    UnaryOp::Abs => a.wrapping_abs(),
+                    // Refused when compiling.
+                    UnaryOp::Sqrt => a,
+                }) as f64
+            }
+            CValue::IntFma(dtype, a, b, c) => {
+                let (a, b, c) = (
+                    self.value(a)? as i64,
+                    self.value(b)? as i64,
+                    self.value(c)? as i64,
+                );
+                dtype.wrap(dtype.wrap(a.wrapping_mul(b)).wrapping_add(c)) as f64
+            }
             // Computed in f64 like everything else; when `a` and `b` are f32 loads their product is
             // exact in f64, so the result is rounded once, as a fused multiply-add would be.
             CValue::Fma(a, b, c) => self.value(a)? * self.value(b)? + self.value(c)?,
@@ -680,7 +772,15 @@ impl Machine<'_> {
                 }
             }
             CValue::ToF32(a) => self.value(a)? as f32 as f64,
-            CValue::FromIndex(index) => self.index(index)? as f32 as f64,
+            CValue::Wrap(dtype, a) => dtype.wrap(self.value(a)? as i64) as f64,
+            CValue::FromIndex(dtype, index) => {
+                let index = self.index(index)?;
+                match dtype {
+                    DType::F32 => index as f32 as f64,
+                    DType::F64 => index as f64,
+                    integer => integer.wrap(index) as f64,
+                }
+            }
         })
     }
 
@@ -708,7 +808,6 @@ mod tests {
     use super::*;
     use crate::dtype::Scalar;
     use crate::expr::BufferId;
-    use crate::loop_nest::BufferDecl;
     use crate::test_nests::*;
 
     fn run_matmul(nest: &LoopNest, m: usize, n: usize, k: usize) -> Vec<f32> {
@@ -931,7 +1030,7 @@ mod tests {
     }
 
     #[test]
-    fn other_dtypes_are_reported_not_miscomputed() {
+    fn mismatched_dtypes_are_reported_not_miscomputed() {
         let mut b = Builder::new("f64");
         let out = b.buffer("B", &[1], BufferRole::Output);
         let nest = b.finish(store(
@@ -945,21 +1044,65 @@ mod tests {
         let err = run(&nest, &[], &mut [&mut [0.0]]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "`1.0f64` has dtype f64; the interpreter only runs f32 nests"
+            "store to `B`: a f64 value stored into a f32 buffer"
         );
-        let mut wide = nest.clone();
-        wide.buffers.push(BufferDecl {
-            name: "W".into(),
-            dtype: DType::I32,
-            shape: vec![1],
-            role: BufferRole::Temp,
-        });
-        assert!(matches!(
-            run(&wide, &[], &mut [&mut [0.0]]),
-            Err(InterpError::UnsupportedDType {
-                dtype: DType::I32,
-                ..
-            })
-        ));
+        let mut integer = [0i32];
+        let err = run_data(&nest, &[], &mut [DataMut::I32(&mut integer)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "buffer `B` has dtype f32 but the slice passed holds i32"
+        );
+    }
+
+    /// `B[0] = value` with `B` of `dtype`, run, the stored element.
+    fn integer_result(dtype: DType, value: ValueExpr) -> i64 {
+        let mut b = Builder::new("int");
+        let out = b.typed_buffer("B", dtype, &[1], BufferRole::Output);
+        let nest = b.finish(store(out, vec![IndexExpr::Const(0)], value));
+        let mut data = crate::Data::zeros(dtype, 1);
+        run_data(&nest, &[], &mut [data.as_mut()]).expect("runs");
+        data.get_f64(0).expect("one element") as i64
+    }
+
+    #[test]
+    fn integer_arithmetic_wraps_to_its_type_and_casts_are_explicit() {
+        let int = |dtype, value| ValueExpr::Const(Scalar::int(dtype, value));
+        let cast = |dtype, value| ValueExpr::Cast(dtype, Box::new(value));
+        // u8: 200 + 100 wraps to 44; i8: 100 + 100 wraps to -56.
+        assert_eq!(integer_result(DType::U8, int(DType::U8, 200) + int(DType::U8, 100)), 44);
+        assert_eq!(integer_result(DType::I8, int(DType::I8, 100) + int(DType::I8, 100)), -56);
+        // Widening keeps the value (zero-extended from u8, sign-extended from i8).
+        let product = cast(DType::I32, int(DType::U8, 255)) * cast(DType::I32, int(DType::I8, -128));
+        assert_eq!(integer_result(DType::I32, product), -32640);
+        // i32 overflow wraps.
+        let big = int(DType::I32, i32::MAX as i64) + int(DType::I32, 1);
+        assert_eq!(integer_result(DType::I32, big), i32::MIN as i64);
+        // Narrowing keeps the low bits.
+        assert_eq!(integer_result(DType::U8, cast(DType::U8, int(DType::I32, 300))), 44);
+        assert_eq!(integer_result(DType::I8, cast(DType::I8, int(DType::I32, 255))), -1);
+    }
+
+    #[test]
+    fn mulshr_rounds_to_nearest_with_ties_up_exactly_in_64_bits() {
+        let int = |value| ValueExpr::Const(Scalar::i32(value));
+        let mulshr = |a, b, shift| ValueExpr::binary(BinaryOp::MulShr(shift), int(a), int(b));
+        // (5 * 1) >> 1 = 2.5 rounds up to 3; -5 >> 1 = -2.5 rounds up to -2.
+        assert_eq!(integer_result(DType::I32, mulshr(5, 1, 1)), 3);
+        assert_eq!(integer_result(DType::I32, mulshr(-5, 1, 1)), -2);
+        // Shift 0: no rounding term; a product beyond 32 bits is exact before the shift.
+        assert_eq!(integer_result(DType::I32, mulshr(7, 3, 0)), 21);
+        let big = integer_result(DType::I32, mulshr(i32::MAX, i32::MAX, 31));
+        assert_eq!(big, ((i32::MAX as i128 * i32::MAX as i128 + (1 << 30)) >> 31) as i64);
+        // mulshr on anything but i32 is refused, not computed.
+        let on_u8 = ValueExpr::binary(
+            BinaryOp::MulShr(1),
+            ValueExpr::Const(Scalar::int(DType::U8, 1)),
+            ValueExpr::Const(Scalar::int(DType::U8, 1)),
+        );
+        let mut b = Builder::new("bad");
+        let out = b.typed_buffer("B", DType::U8, &[1], BufferRole::Output);
+        let nest = b.finish(store(out, vec![IndexExpr::Const(0)], on_u8));
+        let err = run_data(&nest, &[], &mut [crate::DataMut::U8(&mut [0])]).unwrap_err();
+        assert!(err.to_string().contains("mulshr is defined on i32 only"), "{err}");
     }
 }

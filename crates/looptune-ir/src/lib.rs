@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod data;
 pub mod dtype;
 pub mod error;
 pub mod eval;
@@ -34,6 +35,7 @@ mod workloads;
 #[cfg(test)]
 mod test_nests;
 
+pub use data::{Data, DataMut, DataRef};
 pub use dtype::{DType, Scalar};
 pub use error::{IrError, LowerError, ScheduleError};
 pub use expr::{

@@ -211,6 +211,10 @@ impl<'a, 'o> Printer<'a, 'o> {
             ValueExpr::Binary(op @ (BinaryOp::Min | BinaryOp::Max), a, b) => {
                 self.call(op.symbol(), &[a, b]);
             }
+            ValueExpr::Binary(BinaryOp::MulShr(shift), a, b) => {
+                let name = format!("mulshr{shift}");
+                self.call(&name, &[a, b]);
+            }
             ValueExpr::Binary(op, a, b) => {
                 let level = value_level(expr);
                 let parens = level < context;

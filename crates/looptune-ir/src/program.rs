@@ -574,10 +574,22 @@ pub fn value_dtype_with(
             )
         }
         ValueExpr::Cast(dtype, a) => {
-            value_dtype_with(buffer_dtype, a)?;
-            Ok(*dtype)
+            let from = value_dtype_with(buffer_dtype, a)?;
+            check_op(value, from, *dtype)
         }
         ValueExpr::FromIndex(dtype, _) => Ok(*dtype),
+    }
+    .and_then(|dtype| match value {
+        ValueExpr::Binary(..) | ValueExpr::Unary(..) => check_op(value, dtype, dtype),
+        _ => Ok(dtype),
+    })
+}
+
+/// `result`, or the error of an operation the IR does not define on `operand`.
+fn check_op(value: &ValueExpr, operand: DType, result: DType) -> Result<DType, IrError> {
+    match crate::expr::unsupported_op(value, operand, result) {
+        None => Ok(result),
+        Some(message) => Err(IrError::UnsupportedOperation { message }),
     }
 }
 

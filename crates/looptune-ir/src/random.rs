@@ -70,6 +70,41 @@ pub fn random_inputs(program: &crate::Program, seed: u64) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Random typed inputs for every placeholder of `program`, from one generator seeded with
+/// `seed`, in placeholder order: `f32` inputs exactly as [`random_inputs`] draws them (so an
+/// `f32` program sees the same values either way), `f64` in `-1..1`, `u8`, `i8` and `i16`
+/// over their whole range (saturation and sign edges included), `i32` in `-2^24..2^24` (biases,
+/// whose sums with accumulators must stay far from wrapping).
+pub fn random_data(program: &crate::Program, seed: u64) -> Vec<crate::Data> {
+    use crate::{DType, Data};
+    let mut rng = SplitMix64::new(seed);
+    program
+        .inputs()
+        .iter()
+        .map(|&tensor| {
+            let decl = program.tensor(tensor);
+            let len = decl.len();
+            let mut bits = || rng.next_u64();
+            match decl.dtype {
+                DType::F64 => Data::F64(
+                    (0..len)
+                        .map(|_| (bits() >> 11) as f64 / (1u64 << 52) as f64 - 1.0)
+                        .collect(),
+                ),
+                DType::U8 => Data::U8((0..len).map(|_| (bits() >> 56) as u8).collect()),
+                DType::I8 => Data::I8((0..len).map(|_| (bits() >> 56) as u8 as i8).collect()),
+                DType::I16 => Data::I16((0..len).map(|_| (bits() >> 48) as u16 as i16).collect()),
+                DType::I32 => Data::I32(
+                    (0..len)
+                        .map(|_| ((bits() >> 39) as i64 - (1 << 24)) as i32)
+                        .collect(),
+                ),
+                _ => Data::F32((0..len).map(|_| rng.unit_f32()).collect()),
+            }
+        })
+        .collect()
+}
+
 /// One generated test case.
 #[derive(Clone, Debug)]
 pub struct Case {

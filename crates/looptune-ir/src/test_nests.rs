@@ -33,9 +33,19 @@ impl Builder {
     }
 
     pub fn buffer(&mut self, name: &str, shape: &[i64], role: BufferRole) -> BufferId {
+        self.typed_buffer(name, DType::F32, shape, role)
+    }
+
+    pub fn typed_buffer(
+        &mut self,
+        name: &str,
+        dtype: DType,
+        shape: &[i64],
+        role: BufferRole,
+    ) -> BufferId {
         self.nest.buffers.push(BufferDecl {
             name: name.to_string(),
-            dtype: DType::F32,
+            dtype,
             shape: shape.to_vec(),
             role,
         });

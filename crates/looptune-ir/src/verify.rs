@@ -150,6 +150,15 @@ pub enum VerifyError {
         /// The other.
         right: DType,
     },
+    /// An operation the IR does not define on its operands' dtype (see
+    /// [`crate::expr::unsupported_op`]).
+    #[error("unsupported operation in {context}: {message}")]
+    UnsupportedOperation {
+        /// Where, as printed IR.
+        context: String,
+        /// What, and on which dtype.
+        message: String,
+    },
     /// An access whose index is outside the buffer on every iteration that reaches it.
     #[error("{access}: index {dim} is always out of bounds (in [{low}, {high}], extent {extent})")]
     OutOfBounds {
@@ -699,6 +708,15 @@ impl<'a> Verifier<'a> {
                 })
             }
         };
+        let supported = |operand: DType, result: DType| match crate::expr::unsupported_op(
+            value, operand, result,
+        ) {
+            None => Ok(result),
+            Some(message) => Err(VerifyError::UnsupportedOperation {
+                context: format!("`{}`", Printed::new(nest, value)),
+                message,
+            }),
+        };
         match value {
             ValueExpr::Const(scalar) => Ok(scalar.dtype),
             ValueExpr::Load(load) => {
@@ -708,9 +726,13 @@ impl<'a> Verifier<'a> {
             }
             ValueExpr::Binary(_, a, b) => {
                 let (left, right) = (self.value(a)?, self.value(b)?);
-                same(value, left, right)
+                let operand = same(value, left, right)?;
+                supported(operand, operand)
             }
-            ValueExpr::Unary(_, a) => self.value(a),
+            ValueExpr::Unary(_, a) => {
+                let operand = self.value(a)?;
+                supported(operand, operand)
+            }
             ValueExpr::Fma(a, b, c) => {
                 let (first, second, third) = (self.value(a)?, self.value(b)?, self.value(c)?);
                 same(value, first, second)?;
@@ -728,8 +750,8 @@ impl<'a> Verifier<'a> {
                 same(value, left?, right?)
             }
             ValueExpr::Cast(dtype, a) => {
-                self.value(a)?;
-                Ok(*dtype)
+                let from = self.value(a)?;
+                supported(from, *dtype)
             }
             ValueExpr::FromIndex(dtype, index) => {
                 self.check_index(index)?;

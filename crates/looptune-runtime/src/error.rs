@@ -157,6 +157,18 @@ pub enum CallError {
         /// The slice's length.
         actual: usize,
     },
+    /// A slice whose element type differs from the buffer's dtype.
+    #[error("{role} buffer `{buffer}` holds {expected} elements, got a slice of {actual}")]
+    BufferDType {
+        /// "input" or "output".
+        role: &'static str,
+        /// The buffer's name.
+        buffer: String,
+        /// The buffer's dtype.
+        expected: looptune_ir::DType,
+        /// The slice's element type.
+        actual: looptune_ir::DType,
+    },
 }
 
 /// Why the peak measurement failed.

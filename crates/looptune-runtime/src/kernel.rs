@@ -9,7 +9,7 @@
 
 use crate::error::CallError;
 use crate::runtime::{pool_for, Runtime};
-use looptune_ir::LoopNest;
+use looptune_ir::{DType, DataMut, DataRef, LoopNest};
 use rayon::ThreadPool;
 use std::any::Any;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ pub type CodeOwner = Box<dyn Any + Send + Sync>;
 struct Param {
     name: String,
     len: usize,
+    dtype: DType,
 }
 
 /// A loop nest compiled to host code, callable any number of times.
@@ -32,8 +33,9 @@ struct Param {
 /// Calls only check slice counts and lengths (a few comparisons) and allocate nothing for
 /// kernels with up to 16 parameters, so a measurer can call a kernel in a tight timing loop.
 ///
-/// Buffers are accessed with unaligned loads and stores, so `f32` slices need no alignment beyond
-/// their own 4 bytes. Soundness rests on the nest accessing only in-bounds elements of its
+/// Buffers are accessed with unaligned loads and stores, so slices need no alignment beyond
+/// their element type's. [`Kernel::call`] takes `f32` slices, [`Kernel::call_data`] slices of
+/// any dtype; both check each slice's element type against its parameter's. Soundness rests on the nest accessing only in-bounds elements of its
 /// buffers, which the IR's verifier checks for every lowered nest; the back end checks the rest
 /// (parameter dtypes, no stores to inputs, index ranks) when compiling.
 pub struct Kernel {
@@ -80,6 +82,7 @@ impl Kernel {
                     Param {
                         name: decl.name.clone(),
                         len: decl.len(),
+                        dtype: decl.dtype,
                     }
                 })
                 .collect()
@@ -129,10 +132,16 @@ impl Kernel {
             .map(|param| param.len)
     }
 
-    fn check(&self, inputs: &[&[f32]], outputs: &[&mut [f32]]) -> Result<(), CallError> {
+    /// Checks the number of slices and each slice's `(dtype, length)` against the parameters.
+    fn check(
+        &self,
+        counts: (usize, usize),
+        slices: impl Iterator<Item = (DType, usize)>,
+    ) -> Result<(), CallError> {
+        let (inputs, outputs) = counts;
         let counts = [
-            ("input", self.inputs.len(), inputs.len()),
-            ("output", self.outputs.len(), outputs.len()),
+            ("input", self.inputs.len(), inputs),
+            ("output", self.outputs.len(), outputs),
         ];
         for (role, expected, actual) in counts {
             if expected != actual {
@@ -144,11 +153,18 @@ impl Kernel {
                 });
             }
         }
-        let lens = inputs
-            .iter()
-            .map(|slice| ("input", slice.len()))
-            .chain(outputs.iter().map(|slice| ("output", slice.len())));
-        for (param, (role, actual)) in self.inputs.iter().chain(&self.outputs).zip(lens) {
+        let roles = std::iter::repeat_n("input", inputs).chain(std::iter::repeat_n("output", outputs));
+        for ((param, role), (dtype, actual)) in
+            self.inputs.iter().chain(&self.outputs).zip(roles).zip(slices)
+        {
+            if param.dtype != dtype {
+                return Err(CallError::BufferDType {
+                    role,
+                    buffer: param.name.clone(),
+                    expected: param.dtype,
+                    actual: dtype,
+                });
+            }
             if param.len != actual {
                 return Err(CallError::BufferLength {
                     role,
@@ -161,20 +177,16 @@ impl Kernel {
         Ok(())
     }
 
-    /// Runs the kernel on `inputs` (in the nest's input order) writing `outputs` (in its output
-    /// order), after checking their number and lengths. Nothing runs when an error is returned.
+    /// Runs the kernel on `f32` `inputs` (in the nest's input order) writing `outputs` (in its
+    /// output order), after checking their number, element types and lengths. Nothing runs when
+    /// an error is returned.
     pub fn call(&self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) -> Result<(), CallError> {
-        self.check(inputs, outputs)?;
-        const INLINE: usize = 16;
+        let slices = inputs
+            .iter()
+            .map(|slice| (DType::F32, slice.len()))
+            .chain(outputs.iter().map(|slice| (DType::F32, slice.len())));
+        self.check((inputs.len(), outputs.len()), slices)?;
         let count = inputs.len() + outputs.len();
-        let mut inline = [std::ptr::null_mut::<u8>(); INLINE];
-        let mut spilled = Vec::new();
-        let args: &mut [*mut u8] = if count <= INLINE {
-            &mut inline[..count]
-        } else {
-            spilled.resize(count, std::ptr::null_mut());
-            &mut spilled
-        };
         let pointers = inputs
             .iter()
             // Generated code never stores to inputs (checked when compiling), so passing a
@@ -185,16 +197,62 @@ impl Kernel {
                     .iter_mut()
                     .map(|slice| slice.as_mut_ptr() as *mut u8),
             );
+        // SAFETY: `check` established one slice per parameter, in order, each of its
+        // parameter's dtype and exact element count; the output slices are exclusively
+        // borrowed for the call.
+        unsafe { self.invoke(count, pointers) };
+        Ok(())
+    }
+
+    /// Runs the kernel on typed `inputs` writing typed `outputs`, after checking their number,
+    /// dtypes and lengths: [`Kernel::call`] for nests with integer (or mixed) parameters.
+    pub fn call_data(
+        &self,
+        inputs: &[DataRef<'_>],
+        outputs: &mut [DataMut<'_>],
+    ) -> Result<(), CallError> {
+        let slices = inputs
+            .iter()
+            .map(|slice| (slice.dtype(), slice.len()))
+            .chain(outputs.iter().map(|slice| (slice.dtype(), slice.len())));
+        self.check((inputs.len(), outputs.len()), slices)?;
+        let count = inputs.len() + outputs.len();
+        let pointers = inputs
+            .iter()
+            // Never stored to, as in `call`.
+            .map(|slice| slice.as_ptr() as *mut u8)
+            .chain(outputs.iter_mut().map(|slice| slice.as_mut_ptr()));
+        // SAFETY: as in `call`: `check` established count, dtypes and lengths, and the
+        // outputs are exclusively borrowed.
+        unsafe { self.invoke(count, pointers) };
+        Ok(())
+    }
+
+    /// Calls the entry with `pointers` (inputs, then outputs).
+    ///
+    /// # Safety
+    /// `pointers` yields exactly `count` pointers, one per parameter in order, each to live
+    /// memory holding the parameter's declared dtype and element count, outputs writable and
+    /// not aliased for the duration of the call.
+    unsafe fn invoke(&self, count: usize, pointers: impl Iterator<Item = *mut u8>) {
+        const INLINE: usize = 16;
+        let mut inline = [std::ptr::null_mut::<u8>(); INLINE];
+        let mut spilled = Vec::new();
+        let args: &mut [*mut u8] = if count <= INLINE {
+            &mut inline[..count]
+        } else {
+            spilled.resize(count, std::ptr::null_mut());
+            &mut spilled
+        };
         for (slot, pointer) in args.iter_mut().zip(pointers) {
             *slot = pointer;
         }
-        // SAFETY: `check` established that there is one pointer per parameter, in the order the
-        // code loads them, each to a live slice of exactly the declared element count; the
-        // compiled nest only accesses in-bounds elements (see the type's docs), writes only
-        // outputs, which are exclusively borrowed, and uses unaligned accesses, so 4-byte
-        // alignment suffices. `self.runtime` outlives the call.
+        // SAFETY: the caller promises one pointer per parameter, in the order the code loads
+        // them, each to live memory of the declared dtype and element count, outputs
+        // exclusively borrowed; the compiled nest only accesses in-bounds elements (see the
+        // type's docs), writes only outputs, and uses unaligned accesses, so the element
+        // type's alignment suffices. `self.runtime` outlives the call.
         unsafe { (self.entry)(args.as_ptr(), &*self.runtime) };
-        Ok(())
     }
 }
 

@@ -140,7 +140,9 @@ pub(crate) fn clif_type(dtype: DType, context: &str) -> Result<Type, CompileErro
         DType::F32 => Ok(types::F32),
         DType::F64 => Ok(types::F64),
         DType::I32 => Ok(types::I32),
-        DType::I8 => Ok(types::I8),
+        DType::I16 => Ok(types::I16),
+        // Cranelift's integers carry no sign: unsigned operations are chosen per dtype.
+        DType::I8 | DType::U8 => Ok(types::I8),
         other => Err(CompileError::UnsupportedDType {
             context: context.to_string(),
             dtype: other,
@@ -681,8 +683,12 @@ impl<'n, 'b> FnGen<'n, 'b> {
         Ok(match scalar.dtype {
             DType::F32 => self.builder.ins().f32const(scalar.value as f32),
             DType::F64 => self.builder.ins().f64const(scalar.value),
-            DType::I32 => self.builder.ins().iconst(types::I32, scalar.value as i64),
-            DType::I8 => self.builder.ins().iconst(types::I8, scalar.value as i64),
+            integer @ (DType::I32 | DType::I16 | DType::I8 | DType::U8) => {
+                let ty = clif_type(integer, "a constant")?;
+                // A narrow immediate is given as its bits, zero-extended.
+                let bits = (integer.wrap(scalar.value as i64) as u64) & ty.bounds(false).1 as u64;
+                self.builder.ins().iconst(ty, bits as i64)
+            }
             other => {
                 return Err(CompileError::UnsupportedDType {
                     context: "a constant".to_string(),
@@ -786,14 +792,35 @@ impl<'n, 'b> FnGen<'n, 'b> {
                 BinaryOp::Div => ins.fdiv(a, b),
                 BinaryOp::Min => ins.fmin(a, b),
                 BinaryOp::Max => ins.fmax(a, b),
+                BinaryOp::MulShr(_) => {
+                    return Err(CompileError::UnsupportedOp {
+                        what: format!("mulshr of {dtype} values"),
+                    })
+                }
             }
         } else {
+            let unsigned = !dtype.is_signed_integer();
             match op {
                 BinaryOp::Add => ins.iadd(a, b),
                 BinaryOp::Sub => ins.isub(a, b),
                 BinaryOp::Mul => ins.imul(a, b),
+                BinaryOp::Min if unsigned => ins.umin(a, b),
+                BinaryOp::Max if unsigned => ins.umax(a, b),
                 BinaryOp::Min => ins.smin(a, b),
                 BinaryOp::Max => ins.smax(a, b),
+                BinaryOp::MulShr(shift) => {
+                    // Exact in 64 bits, rounded to nearest with ties up, wrapped to i32.
+                    let wide_a = ins.sextend(types::I64, a);
+                    let wide_b = self.builder.ins().sextend(types::I64, b);
+                    let product = self.builder.ins().imul(wide_a, wide_b);
+                    let rounded = if shift == 0 {
+                        product
+                    } else {
+                        self.builder.ins().iadd_imm_s(product, 1i64 << (shift - 1))
+                    };
+                    let shifted = self.builder.ins().sshr_imm_s(rounded, i64::from(shift));
+                    return Ok(self.builder.ins().ireduce(types::I32, shifted));
+                }
                 BinaryOp::Div => {
                     // Integer division traps on zero and has no agreed rounding in the IR yet.
                     return Err(CompileError::UnsupportedOp {
@@ -857,7 +884,11 @@ impl<'n, 'b> FnGen<'n, 'b> {
             (true, true) if to_ty.bits() > from_ty.bits() => ins.fpromote(to_ty, value),
             (true, true) => ins.fdemote(to_ty, value),
             (true, false) => ins.fcvt_to_sint_sat(to_ty, value),
+            (false, true) if !from.is_signed_integer() => ins.fcvt_from_uint(to_ty, value),
             (false, true) => ins.fcvt_from_sint(to_ty, value),
+            (false, false) if to_ty.bits() > from_ty.bits() && !from.is_signed_integer() => {
+                ins.uextend(to_ty, value)
+            }
             (false, false) if to_ty.bits() > from_ty.bits() => ins.sextend(to_ty, value),
             (false, false) => ins.ireduce(to_ty, value),
         })
@@ -922,8 +953,10 @@ impl<'n, 'b> FnGen<'n, 'b> {
                 let b = self.value(b)?;
                 Ok(if dtype.is_float() {
                     self.builder.ins().fcmp(float_cc(*op), a, b)
-                } else {
+                } else if dtype.is_signed_integer() {
                     self.builder.ins().icmp(int_cc(*op), a, b)
+                } else {
+                    self.builder.ins().icmp(unsigned_cc(*op), a, b)
                 })
             }
             Cond::And(a, b) | Cond::Or(a, b) => {
@@ -961,6 +994,18 @@ pub(crate) fn int_cc(op: CmpOp) -> IntCC {
         CmpOp::Le => IntCC::SignedLessThanOrEqual,
         CmpOp::Gt => IntCC::SignedGreaterThan,
         CmpOp::Ge => IntCC::SignedGreaterThanOrEqual,
+        CmpOp::Eq => IntCC::Equal,
+        CmpOp::Ne => IntCC::NotEqual,
+    }
+}
+
+/// The unsigned integer comparison for `op`.
+pub(crate) fn unsigned_cc(op: CmpOp) -> IntCC {
+    match op {
+        CmpOp::Lt => IntCC::UnsignedLessThan,
+        CmpOp::Le => IntCC::UnsignedLessThanOrEqual,
+        CmpOp::Gt => IntCC::UnsignedGreaterThan,
+        CmpOp::Ge => IntCC::UnsignedGreaterThanOrEqual,
         CmpOp::Eq => IntCC::Equal,
         CmpOp::Ne => IntCC::NotEqual,
     }

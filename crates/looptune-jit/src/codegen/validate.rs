@@ -1,13 +1,13 @@
 //! Checks a nest must pass before code is generated for it, beyond what the IR verifier checks:
 //! the ones whose failure would make the safe call API unsound or codegen impossible.
 //!
-//! Parameters must be `f32` (the call API takes `f32` slices), inputs must never be stored to
+//! Parameters may be of any dtype the call API checks (`Kernel::call_data`); inputs must never be stored to
 //! (they arrive as shared slices), every access must use as many indices as its buffer has
 //! dimensions, and only temporaries may be allocated. Then the IR's verifier checks the rest of
 //! the contract. (Bounds are the business of `bounds`, which checks at run time what it cannot
 //! prove, so that [`crate::Kernel::call`] stays safe for every nest that compiles.)
 
-use looptune_ir::{BufferId, BufferRole, DType, LoopNest, Stmt, ValueExpr};
+use looptune_ir::{BufferId, BufferRole, LoopNest, Stmt, ValueExpr};
 use looptune_runtime::CompileError;
 
 /// Checks `nest`; see the module doc for what.
@@ -31,15 +31,7 @@ pub(crate) fn validate(nest: &LoopNest) -> Result<(), CompileError> {
                     problem: "listed twice among the parameters".to_string(),
                 });
             }
-            if decl.dtype != DType::F32 {
-                return Err(CompileError::UnsupportedDType {
-                    context: format!(
-                        "parameter buffer `{}` (the call API passes f32 slices)",
-                        decl.name
-                    ),
-                    dtype: decl.dtype,
-                });
-            }
+            super::function::clif_type(decl.dtype, &format!("parameter buffer `{}`", decl.name))?;
         }
     }
     let mut result = Ok(());

@@ -9,19 +9,22 @@
 //! with random others (tails and edges are where bugs live), and random points, up to about
 //! [`SAMPLE_POINTS`] per output.
 //!
+//! Float outputs are compared within a relative tolerance, integer outputs bit for bit.
 //! Outputs are filled with NaN before the kernel runs, so an element it never writes fails the
 //! comparison; with a sample, the whole output is also scanned for NaN when the sampled
-//! reference has none, so unwritten elements are caught everywhere.
+//! reference has none, so unwritten elements are caught everywhere. Integers have no NaN: the
+//! measurer runs a kernel with integer outputs twice, over two different fills, and checks
+//! both (an element left unwritten cannot match the reference under both).
 //!
 //! A [`Reference`] is computed once per program by the measurer and sent with each candidate;
 //! inputs are regenerated from the seed wherever the kernel runs.
 
 use super::options::CheckMode;
 use super::result::{MeasureError, MeasureErrorKind};
-use looptune_ir::eval::{compare, evaluate, evaluate_points};
-pub use looptune_ir::random::random_inputs;
+use looptune_ir::eval::{compare, evaluate_f64, evaluate_points_f64};
+pub use looptune_ir::random::{random_data, random_inputs};
 use looptune_ir::random::SplitMix64;
-use looptune_ir::{interp, lower, BufferId, Program, Schedule};
+use looptune_ir::{interp, lower, BufferId, DType, Data, DataMut, DataRef, Program, Schedule};
 use serde::{Deserialize, Serialize};
 
 /// The seed of the random inputs (values in `-1..1`): fixed, so that a wrong answer reproduces.
@@ -52,17 +55,19 @@ pub struct ExpectedOutput {
     pub name: String,
     /// Its shape.
     pub shape: Vec<i64>,
+    /// Its element type: floats are compared within the tolerance, integers exactly.
+    pub dtype: DType,
     /// Its expected values.
     pub values: ExpectedValues,
 }
 
-/// Every expected element, or a sample.
+/// Every expected element, or a sample, as `f64` (exact for every dtype).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ExpectedValues {
     /// The whole output, row-major.
-    Full(Vec<f32>),
+    Full(Vec<f64>),
     /// `(flat index, value)` pairs.
-    Sampled(Vec<(usize, f32)>),
+    Sampled(Vec<(usize, f64)>),
 }
 
 /// The expected outputs of a program on the inputs of [`random_inputs`] with `seed`.
@@ -98,8 +103,8 @@ impl Reference {
     /// Computes the reference of `program` for `mode` (see the module documentation). Fails
     /// with a message when the program cannot be evaluated.
     pub fn compute(program: &Program, mode: CheckMode) -> Result<Reference, String> {
-        let inputs = random_inputs(program, INPUT_SEED);
-        let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+        let inputs = random_data(program, INPUT_SEED);
+        let input_refs: Vec<DataRef<'_>> = inputs.iter().map(Data::as_ref).collect();
         let full = match mode {
             CheckMode::Full => true,
             CheckMode::Sampled { .. } => false,
@@ -134,6 +139,7 @@ impl Reference {
                 ExpectedOutput {
                     name: decl.name.clone(),
                     shape: decl.shape.clone(),
+                    dtype: decl.dtype,
                     values,
                 }
             })
@@ -156,10 +162,39 @@ impl Reference {
             .sum()
     }
 
-    /// Compares a kernel's `outputs` (in program output order) with the reference;
+    /// Whether some output is of an integer type (then a kernel is checked over two fills).
+    pub fn has_integer_output(&self) -> bool {
+        self.outputs.iter().any(|output| output.dtype.is_integer())
+    }
+
+    /// Compares a kernel's `f32` `outputs` (in program output order) with the reference;
     /// `WrongAnswer` names the first bad element.
     pub fn check(&self, outputs: &[Vec<f32>]) -> Result<(), MeasureError> {
+        let outputs: Vec<DataRef<'_>> = outputs.iter().map(|values| DataRef::F32(values)).collect();
+        self.check_data(&outputs)
+    }
+
+    /// Compares a kernel's typed `outputs` (in program output order) with the reference:
+    /// floats within the tolerance, integers exactly; `WrongAnswer` names the first bad
+    /// element.
+    pub fn check_data(&self, outputs: &[DataRef<'_>]) -> Result<(), MeasureError> {
         for (expected, actual) in self.outputs.iter().zip(outputs) {
+            if actual.dtype() != expected.dtype {
+                return Err(MeasureError::new(
+                    MeasureErrorKind::WrongAnswer,
+                    format!(
+                        "output `{}` holds {}, the reference {}",
+                        expected.name,
+                        actual.dtype(),
+                        expected.dtype
+                    ),
+                ));
+            }
+            if expected.dtype.is_integer() {
+                check_exact(expected, *actual)?;
+                continue;
+            }
+            let actual = &actual.to_f64().into_iter().map(|x| x as f32).collect::<Vec<f32>>();
             let wrong = |flat: usize, actual: f32, expected_value: f32, how: &str| {
                 MeasureError::new(
                     MeasureErrorKind::WrongAnswer,
@@ -174,7 +209,8 @@ impl Reference {
             };
             match &expected.values {
                 ExpectedValues::Full(values) => {
-                    if let Err(mismatch) = compare(actual, values, self.tolerance) {
+                    let values: Vec<f32> = values.iter().map(|&x| x as f32).collect();
+                    if let Err(mismatch) = compare(actual, &values, self.tolerance) {
                         return Err(wrong(
                             mismatch.index,
                             mismatch.actual,
@@ -184,7 +220,8 @@ impl Reference {
                     }
                 }
                 ExpectedValues::Sampled(points) => {
-                    let (flats, values): (Vec<usize>, Vec<f32>) = points.iter().copied().unzip();
+                    let (flats, values): (Vec<usize>, Vec<f32>) =
+                        points.iter().map(|&(flat, x)| (flat, x as f32)).unzip();
                     let sampled: Vec<f32> = flats.iter().map(|&flat| actual[flat]).collect();
                     if let Err(mismatch) = compare(&sampled, &values, self.tolerance) {
                         return Err(wrong(
@@ -214,37 +251,76 @@ impl Reference {
     }
 }
 
-/// Every output of `program`: the interpreter on the default schedule's nest, or the direct
-/// evaluator when the default schedule does not lower.
-fn full_reference(program: &Program, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, String> {
+/// An integer output compared bit for bit; `WrongAnswer` names the first differing element.
+fn check_exact(expected: &ExpectedOutput, actual: DataRef<'_>) -> Result<(), MeasureError> {
+    let wrong = |flat: usize, value: f64, reference: f64, how: &str| {
+        Err(MeasureError::new(
+            MeasureErrorKind::WrongAnswer,
+            format!(
+                "output `{}` element {flat} at {:?} is {value}, the reference says {reference} \
+                 ({how}, {} compared exactly)",
+                expected.name,
+                unflatten(flat, &expected.shape),
+                expected.dtype
+            ),
+        ))
+    };
+    match &expected.values {
+        ExpectedValues::Full(values) => {
+            let actual = actual.to_f64();
+            if let Some(flat) = (0..values.len()).find(|&flat| actual.get(flat) != Some(&values[flat]))
+            {
+                let value = actual.get(flat).copied().unwrap_or(f64::NAN);
+                return wrong(flat, value, values[flat], "whole output compared");
+            }
+        }
+        ExpectedValues::Sampled(points) => {
+            for &(flat, reference) in points {
+                let value = actual.get_f64(flat).unwrap_or(f64::NAN);
+                if value != reference {
+                    let how = format!("{} sampled elements compared", points.len());
+                    return wrong(flat, value, reference, &how);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every output of `program` as `f64`: the interpreter on the default schedule's nest, or the
+/// direct evaluator when the default schedule does not lower.
+fn full_reference(program: &Program, inputs: &[DataRef<'_>]) -> Result<Vec<Vec<f64>>, String> {
     let Ok(nest) = lower(&Schedule::new(program)) else {
-        return evaluate(program, inputs).map_err(|error| {
+        return evaluate_f64(program, inputs).map_err(|error| {
             format!("the direct evaluator failed on `{}`: {error}", program.name)
         });
     };
-    let mut outputs: Vec<Vec<f32>> = program
+    let mut outputs: Vec<Data> = program
         .outputs
         .iter()
-        .map(|&tensor| vec![0.0; program.tensor(tensor).len()])
+        .map(|&tensor| {
+            let decl = program.tensor(tensor);
+            Data::zeros(decl.dtype, decl.len())
+        })
         .collect();
-    let mut output_refs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
-    interp::run(&nest, inputs, &mut output_refs).map_err(|error| {
+    let mut output_refs: Vec<DataMut<'_>> = outputs.iter_mut().map(Data::as_mut).collect();
+    interp::run_data(&nest, inputs, &mut output_refs).map_err(|error| {
         format!(
             "the reference interpreter failed on the default schedule of `{}`: {error}",
             program.name
         )
     })?;
-    Ok(outputs)
+    Ok(outputs.iter().map(Data::to_f64).collect())
 }
 
 /// The sampled reference of one output (see the module documentation).
 fn sampled_reference(
     program: &Program,
-    inputs: &[&[f32]],
+    inputs: &[DataRef<'_>],
     tensor: BufferId,
     position: usize,
     target: usize,
-) -> Result<Vec<(usize, f32)>, String> {
+) -> Result<Vec<(usize, f64)>, String> {
     let decl = program.tensor(tensor);
     let reduction: f64 = decl
         .compute()
@@ -267,7 +343,7 @@ fn sampled_reference(
         .iter()
         .map(|&flat| unflatten(flat, &decl.shape))
         .collect();
-    let values = evaluate_points(program, inputs, tensor, &points)
+    let values = evaluate_points_f64(program, inputs, tensor, &points)
         .map_err(|error| format!("the direct evaluator failed on `{}`: {error}", decl.name))?;
     Ok(flats.into_iter().zip(values).collect())
 }
@@ -403,8 +479,9 @@ mod tests {
         for &(flat, value) in points {
             assert!((values[flat] - value).abs() <= 1e-5, "element {flat}");
         }
-        assert_eq!(full.check(std::slice::from_ref(values)), Ok(()));
-        assert_eq!(sampled.check(std::slice::from_ref(values)), Ok(()));
+        let values: Vec<f32> = values.iter().map(|&x| x as f32).collect();
+        assert_eq!(full.check(std::slice::from_ref(&values)), Ok(()));
+        assert_eq!(sampled.check(std::slice::from_ref(&values)), Ok(()));
     }
 
     #[test]
@@ -414,6 +491,7 @@ mod tests {
         let ExpectedValues::Full(values) = &full.outputs[0].values else {
             panic!("a small program is checked whole");
         };
+        let values: Vec<f32> = values.iter().map(|&x| x as f32).collect();
         let mut wrong = values.clone();
         wrong[13] += 1.0;
         let error = full.check(&[wrong]).unwrap_err();

@@ -4,7 +4,7 @@
 //! caller. The steps are ordered so that the cheapest rejections come first and a kernel's time
 //! only counts once its output matched the reference (design invariant 6).
 
-use super::check::{random_inputs, Reference};
+use super::check::{random_data, Reference};
 use super::input::{Fault, MeasureInput};
 use super::result::{Costs, MeasureError, MeasureErrorKind};
 use super::timing::{time_calls, CacheFlusher, TimingError};
@@ -12,7 +12,7 @@ use super::{MeasureOptions, FAULT_INJECTION_ENV};
 use crate::backend::Backend;
 use crate::target::Target;
 use looptune_ir::verify::unproven_accesses;
-use looptune_ir::{verify, DType, LoopNest, Program};
+use looptune_ir::{verify, Data, DataMut, DataRef, LoopNest, Program};
 use serde::{Deserialize, Serialize};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -51,7 +51,7 @@ pub(crate) struct Pipeline {
 struct CachedInputs {
     seed: u64,
     lens: Vec<usize>,
-    inputs: Vec<Vec<f32>>,
+    inputs: Vec<Data>,
 }
 
 fn error(kind: MeasureErrorKind, message: impl Into<String>) -> MeasureError {
@@ -189,13 +189,20 @@ impl Pipeline {
 
         let check_start = Instant::now();
         let inputs = inputs_for(&mut self.inputs, &input.program, reference.seed);
-        let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
-        let mut outputs: Vec<Vec<f32>> = nest
+        let input_refs: Vec<DataRef<'_>> = inputs.iter().map(Data::as_ref).collect();
+        let mut outputs: Vec<Data> = nest
             .outputs
             .iter()
-            .map(|&buffer| vec![f32::NAN; nest.buffer(buffer).len()])
+            .map(|&buffer| {
+                let decl = nest.buffer(buffer);
+                Data::zeros(decl.dtype, decl.len())
+            })
             .collect();
-        let mut output_refs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+        // All-ones bytes are NaN in a float; integers get a second run over another fill below.
+        for output in &mut outputs {
+            output.as_mut().fill_bytes(0xFF);
+        }
+        let mut output_refs: Vec<DataMut<'_>> = outputs.iter_mut().map(Data::as_mut).collect();
         if let Some(fault) = input.fault {
             inject(fault);
         }
@@ -207,11 +214,25 @@ impl Pipeline {
         };
         let call_start = Instant::now();
         kernel
-            .call(&input_refs, &mut output_refs)
+            .call_data(&input_refs, &mut output_refs)
             .map_err(call_error)?;
         let first_call = call_start.elapsed();
         drop(output_refs);
-        reference.check(&outputs)?;
+        reference.check_data(&outputs.iter().map(Data::as_ref).collect::<Vec<_>>())?;
+        if reference.has_integer_output() {
+            // An element the kernel never writes keeps its fill; under a second fill it cannot
+            // equal the reference both times.
+            for output in &mut outputs {
+                output.as_mut().fill_bytes(0x5A);
+            }
+            let mut output_refs: Vec<DataMut<'_>> =
+                outputs.iter_mut().map(Data::as_mut).collect();
+            kernel
+                .call_data(&input_refs, &mut output_refs)
+                .map_err(call_error)?;
+            drop(output_refs);
+            reference.check_data(&outputs.iter().map(Data::as_ref).collect::<Vec<_>>())?;
+        }
         times.check_ms = Some(check_start.elapsed().as_secs_f64() * 1e3);
         let now = Instant::now();
         if now > deadline {
@@ -241,9 +262,9 @@ impl Pipeline {
             self.flusher = Some(CacheFlusher::new());
         }
         let flusher = self.flusher.as_mut().filter(|_| options.flush_cache);
-        let mut output_refs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+        let mut output_refs: Vec<DataMut<'_>> = outputs.iter_mut().map(Data::as_mut).collect();
         time_calls(options, deadline, flusher, || {
-            kernel.call(&input_refs, &mut output_refs)
+            kernel.call_data(&input_refs, &mut output_refs)
         })
         .map_err(|timing_error| match timing_error {
             TimingError::Call(call) => call_error(call),
@@ -266,7 +287,7 @@ fn inputs_for<'a>(
     cache: &'a mut Option<CachedInputs>,
     program: &Program,
     seed: u64,
-) -> &'a [Vec<f32>] {
+) -> &'a [Data] {
     let lens: Vec<usize> = program
         .inputs()
         .iter()
@@ -274,7 +295,7 @@ fn inputs_for<'a>(
         .collect();
     let fresh = !matches!(cache, Some(cached) if cached.seed == seed && cached.lens == lens);
     if fresh {
-        let inputs = random_inputs(program, seed);
+        let inputs = random_data(program, seed);
         *cache = Some(CachedInputs { seed, lens, inputs });
     }
     match cache {
@@ -284,7 +305,7 @@ fn inputs_for<'a>(
 }
 
 /// Checks that the nest's parameters are the program's placeholders and outputs, in order,
-/// with the same number of `f32` elements: a nest lowered from another program would be
+/// with the same number of elements of the same dtype: a nest lowered from another program would be
 /// compared with the wrong reference. Buffers are flat row-major memory, so a layout may
 /// declare a parameter with another shape over the same elements (a 1x1 convolution computed
 /// as a GEMM writes its NCHW output as `[n, oc, oh * ow]`); the element count is what the
@@ -312,7 +333,7 @@ fn check_signature(program: &Program, nest: &LoopNest) -> Result<(), String> {
                     nest.name, buffer.0
                 ));
             };
-            if actual.len() != expected.len() || actual.dtype != DType::F32 {
+            if actual.len() != expected.len() || actual.dtype != expected.dtype {
                 return Err(format!(
                     "nest `{}` {role} {position} `{}` is {} {:?}, but program `{}` has `{}` \
                      as {} {:?}",
