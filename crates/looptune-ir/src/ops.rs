@@ -25,6 +25,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+mod quant;
+pub use quant::{qmatmul, QMatmulParams};
+
 /// The largest value of any workload parameter (a dimension, a padding, a stride): 2^31.
 pub const MAX_EXTENT: i64 = 1 << 31;
 
@@ -152,6 +155,8 @@ pub enum Workload {
     Conv2d(Conv2dParams),
     /// A depthwise 2-D convolution.
     DepthwiseConv2d(DepthwiseConv2dParams),
+    /// A quantized matrix product: `u8` x `i8` -> `i32`, requantized to `u8`.
+    QMatmul(QMatmulParams),
 }
 
 /// Data-layout choices an operator definition takes: they add stages (a packed copy of an
@@ -293,6 +298,23 @@ pub const OPERATORS: &[OpInfo] = &[
             ),
         ],
     },
+
+    OpInfo {
+        name: "qmatmul",
+        summary: "Y[m,n] = u8(clamp(out_zero + mulshr(sum_k (A[m,k] - a_zero) * W[k,n] + bias[n], M), qmin, qmax)), A u8, W i8, acc i32",
+        params: &[
+            required("m", "rows of A and Y"),
+            required("n", "columns of W and Y"),
+            required("k", "reduction length"),
+            optional("a_zero", "128", "zero point of A (0-255)"),
+            optional("out_zero", "128", "zero point of Y (0-255)"),
+            optional("multiplier", "1518500250", "fixed-point multiplier M, scale M / 2^31"),
+            optional("shift", "11", "right shift after the multiplier (0-31)"),
+            optional("qmin", "0", "smallest output (ReLU6: out_zero)"),
+            optional("qmax", "255", "largest output"),
+            optional("per_channel", "false", "one multiplier per column, from the input M[n]"),
+        ],
+    },
 ];
 
 /// Key-value pairs of a workload string, consumed as the operator reads them.
@@ -341,6 +363,13 @@ impl Params<'_> {
             )));
         }
         Ok(value)
+    }
+
+    /// An integer that may be 0 (a zero point, a shift), bounded by the operator's own check.
+    fn any_int(&mut self, key: &str) -> Result<i64, IrError> {
+        let raw = self.raw(key)?;
+        raw.parse()
+            .map_err(|_| self.error(format!("`{key}={raw}` is not an integer")))
     }
 
     fn flag(&mut self, key: &str) -> Result<bool, IrError> {
@@ -448,6 +477,18 @@ impl FromStr for Workload {
                 residual: params.flag("residual")?,
                 relu: params.flag("relu")?,
             }),
+            "qmatmul" => Workload::QMatmul(QMatmulParams {
+                m: params.int("m")?,
+                n: params.int("n")?,
+                k: params.int("k")?,
+                a_zero: params.any_int("a_zero")?,
+                out_zero: params.any_int("out_zero")?,
+                multiplier: params.any_int("multiplier")?,
+                shift: params.any_int("shift")?,
+                qmin: params.any_int("qmin")?,
+                qmax: params.any_int("qmax")?,
+                per_channel: params.flag("per_channel")?,
+            }),
             _ => Workload::DepthwiseConv2d(DepthwiseConv2dParams {
                 n: params.int("n")?,
                 c: params.int("c")?,
@@ -515,6 +556,12 @@ impl fmt::Display for Workload {
                 }
                 Ok(())
             }
+            Workload::QMatmul(p) => write!(
+                f,
+                "qmatmul:m={},n={},k={},a_zero={},out_zero={},multiplier={},shift={},qmin={},qmax={},per_channel={}",
+                p.m, p.n, p.k, p.a_zero, p.out_zero, p.multiplier, p.shift, p.qmin, p.qmax,
+                p.per_channel
+            ),
         }
     }
 }
@@ -564,6 +611,7 @@ impl Workload {
             Workload::Dense(_) => "dense",
             Workload::Conv2d(_) => "conv2d",
             Workload::DepthwiseConv2d(_) => "depthwise_conv2d",
+            Workload::QMatmul(_) => "qmatmul",
         }
     }
 
@@ -587,6 +635,10 @@ impl Workload {
                 (vec![("b", p.b), ("m", p.m), ("n", p.n), ("k", p.k)], None)
             }
             Workload::Dense(p) => (vec![("m", p.m), ("n", p.n), ("k", p.k)], None),
+            Workload::QMatmul(p) => {
+                p.check_quantization()?;
+                (vec![("m", p.m), ("n", p.n), ("k", p.k)], None)
+            }
             Workload::Conv2d(p) => (
                 vec![
                     ("n", p.n),
@@ -684,6 +736,11 @@ impl Workload {
                 ("W", vec![p.n, p.k]),
                 ("Y", vec![p.m, p.n]),
             ],
+            Workload::QMatmul(p) => vec![
+                ("A", vec![p.m, p.k]),
+                ("W", vec![p.k, p.n]),
+                ("Y", vec![p.m, p.n]),
+            ],
             Workload::Conv2d(p) => {
                 let oh = conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
                 let ow = conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation)?;
@@ -712,6 +769,7 @@ impl Workload {
             Workload::Matmul(p) => ("m x n x k", vec![p.m, p.n, p.k]),
             Workload::BatchMatmul(p) => ("b x m x n x k", vec![p.b, p.m, p.n, p.k]),
             Workload::Dense(p) => ("m x n x k", vec![p.m, p.n, p.k]),
+            Workload::QMatmul(p) => ("m x n x k", vec![p.m, p.n, p.k]),
             Workload::Conv2d(p) => {
                 let oh = conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
                 let ow = conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation)?;
@@ -771,6 +829,8 @@ impl Workload {
                 let (oh, ow) = depthwise_out_hw(p);
                 2.0 * product(&[p.n, p.c, oh, ow, p.kh, p.kw])
             }
+            // Operations, a multiply-add counting two, so that GOP/s compare with GFLOP/s.
+            Workload::QMatmul(p) => 2.0 * product(&[p.m, p.n, p.k]),
         }
     }
 
@@ -783,6 +843,7 @@ impl Workload {
             Workload::Dense(p) => dense(p, layout),
             Workload::Conv2d(p) => conv2d(p, layout),
             Workload::DepthwiseConv2d(p) => depthwise_conv2d(p),
+            Workload::QMatmul(p) => qmatmul(p, layout),
         }
     }
 }

@@ -73,8 +73,9 @@ pub fn random_inputs(program: &crate::Program, seed: u64) -> Vec<Vec<f32>> {
 /// Random typed inputs for every placeholder of `program`, from one generator seeded with
 /// `seed`, in placeholder order: `f32` inputs exactly as [`random_inputs`] draws them (so an
 /// `f32` program sees the same values either way), `f64` in `-1..1`, `u8`, `i8` and `i16`
-/// over their whole range (saturation and sign edges included), `i32` in `-2^24..2^24` (biases,
-/// whose sums with accumulators must stay far from wrapping).
+/// over their whole range (saturation and sign edges included), `i32` in `-2^16..2^16` (biases
+/// and per-channel multipliers: large enough to move a requantized result, small enough not to
+/// saturate every one).
 pub fn random_data(program: &crate::Program, seed: u64) -> Vec<crate::Data> {
     use crate::{DType, Data};
     let mut rng = SplitMix64::new(seed);
@@ -96,7 +97,7 @@ pub fn random_data(program: &crate::Program, seed: u64) -> Vec<crate::Data> {
                 DType::I16 => Data::I16((0..len).map(|_| (bits() >> 48) as u16 as i16).collect()),
                 DType::I32 => Data::I32(
                     (0..len)
-                        .map(|_| ((bits() >> 39) as i64 - (1 << 24)) as i32)
+                        .map(|_| ((bits() >> 47) as i64 - (1 << 16)) as i32)
                         .collect(),
                 ),
                 _ => Data::F32((0..len).map(|_| rng.unit_f32()).collect()),

@@ -30,8 +30,10 @@
 
 mod analysis;
 mod index;
+mod int_vector;
 mod prelude;
 mod tile;
+mod types;
 mod vector;
 
 use analysis::{accessed_in_parallel_loop, for_each_access_here};
@@ -117,8 +119,8 @@ pub enum EmitError {
         /// The verifier's message.
         message: String,
     },
-    /// A buffer or value of a dtype other than `f32`.
-    #[error("{context} has dtype {dtype}; the C printer only prints f32 nests")]
+    /// A buffer or value of a dtype the printer has no C type for (`f64`).
+    #[error("{context} has dtype {dtype}; the C printer prints f32, u8, i8, i16 and i32")]
     UnsupportedDType {
         /// The buffer or expression, as printed IR.
         context: String,
@@ -142,7 +144,7 @@ pub enum EmitError {
 }
 
 /// Prints `nest` as a C translation unit (see the module documentation for its ABI and what is
-/// printed how). Fails on nests the IR verifier rejects and on dtypes other than `f32`.
+/// printed how). Fails on nests the IR verifier rejects and on `f64`.
 pub fn emit_c(nest: &LoopNest, options: &EmitOptions) -> std::result::Result<String, EmitError> {
     if !prelude::WIDTHS.contains(&options.lanes) {
         return Err(EmitError::Lanes {
@@ -197,10 +199,10 @@ const C_KEYWORDS: &[&str] = &[
     "union", "unsigned", "void", "volatile", "while", "asm", "typeof", "main",
 ];
 
-/// Every buffer `f32`, every constant, cast and index conversion too.
+/// Every buffer, constant, cast and index conversion of a dtype the printer has a C type for.
 fn check_dtypes(nest: &LoopNest) -> Result<()> {
     for decl in &nest.buffers {
-        if decl.dtype != DType::F32 {
+        if !types::printable(decl.dtype) {
             return Err(EmitError::UnsupportedDType {
                 context: format!("buffer `{}`", decl.name),
                 dtype: decl.dtype,
@@ -214,7 +216,7 @@ fn check_dtypes(nest: &LoopNest) -> Result<()> {
             ValueExpr::Cast(dtype, _) | ValueExpr::FromIndex(dtype, _) => *dtype,
             _ => DType::F32,
         };
-        if dtype != DType::F32 && result.is_ok() {
+        if !types::printable(dtype) && result.is_ok() {
             result = Err(EmitError::UnsupportedDType {
                 context: format!("`{}`", Printed::new(nest, expr)),
                 dtype,
@@ -428,8 +430,9 @@ impl<'n> Emitter<'n> {
                 } else {
                     ""
                 };
+                let t = types::c_type(self.nest.buffer(buffer).dtype);
                 self.line(&format!(
-                    "{constness}float *__restrict {name} = ({constness}float *)lt_args[{slot}];"
+                    "{constness}{t} *__restrict {name} = ({constness}{t} *)lt_args[{slot}];"
                 ));
             }
             self.f.storage[buffer.index()] = Some(Storage::Pointer { name });
@@ -656,8 +659,22 @@ impl<'n> Emitter<'n> {
 
     // ----- scalar values -----
 
-    /// A value expression as a scalar C expression of type `float`.
+    /// The dtype of a value of the (verified) nest.
+    fn dtype(&self, expr: &ValueExpr) -> DType {
+        let nest = self.nest;
+        looptune_ir::program::value_dtype_with(
+            &|buffer| nest.buffers.get(buffer.index()).map(|decl| decl.dtype),
+            expr,
+        )
+        .unwrap_or(DType::F32)
+    }
+
+    /// A value expression as a scalar C expression of its dtype's C type.
     fn value(&mut self, expr: &ValueExpr) -> Result<String> {
+        let dtype = self.dtype(expr);
+        if dtype.is_integer() {
+            return self.int_value(expr, dtype);
+        }
         Ok(match expr {
             ValueExpr::Const(scalar) => f32_literal(scalar.value as f32),
             ValueExpr::Load(load) => self.load_scalar(load)?,
@@ -690,9 +707,45 @@ impl<'n> Emitter<'n> {
                     format!("({cond} ? {} : {})", self.value(a)?, self.value(b)?)
                 }
             },
-            // Only f32 reaches here (see `check_dtypes`): a cast to f32 of an f32 is the value.
+            // A cast to f32 of an integer converts it; of an f32 it is the value.
+            ValueExpr::Cast(_, a) if self.dtype(a).is_integer() => {
+                format!("((float)({}))", self.value(a)?)
+            }
             ValueExpr::Cast(_, a) => self.value(a)?,
             ValueExpr::FromIndex(_, index) => format!("((float)({}))", self.index(index)?.to_c()),
+        })
+    }
+
+    /// An integer value expression of `dtype` as C (see [`types`] for the wrapping rules).
+    fn int_value(&mut self, expr: &ValueExpr, dtype: DType) -> Result<String> {
+        let t = types::c_type(dtype);
+        Ok(match expr {
+            ValueExpr::Const(scalar) => types::int_literal(*scalar),
+            ValueExpr::Load(load) => self.load_scalar(load)?,
+            ValueExpr::Binary(op, a, b) => {
+                let (a, b) = (self.value(a)?, self.value(b)?);
+                types::int_binary(*op, dtype, &a, &b)
+            }
+            ValueExpr::Unary(op, a) => {
+                let a = self.value(a)?;
+                types::int_unary(*op, dtype, &a)
+            }
+            ValueExpr::Fma(a, b, c) => {
+                let (a, b, c) = (self.value(a)?, self.value(b)?, self.value(c)?);
+                types::int_fma(dtype, &a, &b, &c)
+            }
+            ValueExpr::Select(cond, a, b) => match self.known_cond(cond)? {
+                Some(true) => self.value(a)?,
+                Some(false) => self.value(b)?,
+                None => {
+                    let cond = self.cond(cond)?;
+                    format!("({cond} ? {} : {})", self.value(a)?, self.value(b)?)
+                }
+            },
+            // Integer to integer: C's conversion keeps the value when it widens and wraps when
+            // it narrows (gcc and clang), as the IR does. (Floats never convert to integers.)
+            ValueExpr::Cast(_, a) => format!("(({t})({}))", self.value(a)?),
+            ValueExpr::FromIndex(_, index) => format!("(({t})({}))", self.index(index)?.to_c()),
         })
     }
 
@@ -836,17 +889,17 @@ impl<'n> Emitter<'n> {
                 self.f.storage[buffer.index()] = Some(Storage::Tile(tile));
                 self.stmt(body)
             }
-            None if elements * 4 <= STACK_TEMP_LIMIT => {
-                self.line(&format!(
-                    "float {name}[{elements}] __attribute__((aligned(64)));"
-                ));
+            None if elements * decl.dtype.size_bytes() <= STACK_TEMP_LIMIT => {
+                let t = types::c_type(decl.dtype);
+                self.line(&format!("{t} {name}[{elements}] __attribute__((aligned(64)));"));
                 self.f.storage[buffer.index()] = Some(Storage::Pointer { name });
                 self.stmt(body)
             }
             None => {
-                let bytes = elements * 4;
+                let bytes = elements * decl.dtype.size_bytes();
+                let t = types::c_type(decl.dtype);
                 self.line(&format!(
-                    "float *__restrict {name} = (float *)lt_rt->alloc({bytes});"
+                    "{t} *__restrict {name} = ({t} *)lt_rt->alloc({bytes});"
                 ));
                 self.f.storage[buffer.index()] = Some(Storage::Pointer { name: name.clone() });
                 let result = self.stmt(body);
@@ -880,7 +933,8 @@ impl<'n> Emitter<'n> {
         self.f.storage[buffer.index()] = None;
         result?;
         let recorded = std::mem::replace(&mut self.recordings[recording], Recording::new(0));
-        Ok(recorded.plan(name).map(|tile| {
+        let dtype = self.nest.buffer(buffer).dtype;
+        Ok(recorded.plan(name, dtype).map(|tile| {
             self.tiles.push(tile);
             self.tiles.len() - 1
         }))
@@ -917,8 +971,9 @@ impl<'n> Emitter<'n> {
             let role = self.nest.buffers[slot].role;
             match storage {
                 Some(Storage::Pointer { name }) if role == BufferRole::Temp => {
+                    let t = types::c_type(self.nest.buffers[slot].dtype);
                     unpack.push(format!(
-                        "float *__restrict {name} = (float *)(lt_usize)lt_captured[{}];",
+                        "{t} *__restrict {name} = ({t} *)(lt_usize)lt_captured[{}];",
                         words.len()
                     ));
                     words.push(format!("(lt_i64)(lt_usize){name}"));

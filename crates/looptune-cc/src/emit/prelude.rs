@@ -15,6 +15,16 @@ pub(crate) fn vector_type(width: usize) -> String {
     format!("lt_f32x{width}")
 }
 
+/// The register vector type of `width` lanes of `dtype`: `f32` or `i32` (the 4-byte types the
+/// vector code computes in).
+pub(crate) fn vector_type_of(dtype: looptune_ir::DType, width: usize) -> String {
+    if dtype == looptune_ir::DType::F32 {
+        vector_type(width)
+    } else {
+        format!("lt_i32x{width}")
+    }
+}
+
 /// The memory vector type of `width` lanes: aligned like an `f32` and allowed to alias, so a
 /// load or store through it is one unaligned vector access of any `float` buffer.
 pub(crate) fn memory_type(width: usize) -> String {
@@ -28,6 +38,12 @@ pub(crate) fn prelude() -> String {
 #define LOOPTUNE_PRELUDE
 typedef long long lt_i64;
 typedef unsigned long lt_usize;
+typedef unsigned char lt_u8;
+typedef signed char lt_i8;
+typedef short lt_i16;
+typedef unsigned short lt_u16;
+typedef int lt_i32;
+typedef unsigned int lt_u32;
 
 /* The runtime table; the layout of looptune-runtime's `Runtime` (repr(C)). */
 typedef struct lt_runtime lt_runtime;
@@ -110,6 +126,77 @@ typedef int {i} __attribute__((vector_size({bytes})));
             span = 2 * width - 1
         ));
     }
+    text.push_str(&integer_vectors());
     text.push_str("#endif /* LOOPTUNE_PRELUDE */\n");
+    text
+}
+
+/// The integer vector types and helpers: `i32` lanes as wide as the `f32` ones (the vector code
+/// computes integers in `i32`), loads that widen `u8`, `i8` and `i16` lanes to them, and the
+/// pairwise dot product `lt_madd` (`vpmaddwd`: two `i16` products summed exactly into each
+/// `i32` lane) that the quantized templates are built around.
+fn integer_vectors() -> String {
+    let mut text = String::from(
+        "/* Two i16 values as the halves of one i32 lane: x0 low, x1 high. */
+#define lt_pair(x0, x1) ((lt_i32)(((lt_u32)(lt_u16)(x1) << 16) | (lt_u32)(lt_u16)(x0)))
+",
+    );
+    for width in WIDTHS {
+        let bytes = width * 4;
+        let pairs = 2 * width;
+        text.push_str(&format!(
+            "
+typedef unsigned int lt_u32x{width} __attribute__((vector_size({bytes})));
+typedef int lt_i32x{width}u __attribute__((vector_size({bytes}), aligned(4), may_alias));
+typedef lt_u8 lt_u8x{width}u __attribute__((vector_size({width}), aligned(1), may_alias));
+typedef lt_i8 lt_i8x{width}u __attribute__((vector_size({width}), aligned(1), may_alias));
+typedef lt_i16 lt_i16x{width}u __attribute__((vector_size({half}), aligned(2), may_alias));
+typedef lt_i16 lt_i16x{pairs} __attribute__((vector_size({bytes})));
+typedef lt_i16 lt_i16x{pairs}u __attribute__((vector_size({bytes}), aligned(2), may_alias));
+#define lt_loadi{width}(p) ((lt_i32x{width})*(const lt_i32x{width}u *)(p))
+#define lt_storei{width}(p, v) (*(lt_i32x{width}u *)(p) = (v))
+#define lt_splati{width}(x) ((lt_i32x{width}){{0}} + (lt_i32)(x))
+#define lt_widen_u8_{width}(p) __builtin_convertvector(*(const lt_u8x{width}u *)(p), lt_i32x{width})
+#define lt_widen_i8_{width}(p) __builtin_convertvector(*(const lt_i8x{width}u *)(p), lt_i32x{width})
+#define lt_widen_i16_{width}(p) __builtin_convertvector(*(const lt_i16x{width}u *)(p), lt_i32x{width})
+/* Wrapping i32 arithmetic: on unsigned lanes, where overflow is defined. */
+#define lt_addi{width}(a, b) ((lt_i32x{width})((lt_u32x{width})(a) + (lt_u32x{width})(b)))
+#define lt_subi{width}(a, b) ((lt_i32x{width})((lt_u32x{width})(a) - (lt_u32x{width})(b)))
+#define lt_muli{width}(a, b) ((lt_i32x{width})((lt_u32x{width})(a) * (lt_u32x{width})(b)))
+#define lt_mini{width}(a, b) ({{ lt_i32x{width} lt_a = (a), lt_b = (b), lt_m = lt_a < lt_b; (lt_a & lt_m) | (lt_b & ~lt_m); }})
+#define lt_maxi{width}(a, b) ({{ lt_i32x{width} lt_a = (a), lt_b = (b), lt_m = lt_a > lt_b; (lt_a & lt_m) | (lt_b & ~lt_m); }})
+",
+            half = width * 2
+        ));
+        // The dot product of lane pairs: one instruction where the target has it, a loop the
+        // compiler vectorizes as it can elsewhere (same result: the products and their sum are
+        // exact in i32).
+        let native = match width {
+            16 => "#if defined(__AVX512BW__) && defined(__clang__)
+#define lt_madd16(a, p) ((lt_i32x16)__builtin_ia32_pmaddwd512((lt_i16x32)(a), *(const lt_i16x32u *)(p)))
+#elif defined(__AVX512BW__)
+#define lt_madd16(a, p) ((lt_i32x16)__builtin_ia32_pmaddwd512_mask((lt_i16x32)(a), *(const lt_i16x32u *)(p), (lt_i32x16){0}, (unsigned short)-1))
+"
+            .to_string(),
+            8 => "#if defined(__AVX2__)
+#define lt_madd8(a, p) ((lt_i32x8)__builtin_ia32_pmaddwd256((lt_i16x16)(a), *(const lt_i16x16u *)(p)))
+"
+            .to_string(),
+            _ => "#if defined(__SSE2__)
+#define lt_madd4(a, p) ((lt_i32x4)__builtin_ia32_pmaddwd128((lt_i16x8)(a), *(const lt_i16x8u *)(p)))
+"
+            .to_string(),
+        };
+        text.push_str(&native);
+        text.push_str(&format!(
+            "#else
+#define lt_madd{width}(a, p) ({{ lt_i32x{width} lt_v = (a), lt_r; const lt_i16 *lt_q = (const lt_i16 *)(p); \\
+    for (int lt_l = 0; lt_l < {width}; ++lt_l) \\
+        lt_r[lt_l] = (lt_i32)(lt_i16)lt_v[lt_l] * lt_q[2 * lt_l] + (lt_i32)(lt_i16)(lt_v[lt_l] >> 16) * lt_q[2 * lt_l + 1]; \\
+    lt_r; }})
+#endif
+"
+        ));
+    }
     text
 }

@@ -12,7 +12,8 @@
 //! keeps in registers across the loops.
 
 use super::index::Lin;
-use super::prelude::vector_type;
+use super::prelude::vector_type_of;
+use looptune_ir::DType;
 
 /// Temporaries with more elements stay in memory: more values than registers would only move
 /// the spills from memory the code chose to memory the compiler chose.
@@ -68,7 +69,7 @@ impl Recording {
 
     /// The tile's variables (named `NAME__ELEMENT`), or `None` if the temporary must stay in
     /// memory.
-    pub fn plan(mut self, name: &str) -> Option<Tile> {
+    pub fn plan(mut self, name: &str, dtype: DType) -> Option<Tile> {
         if !self.promotable {
             return None;
         }
@@ -85,6 +86,7 @@ impl Recording {
             }
         }
         let mut tile = Tile {
+            dtype,
             slots: Vec::new(),
             element: vec![None; self.elements],
         };
@@ -124,6 +126,7 @@ struct Slot {
 /// A temporary held in local variables.
 #[derive(Debug)]
 pub(crate) struct Tile {
+    dtype: DType,
     slots: Vec<Slot>,
     /// For each element, its variable and lane (`None`: never accessed).
     element: Vec<Option<(usize, usize)>>,
@@ -136,8 +139,12 @@ impl Tile {
         self.slots
             .iter()
             .map(|slot| match slot.width {
-                1 => format!("float {} = 0.0f;", slot.code),
-                width => format!("{} {} = {{0}};", vector_type(width), slot.code),
+                1 => format!("{} {} = 0;", super::types::c_type(self.dtype), slot.code),
+                width => format!(
+                    "{} {} = {{0}};",
+                    vector_type_of(self.dtype, width),
+                    slot.code
+                ),
             })
             .collect()
     }
@@ -189,7 +196,7 @@ mod tests {
             record(&mut recording, &[column, column + 4]);
             record(&mut recording, &[column, column + 4]);
         }
-        let tile = recording.plan("T").expect("constant indices");
+        let tile = recording.plan("T", DType::F32).expect("constant indices");
         assert_eq!(tile.declarations().len(), 4, "{:?}", tile.declarations());
         assert_eq!(tile.whole(&[1, 5]).as_deref(), Some("T__1"));
         assert_eq!(tile.element(5).as_deref(), Some("T__1[1]"));
@@ -202,7 +209,7 @@ mod tests {
         let mut recording = Recording::new(4);
         record(&mut recording, &[0, 1]);
         record(&mut recording, &[1, 2]);
-        let tile = recording.plan("T").expect("constant indices");
+        let tile = recording.plan("T", DType::F32).expect("constant indices");
         assert_eq!(tile.whole(&[0, 1]), None);
         assert_eq!(tile.element(1).as_deref(), Some("T__1"));
         assert_eq!(tile.declarations().len(), 3);
@@ -213,6 +220,6 @@ mod tests {
         let mut recording = Recording::new(4);
         record(&mut recording, &[0, 1]);
         record(&mut recording, &[7]);
-        assert!(recording.plan("T").is_none());
+        assert!(recording.plan("T", DType::F32).is_none());
     }
 }

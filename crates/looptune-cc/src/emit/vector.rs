@@ -12,18 +12,18 @@
 
 use super::analysis::{contains_loop_or_alloc, offset_coefficient};
 use super::index::Lin;
-use super::prelude::{vector_type, WIDTHS};
+use super::prelude::{vector_type, vector_type_of, WIDTHS};
 use super::{Binding, EmitError, Emitter, Result, Storage, VECTOR_UNROLL_LIMIT};
 use looptune_ir::{
-    BinaryOp, BufferId, Cond, IndexExpr, Load, Loop, Stmt, UnaryOp, ValueExpr, VarId,
+    BinaryOp, BufferId, Cond, DType, IndexExpr, Load, Loop, Stmt, UnaryOp, ValueExpr, VarId,
 };
 
 /// The lanes being printed: `var` takes the values `base, base + 1, ..., base + width - 1`.
 #[derive(Clone, Debug)]
 pub(super) struct Group {
-    var: VarId,
-    base: Binding,
-    width: usize,
+    pub(super) var: VarId,
+    pub(super) base: Binding,
+    pub(super) width: usize,
 }
 
 impl Group {
@@ -33,7 +33,7 @@ impl Group {
 }
 
 /// A value inside a group.
-enum Lanes {
+pub(super) enum Lanes {
     /// The same scalar (a `float` expression) in every lane.
     Uniform(String),
     /// A vector of the group's width.
@@ -98,7 +98,7 @@ impl Emitter<'_> {
     }
 
     /// Runs `emit` once per lane of `group` with the variable bound to that lane.
-    fn per_lane<T>(
+    pub(super) fn per_lane<T>(
         &mut self,
         group: &Group,
         mut emit: impl FnMut(&mut Self) -> Result<T>,
@@ -136,9 +136,29 @@ impl Emitter<'_> {
                 buffer,
                 indices,
                 value,
-            } => self.vector_store(*buffer, indices, value, group),
+            } if self.nest.buffer(*buffer).dtype == DType::F32 && self.all_f32(value) => {
+                self.vector_store(*buffer, indices, value, group)
+            }
+            Stmt::Store {
+                buffer,
+                indices,
+                value,
+            } if self.nest.buffer(*buffer).dtype == DType::I32 => {
+                let computed = self.int_lanes(value, group)?;
+                let vector = self.as_int_vector(computed, group.width);
+                self.store_lanes(*buffer, indices, &vector, DType::I32, group)
+            }
+            // Integer values: lane by lane.
             _ => self.per_lane(group, |this| this.stmt(stmt)).map(|_| ()),
         }
+    }
+
+    /// Whether every value in `expr` (conditions included) is an `f32`, the type the vector
+    /// code computes in.
+    fn all_f32(&self, expr: &ValueExpr) -> bool {
+        let mut all = true;
+        expr.walk(&mut |value| all &= self.dtype(value) == DType::F32);
+        all
     }
 
     /// The value of a lane-dependent condition when the bindings decide it the same way in
@@ -152,7 +172,7 @@ impl Emitter<'_> {
     }
 
     /// The element offset of an access in each lane.
-    fn lane_offsets(
+    pub(super) fn lane_offsets(
         &mut self,
         buffer: BufferId,
         indices: &[IndexExpr],
@@ -175,9 +195,23 @@ impl Emitter<'_> {
         value: &ValueExpr,
         group: &Group,
     ) -> Result<()> {
-        let width = group.width;
         let computed = self.lanes(value, group)?;
-        let vector = self.as_vector(computed, width);
+        let vector = self.as_vector(computed, group.width);
+        self.store_lanes(buffer, indices, &vector, DType::F32, group)
+    }
+
+    /// Stores `vector`, the group's lanes of `dtype` (`f32` or `i32`), to `buffer[indices]`:
+    /// one vector store where the lanes are contiguous, a tile variable, or lane by lane.
+    fn store_lanes(
+        &mut self,
+        buffer: BufferId,
+        indices: &[IndexExpr],
+        vector: &str,
+        dtype: DType,
+        group: &Group,
+    ) -> Result<()> {
+        let width = group.width;
+        let suffix = if dtype == DType::F32 { "" } else { "i" };
         match self.storage(buffer)? {
             Storage::Pointer { name } => {
                 if offset_coefficient(self.nest, buffer, indices, group.var) == Some(1) {
@@ -185,7 +219,7 @@ impl Emitter<'_> {
                         this.offset(buffer, indices)
                     })?;
                     let pointer = self.vector_pointer(&name, buffer, &offset, width);
-                    self.line(&format!("lt_store{width}({pointer}, {vector});"));
+                    self.line(&format!("lt_store{suffix}{width}({pointer}, {vector});"));
                     return Ok(());
                 }
                 // A scatter: lanes are stored in order, so lanes that hit the same element
@@ -195,7 +229,7 @@ impl Emitter<'_> {
                     .iter()
                     .map(|offset| format!("{name}[{}]", offset.to_c()))
                     .collect();
-                self.scatter(&vector, width, targets);
+                self.scatter(vector, dtype, width, targets);
             }
             Storage::Tile(tile) => {
                 let offsets = self.lane_offsets(buffer, indices, group)?;
@@ -208,7 +242,7 @@ impl Emitter<'_> {
                     .iter()
                     .map(|element| self.tile_lvalue(tile, *element))
                     .collect::<Result<Vec<_>>>()?;
-                self.scatter(&vector, width, targets);
+                self.scatter(vector, dtype, width, targets);
             }
             Storage::Recording(recording) => {
                 let offsets = self.lane_offsets(buffer, indices, group)?;
@@ -219,11 +253,11 @@ impl Emitter<'_> {
     }
 
     /// Stores the lanes of `vector` to `targets`, in lane order.
-    fn scatter(&mut self, vector: &str, width: usize, targets: Vec<String>) {
+    fn scatter(&mut self, vector: &str, dtype: DType, width: usize, targets: Vec<String>) {
         let temp = self.temp_name("v");
         self.line("{");
         self.f.indent += 1;
-        self.line(&format!("const {} {temp} = {vector};", vector_type(width)));
+        self.line(&format!("const {} {temp} = {vector};", vector_type_of(dtype, width)));
         for (lane, target) in targets.into_iter().enumerate() {
             self.line(&format!("{target} = {temp}[{lane}];"));
         }
@@ -377,7 +411,7 @@ impl Emitter<'_> {
 
     // ----- register tiles -----
 
-    fn tile_elements(&self, offsets: &[Lin]) -> Result<Vec<i64>> {
+    pub(super) fn tile_elements(&self, offsets: &[Lin]) -> Result<Vec<i64>> {
         offsets
             .iter()
             .map(|offset| {
@@ -390,7 +424,7 @@ impl Emitter<'_> {
     }
 
     /// The variable (or vector lane) holding one tile element.
-    fn tile_lvalue(&self, tile: usize, element: i64) -> Result<String> {
+    pub(super) fn tile_lvalue(&self, tile: usize, element: i64) -> Result<String> {
         self.tiles[tile]
             .element(element)
             .ok_or_else(|| EmitError::Internal {
@@ -422,7 +456,7 @@ fn code(value: &Lanes) -> &str {
 impl Emitter<'_> {
     /// The address of a `width`-lane access at `offset` into `buffer`, checked when the nest is
     /// printed checked.
-    fn vector_pointer(&self, name: &str, buffer: BufferId, offset: &Lin, width: usize) -> String {
+    pub(super) fn vector_pointer(&self, name: &str, buffer: BufferId, offset: &Lin, width: usize) -> String {
         if self.checked {
             format!("{name} + {}", self.access_offset(buffer, offset, width))
         } else {

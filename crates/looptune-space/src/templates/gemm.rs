@@ -76,6 +76,10 @@ pub(crate) struct Gemm {
     /// A 1x1 convolution computed as a GEMM (`Layout::conv_as_gemm`): its input is always
     /// packed (the panels are how the GEMM reads it), so the space has no `pack_b` knob.
     pub conv: bool,
+    /// A quantized GEMM: always in its pair form (`Layout::pack_columns`, `i16` pairs of both
+    /// operands, see `looptune_ir::ops::qmatmul`), so no `pack_b` knob either; `k` is then the
+    /// number of pairs.
+    pub quantized: bool,
 }
 
 /// Vector registers a tile needs: its accumulators, one row of `B` and a broadcast of `A`.
@@ -147,7 +151,7 @@ pub(crate) fn space(gemm: &Gemm, shape: &VectorShape) -> Result<ConfigSpace, Spa
         &["i.outer", "j.outer"],
         &[vec![0, 1], vec![1, 0]],
     )?)?;
-    if gemm.packed.is_some() && !gemm.conv {
+    if gemm.packed.is_some() && !gemm.conv && !gemm.quantized {
         space.add(Knob::choice("pack_b", &[0, 1])?)?;
     }
     space.add(Knob::choice("parallel", &[0, 1])?)?;
@@ -185,7 +189,8 @@ pub(crate) fn template(
     let tile_columns = config.split("tile_j")?[1];
     let unroll_reduction = config.split("tile_k")?[1];
     let columns_outside = config.reorder("order")? == [1, 0];
-    let pack = gemm.packed.is_some() && (gemm.conv || config.choice("pack_b")? == 1);
+    let always_packed = gemm.conv || gemm.quantized;
+    let pack = gemm.packed.is_some() && (always_packed || config.choice("pack_b")? == 1);
     let parallel = config.choice("parallel")? == 1;
     // Columns that fill whole vectors are vectorized; a narrower matrix is unrolled instead.
     let vector_columns = shape.is_whole_vectors(tile_columns);
@@ -274,11 +279,14 @@ pub(crate) fn template(
         let packed = s.stage(name)?;
         let axes = s.spatial_axes(packed);
         let rank = axes.len();
-        if vector_columns {
+        // Panels `[jo, k, ji]` (`[n, jo, k, ji]` for a convolution), or the pairs
+        // `[jo, kk, ji, t]` of a quantized GEMM, written in order within a panel.
+        let panel = if gemm.quantized { 0 } else { rank - 3 };
+        if vector_columns && !gemm.quantized {
             s.vectorize(packed, axes[rank - 1])?;
         }
         if parallel {
-            s.parallel(packed, axes[rank - 3])?;
+            s.parallel(packed, axes[panel])?;
         }
     }
     Ok(s)

@@ -79,6 +79,7 @@ pub fn template_name(workload: &Workload) -> &'static str {
         Workload::Conv2d(_) => "conv2d.direct",
         Workload::DepthwiseConv2d(p) if p.block > 1 => "depthwise_conv2d.blocked",
         Workload::DepthwiseConv2d(_) => "depthwise_conv2d.direct",
+        Workload::QMatmul(_) => "qmatmul.pair_tile",
     }
 }
 
@@ -104,6 +105,7 @@ fn shape(workload: &Workload) -> Shape {
             product: None,
             packed: Some("B.packed"),
             conv: false,
+            quantized: false,
         }),
         Workload::BatchMatmul(p) => Shape::Gemm(Gemm {
             workload: *workload,
@@ -115,6 +117,7 @@ fn shape(workload: &Workload) -> Shape {
             product: None,
             packed: None,
             conv: false,
+            quantized: false,
         }),
         Workload::Dense(p) => Shape::Gemm(Gemm {
             workload: *workload,
@@ -126,6 +129,7 @@ fn shape(workload: &Workload) -> Shape {
             product: (p.bias || p.relu).then_some("Y.matmul"),
             packed: Some("W.packed"),
             conv: false,
+            quantized: false,
         }),
         Workload::Conv2d(p) if conv2d_is_gemm(&p) => {
             let out_h = out_extent(p.h, p.kh, p.stride, p.pad, p.dilation);
@@ -140,6 +144,7 @@ fn shape(workload: &Workload) -> Shape {
                 product: (p.bias || p.residual || p.relu).then_some("Y.gemm"),
                 packed: Some("B.packed"),
                 conv: true,
+                quantized: false,
             })
         }
         Workload::Conv2d(p) => Shape::Conv(DirectConv {
@@ -155,6 +160,18 @@ fn shape(workload: &Workload) -> Shape {
             params: p,
             out_h: out_extent(p.h, p.kh, p.stride, p.pad, p.dilation),
             out_w: out_extent(p.w, p.kw, p.stride, p.pad, p.dilation),
+        }),
+        Workload::QMatmul(p) => Shape::Gemm(Gemm {
+            workload: *workload,
+            batch: false,
+            m: p.m,
+            n: p.n,
+            k: (p.k + 1) / 2,
+            output: "Y",
+            product: Some("acc"),
+            packed: Some("W.packed"),
+            conv: false,
+            quantized: true,
         }),
         Workload::DepthwiseConv2d(p) => Shape::Conv(DirectConv {
             workload: *workload,

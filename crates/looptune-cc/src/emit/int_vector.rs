@@ -1,0 +1,182 @@
+//! Vector code for `i32` lanes: the accumulators of quantized kernels.
+//!
+//! A vectorized store of `i32` values computes in `lt_i32xW` vectors as wide as the `f32` ones:
+//! sums, differences and products wrap (they are computed on unsigned lanes), minimum and
+//! maximum select, a contiguous `u8`, `i8` or `i16` load widened to `i32` is one vector load
+//! and one conversion, and the pair product of a quantized GEMM,
+//!
+//! ```text
+//! i32(x0) * i32(Y[.., 2 l]) + i32(x1) * i32(Y[.., 2 l + 1])      (x0, x1 the same in every lane)
+//! ```
+//!
+//! with `Y` an `i16` buffer whose two elements of lane `l` sit side by side, is one `lt_madd`
+//! (`vpmaddwd`: both products and their sum, exact in `i32`). Anything else that depends on the
+//! lane is computed lane by lane, as in the `f32` vector code.
+
+use super::analysis::offset_coefficient;
+use super::vector::{Group, Lanes};
+use super::{Emitter, Result, Storage};
+use looptune_ir::{BinaryOp, DType, Load, ValueExpr};
+
+impl Emitter<'_> {
+    /// An `i32` value in `group`: uniform (a scalar) or a vector.
+    pub(super) fn int_lanes(&mut self, expr: &ValueExpr, group: &Group) -> Result<Lanes> {
+        let width = group.width;
+        if !expr.uses_var(group.var) {
+            return Ok(Lanes::Uniform(self.value(expr)?));
+        }
+        if let Some(madd) = self.pair_product(expr, group)? {
+            return Ok(Lanes::Vector(madd));
+        }
+        match expr {
+            ValueExpr::Load(load) if self.nest.buffer(load.buffer).dtype == DType::I32 => {
+                self.int_load(load, group, "lt_loadi")
+            }
+            ValueExpr::Cast(DType::I32, inner) => match &**inner {
+                ValueExpr::Load(load) => {
+                    let helper = match self.nest.buffer(load.buffer).dtype {
+                        DType::U8 => "lt_widen_u8_",
+                        DType::I8 => "lt_widen_i8_",
+                        DType::I16 => "lt_widen_i16_",
+                        _ => return self.int_assemble(expr, group),
+                    };
+                    self.int_load(load, group, helper)
+                }
+                _ => self.int_assemble(expr, group),
+            },
+            ValueExpr::Binary(
+                op @ (BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Min | BinaryOp::Max),
+                a,
+                b,
+            ) => {
+                let (a, b) = (self.int_lanes(a, group)?, self.int_lanes(b, group)?);
+                let (a, b) = (self.as_int_vector(a, width), self.as_int_vector(b, width));
+                let name = match op {
+                    BinaryOp::Add => "add",
+                    BinaryOp::Sub => "sub",
+                    BinaryOp::Mul => "mul",
+                    BinaryOp::Min => "min",
+                    _ => "max",
+                };
+                Ok(Lanes::Vector(format!("lt_{name}i{width}({a}, {b})")))
+            }
+            _ => self.int_assemble(expr, group),
+        }
+    }
+
+    /// An `i32` value as a vector of the group's width.
+    pub(super) fn as_int_vector(&self, value: Lanes, width: usize) -> String {
+        match value {
+            Lanes::Uniform(scalar) => format!("lt_splati{width}({scalar})"),
+            Lanes::Vector(vector) => vector,
+        }
+    }
+
+    /// The lanes of `expr` computed one by one into an `i32` vector.
+    fn int_assemble(&mut self, expr: &ValueExpr, group: &Group) -> Result<Lanes> {
+        let lanes = self.per_lane(group, |this| this.value(expr))?;
+        Ok(Lanes::Vector(format!(
+            "((lt_i32x{}){{{}}})",
+            group.width,
+            lanes.join(", ")
+        )))
+    }
+
+    /// A load of the group's lanes through `helper` (`lt_loadi` for `i32`, a widening load for
+    /// narrower types) when they are contiguous in memory; a tile's vector; else lane by lane.
+    fn int_load(&mut self, load: &Load, group: &Group, helper: &str) -> Result<Lanes> {
+        let width = group.width;
+        let expr = ValueExpr::Load(load.clone());
+        match self.storage(load.buffer)? {
+            Storage::Pointer { name }
+                if offset_coefficient(self.nest, load.buffer, &load.indices, group.var)
+                    == Some(1) =>
+            {
+                let offset = self.with_var(group.var, group.base.clone(), |this| {
+                    this.offset(load.buffer, &load.indices)
+                })?;
+                let pointer = self.vector_pointer(&name, load.buffer, &offset, width);
+                Ok(Lanes::Vector(format!("{helper}{width}({pointer})")))
+            }
+            Storage::Tile(tile) if self.nest.buffer(load.buffer).dtype == DType::I32 => {
+                let offsets = self.lane_offsets(load.buffer, &load.indices, group)?;
+                let elements = self.tile_elements(&offsets)?;
+                if let Some(slot) = self.tiles[tile].whole(&elements) {
+                    return Ok(Lanes::Vector(slot));
+                }
+                self.int_assemble(&expr, group)
+            }
+            Storage::Recording(recording) => {
+                let offsets = self.lane_offsets(load.buffer, &load.indices, group)?;
+                self.recordings[recording].record(&offsets);
+                Ok(Lanes::Vector(format!("((lt_i32x{width}){{0}})")))
+            }
+            _ => self.int_assemble(&expr, group),
+        }
+    }
+
+    /// The pair product of the module documentation as one `lt_madd`, if `expr` is one.
+    fn pair_product(&mut self, expr: &ValueExpr, group: &Group) -> Result<Option<String>> {
+        let ValueExpr::Binary(BinaryOp::Add, first, second) = expr else {
+            return Ok(None);
+        };
+        let (Some((x0, y0)), Some((x1, y1))) = (self.widened_product(first, group), self.widened_product(second, group))
+        else {
+            return Ok(None);
+        };
+        if y0.buffer != y1.buffer {
+            return Ok(None);
+        }
+        let Storage::Pointer { name } = self.storage(y0.buffer)? else {
+            return Ok(None);
+        };
+        let nest = self.nest;
+        let stride = |load: &Load| offset_coefficient(nest, load.buffer, &load.indices, group.var);
+        if stride(y0) != Some(2) || stride(y1) != Some(2) {
+            return Ok(None);
+        }
+        let (y0, y1) = (y0.clone(), y1.clone());
+        let (x0, x1) = (x0.clone(), x1.clone());
+        let (offset0, offset1) = self.with_var(group.var, group.base.clone(), |this| {
+            Ok((
+                this.offset(y0.buffer, &y0.indices)?,
+                this.offset(y1.buffer, &y1.indices)?,
+            ))
+        })?;
+        // The two elements of each lane must be adjacent, the first one first.
+        let difference = offset1.add_scaled(&offset0, -1).and_then(|lin| lin.as_const());
+        if difference != Some(1) {
+            return Ok(None);
+        }
+        let (x0, x1) = (self.value(&x0)?, self.value(&x1)?);
+        let width = group.width;
+        let pointer = self.vector_pointer(&name, y0.buffer, &offset0, 2 * width);
+        Ok(Some(format!(
+            "lt_madd{width}(lt_splati{width}(lt_pair({x0}, {x1})), {pointer})"
+        )))
+    }
+
+    /// `i32(x) * i32(y)` (either order) with `x` an `i16` value the same in every lane and `y`
+    /// a load of an `i16` buffer that depends on the lane.
+    fn widened_product<'e>(
+        &self,
+        expr: &'e ValueExpr,
+        group: &Group,
+    ) -> Option<(&'e ValueExpr, &'e Load)> {
+        let ValueExpr::Binary(BinaryOp::Mul, a, b) = expr else {
+            return None;
+        };
+        let widened = |value: &'e ValueExpr| match value {
+            ValueExpr::Cast(DType::I32, inner) if self.dtype(inner) == DType::I16 => Some(&**inner),
+            _ => None,
+        };
+        let (a, b) = (widened(a)?, widened(b)?);
+        let split = |uniform: &'e ValueExpr, lanes: &'e ValueExpr| match lanes {
+            ValueExpr::Load(load) if !uniform.uses_var(group.var) && lanes.uses_var(group.var) => {
+                Some((uniform, load))
+            }
+            _ => None,
+        };
+        split(a, b).or_else(|| split(b, a))
+    }
+}

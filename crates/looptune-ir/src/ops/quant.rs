@@ -1,0 +1,231 @@
+//! Quantized operators in the manner of TFLite and gemmlowp: `u8` activations with a zero
+//! point, symmetric `i8` weights, `i32` accumulation and a requantization epilogue.
+//!
+//! `qmatmul` computes, for `A: u8[m, k]` (zero point `a_zero`), `W: i8[k, n]`, `bias: i32[n]`
+//! and, with `per_channel`, `M: i32[n]` (one multiplier per output column):
+//!
+//! ```text
+//! acc[i, j] = sum_k (A[i, k] - a_zero) * W[k, j] + bias[j]                 (i32, wrapping)
+//! Y[i, j]   = u8(clamp(out_zero + mulshr_{31 + shift}(acc[i, j], M_j), qmin, qmax))
+//! ```
+//!
+//! where `M_j` is `multiplier` (per tensor) or `M[j]`, and `mulshr_s(x, M)` is
+//! `(x * M + 2^(s-1)) >> s` exact in 64 bits ([`crate::BinaryOp::MulShr`]): the fixed-point
+//! multiplier `M / 2^31` and a right shift, rounded to nearest. ReLU6 is the clamp
+//! `[out_zero, out_zero + q6]`. Every intermediate is an integer, so a kernel is checked bit for
+//! bit against the reference.
+//!
+//! With `Layout::pack_columns = Some(b)` the same result is computed in the form fast integer
+//! code needs: `A.pairs[i, kk, t] = A[i, 2 kk + t] - a_zero` and
+//! `W.packed[jo, kk, ji, t] = W[2 kk + t, jo b + ji]` as `i16` (zero past `k` and `n`), so that
+//! one reduction step is the pair product `A.pairs[i, kk, 0] * W.packed[.., 0] +
+//! A.pairs[i, kk, 1] * W.packed[.., 1]` that `vpmaddwd` computes for a whole vector of columns.
+//! Both products and their sum are exact in `i32` (at most `2 * 255 * 128`), so the two forms
+//! agree bit for bit.
+
+use super::{check_block, Layout, Workload};
+use crate::dtype::{DType, Scalar};
+use crate::error::IrError;
+use crate::expr::{BinaryOp, IndexExpr, ValueExpr};
+use crate::program::{sum, Program, ProgramBuilder, Tensor};
+
+/// Parameters of `qmatmul` (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct QMatmulParams {
+    /// Rows of `A` and `Y`.
+    pub m: i64,
+    /// Columns of `W` and `Y`.
+    pub n: i64,
+    /// Reduction length.
+    pub k: i64,
+    /// Zero point of `A`, 0 to 255.
+    pub a_zero: i64,
+    /// Zero point of `Y`, 0 to 255.
+    pub out_zero: i64,
+    /// The fixed-point multiplier `M` (scale `M / 2^31`), 1 to `2^31 - 1`; ignored with
+    /// `per_channel`.
+    pub multiplier: i64,
+    /// Right shift after the multiplier, 0 to 31.
+    pub shift: i64,
+    /// Smallest output value (ReLU6's lower bound is `out_zero`), 0 to 255.
+    pub qmin: i64,
+    /// Largest output value, `qmin` to 255.
+    pub qmax: i64,
+    /// One multiplier per output column, read from the input `M: i32[n]`.
+    pub per_channel: bool,
+}
+
+/// The ranges of the integer parameters, for parsing and checks.
+pub(super) const RANGES: [(&str, i64, i64); 6] = [
+    ("a_zero", 0, 255),
+    ("out_zero", 0, 255),
+    ("multiplier", 1, i32::MAX as i64),
+    ("shift", 0, 31),
+    ("qmin", 0, 255),
+    ("qmax", 0, 255),
+];
+
+impl QMatmulParams {
+    /// The integer parameters by name, in the order of [`RANGES`].
+    pub(super) fn integers(&self) -> [(&'static str, i64); 6] {
+        [
+            ("a_zero", self.a_zero),
+            ("out_zero", self.out_zero),
+            ("multiplier", self.multiplier),
+            ("shift", self.shift),
+            ("qmin", self.qmin),
+            ("qmax", self.qmax),
+        ]
+    }
+
+    /// Checks the quantization parameters (the sizes are checked with every workload's).
+    pub(super) fn check_quantization(&self) -> Result<(), IrError> {
+        for ((name, value), (_, low, high)) in self.integers().into_iter().zip(RANGES) {
+            if !(low..=high).contains(&value) {
+                return Err(IrError::InvalidParameter {
+                    op: "qmatmul".to_string(),
+                    message: format!("`{name}={value}` must be in {low}..={high}"),
+                });
+            }
+        }
+        if self.qmin > self.qmax {
+            return Err(IrError::InvalidParameter {
+                op: "qmatmul".to_string(),
+                message: format!(
+                    "`qmin={}` is above `qmax={}`: the clamp would be empty",
+                    self.qmin, self.qmax
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn i32_const(value: i64) -> ValueExpr {
+    ValueExpr::Const(Scalar::int(DType::I32, value))
+}
+
+fn widen(value: ValueExpr) -> ValueExpr {
+    ValueExpr::Cast(DType::I32, Box::new(value))
+}
+
+/// The requantization epilogue: `u8(clamp(out_zero + mulshr(acc, multiplier), qmin, qmax))`.
+fn requantize(p: &QMatmulParams, acc: ValueExpr, multiplier: ValueExpr) -> ValueExpr {
+    let shift = 31 + p.shift as u8;
+    let scaled = ValueExpr::binary(BinaryOp::MulShr(shift), acc, multiplier);
+    let shifted = i32_const(p.out_zero) + scaled;
+    let clamped = shifted.max(i32_const(p.qmin)).min(i32_const(p.qmax));
+    ValueExpr::Cast(DType::U8, Box::new(clamped))
+}
+
+/// `qmatmul` with the given layout (see the module documentation).
+pub fn qmatmul(p: QMatmulParams, layout: &Layout) -> Result<Program, IrError> {
+    Workload::QMatmul(p).check()?;
+    let mut builder = ProgramBuilder::new("qmatmul");
+    let a = builder.placeholder("A", &[p.m, p.k], DType::U8)?;
+    let w = builder.placeholder("W", &[p.k, p.n], DType::I8)?;
+    let bias = builder.placeholder("bias", &[p.n], DType::I32)?;
+    let multipliers = if p.per_channel {
+        Some(builder.placeholder("M", &[p.n], DType::I32)?)
+    } else {
+        None
+    };
+    let acc = match layout.pack_columns {
+        None => {
+            let reduce = builder.reduce_axis("k", p.k)?;
+            builder.compute("acc", DType::I32, &[("i", p.m), ("j", p.n)], |ax| {
+                let kk = reduce.var();
+                let activation = widen(a.at(&[ax[0].clone(), kk.clone()])) - i32_const(p.a_zero);
+                sum(activation * widen(w.at(&[kk, ax[1].clone()])), &[&reduce])
+            })?
+        }
+        Some(block) => {
+            check_block("qmatmul", block)?;
+            paired_product(&mut builder, &p, block, &a, &w)?
+        }
+    };
+    let y = builder.compute("Y", DType::U8, &[("i", p.m), ("j", p.n)], |ax| {
+        let j = ax[1].clone();
+        let multiplier = match &multipliers {
+            Some(m) => m.at(&[j.clone()]),
+            None => i32_const(p.multiplier),
+        };
+        let total = acc.at(&[ax[0].clone(), j.clone()]) + bias.at(&[j]);
+        requantize(&p, total, multiplier)
+    })?;
+    builder.build(&[&y])
+}
+
+/// The pair form of the product: `i16` pairs of `A` (zero point subtracted) and of `W` (in
+/// column panels of `block`), summed a pair at a time.
+fn paired_product(
+    builder: &mut ProgramBuilder,
+    p: &QMatmulParams,
+    block: i64,
+    a: &Tensor,
+    w: &Tensor,
+) -> Result<Tensor, IrError> {
+    let pairs = (p.k + 1) / 2;
+    let panels = (p.n + block - 1) / block;
+    let within_k = |kk: &IndexExpr, t: &IndexExpr| (kk.clone() * 2 + t.clone()).lt(p.k);
+    let a_pairs = builder.compute(
+        "A.pairs",
+        DType::I16,
+        &[("i", p.m), ("kk", pairs), ("t", 2)],
+        |ax| {
+            let kk = ax[1].clone() * 2 + ax[2].clone();
+            let centred = widen(a.at(&[ax[0].clone(), kk])) - i32_const(p.a_zero);
+            let value = ValueExpr::Cast(DType::I16, Box::new(centred));
+            if p.k % 2 == 0 {
+                value
+            } else {
+                ValueExpr::select(
+                    within_k(&ax[1], &ax[2]),
+                    value,
+                    ValueExpr::Const(Scalar::int(DType::I16, 0)),
+                )
+            }
+        },
+    )?;
+    let w_packed = builder.compute(
+        "W.packed",
+        DType::I16,
+        &[("jo", panels), ("kk", pairs), ("ji", block), ("t", 2)],
+        |ax| {
+            let column = &ax[0] * block + &ax[2];
+            let kk = ax[1].clone() * 2 + ax[3].clone();
+            let value = ValueExpr::Cast(DType::I16, Box::new(w.at(&[kk, column.clone()])));
+            let inside = match (p.k % 2 == 0, p.n % block == 0) {
+                (true, true) => None,
+                (true, false) => Some(column.lt(p.n)),
+                (false, true) => Some(within_k(&ax[1], &ax[3])),
+                (false, false) => Some(column.lt(p.n).and(within_k(&ax[1], &ax[3]))),
+            };
+            match inside {
+                None => value,
+                Some(cond) => ValueExpr::select(
+                    cond,
+                    value,
+                    ValueExpr::Const(Scalar::int(DType::I16, 0)),
+                ),
+            }
+        },
+    )?;
+    let reduce = builder.reduce_axis("kk", pairs)?;
+    builder.compute("acc", DType::I32, &[("i", p.m), ("j", p.n)], |ax| {
+        let (i, j) = (ax[0].clone(), ax[1].clone());
+        let panel = j.clone().floor_div(block);
+        let lane = j.floor_mod(block);
+        let kk = reduce.var();
+        let term = |t: i64| {
+            widen(a_pairs.at(&[i.clone(), kk.clone(), IndexExpr::Const(t)]))
+                * widen(w_packed.at(&[
+                    panel.clone(),
+                    kk.clone(),
+                    lane.clone(),
+                    IndexExpr::Const(t),
+                ]))
+        };
+        sum(term(0) + term(1), &[&reduce])
+    })
+}
