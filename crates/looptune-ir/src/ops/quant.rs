@@ -229,3 +229,102 @@ fn paired_product(
         sum(term(0) + term(1), &[&reduce])
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Data, DataRef};
+    use crate::{eval, interp, lower, Schedule};
+
+    /// `Y` of a 1x1x1 `qmatmul` whose accumulator is exactly `acc` (`A = 1`, `W = 1`,
+    /// `bias = acc - 1`), by the interpreter and by the direct evaluator, which must agree.
+    fn requantized(acc: i64, params: &str) -> u8 {
+        let text = format!("qmatmul:m=1,n=1,k=1,a_zero=0,{params}");
+        let workload: Workload = text.parse().expect("a workload");
+        let program = workload.program(&Layout::default()).expect("a program");
+        let inputs = [
+            Data::U8(vec![1]),
+            Data::I8(vec![1]),
+            Data::I32(vec![(acc - 1) as i32]),
+        ];
+        let refs: Vec<DataRef<'_>> = inputs.iter().map(Data::as_ref).collect();
+        let nest = lower(&Schedule::new(&program)).expect("lowers");
+        let mut output = Data::zeros(DType::U8, 1);
+        interp::run_data(&nest, &refs, &mut [output.as_mut()]).expect("runs");
+        let evaluated = eval::evaluate_data(&program, &refs).expect("evaluates");
+        assert_eq!(evaluated[0], output, "{text} at acc {acc}");
+        match output {
+            Data::U8(values) => values[0],
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn requantization_matches_hand_computed_values() {
+        let half = "multiplier=1073741824,out_zero=128"; // M / 2^31 = 0.5
+        // (acc, parameters, expected): ties round towards positive infinity.
+        let table: &[(i64, String, u8)] = &[
+            (3, format!("{half},shift=0"), 130),  // 1.5 -> 2
+            (-3, format!("{half},shift=0"), 127), // -1.5 -> -1
+            (-5, format!("{half},shift=0"), 126), // -2.5 -> -2
+            (5, format!("{half},shift=1"), 129),  // 1.25 -> 1
+            (7, format!("{half},shift=2"), 129),  // 0.875 -> 1
+            (-7, format!("{half},shift=2"), 127), // -0.875 -> -1
+            (0, format!("{half},shift=31"), 128),
+            // Shift 31: (2^31 - 1)^2 / 2^62 is just below 1 and rounds to 1, its negation to -1.
+            (i32::MAX as i64, "multiplier=2147483647,out_zero=128,shift=31".to_string(), 129),
+            (-(i32::MAX as i64), "multiplier=2147483647,out_zero=128,shift=31".to_string(), 127),
+            // The smallest multiplier: 2^30 / 2^31 is a tie, one less is not.
+            (1 << 30, "multiplier=1,out_zero=0,shift=0".to_string(), 1),
+            ((1 << 30) - 1, "multiplier=1,out_zero=0,shift=0".to_string(), 0),
+            // Saturation at both ends of u8.
+            (1000, format!("{half},shift=0"), 255),
+            (-1000, format!("{half},shift=0"), 0),
+            // A ReLU6-like clamp [out_zero, out_zero + 12].
+            (-10, format!("{half},shift=0,qmin=128,qmax=140"), 128),
+            (100, format!("{half},shift=0,qmin=128,qmax=140"), 140),
+            (10, format!("{half},shift=0,qmin=128,qmax=140"), 133),
+        ];
+        for (acc, params, expected) in table {
+            assert_eq!(requantized(*acc, params), *expected, "acc {acc} with {params}");
+        }
+    }
+
+    #[test]
+    fn the_pair_form_equals_the_plain_definition_bit_for_bit() {
+        for text in [
+            "qmatmul:m=3,n=5,k=7,a_zero=255,out_zero=0,shift=3",
+            "qmatmul:m=1,n=17,k=1,a_zero=0,per_channel=true,shift=0",
+            "qmatmul:m=4,n=8,k=16,a_zero=128,qmin=128,qmax=200,shift=9",
+        ] {
+            let workload: Workload = text.parse().expect("a workload");
+            let plain = workload.program(&Layout::default()).expect("plain");
+            let inputs = crate::random::random_data(&plain, 11);
+            let refs: Vec<DataRef<'_>> = inputs.iter().map(Data::as_ref).collect();
+            let expected = eval::evaluate_data(&plain, &refs).expect("plain evaluates");
+            for block in [1, 4, 8] {
+                let layout = Layout {
+                    pack_columns: Some(block),
+                    ..Layout::default()
+                };
+                let paired = workload.program(&layout).expect("pair form");
+                let actual = eval::evaluate_data(&paired, &refs).expect("pair form evaluates");
+                assert_eq!(actual, expected, "{text} in panels of {block}");
+            }
+        }
+    }
+
+    #[test]
+    fn quantization_parameters_out_of_range_are_named() {
+        for (text, named) in [
+            ("qmatmul:m=1,n=1,k=1,a_zero=256", "`a_zero=256` must be in 0..=255"),
+            ("qmatmul:m=1,n=1,k=1,shift=32", "`shift=32` must be in 0..=31"),
+            ("qmatmul:m=1,n=1,k=1,multiplier=0", "`multiplier=0` must be in 1..=2147483647"),
+            ("qmatmul:m=1,n=1,k=1,qmin=10,qmax=9", "`qmin=10` is above `qmax=9`"),
+            ("qmatmul:m=1,n=1,k=1,out_zero=x", "`out_zero=x` is not an integer"),
+        ] {
+            let error = text.parse::<Workload>().unwrap_err().to_string();
+            assert!(error.contains(named), "{text}: {error}");
+        }
+    }
+}

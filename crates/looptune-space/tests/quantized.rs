@@ -1,0 +1,120 @@
+//! Quantized kernels are bit-exact: points of the `qmatmul` template, compiled by both
+//! backends at the widths they are sized for, compute exactly what the reference interpreter
+//! computes on the operator's plain definition, for random shapes (primes, `k` odd, one row),
+//! zero points at 0, 128 and 255, per-tensor and per-column multipliers, and clamps that
+//! saturate at both ends of `u8`.
+
+#![forbid(unsafe_code)]
+
+use looptune_cc::cache::ObjectCache;
+use looptune_cc::{CBackend, Compiler};
+use looptune_ir::random::{random_data, SplitMix64};
+use looptune_ir::{interp, lower, Data, DataMut, DataRef, Layout, Schedule, Workload};
+use looptune_jit::CraneliftBackend;
+use looptune_runtime::{Backend, Target};
+use looptune_space::{Task, VectorShape};
+
+/// A random quantized workload of modest size.
+fn random_qmatmul(rng: &mut SplitMix64) -> String {
+    let sizes = [1, 2, 3, 5, 7, 8, 11, 13, 16, 17, 24, 31];
+    let zero = [0, 128, 255];
+    let (m, n, k) = (rng.pick(&sizes), rng.pick(&sizes), rng.pick(&sizes));
+    // Clamps around the zero point, including ReLU6-like ones and the whole range.
+    let (qmin, qmax) = rng.pick(&[(0, 255), (128, 255), (0, 127), (100, 160)]);
+    format!(
+        "qmatmul:m={m},n={n},k={k},a_zero={},out_zero={},multiplier={},shift={},qmin={qmin},qmax={qmax},per_channel={}",
+        rng.pick(&zero),
+        rng.pick(&zero),
+        rng.pick(&[1, 1 << 30, 1518500250, i32::MAX as i64]),
+        rng.pick(&[0, 3, 9, 31]),
+        rng.chance(1, 2)
+    )
+}
+
+/// The reference interpreter's output of `workload`'s plain definition on `inputs`.
+fn reference(workload: &Workload, inputs: &[Data]) -> Data {
+    let program = workload.program(&Layout::default()).unwrap();
+    let nest = lower(&Schedule::new(&program)).unwrap();
+    let decl = program.tensor(program.outputs[0]);
+    let mut output = Data::zeros(decl.dtype, decl.len());
+    let refs: Vec<DataRef<'_>> = inputs.iter().map(Data::as_ref).collect();
+    interp::run_data(&nest, &refs, &mut [output.as_mut()]).unwrap();
+    output
+}
+
+/// Compiles up to `points` sampled configs of `cases` random workloads with `backend` at
+/// `shape` and compares every output element exactly; returns how many kernels were checked.
+fn check_random_points(backend: &dyn Backend, shape: VectorShape, cases: u64, points: usize) -> usize {
+    let target = Target::host();
+    let mut checked = 0;
+    for seed in 0..cases {
+        let mut rng = SplitMix64::new(0x9a4b ^ seed);
+        let text = random_qmatmul(&mut rng);
+        let workload: Workload = text.parse().unwrap_or_else(|err| panic!("{text}: {err}"));
+        let task = Task::for_shape(workload, shape).unwrap();
+        let inputs = random_data(&task.reference_program().unwrap(), seed);
+        let expected = reference(&workload, &inputs);
+        let refs: Vec<DataRef<'_>> = inputs.iter().map(Data::as_ref).collect();
+        let configs: Vec<_> = task.space().sample(seed).take(points).collect();
+        let nests: Vec<_> = configs.iter().map(|config| task.lower(config).unwrap()).collect();
+        backend.prepare(&nests.iter().collect::<Vec<_>>(), &target);
+        for (config, nest) in configs.iter().zip(&nests) {
+            let label = format!("{text} at {shape} on {}: {config}", backend.id().name);
+            let kernel = backend
+                .compile(nest, &target)
+                .unwrap_or_else(|err| panic!("{label}: {err}"));
+            // Two fills: an element the kernel never writes cannot match under both.
+            for fill in [0x00, 0xA5] {
+                let mut actual = Data::zeros(expected.dtype(), expected.len());
+                actual.as_mut().fill_bytes(fill);
+                let mut outputs: Vec<DataMut<'_>> = vec![actual.as_mut()];
+                kernel
+                    .call_data(&refs, &mut outputs)
+                    .unwrap_or_else(|err| panic!("{label}: {err}"));
+                if actual != expected {
+                    let (a, e) = (actual.to_f64(), expected.to_f64());
+                    let first = (0..a.len()).find(|&i| a[i] != e[i]).unwrap_or(0);
+                    panic!(
+                        "{label}: element {first} is {}, the reference says {}\n{nest}",
+                        a[first], e[first]
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    checked
+}
+
+fn c_backend() -> (CBackend, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let compiler = Compiler::discover().expect("a C compiler");
+    (CBackend::with(compiler, ObjectCache::new(dir.path())), dir)
+}
+
+#[test]
+fn quantized_points_are_bit_exact_on_the_c_backend_at_8_and_16_lanes() {
+    let (backend, _dir) = c_backend();
+    let eight = check_random_points(&backend, VectorShape::AVX2, 12, 3);
+    let sixteen = check_random_points(&backend, VectorShape::AVX512, 6, 2);
+    assert!(eight + sixteen >= 40, "{eight} + {sixteen} points checked");
+}
+
+#[test]
+fn quantized_points_are_bit_exact_on_cranelift() {
+    let checked = check_random_points(&CraneliftBackend::new(), VectorShape::CRANELIFT, 12, 4);
+    assert!(checked >= 40, "{checked} points checked");
+}
+
+#[test]
+fn the_pair_form_reaches_the_dot_product_helper_in_printed_c() {
+    let task = Task::for_shape(
+        "qmatmul:m=16,n=32,k=20".parse().unwrap(),
+        VectorShape::AVX2,
+    )
+    .unwrap();
+    let nest = task.lower(&task.fallback_config().unwrap()).unwrap();
+    let c = looptune_cc::emit::emit_c(&nest, &looptune_cc::emit::EmitOptions::new(8)).unwrap();
+    let body = c.split("LOOPTUNE_PRELUDE */").nth(1).unwrap();
+    assert!(body.contains("lt_madd8(lt_splati8(lt_pair("), "{body}");
+}
