@@ -15,7 +15,8 @@ use super::backends::BackendArgs;
 use super::input::{self, Usage};
 use anyhow::{bail, Context};
 use clap::Args;
-use looptune::ir::random::random_inputs;
+use looptune::ir::random::random_data;
+use looptune::ir::{Data, DataMut, DataRef};
 use looptune::runtime::baseline::{sgemm, BaselineError};
 use looptune::runtime::measure::{time_in_process, Isolation};
 use looptune::runtime::{MeasureInput, MeasureOptions, Measurer, Target};
@@ -49,6 +50,8 @@ fn gemm_of(workload: &Workload) -> Option<(usize, (i64, i64, i64), bool)> {
         Workload::Matmul(p) => Some((1, (p.m, p.n, p.k), p.transpose_b)),
         Workload::Dense(p) => Some((1, (p.m, p.n, p.k), true)),
         Workload::BatchMatmul(p) => Some((p.b as usize, (p.m, p.n, p.k), p.transpose_b)),
+        // The f32 product of the same shape: what the quantized kernel replaces.
+        Workload::QMatmul(p) => Some((1, (p.m, p.n, p.k), false)),
         _ => None,
     }
 }
@@ -104,19 +107,26 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .backend
         .compile(&nest, &target)
         .context("compiling the kernel")?;
-    let inputs = random_inputs(&program, 0);
-    let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
-    let mut outputs: Vec<Vec<f32>> = nest
+    let inputs = random_data(&program, 0);
+    let input_refs: Vec<DataRef<'_>> = inputs.iter().map(Data::as_ref).collect();
+    let mut outputs: Vec<Data> = nest
         .outputs
         .iter()
-        .map(|&buffer| vec![0.0; nest.buffer(buffer).len()])
+        .map(|&buffer| {
+            let decl = nest.buffer(buffer);
+            Data::zeros(decl.dtype, decl.len())
+        })
         .collect();
 
     let gemm = gemm_of(&workload);
     // The compulsory traffic: every input read once, every output written once.
-    let traffic_floats: usize = input_refs.iter().map(|input| input.len()).sum::<usize>()
-        + outputs.iter().map(Vec::len).sum::<usize>();
-    let traffic_bytes = (traffic_floats * std::mem::size_of::<f32>()) as f64;
+    let traffic_bytes: usize = input_refs
+        .iter()
+        .map(|input| input.len() * input.dtype().size_bytes())
+        .chain(outputs.iter().map(|output| output.len() * output.dtype().size_bytes()))
+        .sum();
+    let traffic_floats = traffic_bytes.div_ceil(std::mem::size_of::<f32>());
+    let traffic_bytes = traffic_bytes as f64;
     let copy_source = vec![1.0f32; traffic_floats.div_ceil(2)];
     let mut copy_target = vec![0.0f32; copy_source.len()];
     let mut kernel_seconds = vec![costs.median_s];
@@ -127,8 +137,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     for round in 0..args.rounds {
         if round > 0 {
             let costs = time_in_process(&options, || {
-                let mut refs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
-                kernel.call(&input_refs, &mut refs)
+                let mut refs: Vec<DataMut<'_>> = outputs.iter_mut().map(Data::as_mut).collect();
+                kernel.call_data(&input_refs, &mut refs)
             })
             .context("timing the kernel")?;
             kernel_gflops.push(flops / costs.median_s / 1e9);
@@ -146,7 +156,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         if let Some((batch, (m, n, k), transpose_b)) = gemm {
             let dims = |value: i64| usize::try_from(value).map_err(|_| Usage(format!("{value}")));
             let (m, n, k) = (dims(m)?, dims(n)?, dims(k)?);
-            let (a, b) = (input_refs[0], input_refs[1]);
+            // sgemm's own f32 operands of the product's shape (a quantized kernel's inputs are
+            // integers).
+            let operand = |len: usize| -> Vec<f32> {
+                (0..len).map(|index| ((index * 7919) % 251) as f32 / 251.0 - 0.5).collect()
+            };
+            let (a, b) = (operand(batch * m * k), operand(batch * k * n));
             let mut c = vec![0.0f32; batch * m * n];
             let costs = time_in_process(&options, || {
                 for index in 0..batch {

@@ -64,6 +64,10 @@ pub struct TuneModelArgs {
     /// The network.
     #[arg(value_enum)]
     network: NetworkArg,
+    /// Tune the network quantized to 8 bits (u8 activations, i8 weights, i32 accumulators,
+    /// requantized outputs; every kernel checked bit for bit). MobileNet only.
+    #[arg(long)]
+    int8: bool,
     /// The tuning log (default `looptune-NETWORK.tunelog`, with --shard
     /// `looptune-NETWORK.shard-INDEX-of-COUNT.tunelog`; created if missing, resumed if not).
     #[arg(long)]
@@ -172,7 +176,14 @@ fn shard(args: &TuneModelArgs) -> Result<Option<Shard>, super::Usage> {
 /// Runs `looptune tune-model`.
 pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
     let shard = check_arguments(args)?;
-    let network = args.network.network();
+    let network = if args.int8 {
+        let plain = args.network.network();
+        plain.quantized().ok_or_else(|| {
+            super::Usage(format!("--int8: {plain} has no quantized version (mobilenet has)"))
+        })?
+    } else {
+        args.network.network()
+    };
     let log = args.log.clone().unwrap_or_else(|| match shard {
         Some(shard) => PathBuf::from(format!(
             "looptune-{network}.shard-{}-of-{}.tunelog",

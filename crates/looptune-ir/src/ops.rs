@@ -26,7 +26,7 @@ use std::fmt;
 use std::str::FromStr;
 
 mod quant;
-pub use quant::{qmatmul, QMatmulParams};
+pub use quant::{qdepthwise_conv2d, qmatmul, QDepthwiseParams, QMatmulParams, Requant};
 
 /// The largest value of any workload parameter (a dimension, a padding, a stride): 2^31.
 pub const MAX_EXTENT: i64 = 1 << 31;
@@ -157,6 +157,8 @@ pub enum Workload {
     DepthwiseConv2d(DepthwiseConv2dParams),
     /// A quantized matrix product: `u8` x `i8` -> `i32`, requantized to `u8`.
     QMatmul(QMatmulParams),
+    /// A quantized depthwise 2-D convolution on channel-blocked NCHW[b]c (NHWC when `b = c`).
+    QDepthwiseConv2d(QDepthwiseParams),
 }
 
 /// Data-layout choices an operator definition takes: they add stages (a packed copy of an
@@ -239,6 +241,45 @@ const CONV_PARAMS: &[ParamInfo] = &[
     optional("relu", "false", "apply ReLU last"),
 ];
 
+const QMATMUL_PARAMS: [ParamInfo; 10] = {
+    let r = quant::REQUANT_PARAMS;
+    [
+        required("m", "rows of A and Y"),
+        required("n", "columns of W and Y"),
+        required("k", "reduction length"),
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        r[6],
+    ]
+};
+
+const QDEPTHWISE_PARAMS: [ParamInfo; 17] = {
+    let r = quant::REQUANT_PARAMS;
+    [
+        optional("n", "1", "batch"),
+        required("c", "channels"),
+        required("h", "input height"),
+        required("w", "input width"),
+        required("kh", "kernel height"),
+        required("kw", "kernel width"),
+        optional("stride", "1", "stride"),
+        optional("pad", "0", "padding on each side (with the input's zero point)"),
+        optional("dilation", "1", "dilation"),
+        required("block", "channel block b of NCHW[b]c; b = c is NHWC"),
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        r[6],
+    ]
+};
+
 /// Every operator of the library.
 pub const OPERATORS: &[OpInfo] = &[
     OpInfo {
@@ -302,18 +343,12 @@ pub const OPERATORS: &[OpInfo] = &[
     OpInfo {
         name: "qmatmul",
         summary: "Y[m,n] = u8(clamp(out_zero + mulshr(sum_k (A[m,k] - a_zero) * W[k,n] + bias[n], M), qmin, qmax)), A u8, W i8, acc i32",
-        params: &[
-            required("m", "rows of A and Y"),
-            required("n", "columns of W and Y"),
-            required("k", "reduction length"),
-            optional("a_zero", "128", "zero point of A (0-255)"),
-            optional("out_zero", "128", "zero point of Y (0-255)"),
-            optional("multiplier", "1518500250", "fixed-point multiplier M, scale M / 2^31"),
-            optional("shift", "11", "right shift after the multiplier (0-31)"),
-            optional("qmin", "0", "smallest output (ReLU6: out_zero)"),
-            optional("qmax", "255", "largest output"),
-            optional("per_channel", "false", "one multiplier per column, from the input M[n]"),
-        ],
+        params: &QMATMUL_PARAMS,
+    },
+    OpInfo {
+        name: "qdepthwise_conv2d",
+        summary: "Y[n,c/b,y,x,b] = u8(clamp(out_zero + mulshr(sum_{ry,rx} (X[n,c/b,y*s+ry*d-p,x*s+rx*d-p,b] - a_zero) * W[c/b,ry,rx,b] + bias[c], M), qmin, qmax)), NCHW[b]c (b = c: NHWC)",
+        params: &QDEPTHWISE_PARAMS,
     },
 ];
 
@@ -481,13 +516,22 @@ impl FromStr for Workload {
                 m: params.int("m")?,
                 n: params.int("n")?,
                 k: params.int("k")?,
-                a_zero: params.any_int("a_zero")?,
-                out_zero: params.any_int("out_zero")?,
-                multiplier: params.any_int("multiplier")?,
-                shift: params.any_int("shift")?,
-                qmin: params.any_int("qmin")?,
-                qmax: params.any_int("qmax")?,
-                per_channel: params.flag("per_channel")?,
+                quant: Requant::parse(&mut params)?,
+            }),
+            "qdepthwise_conv2d" => Workload::QDepthwiseConv2d(QDepthwiseParams {
+                conv: DepthwiseConv2dParams {
+                    n: params.int("n")?,
+                    c: params.int("c")?,
+                    h: params.int("h")?,
+                    w: params.int("w")?,
+                    kh: params.int("kh")?,
+                    kw: params.int("kw")?,
+                    stride: params.int("stride")?,
+                    pad: params.int("pad")?,
+                    dilation: params.int("dilation")?,
+                    block: params.int("block")?,
+                },
+                quant: Requant::parse(&mut params)?,
             }),
             _ => Workload::DepthwiseConv2d(DepthwiseConv2dParams {
                 n: params.int("n")?,
@@ -558,10 +602,21 @@ impl fmt::Display for Workload {
             }
             Workload::QMatmul(p) => write!(
                 f,
-                "qmatmul:m={},n={},k={},a_zero={},out_zero={},multiplier={},shift={},qmin={},qmax={},per_channel={}",
-                p.m, p.n, p.k, p.a_zero, p.out_zero, p.multiplier, p.shift, p.qmin, p.qmax,
-                p.per_channel
+                "qmatmul:m={},n={},k={},{}",
+                p.m,
+                p.n,
+                p.k,
+                p.quant.key_suffix()
             ),
+            Workload::QDepthwiseConv2d(q) => {
+                let p = q.conv;
+                write!(
+                    f,
+                    "qdepthwise_conv2d:n={},c={},h={},w={},kh={},kw={},stride={},pad={},dilation={},block={},{}",
+                    p.n, p.c, p.h, p.w, p.kh, p.kw, p.stride, p.pad, p.dilation, p.block,
+                    q.quant.key_suffix()
+                )
+            }
         }
     }
 }
@@ -612,6 +667,7 @@ impl Workload {
             Workload::Conv2d(_) => "conv2d",
             Workload::DepthwiseConv2d(_) => "depthwise_conv2d",
             Workload::QMatmul(_) => "qmatmul",
+            Workload::QDepthwiseConv2d(_) => "qdepthwise_conv2d",
         }
     }
 
@@ -636,8 +692,23 @@ impl Workload {
             }
             Workload::Dense(p) => (vec![("m", p.m), ("n", p.n), ("k", p.k)], None),
             Workload::QMatmul(p) => {
-                p.check_quantization()?;
+                p.quant.check(op)?;
                 (vec![("m", p.m), ("n", p.n), ("k", p.k)], None)
+            }
+            Workload::QDepthwiseConv2d(QDepthwiseParams { conv: p, quant }) => {
+                quant.check(op)?;
+                (
+                    vec![
+                        ("n", p.n),
+                        ("c", p.c),
+                        ("h", p.h),
+                        ("w", p.w),
+                        ("kh", p.kh),
+                        ("kw", p.kw),
+                        ("block", p.block),
+                    ],
+                    Some([p.h, p.w, p.kh, p.kw, p.stride, p.pad, p.dilation]),
+                )
             }
             Workload::Conv2d(p) => (
                 vec![
@@ -680,7 +751,9 @@ impl Workload {
             positive(name, value)?;
             too_large(name, value)?;
         }
-        if let Workload::DepthwiseConv2d(p) = *self {
+        if let Workload::DepthwiseConv2d(p)
+        | Workload::QDepthwiseConv2d(QDepthwiseParams { conv: p, .. }) = *self
+        {
             if p.c % p.block != 0 {
                 return Err(IrError::InvalidParameter {
                     op: op.to_string(),
@@ -750,7 +823,8 @@ impl Workload {
                     ("Y", vec![p.n, p.oc, oh, ow]),
                 ]
             }
-            Workload::DepthwiseConv2d(p) => {
+            Workload::DepthwiseConv2d(p)
+            | Workload::QDepthwiseConv2d(QDepthwiseParams { conv: p, .. }) => {
                 let oh = conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
                 let ow = conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation)?;
                 vec![
@@ -778,7 +852,8 @@ impl Workload {
                     vec![p.n, p.oc, oh, ow, p.ic, p.kh, p.kw],
                 )
             }
-            Workload::DepthwiseConv2d(p) => {
+            Workload::DepthwiseConv2d(p)
+            | Workload::QDepthwiseConv2d(QDepthwiseParams { conv: p, .. }) => {
                 let oh = conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
                 let ow = conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation)?;
                 (
@@ -825,7 +900,8 @@ impl Workload {
                 let (oh, ow) = conv2d_out_hw(p);
                 2.0 * product(&[p.n, p.oc, oh, ow, p.ic, p.kh, p.kw])
             }
-            Workload::DepthwiseConv2d(p) => {
+            Workload::DepthwiseConv2d(p)
+            | Workload::QDepthwiseConv2d(QDepthwiseParams { conv: p, .. }) => {
                 let (oh, ow) = depthwise_out_hw(p);
                 2.0 * product(&[p.n, p.c, oh, ow, p.kh, p.kw])
             }
@@ -844,6 +920,7 @@ impl Workload {
             Workload::Conv2d(p) => conv2d(p, layout),
             Workload::DepthwiseConv2d(p) => depthwise_conv2d(p),
             Workload::QMatmul(p) => qmatmul(p, layout),
+            Workload::QDepthwiseConv2d(p) => qdepthwise_conv2d(p),
         }
     }
 }
@@ -877,7 +954,7 @@ fn out_extent(input: i64, kernel: i64, stride: i64, pad: i64, dilation: i64) -> 
     (padded.saturating_sub(span).saturating_sub(1) / stride.max(1)).saturating_add(1)
 }
 
-fn depthwise_out_hw(p: DepthwiseConv2dParams) -> (i64, i64) {
+pub(crate) fn depthwise_out_hw(p: DepthwiseConv2dParams) -> (i64, i64) {
     (
         out_extent(p.h, p.kh, p.stride, p.pad, p.dilation),
         out_extent(p.w, p.kw, p.stride, p.pad, p.dilation),
@@ -1131,6 +1208,16 @@ pub fn dense(p: DenseParams, layout: &Layout) -> Result<Program, IrError> {
 /// A zero-padded copy of an NCHW input: a stage of its own so that a schedule may materialise
 /// it, though the default schedule inlines it (padding then lives in the convolution's loads).
 fn pad_input(builder: &mut ProgramBuilder, input: &Tensor, pad: i64) -> Result<Tensor, IrError> {
+    pad_input_with(builder, input, pad, ValueExpr::f32(0.0))
+}
+
+/// [`pad_input`] with `fill` outside the input (a quantized input's zero point).
+pub(crate) fn pad_input_with(
+    builder: &mut ProgramBuilder,
+    input: &Tensor,
+    pad: i64,
+    fill: ValueExpr,
+) -> Result<Tensor, IrError> {
     if pad == 0 {
         return Ok(input.clone());
     }
@@ -1154,7 +1241,7 @@ fn pad_input(builder: &mut ProgramBuilder, input: &Tensor, pad: i64) -> Result<T
             (name, padded)
         })
         .collect();
-    builder.compute("X.pad", DType::F32, &axes, |ax| {
+    builder.compute("X.pad", input.dtype, &axes, |ax| {
         let inside = Cond::all([
             ax[2].clone().ge(pad),
             ax[2].clone().lt(h + pad),
@@ -1164,7 +1251,7 @@ fn pad_input(builder: &mut ProgramBuilder, input: &Tensor, pad: i64) -> Result<T
         let mut index = ax.to_vec();
         index[2] = &ax[2] - pad;
         index[3] = &ax[3] - pad;
-        ValueExpr::select(inside, input.at(&index), ValueExpr::f32(0.0))
+        ValueExpr::select(inside, input.at(&index), fill.clone())
     })
 }
 

@@ -1,4 +1,5 @@
-//! Quantized kernels are bit-exact: points of the `qmatmul` template, compiled by both
+//! Quantized kernels are bit-exact: points of the `qmatmul` and `qdepthwise_conv2d` templates,
+//! compiled by both
 //! backends at the widths they are sized for, compute exactly what the reference interpreter
 //! computes on the operator's plain definition, for random shapes (primes, `k` odd, one row),
 //! zero points at 0, 128 and 255, per-tensor and per-column multipliers, and clamps that
@@ -31,6 +32,36 @@ fn random_qmatmul(rng: &mut SplitMix64) -> String {
     )
 }
 
+/// The quantization parameters of a random case.
+fn random_quant(rng: &mut SplitMix64) -> String {
+    let zero = [0, 128, 255];
+    let (qmin, qmax) = rng.pick(&[(0, 255), (128, 255), (0, 127), (100, 160)]);
+    format!(
+        "a_zero={},out_zero={},multiplier={},shift={},qmin={qmin},qmax={qmax},per_channel={}",
+        rng.pick(&zero),
+        rng.pick(&zero),
+        rng.pick(&[1, 1 << 30, 1518500250, i32::MAX as i64]),
+        rng.pick(&[0, 3, 9, 31]),
+        rng.chance(1, 2)
+    )
+}
+
+/// A random quantized depthwise convolution: NHWC (block = channels, also odd ones) or
+/// channel blocks of 8, odd kernels, strides 1-3, padding, dilation.
+fn random_qdepthwise(rng: &mut SplitMix64) -> String {
+    let (c, block) = rng.pick(&[(5, 5), (8, 8), (13, 13), (16, 8), (24, 8), (16, 16)]);
+    let kernel = rng.pick(&[1, 3, 5]);
+    let dilation = rng.pick(&[1, 1, 2]);
+    let pad = rng.pick(&[0, 1, 2]);
+    let size = rng.pick(&[7, 9, 12]).max(dilation * (kernel - 1) + 1);
+    format!(
+        "qdepthwise_conv2d:c={c},h={size},w={},kh={kernel},kw={kernel},stride={},pad={pad},dilation={dilation},block={block},{}",
+        size + rng.pick(&[0, 3]),
+        rng.pick(&[1, 2, 3]),
+        random_quant(rng)
+    )
+}
+
 /// The reference interpreter's output of `workload`'s plain definition on `inputs`.
 fn reference(workload: &Workload, inputs: &[Data]) -> Data {
     let program = workload.program(&Layout::default()).unwrap();
@@ -49,7 +80,11 @@ fn check_random_points(backend: &dyn Backend, shape: VectorShape, cases: u64, po
     let mut checked = 0;
     for seed in 0..cases {
         let mut rng = SplitMix64::new(0x9a4b ^ seed);
-        let text = random_qmatmul(&mut rng);
+        let text = if seed % 2 == 0 {
+            random_qmatmul(&mut rng)
+        } else {
+            random_qdepthwise(&mut rng)
+        };
         let workload: Workload = text.parse().unwrap_or_else(|err| panic!("{text}: {err}"));
         let task = Task::for_shape(workload, shape).unwrap();
         let inputs = random_data(&task.reference_program().unwrap(), seed);

@@ -9,7 +9,7 @@
 //! feed inputs), allocated once before timing; every kernel was checked against the reference
 //! when it was measured, and the chain's outputs are not checked again.
 
-use looptune_ir::LoopNest;
+use looptune_ir::{Data, DataMut, DataRef, LoopNest};
 use looptune_runtime::measure::time_in_process;
 use looptune_runtime::{Backend, CallError, CompileError, Kernel, MeasureOptions, Target};
 use thiserror::Error;
@@ -49,8 +49,8 @@ pub enum ChainError {
 /// A layer ready to run: its kernel and its buffers.
 struct Prepared {
     kernel: Kernel,
-    inputs: Vec<Vec<f32>>,
-    outputs: Vec<Vec<f32>>,
+    inputs: Vec<Data>,
+    outputs: Vec<Data>,
     multiplicity: u32,
 }
 
@@ -78,13 +78,22 @@ pub fn time_chain(
                     layer: layer.name.clone(),
                     source,
                 })?;
-        let filled = |buffers: &[looptune_ir::BufferId]| -> Vec<Vec<f32>> {
+        let filled = |buffers: &[looptune_ir::BufferId]| -> Vec<Data> {
             buffers
                 .iter()
                 .map(|&buffer| {
-                    (0..layer.nest.buffer(buffer).len())
-                        .map(|index| ((index % 13) as f32 - 6.0) / 16.0)
-                        .collect()
+                    let decl = layer.nest.buffer(buffer);
+                    let values: Vec<f64> = (0..decl.len())
+                        .map(|index| {
+                            if decl.dtype.is_float() {
+                                ((index % 13) as f64 - 6.0) / 16.0
+                            } else {
+                                // Integers of every size (wrapped to the type).
+                                ((index * 37) % 251) as f64
+                            }
+                        })
+                        .collect();
+                    Data::from_f64(decl.dtype, &values)
                 })
                 .collect()
         };
@@ -97,11 +106,11 @@ pub fn time_chain(
     }
     let costs = time_in_process(options, || {
         for layer in &mut prepared {
-            let inputs: Vec<&[f32]> = layer.inputs.iter().map(Vec::as_slice).collect();
+            let inputs: Vec<DataRef<'_>> = layer.inputs.iter().map(Data::as_ref).collect();
             for _ in 0..layer.multiplicity {
-                let mut outputs: Vec<&mut [f32]> =
-                    layer.outputs.iter_mut().map(Vec::as_mut_slice).collect();
-                layer.kernel.call(&inputs, &mut outputs)?;
+                let mut outputs: Vec<DataMut<'_>> =
+                    layer.outputs.iter_mut().map(Data::as_mut).collect();
+                layer.kernel.call_data(&inputs, &mut outputs)?;
             }
         }
         Ok(())

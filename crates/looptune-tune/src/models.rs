@@ -24,7 +24,8 @@
 //!   here either.
 
 use looptune_ir::ops::{
-    BatchMatmulParams, Conv2dParams, DepthwiseConv2dParams, MatmulParams, Workload,
+    BatchMatmulParams, Conv2dParams, DepthwiseConv2dParams, MatmulParams, QDepthwiseParams,
+    QMatmulParams, Requant, Workload,
 };
 use std::fmt;
 use std::str::FromStr;
@@ -39,6 +40,10 @@ pub enum Network {
     Mobilenet,
     /// BERT-base's GEMMs at sequence length 128.
     BertBase,
+    /// MobileNet quantized to 8 bits (`tune-model mobilenet --int8`): its depthwise layers as
+    /// `qdepthwise_conv2d` on NCHW[`MOBILENET_BLOCK`]c and its pointwise (1x1) layers as the
+    /// `qmatmul` each is in NHWC (`Y[hw, oc] = X[hw, ic] W[ic, oc]`), per-channel multipliers.
+    MobilenetInt8,
 }
 
 /// One distinct layer of a network.
@@ -54,7 +59,7 @@ pub struct Layer {
 
 /// A network name that is not built in.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
-#[error("unknown network `{name}` (known: resnet18, mobilenet, bert-base)")]
+#[error("unknown network `{name}` (known: resnet18, mobilenet, bert-base, mobilenet-int8)")]
 pub struct UnknownNetwork {
     /// What was asked for.
     pub name: String,
@@ -62,7 +67,12 @@ pub struct UnknownNetwork {
 
 impl Network {
     /// Every built-in network.
-    pub const ALL: [Network; 3] = [Network::Resnet18, Network::Mobilenet, Network::BertBase];
+    pub const ALL: [Network; 4] = [
+        Network::Resnet18,
+        Network::Mobilenet,
+        Network::BertBase,
+        Network::MobilenetInt8,
+    ];
 
     /// Its command-line name.
     pub fn name(self) -> &'static str {
@@ -70,6 +80,7 @@ impl Network {
             Network::Resnet18 => "resnet18",
             Network::Mobilenet => "mobilenet",
             Network::BertBase => "bert-base",
+            Network::MobilenetInt8 => "mobilenet-int8",
         }
     }
 
@@ -79,6 +90,15 @@ impl Network {
             Network::Resnet18 => resnet18(),
             Network::Mobilenet => mobilenet(),
             Network::BertBase => bert_base(),
+            Network::MobilenetInt8 => mobilenet_int8(),
+        }
+    }
+
+    /// The 8-bit quantized version of this network, if there is one.
+    pub fn quantized(self) -> Option<Network> {
+        match self {
+            Network::Mobilenet | Network::MobilenetInt8 => Some(Network::MobilenetInt8),
+            _ => None,
         }
     }
 }
@@ -127,7 +147,12 @@ pub const MOBILENET_BLOCK: i64 = 8;
 
 /// A square 3x3 depthwise convolution of batch 1, padding 1, in NCHW[`MOBILENET_BLOCK`]c.
 fn depthwise(size: i64, channels: i64, stride: i64) -> Workload {
-    Workload::DepthwiseConv2d(DepthwiseConv2dParams {
+    Workload::DepthwiseConv2d(depthwise_params(size, channels, stride))
+}
+
+/// The geometry of [`depthwise`].
+fn depthwise_params(size: i64, channels: i64, stride: i64) -> DepthwiseConv2dParams {
+    DepthwiseConv2dParams {
         n: 1,
         c: channels,
         h: size,
@@ -138,7 +163,7 @@ fn depthwise(size: i64, channels: i64, stride: i64) -> Workload {
         pad: 1,
         dilation: 1,
         block: MOBILENET_BLOCK,
-    })
+    }
 }
 
 fn gemm(m: i64, n: i64, k: i64) -> Workload {
@@ -186,6 +211,62 @@ fn mobilenet() -> Vec<Layer> {
         layer("D7", depthwise(14, 512, 1), 5),
         layer("D8", depthwise(14, 512, 2), 1),
         layer("D9", depthwise(7, 1024, 1), 1),
+    ]
+}
+
+/// Quantization of every int8 layer: zero points in mid-range, per-channel multipliers, a
+/// ReLU6-like clamp above the output's zero point.
+fn int8_quant() -> Requant {
+    Requant {
+        a_zero: 128,
+        out_zero: 0,
+        multiplier: 1_518_500_250,
+        shift: 8,
+        qmin: 0,
+        qmax: 255,
+        per_channel: true,
+    }
+}
+
+/// A quantized square 3x3 depthwise convolution of batch 1, padding 1, on
+/// NCHW[`MOBILENET_BLOCK`]c.
+fn qdepthwise(size: i64, channels: i64, stride: i64) -> Workload {
+    Workload::QDepthwiseConv2d(QDepthwiseParams {
+        conv: depthwise_params(size, channels, stride),
+        quant: int8_quant(),
+    })
+}
+
+/// A quantized pointwise (1x1) convolution on a `size x size` NHWC input: a `qmatmul`.
+fn qpointwise(size: i64, in_channels: i64, out_channels: i64) -> Workload {
+    Workload::QMatmul(QMatmulParams {
+        m: size * size,
+        n: out_channels,
+        k: in_channels,
+        quant: int8_quant(),
+    })
+}
+
+fn mobilenet_int8() -> Vec<Layer> {
+    vec![
+        layer("D1", qdepthwise(112, 32, 1), 1),
+        layer("P1", qpointwise(112, 32, 64), 1),
+        layer("D2", qdepthwise(112, 64, 2), 1),
+        layer("P2", qpointwise(56, 64, 128), 1),
+        layer("D3", qdepthwise(56, 128, 1), 1),
+        layer("P3", qpointwise(56, 128, 128), 1),
+        layer("D4", qdepthwise(56, 128, 2), 1),
+        layer("P4", qpointwise(28, 128, 256), 1),
+        layer("D5", qdepthwise(28, 256, 1), 1),
+        layer("P5", qpointwise(28, 256, 256), 1),
+        layer("D6", qdepthwise(28, 256, 2), 1),
+        layer("P6", qpointwise(14, 256, 512), 1),
+        layer("D7", qdepthwise(14, 512, 1), 5),
+        layer("P7", qpointwise(14, 512, 512), 5),
+        layer("D8", qdepthwise(14, 512, 2), 1),
+        layer("P8", qpointwise(7, 512, 1024), 1),
+        layer("D9", qdepthwise(7, 1024, 1), 1),
+        layer("P9", qpointwise(7, 1024, 1024), 1),
     ]
 }
 

@@ -33,6 +33,12 @@ impl Emitter<'_> {
                 self.int_load(load, group, "lt_loadi")
             }
             ValueExpr::Cast(DType::I32, inner) => match &**inner {
+                // A widened select (padding folded into a load) is a select of widened values.
+                ValueExpr::Select(cond, a, b) if !cond.uses_var(group.var) => {
+                    let widened = |value: &ValueExpr| ValueExpr::Cast(DType::I32, Box::new(value.clone()));
+                    let select = ValueExpr::Select(cond.clone(), Box::new(widened(a)), Box::new(widened(b)));
+                    self.int_lanes(&select, group)
+                }
                 ValueExpr::Load(load) => {
                     let helper = match self.nest.buffer(load.buffer).dtype {
                         DType::U8 => "lt_widen_u8_",
@@ -59,6 +65,21 @@ impl Emitter<'_> {
                     _ => "max",
                 };
                 Ok(Lanes::Vector(format!("lt_{name}i{width}({a}, {b})")))
+            }
+            ValueExpr::Select(cond, a, b) if !cond.uses_var(group.var) => {
+                match self.known_cond(cond)? {
+                    Some(true) => self.int_lanes(a, group),
+                    Some(false) => self.int_lanes(b, group),
+                    None => {
+                        // C's conditional operator evaluates only the chosen operand.
+                        let cond = self.cond(cond)?;
+                        let a = self.int_lanes(a, group)?;
+                        let a = self.as_int_vector(a, width);
+                        let b = self.int_lanes(b, group)?;
+                        let b = self.as_int_vector(b, width);
+                        Ok(Lanes::Vector(format!("({cond} ? {a} : {b})")))
+                    }
+                }
             }
             _ => self.int_assemble(expr, group),
         }

@@ -23,7 +23,7 @@
 //! Both products and their sum are exact in `i32` (at most `2 * 255 * 128`), so the two forms
 //! agree bit for bit.
 
-use super::{check_block, Layout, Workload};
+use super::{check_block, depthwise_out_hw, pad_input_with, DepthwiseConv2dParams, Layout, Workload};
 use crate::dtype::{DType, Scalar};
 use crate::error::IrError;
 use crate::expr::{BinaryOp, IndexExpr, ValueExpr};
@@ -38,7 +38,15 @@ pub struct QMatmulParams {
     pub n: i64,
     /// Reduction length.
     pub k: i64,
-    /// Zero point of `A`, 0 to 255.
+    /// Zero points, requantization and clamp.
+    pub quant: Requant,
+}
+
+/// The quantization of a quantized operator: the input's zero point, the requantization of
+/// the `i32` accumulator to the `u8` output, and the output's clamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Requant {
+    /// Zero point of the `u8` input, 0 to 255.
     pub a_zero: i64,
     /// Zero point of `Y`, 0 to 255.
     pub out_zero: i64,
@@ -51,9 +59,21 @@ pub struct QMatmulParams {
     pub qmin: i64,
     /// Largest output value, `qmin` to 255.
     pub qmax: i64,
-    /// One multiplier per output column, read from the input `M: i32[n]`.
+    /// One multiplier per output channel (column), read from the input `M: i32[channels]`.
     pub per_channel: bool,
 }
+
+/// The quantization parameters as `looptune ops` lists them (shared by every quantized
+/// operator).
+pub(super) const REQUANT_PARAMS: [super::ParamInfo; 7] = [
+    super::optional("a_zero", "128", "zero point of the u8 input (0-255)"),
+    super::optional("out_zero", "128", "zero point of the u8 output (0-255)"),
+    super::optional("multiplier", "1518500250", "fixed-point multiplier M, scale M / 2^31"),
+    super::optional("shift", "11", "right shift after the multiplier (0-31)"),
+    super::optional("qmin", "0", "smallest output (ReLU6: out_zero)"),
+    super::optional("qmax", "255", "largest output"),
+    super::optional("per_channel", "false", "one multiplier per output channel, input M"),
+];
 
 /// The ranges of the integer parameters, for parsing and checks.
 pub(super) const RANGES: [(&str, i64, i64); 6] = [
@@ -65,7 +85,34 @@ pub(super) const RANGES: [(&str, i64, i64); 6] = [
     ("qmax", 0, 255),
 ];
 
-impl QMatmulParams {
+impl Requant {
+    /// Reads the parameters of [`REQUANT_PARAMS`] from a workload string's pairs.
+    pub(super) fn parse(params: &mut super::Params<'_>) -> Result<Requant, IrError> {
+        Ok(Requant {
+            a_zero: params.any_int("a_zero")?,
+            out_zero: params.any_int("out_zero")?,
+            multiplier: params.any_int("multiplier")?,
+            shift: params.any_int("shift")?,
+            qmin: params.any_int("qmin")?,
+            qmax: params.any_int("qmax")?,
+            per_channel: params.flag("per_channel")?,
+        })
+    }
+
+    /// The workload-string suffix of every parameter (a stable key).
+    pub(super) fn key_suffix(&self) -> String {
+        format!(
+            "a_zero={},out_zero={},multiplier={},shift={},qmin={},qmax={},per_channel={}",
+            self.a_zero,
+            self.out_zero,
+            self.multiplier,
+            self.shift,
+            self.qmin,
+            self.qmax,
+            self.per_channel
+        )
+    }
+
     /// The integer parameters by name, in the order of [`RANGES`].
     pub(super) fn integers(&self) -> [(&'static str, i64); 6] {
         [
@@ -78,19 +125,20 @@ impl QMatmulParams {
         ]
     }
 
-    /// Checks the quantization parameters (the sizes are checked with every workload's).
-    pub(super) fn check_quantization(&self) -> Result<(), IrError> {
+    /// Checks the quantization parameters of operator `op` (the sizes are checked with every
+    /// workload's).
+    pub(super) fn check(&self, op: &str) -> Result<(), IrError> {
         for ((name, value), (_, low, high)) in self.integers().into_iter().zip(RANGES) {
             if !(low..=high).contains(&value) {
                 return Err(IrError::InvalidParameter {
-                    op: "qmatmul".to_string(),
+                    op: op.to_string(),
                     message: format!("`{name}={value}` must be in {low}..={high}"),
                 });
             }
         }
         if self.qmin > self.qmax {
             return Err(IrError::InvalidParameter {
-                op: "qmatmul".to_string(),
+                op: op.to_string(),
                 message: format!(
                     "`qmin={}` is above `qmax={}`: the clamp would be empty",
                     self.qmin, self.qmax
@@ -110,7 +158,7 @@ fn widen(value: ValueExpr) -> ValueExpr {
 }
 
 /// The requantization epilogue: `u8(clamp(out_zero + mulshr(acc, multiplier), qmin, qmax))`.
-fn requantize(p: &QMatmulParams, acc: ValueExpr, multiplier: ValueExpr) -> ValueExpr {
+fn requantize(p: &Requant, acc: ValueExpr, multiplier: ValueExpr) -> ValueExpr {
     let shift = 31 + p.shift as u8;
     let scaled = ValueExpr::binary(BinaryOp::MulShr(shift), acc, multiplier);
     let shifted = i32_const(p.out_zero) + scaled;
@@ -119,13 +167,14 @@ fn requantize(p: &QMatmulParams, acc: ValueExpr, multiplier: ValueExpr) -> Value
 }
 
 /// `qmatmul` with the given layout (see the module documentation).
-pub fn qmatmul(p: QMatmulParams, layout: &Layout) -> Result<Program, IrError> {
-    Workload::QMatmul(p).check()?;
+pub fn qmatmul(params: QMatmulParams, layout: &Layout) -> Result<Program, IrError> {
+    Workload::QMatmul(params).check()?;
+    let (p, q) = (params, params.quant);
     let mut builder = ProgramBuilder::new("qmatmul");
     let a = builder.placeholder("A", &[p.m, p.k], DType::U8)?;
     let w = builder.placeholder("W", &[p.k, p.n], DType::I8)?;
     let bias = builder.placeholder("bias", &[p.n], DType::I32)?;
-    let multipliers = if p.per_channel {
+    let multipliers = if q.per_channel {
         Some(builder.placeholder("M", &[p.n], DType::I32)?)
     } else {
         None
@@ -135,7 +184,7 @@ pub fn qmatmul(p: QMatmulParams, layout: &Layout) -> Result<Program, IrError> {
             let reduce = builder.reduce_axis("k", p.k)?;
             builder.compute("acc", DType::I32, &[("i", p.m), ("j", p.n)], |ax| {
                 let kk = reduce.var();
-                let activation = widen(a.at(&[ax[0].clone(), kk.clone()])) - i32_const(p.a_zero);
+                let activation = widen(a.at(&[ax[0].clone(), kk.clone()])) - i32_const(q.a_zero);
                 sum(activation * widen(w.at(&[kk, ax[1].clone()])), &[&reduce])
             })?
         }
@@ -148,10 +197,67 @@ pub fn qmatmul(p: QMatmulParams, layout: &Layout) -> Result<Program, IrError> {
         let j = ax[1].clone();
         let multiplier = match &multipliers {
             Some(m) => m.at(&[j.clone()]),
-            None => i32_const(p.multiplier),
+            None => i32_const(q.multiplier),
         };
         let total = acc.at(&[ax[0].clone(), j.clone()]) + bias.at(&[j]);
-        requantize(&p, total, multiplier)
+        requantize(&q, total, multiplier)
+    })?;
+    builder.build(&[&y])
+}
+
+/// Parameters of `qdepthwise_conv2d`: a depthwise convolution on channel-blocked NCHW[b]c
+/// (`X: u8[n, c/b, h, w, b]`, `W: i8[c/b, kh, kw, b]`, `Y: u8[n, c/b, oh, ow, b]`; `b = c` is
+/// NHWC, TFLite's layout), with `bias: i32[c]` and the quantization of [`Requant`]. Padding reads
+/// as the input's zero point, so it adds nothing to the accumulator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct QDepthwiseParams {
+    /// The convolution's geometry and channel block.
+    pub conv: DepthwiseConv2dParams,
+    /// Zero points, requantization and clamp.
+    pub quant: Requant,
+}
+
+/// `qdepthwise_conv2d` (see [`QDepthwiseParams`]).
+pub fn qdepthwise_conv2d(params: QDepthwiseParams) -> Result<Program, IrError> {
+    Workload::QDepthwiseConv2d(params).check()?;
+    let (p, q) = (params.conv, params.quant);
+    let (oh, ow) = depthwise_out_hw(p);
+    let blocks = p.c / p.block;
+    let mut builder = ProgramBuilder::new("qdepthwise_conv2d");
+    let x = builder.placeholder("X", &[p.n, blocks, p.h, p.w, p.block], DType::U8)?;
+    let weight = builder.placeholder("W", &[blocks, p.kh, p.kw, p.block], DType::I8)?;
+    let bias = builder.placeholder("bias", &[p.c], DType::I32)?;
+    let multipliers = if q.per_channel {
+        Some(builder.placeholder("M", &[p.c], DType::I32)?)
+    } else {
+        None
+    };
+    let zero = ValueExpr::Const(Scalar::int(DType::U8, q.a_zero));
+    let padded = pad_input_with(&mut builder, &x, p.pad, zero)?;
+    let ry = builder.reduce_axis("ry", p.kh)?;
+    let rx = builder.reduce_axis("rx", p.kw)?;
+    let axes = [
+        ("n", p.n),
+        ("cb", blocks),
+        ("y", oh),
+        ("x", ow),
+        ("ci", p.block),
+    ];
+    let acc = builder.compute("acc", DType::I32, &axes, |ax| {
+        let row = &ax[2] * p.stride + ry.var() * p.dilation;
+        let col = &ax[3] * p.stride + rx.var() * p.dilation;
+        let input = padded.at(&[ax[0].clone(), ax[1].clone(), row, col, ax[4].clone()]);
+        let tap = weight.at(&[ax[1].clone(), ry.var(), rx.var(), ax[4].clone()]);
+        sum((widen(input) - i32_const(q.a_zero)) * widen(tap), &[&ry, &rx])
+    })?;
+    let y = builder.compute("Y", DType::U8, &axes, |ax| {
+        let channel = &ax[1] * p.block + &ax[4];
+        let multiplier = match &multipliers {
+            Some(m) => m.at(&[channel.clone()]),
+            None => i32_const(q.multiplier),
+        };
+        let total = acc.at(ax) + bias.at(&[channel]);
+        requantize(&q, total, multiplier)
     })?;
     builder.build(&[&y])
 }
@@ -174,7 +280,7 @@ fn paired_product(
         &[("i", p.m), ("kk", pairs), ("t", 2)],
         |ax| {
             let kk = ax[1].clone() * 2 + ax[2].clone();
-            let centred = widen(a.at(&[ax[0].clone(), kk])) - i32_const(p.a_zero);
+            let centred = widen(a.at(&[ax[0].clone(), kk])) - i32_const(p.quant.a_zero);
             let value = ValueExpr::Cast(DType::I16, Box::new(centred));
             if p.k % 2 == 0 {
                 value

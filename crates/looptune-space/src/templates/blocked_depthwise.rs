@@ -10,6 +10,10 @@
 //! the tile is registers and each tap's weight vector is loaded once per tile. Knobs choose
 //! the tile, the order of the channel-block and row-block loops, unrolling of the kernel
 //! window, padding folded into the loads or materialised once, and a parallel outer loop.
+//!
+//! The quantized depthwise convolution (`qdepthwise_conv2d`, the same layout with `u8` data)
+//! is a point of the same template: its `i32` accumulator stage `acc` is the tile, and the
+//! requantizing output stage reads it.
 
 use super::pick_fallback;
 use crate::error::{SpaceError, TemplateError};
@@ -30,15 +34,13 @@ pub const TILE_COLUMNS: [i64; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 14];
 /// A blocked depthwise convolution, as the template needs it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BlockedDepthwise {
+    pub workload: Workload,
     pub params: DepthwiseConv2dParams,
     pub out_h: i64,
     pub out_w: i64,
-}
-
-impl BlockedDepthwise {
-    fn workload(&self) -> Workload {
-        Workload::DepthwiseConv2d(self.params)
-    }
+    /// The accumulator stage when the output is an epilogue over it (the quantized
+    /// convolution's requantization); otherwise the output gets a `cache_write`.
+    pub product: Option<&'static str>,
 }
 
 fn tile(config: &Config) -> Option<(i64, i64)> {
@@ -124,10 +126,13 @@ pub(crate) fn template(
     let pad_root = config.choice("pad_root")? == 1;
     let parallel = config.choice("parallel")? == 1;
 
-    let program = conv.workload().program(&Layout::default())?;
+    let program = conv.workload.program(&Layout::default())?;
     let mut s = Schedule::new(&program);
     let output = s.stage("Y")?;
-    let local = s.cache_write(output)?;
+    let local = match conv.product {
+        Some(name) => s.stage(name)?,
+        None => s.cache_write(output)?,
+    };
     let axes = s.spatial_axes(output);
     let [n, blocks, rows, columns, lanes] = [axes[0], axes[1], axes[2], axes[3], axes[4]];
     let (row_outer, row_inner) = s.split(output, rows, tile_rows)?;

@@ -80,6 +80,7 @@ pub fn template_name(workload: &Workload) -> &'static str {
         Workload::DepthwiseConv2d(p) if p.block > 1 => "depthwise_conv2d.blocked",
         Workload::DepthwiseConv2d(_) => "depthwise_conv2d.direct",
         Workload::QMatmul(_) => "qmatmul.pair_tile",
+        Workload::QDepthwiseConv2d(_) => "qdepthwise_conv2d.blocked",
     }
 }
 
@@ -157,10 +158,22 @@ fn shape(workload: &Workload) -> Shape {
             product: (p.bias || p.residual || p.relu).then_some("Y.conv"),
         }),
         Workload::DepthwiseConv2d(p) if p.block > 1 => Shape::BlockedDepthwise(BlockedDepthwise {
+            workload: *workload,
             params: p,
             out_h: out_extent(p.h, p.kh, p.stride, p.pad, p.dilation),
             out_w: out_extent(p.w, p.kw, p.stride, p.pad, p.dilation),
+            product: None,
         }),
+        Workload::QDepthwiseConv2d(q) => {
+            let p = q.conv;
+            Shape::BlockedDepthwise(BlockedDepthwise {
+                workload: *workload,
+                params: p,
+                out_h: out_extent(p.h, p.kh, p.stride, p.pad, p.dilation),
+                out_w: out_extent(p.w, p.kw, p.stride, p.pad, p.dilation),
+                product: Some("acc"),
+            })
+        }
         Workload::QMatmul(p) => Shape::Gemm(Gemm {
             workload: *workload,
             batch: false,
