@@ -185,10 +185,9 @@ pub fn export_c(
                 source: Box::new(source),
             })?;
         let note = match (&source, gflops) {
-            (Source::CompatibleTarget { recorded, .. }, Some(gflops)) => format!(
-                "tuned on {} at {gflops:.1} GFLOP/s",
-                recorded.cpu_model
-            ),
+            (Source::CompatibleTarget { recorded, .. }, Some(gflops)) => {
+                format!("tuned on {} at {gflops:.1} GFLOP/s", recorded.cpu_model)
+            }
             (_, Some(gflops)) => format!("tuned at {gflops:.1} GFLOP/s on {}", target.cpu_model),
             (_, None) => "tuned".to_string(),
         };

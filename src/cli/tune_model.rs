@@ -421,6 +421,7 @@ fn json_layer(layer: &LayerOutcome, peak: Option<f64>) -> serde_json::Value {
         "trials": layer.trials,
         "logged_trials": layer.logged_trials,
         "errors": layer.errors,
+        "environment_errors": layer.environment_errors,
         "shared_trials": layer.shared_trials,
         "best_is_shared": layer.best_is_shared,
     })
@@ -552,6 +553,13 @@ fn print_report(
             .iter()
             .map(|layer| layer.errors)
             .sum::<usize>()
+    );
+    super::tune::print_retry_line(
+        report
+            .layers
+            .iter()
+            .map(|layer| layer.environment_errors)
+            .sum(),
     );
     println!("log         {}", log.display());
 }

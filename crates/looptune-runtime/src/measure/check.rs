@@ -18,11 +18,37 @@
 
 use super::options::CheckMode;
 use super::result::{MeasureError, MeasureErrorKind};
-use looptune_ir::eval::{compare, evaluate, evaluate_points};
+use looptune_ir::eval::{compare, evaluate, evaluate_points, EvalError};
 pub use looptune_ir::random::random_inputs;
 use looptune_ir::random::SplitMix64;
-use looptune_ir::{interp, lower, BufferId, Program, Schedule};
+use looptune_ir::{interp, lower, BufferId, InterpError, Program, Schedule};
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Why a program's reference could not be computed (the program's fault or looptune's, never a
+/// candidate's: the measurer reports it for every candidate of the program).
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ReferenceError {
+    /// The direct evaluator failed on a tensor.
+    #[error("the direct evaluator failed on `{tensor}`: {source}")]
+    Evaluator {
+        /// The tensor (an output, or the program when all outputs were evaluated at once).
+        tensor: String,
+        /// What it said.
+        #[source]
+        source: EvalError,
+    },
+    /// The interpreter failed on the nest of the program's default schedule.
+    #[error("the reference interpreter failed on the default schedule of `{program}`: {source}")]
+    Interpreter {
+        /// The program.
+        program: String,
+        /// What it said.
+        #[source]
+        source: InterpError,
+    },
+}
 
 /// The seed of the random inputs (values in `-1..1`): fixed, so that a wrong answer reproduces.
 pub const INPUT_SEED: u64 = 0x100b_7e5e;
@@ -96,8 +122,8 @@ pub fn reference_points(program: &Program) -> f64 {
 
 impl Reference {
     /// Computes the reference of `program` for `mode` (see the module documentation). Fails
-    /// with a message when the program cannot be evaluated.
-    pub fn compute(program: &Program, mode: CheckMode) -> Result<Reference, String> {
+    /// when the program cannot be evaluated, naming the tensor or program.
+    pub fn compute(program: &Program, mode: CheckMode) -> Result<Reference, ReferenceError> {
         let inputs = random_inputs(program, INPUT_SEED);
         let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
         let full = match mode {
@@ -123,7 +149,7 @@ impl Reference {
                     sampled_reference(program, &input_refs, tensor, position, target)
                         .map(ExpectedValues::Sampled)
                 })
-                .collect::<Result<Vec<_>, String>>()?
+                .collect::<Result<Vec<_>, ReferenceError>>()?
         };
         let outputs = program
             .outputs
@@ -216,10 +242,11 @@ impl Reference {
 
 /// Every output of `program`: the interpreter on the default schedule's nest, or the direct
 /// evaluator when the default schedule does not lower.
-fn full_reference(program: &Program, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, String> {
+fn full_reference(program: &Program, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>, ReferenceError> {
     let Ok(nest) = lower(&Schedule::new(program)) else {
-        return evaluate(program, inputs).map_err(|error| {
-            format!("the direct evaluator failed on `{}`: {error}", program.name)
+        return evaluate(program, inputs).map_err(|source| ReferenceError::Evaluator {
+            tensor: program.name.clone(),
+            source,
         });
     };
     let mut outputs: Vec<Vec<f32>> = program
@@ -228,11 +255,9 @@ fn full_reference(program: &Program, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>,
         .map(|&tensor| vec![0.0; program.tensor(tensor).len()])
         .collect();
     let mut output_refs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
-    interp::run(&nest, inputs, &mut output_refs).map_err(|error| {
-        format!(
-            "the reference interpreter failed on the default schedule of `{}`: {error}",
-            program.name
-        )
+    interp::run(&nest, inputs, &mut output_refs).map_err(|source| ReferenceError::Interpreter {
+        program: program.name.clone(),
+        source,
     })?;
     Ok(outputs)
 }
@@ -244,7 +269,7 @@ fn sampled_reference(
     tensor: BufferId,
     position: usize,
     target: usize,
-) -> Result<Vec<(usize, f32)>, String> {
+) -> Result<Vec<(usize, f32)>, ReferenceError> {
     let decl = program.tensor(tensor);
     let reduction: f64 = decl
         .compute()
@@ -267,8 +292,12 @@ fn sampled_reference(
         .iter()
         .map(|&flat| unflatten(flat, &decl.shape))
         .collect();
-    let values = evaluate_points(program, inputs, tensor, &points)
-        .map_err(|error| format!("the direct evaluator failed on `{}`: {error}", decl.name))?;
+    let values = evaluate_points(program, inputs, tensor, &points).map_err(|source| {
+        ReferenceError::Evaluator {
+            tensor: decl.name.clone(),
+            source,
+        }
+    })?;
     Ok(flats.into_iter().zip(values).collect())
 }
 
