@@ -3,7 +3,7 @@
 //! `cargo test --offline` (its own target directory, no looptune crate in its tree) and require
 //! its tests, every kernel against its reference loop on random inputs, to pass. Then the
 //! refusals: a workload the log lacks, a config outside today's space, a directory that holds
-//! files, an unknown instruction set.
+//! files, no C compiler, an unknown instruction set.
 
 #![forbid(unsafe_code)]
 
@@ -14,12 +14,19 @@ const MATMUL: &str = "matmul:m=48,n=40,k=24";
 const CONV: &str = "conv2d:n=1,ic=4,h=9,w=9,oc=16,kh=3,kw=3,stride=1,pad=1,bias=true,relu=true";
 
 fn looptune(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_looptune"))
+    looptune_with(args, &[])
+}
+
+fn looptune_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_looptune"));
+    command
         .args(args)
         .env_remove("LOOPTUNE_MEMORY_LIMIT")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the looptune binary runs")
+        .stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("the looptune binary runs")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -134,6 +141,18 @@ fn refusals(dir: &Path, log: &Path, crate_text: &str) {
     assert!(text(&output.stderr).contains("is not empty"), "{output:?}");
     let output = looptune(&["export-c", "--force", "--out", crate_text, &log_text]);
     assert!(output.status.success(), "{output:?}");
+
+    // No C compiler: said, and nothing written.
+    let output = looptune_with(
+        &["export-c", "--out", &other, &log_text],
+        &[("CC", "/nonexistent/cc")],
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        text(&output.stderr).contains("needs a working C compiler")
+            && text(&output.stderr).contains("/nonexistent/cc"),
+        "{output:?}"
+    );
 
     // An instruction set that is not supported.
     let output = looptune(&["export-c", "--march", "i386", "--out", &other, &log_text]);

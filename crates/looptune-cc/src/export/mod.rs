@@ -147,7 +147,8 @@ pub struct Exported {
     pub files: Vec<PathBuf>,
 }
 
-/// Why an export failed; nothing is half-written except on [`ExportError::Io`].
+/// Why an export failed. Nothing is written until every kernel is printed; the C file is
+/// compiled after it is written, so a [`ExportError::Compile`] leaves the crate for inspection.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ExportError {
@@ -378,12 +379,9 @@ pub fn export(
     })
 }
 
-/// `out` may be written: missing, empty, or `force`d; never a file.
+/// `out` may be written: missing (it is created with the files), empty, or `force`d; never a
+/// file.
 fn check_output_dir(out: &Path, force: bool) -> Result<(), ExportError> {
-    let io = |source| ExportError::Io {
-        path: out.to_path_buf(),
-        source,
-    };
     match std::fs::read_dir(out) {
         Ok(mut entries) => {
             if entries.next().is_some() && !force {
@@ -393,10 +391,11 @@ fn check_output_dir(out: &Path, force: bool) -> Result<(), ExportError> {
             }
             Ok(())
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(out).map_err(io)
-        }
-        Err(error) => Err(io(error)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(ExportError::Io {
+            path: out.to_path_buf(),
+            source,
+        }),
     }
 }
 

@@ -122,3 +122,25 @@ fn a_bad_crate_name_is_refused() {
     .expect_err("bad name");
     assert!(error.to_string().contains("`1st kernels`"), "{error}");
 }
+
+#[test]
+fn a_refused_kernel_leaves_nothing_behind() {
+    let Ok(compiler) = Compiler::discover() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("kernels");
+    let mut wrong = kernel("matmul:m=4,n=4,k=4");
+    wrong.workload = "matmul:m=4,n=4,k=8".parse().expect("workload");
+    let kernels = [kernel("matmul:m=2,n=2,k=2"), wrong];
+    let error = export(
+        &kernels,
+        &out,
+        &ExportOptions::default(),
+        &compiler,
+        &Target::host(),
+    )
+    .expect_err("the second kernel is refused");
+    assert!(matches!(error, ExportError::Unsupported { .. }), "{error}");
+    assert!(!out.exists());
+}
