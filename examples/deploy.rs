@@ -41,9 +41,10 @@ struct Args {
     /// The workload, `op:key=value,...` (the default is what the quickstart tunes).
     #[arg(long, default_value = "matmul:m=256,n=256,k=256")]
     workload: String,
-    /// Threads of the target (a log's records match only the thread count they were tuned at).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    threads: u32,
+    /// Threads of the target (a log's records match only the thread count they were tuned at):
+    /// from 1 to this host's hardware threads, the rule of the CLI's `--threads`.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Refuse to run the template's fallback config: fail unless the file holds a tuned config
     /// for this workload (for a service that must not start with an untuned kernel).
     #[arg(long)]
@@ -79,7 +80,9 @@ fn run() -> Result<()> {
         eprintln!("{note}");
     }
     let backend = selected.backend;
-    let target = Target::host().with_threads(args.threads as usize);
+    let threads = looptune::runtime::target::check_threads(args.threads)
+        .map_err(|error| anyhow::anyhow!("--threads {error}"))?;
+    let target = Target::host().with_threads(threads);
 
     // 1. Which config: the file's best for this workload and target (the file is a log or a
     //    database by its content), or the template's fallback, which says why.

@@ -163,8 +163,11 @@ pub fn serve_worker() -> Result<(), WorkerError> {
 pub fn peaks(threads: usize) -> Result<Peaks, PeakError> {
     let cranelift = looptune_jit::measure_peak(threads)?;
     let full_width = c_backend()
-        .map_err(|error| error.to_string())
-        .and_then(|c| looptune_cc::measure_peak(&c, threads).map_err(|error| error.to_string()));
+        .map_err(FullWidthError::NoCompiler)
+        .and_then(|c| {
+            looptune_cc::measure_peak(&c, threads)
+                .map_err(|error| FullWidthError::Peak(Arc::new(error)))
+        });
     Ok(Peaks {
         cranelift,
         full_width,
@@ -177,7 +180,20 @@ pub struct Peaks {
     /// Cranelift's f32x4 FMA peak.
     pub cranelift: PeakResult,
     /// The C backend's full-width FMA peak, or why there is none.
-    pub full_width: Result<PeakResult, String>,
+    pub full_width: Result<PeakResult, FullWidthError>,
+}
+
+/// Why there is no full-width peak: no working C compiler, or its peak loop failed.
+#[derive(Clone, Debug, Error)]
+#[non_exhaustive]
+pub enum FullWidthError {
+    /// No C compiler was found, or its probe failed.
+    #[error(transparent)]
+    NoCompiler(CompileError),
+    /// The C backend's FMA loop did not compile or run (shared, so that [`Peaks`] stays
+    /// `Clone`).
+    #[error(transparent)]
+    Peak(Arc<PeakError>),
 }
 
 impl Peaks {

@@ -98,15 +98,16 @@ pub enum DeployError {
 
 /// A tuning log or deploy database read once: its best configs, the lines it skipped, and per
 /// task the records that are no longer points of today's space.
-struct Loaded {
-    file: PathBuf,
-    dispatcher: Dispatcher,
-    outside_space: HashMap<String, usize>,
+pub(crate) struct Loaded {
+    pub(crate) file: PathBuf,
+    pub(crate) dispatcher: Dispatcher,
+    /// Per task key, how many records were left out for not being points of today's space.
+    pub(crate) outside_space: HashMap<String, usize>,
 }
 
 impl Loaded {
     /// Reads `file`, a log or a database by its content.
-    fn read(file: &Path) -> Result<Loaded, DeployError> {
+    pub(crate) fn read(file: &Path) -> Result<Loaded, DeployError> {
         let spaces = TodaysSpaces::default();
         let outside_space = RefCell::new(HashMap::new());
         let dispatcher = Dispatcher::from_logs_where(&[file], |record| {
@@ -128,7 +129,7 @@ impl Loaded {
     }
 
     /// The config for `task` on `target` with `backend`; see the module documentation.
-    fn choose(
+    pub(crate) fn choose(
         &self,
         task: Tunable,
         backend: &dyn Backend,

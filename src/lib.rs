@@ -20,10 +20,11 @@
 //! - `tune` (feature `tune`, on by default): tuners, the XGBoost cost model and the tuning
 //!   loop. Without it nothing links XGBoost or a command-line crate.
 //!
-//! Three modules of this package are policy over those crates rather than re-exports, because
+//! Four modules of this package are policy over those crates rather than re-exports, because
 //! only this package knows both backends: `tuning` (feature `tune`: [`Tuning`], the
 //! high-level tuning API), [`measuring`] (the measurer and where its worker process comes
-//! from) and [`deploy`] (a log's or database's best kernel for a workload, or a said fallback).
+//! from), [`deploy`] (a log's or database's best kernel for a workload, or a said fallback)
+//! and [`export`] (a log's best kernels as a standalone Rust crate, through the C backend).
 //! The README's library example, tuning a matmul and calling its best kernel, is a doc test of
 //! this crate.
 //!
@@ -50,6 +51,7 @@
 pub mod backend;
 pub mod deploy;
 mod error_line;
+pub mod export;
 pub mod measuring;
 pub mod task;
 #[cfg(feature = "tune")]
@@ -67,6 +69,7 @@ pub use looptune_tune as tune;
 pub use backend::BackendChoice;
 pub use deploy::{best_config, best_kernel, DeployError, Deployed, KernelCache, Origin};
 pub use error_line::error_line;
+pub use export::{export_c, ExportCError, ExportReport};
 pub use looptune_cc::CBackend;
 pub use looptune_ir::{lower, IrError, Layout, LoopNest, LowerError, Program, Schedule, Workload};
 pub use looptune_jit::CraneliftBackend;

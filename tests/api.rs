@@ -1,7 +1,7 @@
 //! The library's high-level API as a framework uses it: tune a workload with `Tuning`, call its
 //! best kernel, deploy it from the log with `best_kernel`, and the deploy cases that must be a
 //! visible fallback or a typed error (a log without the workload, a recorded config that is not
-//! a point of today's space, a missing file).
+//! a point of today's space, a database of another target, a missing file).
 
 #![forbid(unsafe_code)]
 
@@ -278,4 +278,75 @@ fn a_kernel_cache_compiles_each_task_once_and_shares_it_across_threads() {
         .expect("a fallback deploys");
     assert!(!std::sync::Arc::ptr_eq(&other, &kernels[0]));
     assert!(!other.chosen.origin.is_tuned());
+}
+
+/// A deploy database exported from `log` with every record's target changed by `change`.
+fn db_of_another_target(
+    log: &Path,
+    db: &Path,
+    change: impl Fn(&mut looptune::TargetFingerprint),
+) -> std::path::PathBuf {
+    let mut records = looptune::log::read_log(log).expect("the log reads").records;
+    for record in &mut records {
+        change(&mut record.target);
+    }
+    looptune::log::export_db(&records, db).expect("the db is written");
+    db.to_path_buf()
+}
+
+#[test]
+fn a_db_of_another_target_is_a_visible_fallback_and_a_compatible_one_is_said() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = dir.path().join("small.tunelog");
+    tune_small(&log);
+    let workload = Workload::matmul(16, 24, 8);
+    let open = |db: &Path| {
+        looptune::KernelCache::open(
+            db,
+            std::sync::Arc::new(CraneliftBackend::new()),
+            Target::host().with_threads(1),
+        )
+        .expect("the db opens")
+    };
+
+    // Another architecture: nothing of it is used; the fallback runs, and says why.
+    let foreign = db_of_another_target(&log, &dir.path().join("riscv.db"), |target| {
+        target.arch = "riscv64".to_string();
+    });
+    let deployed = open(&foreign).get(workload).expect("a fallback deploys");
+    match &deployed.chosen.origin {
+        Origin::Fallback { reason } => {
+            assert!(reason.contains(&workload.to_string()), "{reason}");
+        }
+        origin => panic!("expected the fallback, got {origin:?}"),
+    }
+    assert!(
+        deployed
+            .chosen
+            .warnings
+            .iter()
+            .any(|warning| warning.contains("incompatible target") && warning.contains("riscv64")),
+        "{:?}",
+        deployed.chosen.warnings
+    );
+    check_matmul(&deployed.kernel, 16, 24, 8);
+
+    // Another CPU model with the same features and backend: used, and said so.
+    let sibling = db_of_another_target(&log, &dir.path().join("sibling.db"), |target| {
+        target.cpu_model = "Another CPU".to_string();
+    });
+    let deployed = open(&sibling).get(workload).expect("the db deploys");
+    match &deployed.chosen.origin {
+        Origin::Tuned {
+            source: Source::CompatibleTarget { differences, .. },
+            ..
+        } => assert!(
+            differences
+                .iter()
+                .any(|difference| difference.contains("Another CPU")),
+            "{differences:?}"
+        ),
+        origin => panic!("expected a compatible target, got {origin:?}"),
+    }
+    check_matmul(&deployed.kernel, 16, 24, 8);
 }

@@ -123,7 +123,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let traffic_bytes: usize = input_refs
         .iter()
         .map(|input| input.len() * input.dtype().size_bytes())
-        .chain(outputs.iter().map(|output| output.len() * output.dtype().size_bytes()))
+        .chain(
+            outputs
+                .iter()
+                .map(|output| output.len() * output.dtype().size_bytes()),
+        )
         .sum();
     let traffic_floats = traffic_bytes.div_ceil(std::mem::size_of::<f32>());
     let traffic_bytes = traffic_bytes as f64;
@@ -159,7 +163,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             // sgemm's own f32 operands of the product's shape (a quantized kernel's inputs are
             // integers).
             let operand = |len: usize| -> Vec<f32> {
-                (0..len).map(|index| ((index * 7919) % 251) as f32 / 251.0 - 0.5).collect()
+                (0..len)
+                    .map(|index| ((index * 7919) % 251) as f32 / 251.0 - 0.5)
+                    .collect()
             };
             let (a, b) = (operand(batch * m * k), operand(batch * k * n));
             let mut c = vec![0.0f32; batch * m * n];

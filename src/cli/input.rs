@@ -40,24 +40,11 @@ pub fn duration(
     Ok(value)
 }
 
-/// The host's hardware threads (1 when the OS cannot say).
-pub fn hardware_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |count| count.get())
-}
-
-/// The one rule for every `--threads` flag: from 1 to the host's hardware threads. More
-/// threads than cores only time the OS scheduler (a peak of 64 threads on 2 cores read 158
-/// GFLOP/s, and a kernel "110% of peak"), so they are refused, naming both numbers.
+/// The rule of every `--threads` flag ([`looptune::runtime::target::check_threads`]: from 1 to
+/// the host's hardware threads), as a usage error naming the flag.
 pub fn threads(requested: u32) -> Result<usize, Usage> {
-    let available = hardware_threads();
-    let requested = requested as usize;
-    if requested == 0 || requested > available {
-        return Err(Usage(format!(
-            "--threads {requested} must be from 1 to this host's {available} hardware thread{}",
-            if available == 1 { "" } else { "s" }
-        )));
-    }
-    Ok(requested)
+    looptune::runtime::target::check_threads(requested as usize)
+        .map_err(|error| Usage(format!("--threads {error}")))
 }
 
 /// Parses `op:key=value,...`; the message of a failure is the IR's, which names the bad part.

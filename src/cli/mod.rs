@@ -12,6 +12,7 @@
 mod backends;
 mod bench;
 mod compare;
+mod export_c;
 mod input;
 mod interrupt;
 mod logs;
@@ -81,6 +82,10 @@ enum Command {
     /// Write the best config per workload and target of tuning logs to a compact deploy
     /// database (bincode), loadable without a JSON parser.
     ExportDb(logs::ExportDbArgs),
+    /// Write the best kernels of a tuning log or deploy database as a standalone Rust crate:
+    /// one C file and header, a build script using the `cc` crate, a safe wrapper per kernel
+    /// and tests against plain reference loops; no looptune crate in its tree.
+    ExportC(export_c::ExportCArgs),
     /// Draw a tuning log as an SVG (or an HTML page with a table): best GFLOP/s against trials
     /// per workload and tuner, and each workload's best against the peak.
     Report(report::ReportArgs),
@@ -124,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Show(args) => logs::show(&args),
         Command::Merge(args) => logs::merge_logs(&args),
         Command::ExportDb(args) => logs::export(&args),
+        Command::ExportC(args) => export_c::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Worker => interrupt::ignore_in_worker()
             .and_then(|()| looptune::backend::serve_worker().context("measurement worker")),

@@ -25,7 +25,7 @@ pub fn run(args: &PeakArgs) -> anyhow::Result<()> {
     if args.json {
         let object = serde_json::json!({
             "full_width": peaks.full_width.as_ref().ok(),
-            "full_width_error": peaks.full_width.as_ref().err(),
+            "full_width_error": peaks.full_width.as_ref().err().map(ToString::to_string),
             "cranelift": peaks.cranelift,
             "gflops": peaks.reference().gflops,
             "threads": threads,

@@ -194,14 +194,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             "tuner       {tuner} ({} trials this run, {} from the log, {} errors)",
             report.trials, report.resumed, report.errors
         );
-        if report.environment_errors > 0 {
-            println!(
-                "retry       {} of the errors were not the kernels' fault (the worker, the \
-                 options, the machine); they are logged as Environment and a rerun measures \
-                 them again",
-                report.environment_errors
-            );
-        }
+        print_retry_line(report.environment_errors);
         if report.remeasured > 0 {
             println!(
                 "finalists   {} measurements of the best configs again, side by side; a config \
@@ -240,4 +233,16 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
         println!("log         {}", args.log.display());
     }
     Ok(())
+}
+
+/// The line `tune` and `tune-model` print when some errors were not the kernels' fault: they
+/// are logged as `Environment`, and a rerun on the same log measures those configs again.
+pub(super) fn print_retry_line(environment_errors: usize) {
+    if environment_errors > 0 {
+        println!(
+            "retry       {environment_errors} of the errors were not the kernels' fault (the \
+             worker, the options, the machine); they are logged as Environment and a rerun \
+             measures them again"
+        );
+    }
 }

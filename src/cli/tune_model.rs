@@ -179,7 +179,9 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
     let network = if args.int8 {
         let plain = args.network.network();
         plain.quantized().ok_or_else(|| {
-            super::Usage(format!("--int8: {plain} has no quantized version (mobilenet has)"))
+            super::Usage(format!(
+                "--int8: {plain} has no quantized version (mobilenet has)"
+            ))
         })?
     } else {
         args.network.network()
@@ -432,6 +434,7 @@ fn json_layer(layer: &LayerOutcome, peak: Option<f64>) -> serde_json::Value {
         "trials": layer.trials,
         "logged_trials": layer.logged_trials,
         "errors": layer.errors,
+        "environment_errors": layer.environment_errors,
         "shared_trials": layer.shared_trials,
         "best_is_shared": layer.best_is_shared,
     })
@@ -563,6 +566,13 @@ fn print_report(
             .iter()
             .map(|layer| layer.errors)
             .sum::<usize>()
+    );
+    super::tune::print_retry_line(
+        report
+            .layers
+            .iter()
+            .map(|layer| layer.environment_errors)
+            .sum(),
     );
     println!("log         {}", log.display());
 }

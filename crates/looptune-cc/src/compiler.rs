@@ -17,6 +17,18 @@ use std::time::{Duration, Instant};
 /// second, so this only stops a compiler that hangs, which would otherwise stop a tuning run.
 pub const COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The flags the printed code is written for, whatever it is compiled into (a kernel's shared
+/// object, an exported crate's library): the GNU dialect (statement expressions), `a * b + c`
+/// contracted into FMAs, no `errno` from math, aliasing through the printer's vector types, and
+/// no warnings (printed code is not read by people).
+pub const CODE_FLAGS: [&str; 5] = [
+    "-std=gnu11",
+    "-fno-math-errno",
+    "-ffp-contract=fast",
+    "-fno-strict-aliasing",
+    "-w",
+];
+
 /// The compilers tried, in order, when `CC` is not set.
 pub const CANDIDATES: [&str; 3] = ["cc", "gcc", "clang"];
 
@@ -126,20 +138,16 @@ impl Compiler {
     /// The flags a kernel for `target` is compiled with: optimisation, the host's instruction
     /// set less the features the target does not have, position-independent shared object.
     pub fn flags(&self, target: &Target) -> Vec<String> {
-        let mut flags: Vec<String> = [
-            "-O2",
-            "-march=native",
-            "-std=gnu11",
-            "-fPIC",
-            "-shared",
-            "-fno-math-errno",
-            "-ffp-contract=fast",
-            "-fno-strict-aliasing",
-            "-w",
-        ]
-        .iter()
-        .map(|flag| flag.to_string())
-        .collect();
+        // The order is part of the backend's identity in tuning logs (and of cache keys), so
+        // it stays the one records were written with: `-std` before the shared-object flags.
+        let (dialect, code) = CODE_FLAGS.split_at(1);
+        let mut flags: Vec<String> = ["-O2", "-march=native"]
+            .iter()
+            .chain(dialect)
+            .chain(&["-fPIC", "-shared"])
+            .chain(code)
+            .map(|flag| flag.to_string())
+            .collect();
         // Every feature the host has and the target lacks is switched off, so the object runs
         // on the machine the target describes (gcc and clang name them as `FEATURE_NAMES` do).
         let host = looptune_runtime::IsaFeatures::host().as_array();

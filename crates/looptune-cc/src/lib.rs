@@ -13,6 +13,8 @@
 //! - [`cache`] keeps compiled objects by content (source + compiler + version + flags).
 //! - [`backend`] is [`CBackend`]: print, compile or hit the cache, load, wrap in a `Kernel`;
 //!   batches are compiled in parallel before they are measured.
+//! - [`export`] writes tuned nests as a standalone Rust crate (C, build script, safe
+//!   wrappers, tests against reference loops): ahead-of-time deployment without looptune.
 //! - [`peak`] measures the host's full-width FMA ceiling with the same compiler.
 //!
 //! **Invariant:** `unsafe` here is only loading objects and calling the peak loop (`load`,
@@ -24,6 +26,7 @@ pub mod backend;
 pub mod cache;
 pub mod compiler;
 pub mod emit;
+pub mod export;
 mod load;
 pub mod peak;
 mod probe;

@@ -299,10 +299,7 @@ mod tests {
     #[test]
     fn values_convert_through_f64_exactly_and_wrap_on_the_way_back() {
         let data = Data::from(vec![i32::MIN, -1, i32::MAX]);
-        assert_eq!(
-            data.to_f64(),
-            vec![i32::MIN as f64, -1.0, i32::MAX as f64]
-        );
+        assert_eq!(data.to_f64(), vec![i32::MIN as f64, -1.0, i32::MAX as f64]);
         let wrapped = Data::from_f64(DType::U8, &[256.0, -1.0, 255.0]);
         assert_eq!(wrapped, Data::U8(vec![0, 255, 255]));
         let signed = Data::from_f64(DType::I8, &[128.0, -129.0]);

@@ -392,7 +392,9 @@ pub fn unsupported_op(value: &ValueExpr, operand: DType, result: DType) -> Optio
         ValueExpr::Binary(BinaryOp::Div, ..) | ValueExpr::Unary(UnaryOp::Sqrt, _)
             if operand.is_integer() =>
         {
-            Some(format!("division and square root are not defined on {operand}"))
+            Some(format!(
+                "division and square root are not defined on {operand}"
+            ))
         }
         ValueExpr::Binary(BinaryOp::MulShr(shift), ..) => {
             if operand != DType::I32 {

@@ -188,11 +188,11 @@ pub fn run_data(
 
     let mut storage: Vec<Vec<f64>> = vec![Vec::new(); nest.buffers.len()];
     let mut has_storage = vec![false; nest.buffers.len()];
-    let params = nest
-        .inputs
-        .iter()
-        .zip(inputs.iter().copied())
-        .chain(nest.outputs.iter().zip(outputs.iter().map(|slice| slice.as_ref())));
+    let params = nest.inputs.iter().zip(inputs.iter().copied()).chain(
+        nest.outputs
+            .iter()
+            .zip(outputs.iter().map(|slice| slice.as_ref())),
+    );
     for (&buffer, slice) in params {
         let decl = nest
             .buffers
@@ -1069,17 +1069,30 @@ mod tests {
         let int = |dtype, value| ValueExpr::Const(Scalar::int(dtype, value));
         let cast = |dtype, value| ValueExpr::Cast(dtype, Box::new(value));
         // u8: 200 + 100 wraps to 44; i8: 100 + 100 wraps to -56.
-        assert_eq!(integer_result(DType::U8, int(DType::U8, 200) + int(DType::U8, 100)), 44);
-        assert_eq!(integer_result(DType::I8, int(DType::I8, 100) + int(DType::I8, 100)), -56);
+        assert_eq!(
+            integer_result(DType::U8, int(DType::U8, 200) + int(DType::U8, 100)),
+            44
+        );
+        assert_eq!(
+            integer_result(DType::I8, int(DType::I8, 100) + int(DType::I8, 100)),
+            -56
+        );
         // Widening keeps the value (zero-extended from u8, sign-extended from i8).
-        let product = cast(DType::I32, int(DType::U8, 255)) * cast(DType::I32, int(DType::I8, -128));
+        let product =
+            cast(DType::I32, int(DType::U8, 255)) * cast(DType::I32, int(DType::I8, -128));
         assert_eq!(integer_result(DType::I32, product), -32640);
         // i32 overflow wraps.
         let big = int(DType::I32, i32::MAX as i64) + int(DType::I32, 1);
         assert_eq!(integer_result(DType::I32, big), i32::MIN as i64);
         // Narrowing keeps the low bits.
-        assert_eq!(integer_result(DType::U8, cast(DType::U8, int(DType::I32, 300))), 44);
-        assert_eq!(integer_result(DType::I8, cast(DType::I8, int(DType::I32, 255))), -1);
+        assert_eq!(
+            integer_result(DType::U8, cast(DType::U8, int(DType::I32, 300))),
+            44
+        );
+        assert_eq!(
+            integer_result(DType::I8, cast(DType::I8, int(DType::I32, 255))),
+            -1
+        );
     }
 
     #[test]
@@ -1092,7 +1105,10 @@ mod tests {
         // Shift 0: no rounding term; a product beyond 32 bits is exact before the shift.
         assert_eq!(integer_result(DType::I32, mulshr(7, 3, 0)), 21);
         let big = integer_result(DType::I32, mulshr(i32::MAX, i32::MAX, 31));
-        assert_eq!(big, ((i32::MAX as i128 * i32::MAX as i128 + (1 << 30)) >> 31) as i64);
+        assert_eq!(
+            big,
+            ((i32::MAX as i128 * i32::MAX as i128 + (1 << 30)) >> 31) as i64
+        );
         // mulshr on anything but i32 is refused, not computed.
         let on_u8 = ValueExpr::binary(
             BinaryOp::MulShr(1),
@@ -1103,6 +1119,9 @@ mod tests {
         let out = b.typed_buffer("B", DType::U8, &[1], BufferRole::Output);
         let nest = b.finish(store(out, vec![IndexExpr::Const(0)], on_u8));
         let err = run_data(&nest, &[], &mut [crate::DataMut::U8(&mut [0])]).unwrap_err();
-        assert!(err.to_string().contains("mulshr is defined on i32 only"), "{err}");
+        assert!(
+            err.to_string().contains("mulshr is defined on i32 only"),
+            "{err}"
+        );
     }
 }

@@ -267,7 +267,11 @@ const QDEPTHWISE_PARAMS: [ParamInfo; 17] = {
         required("kh", "kernel height"),
         required("kw", "kernel width"),
         optional("stride", "1", "stride"),
-        optional("pad", "0", "padding on each side (with the input's zero point)"),
+        optional(
+            "pad",
+            "0",
+            "padding on each side (with the input's zero point)",
+        ),
         optional("dilation", "1", "dilation"),
         required("block", "channel block b of NCHW[b]c; b = c is NHWC"),
         r[0],

@@ -153,9 +153,14 @@ impl Kernel {
                 });
             }
         }
-        let roles = std::iter::repeat_n("input", inputs).chain(std::iter::repeat_n("output", outputs));
-        for ((param, role), (dtype, actual)) in
-            self.inputs.iter().chain(&self.outputs).zip(roles).zip(slices)
+        let roles =
+            std::iter::repeat_n("input", inputs).chain(std::iter::repeat_n("output", outputs));
+        for ((param, role), (dtype, actual)) in self
+            .inputs
+            .iter()
+            .chain(&self.outputs)
+            .zip(roles)
+            .zip(slices)
         {
             if param.dtype != dtype {
                 return Err(CallError::BufferDType {

@@ -7,6 +7,37 @@
 //! FMA can compile for a target without it (to test the mul+add fallback).
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The host's hardware threads (1 when the OS cannot say).
+pub fn hardware_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |count| count.get())
+}
+
+/// A thread count outside `1..=` the host's hardware threads.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("{requested} must be from 1 to this host's {available} hardware thread{}", if *available == 1 { "" } else { "s" })]
+pub struct ThreadsError {
+    /// The count asked for.
+    pub requested: usize,
+    /// The host's hardware threads.
+    pub available: usize,
+}
+
+/// The one rule for a thread count a user asks for (every `--threads` flag, the CLI's and the
+/// examples'): from 1 to the host's hardware threads. More threads than cores only time the OS
+/// scheduler (a peak of 64 threads on 2 cores read 158 GFLOP/s, and a kernel "110% of peak"),
+/// so they are refused, naming both numbers.
+pub fn check_threads(requested: usize) -> Result<usize, ThreadsError> {
+    let available = hardware_threads();
+    if requested == 0 || requested > available {
+        return Err(ThreadsError {
+            requested,
+            available,
+        });
+    }
+    Ok(requested)
+}
 
 /// The ISA features that change the code this back end emits (or that a reader of the tuning log
 /// wants to see to compare machines).
@@ -68,9 +99,7 @@ impl IsaFeatures {
 impl Target {
     /// The host: its features as cranelift-native detects them, all its hardware threads.
     pub fn host() -> Target {
-        let threads = std::thread::available_parallelism()
-            .map(|count| count.get())
-            .unwrap_or(1);
+        let threads = hardware_threads();
         Target {
             arch: std::env::consts::ARCH.to_string(),
             cpu_model: host_cpu_model(),

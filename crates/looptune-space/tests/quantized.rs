@@ -75,7 +75,12 @@ fn reference(workload: &Workload, inputs: &[Data]) -> Data {
 
 /// Compiles up to `points` sampled configs of `cases` random workloads with `backend` at
 /// `shape` and compares every output element exactly; returns how many kernels were checked.
-fn check_random_points(backend: &dyn Backend, shape: VectorShape, cases: u64, points: usize) -> usize {
+fn check_random_points(
+    backend: &dyn Backend,
+    shape: VectorShape,
+    cases: u64,
+    points: usize,
+) -> usize {
     let target = Target::host();
     let mut checked = 0;
     for seed in 0..cases {
@@ -91,7 +96,10 @@ fn check_random_points(backend: &dyn Backend, shape: VectorShape, cases: u64, po
         let expected = reference(&workload, &inputs);
         let refs: Vec<DataRef<'_>> = inputs.iter().map(Data::as_ref).collect();
         let configs: Vec<_> = task.space().sample(seed).take(points).collect();
-        let nests: Vec<_> = configs.iter().map(|config| task.lower(config).unwrap()).collect();
+        let nests: Vec<_> = configs
+            .iter()
+            .map(|config| task.lower(config).unwrap())
+            .collect();
         backend.prepare(&nests.iter().collect::<Vec<_>>(), &target);
         for (config, nest) in configs.iter().zip(&nests) {
             let label = format!("{text} at {shape} on {}: {config}", backend.id().name);
@@ -143,11 +151,8 @@ fn quantized_points_are_bit_exact_on_cranelift() {
 
 #[test]
 fn the_pair_form_reaches_the_dot_product_helper_in_printed_c() {
-    let task = Task::for_shape(
-        "qmatmul:m=16,n=32,k=20".parse().unwrap(),
-        VectorShape::AVX2,
-    )
-    .unwrap();
+    let task =
+        Task::for_shape("qmatmul:m=16,n=32,k=20".parse().unwrap(), VectorShape::AVX2).unwrap();
     let nest = task.lower(&task.fallback_config().unwrap()).unwrap();
     let c = looptune_cc::emit::emit_c(&nest, &looptune_cc::emit::EmitOptions::new(8)).unwrap();
     let body = c.split("LOOPTUNE_PRELUDE */").nth(1).unwrap();

@@ -191,3 +191,56 @@ fn a_tuner_that_cannot_be_made_is_an_error_naming_the_layer() {
 fn cranelift() -> std::sync::Arc<dyn looptune_runtime::Backend> {
     std::sync::Arc::new(looptune_jit::CraneliftBackend::new())
 }
+
+#[test]
+fn failures_that_are_not_the_kernels_are_counted_per_layer_as_environment_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("model.jsonl");
+    let tasks = tasks();
+    let matmul = &tasks[3..];
+    let model = vec![ModelTask {
+        name: "d".to_string(),
+        multiplicity: 1,
+        task: &matmul[0],
+        fallback: None,
+    }];
+    // A memory limit that admits the program (the check made once, before any candidate) but
+    // no candidate (the program plus the nest's own buffers): every candidate is refused as
+    // an Environment error, the machine's limit rather than the kernel's fault.
+    let config = matmul[0].fallback_config().unwrap();
+    let program = looptune_tune::TuningTask::measure_input(&matmul[0], &config)
+        .unwrap()
+        .program;
+    let limit = looptune_runtime::memory::program_measurement_bytes(&program);
+    let mut measurer = Measurer::new(
+        MeasureOptions::quick().with_isolation(Isolation::InProcess),
+        Target::host(),
+        cranelift(),
+        None,
+    )
+    .unwrap()
+    .with_memory_limit(looptune_runtime::MemoryLimit::bytes(limit));
+    let mut writer = LogWriter::open(&log).unwrap();
+    let mut make_tuner = |_position: usize| -> Result<Box<dyn Tuner + '_>, String> {
+        Ok(Box::new(RandomTuner::new(matmul[0].space(), 1)))
+    };
+    let report = tune_model(
+        &model,
+        &mut make_tuner,
+        &mut measurer,
+        &mut writer,
+        &fingerprint(),
+        &[],
+        &ModelTuneOptions {
+            trials: 4,
+            batch_size: 2,
+            ..ModelTuneOptions::default()
+        },
+        &mut (),
+    )
+    .unwrap();
+    let layer = &report.layers[0];
+    assert_eq!(layer.trials, 4, "{layer:?}");
+    assert_eq!(layer.errors, 4, "{layer:?}");
+    assert_eq!(layer.environment_errors, 4, "{layer:?}");
+}

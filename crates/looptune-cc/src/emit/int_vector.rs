@@ -35,8 +35,10 @@ impl Emitter<'_> {
             ValueExpr::Cast(DType::I32, inner) => match &**inner {
                 // A widened select (padding folded into a load) is a select of widened values.
                 ValueExpr::Select(cond, a, b) if !cond.uses_var(group.var) => {
-                    let widened = |value: &ValueExpr| ValueExpr::Cast(DType::I32, Box::new(value.clone()));
-                    let select = ValueExpr::Select(cond.clone(), Box::new(widened(a)), Box::new(widened(b)));
+                    let widened =
+                        |value: &ValueExpr| ValueExpr::Cast(DType::I32, Box::new(value.clone()));
+                    let select =
+                        ValueExpr::Select(cond.clone(), Box::new(widened(a)), Box::new(widened(b)));
                     self.int_lanes(&select, group)
                 }
                 ValueExpr::Load(load) => {
@@ -51,7 +53,8 @@ impl Emitter<'_> {
                 _ => self.int_assemble(expr, group),
             },
             ValueExpr::Binary(
-                op @ (BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Min | BinaryOp::Max),
+                op
+                @ (BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Min | BinaryOp::Max),
                 a,
                 b,
             ) => {
@@ -141,8 +144,10 @@ impl Emitter<'_> {
         let ValueExpr::Binary(BinaryOp::Add, first, second) = expr else {
             return Ok(None);
         };
-        let (Some((x0, y0)), Some((x1, y1))) = (self.widened_product(first, group), self.widened_product(second, group))
-        else {
+        let (Some((x0, y0)), Some((x1, y1))) = (
+            self.widened_product(first, group),
+            self.widened_product(second, group),
+        ) else {
             return Ok(None);
         };
         if y0.buffer != y1.buffer {
@@ -165,7 +170,9 @@ impl Emitter<'_> {
             ))
         })?;
         // The two elements of each lane must be adjacent, the first one first.
-        let difference = offset1.add_scaled(&offset0, -1).and_then(|lin| lin.as_const());
+        let difference = offset1
+            .add_scaled(&offset0, -1)
+            .and_then(|lin| lin.as_const());
         if difference != Some(1) {
             return Ok(None);
         }

@@ -891,7 +891,9 @@ impl<'n> Emitter<'n> {
             }
             None if elements * decl.dtype.size_bytes() <= STACK_TEMP_LIMIT => {
                 let t = types::c_type(decl.dtype);
-                self.line(&format!("{t} {name}[{elements}] __attribute__((aligned(64)));"));
+                self.line(&format!(
+                    "{t} {name}[{elements}] __attribute__((aligned(64)));"
+                ));
                 self.f.storage[buffer.index()] = Some(Storage::Pointer { name });
                 self.stmt(body)
             }

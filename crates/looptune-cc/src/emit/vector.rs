@@ -257,7 +257,10 @@ impl Emitter<'_> {
         let temp = self.temp_name("v");
         self.line("{");
         self.f.indent += 1;
-        self.line(&format!("const {} {temp} = {vector};", vector_type_of(dtype, width)));
+        self.line(&format!(
+            "const {} {temp} = {vector};",
+            vector_type_of(dtype, width)
+        ));
         for (lane, target) in targets.into_iter().enumerate() {
             self.line(&format!("{target} = {temp}[{lane}];"));
         }
@@ -456,7 +459,13 @@ fn code(value: &Lanes) -> &str {
 impl Emitter<'_> {
     /// The address of a `width`-lane access at `offset` into `buffer`, checked when the nest is
     /// printed checked.
-    pub(super) fn vector_pointer(&self, name: &str, buffer: BufferId, offset: &Lin, width: usize) -> String {
+    pub(super) fn vector_pointer(
+        &self,
+        name: &str,
+        buffer: BufferId,
+        offset: &Lin,
+        width: usize,
+    ) -> String {
         if self.checked {
             format!("{name} + {}", self.access_offset(buffer, offset, width))
         } else {

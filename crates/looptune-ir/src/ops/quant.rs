@@ -23,7 +23,9 @@
 //! Both products and their sum are exact in `i32` (at most `2 * 255 * 128`), so the two forms
 //! agree bit for bit.
 
-use super::{check_block, depthwise_out_hw, pad_input_with, DepthwiseConv2dParams, Layout, Workload};
+use super::{
+    check_block, depthwise_out_hw, pad_input_with, DepthwiseConv2dParams, Layout, Workload,
+};
 use crate::dtype::{DType, Scalar};
 use crate::error::IrError;
 use crate::expr::{BinaryOp, IndexExpr, ValueExpr};
@@ -68,11 +70,19 @@ pub struct Requant {
 pub(super) const REQUANT_PARAMS: [super::ParamInfo; 7] = [
     super::optional("a_zero", "128", "zero point of the u8 input (0-255)"),
     super::optional("out_zero", "128", "zero point of the u8 output (0-255)"),
-    super::optional("multiplier", "1518500250", "fixed-point multiplier M, scale M / 2^31"),
+    super::optional(
+        "multiplier",
+        "1518500250",
+        "fixed-point multiplier M, scale M / 2^31",
+    ),
     super::optional("shift", "11", "right shift after the multiplier (0-31)"),
     super::optional("qmin", "0", "smallest output (ReLU6: out_zero)"),
     super::optional("qmax", "255", "largest output"),
-    super::optional("per_channel", "false", "one multiplier per output channel, input M"),
+    super::optional(
+        "per_channel",
+        "false",
+        "one multiplier per output channel, input M",
+    ),
 ];
 
 /// The ranges of the integer parameters, for parsing and checks.
@@ -248,7 +258,10 @@ pub fn qdepthwise_conv2d(params: QDepthwiseParams) -> Result<Program, IrError> {
         let col = &ax[3] * p.stride + rx.var() * p.dilation;
         let input = padded.at(&[ax[0].clone(), ax[1].clone(), row, col, ax[4].clone()]);
         let tap = weight.at(&[ax[1].clone(), ry.var(), rx.var(), ax[4].clone()]);
-        sum((widen(input) - i32_const(q.a_zero)) * widen(tap), &[&ry, &rx])
+        sum(
+            (widen(input) - i32_const(q.a_zero)) * widen(tap),
+            &[&ry, &rx],
+        )
     })?;
     let y = builder.compute("Y", DType::U8, &axes, |ax| {
         let channel = &ax[1] * p.block + &ax[4];
@@ -309,11 +322,9 @@ fn paired_product(
             };
             match inside {
                 None => value,
-                Some(cond) => ValueExpr::select(
-                    cond,
-                    value,
-                    ValueExpr::Const(Scalar::int(DType::I16, 0)),
-                ),
+                Some(cond) => {
+                    ValueExpr::select(cond, value, ValueExpr::Const(Scalar::int(DType::I16, 0)))
+                }
             }
         },
     )?;
@@ -368,7 +379,7 @@ mod tests {
     #[test]
     fn requantization_matches_hand_computed_values() {
         let half = "multiplier=1073741824,out_zero=128"; // M / 2^31 = 0.5
-        // (acc, parameters, expected): ties round towards positive infinity.
+                                                         // (acc, parameters, expected): ties round towards positive infinity.
         let table: &[(i64, String, u8)] = &[
             (3, format!("{half},shift=0"), 130),  // 1.5 -> 2
             (-3, format!("{half},shift=0"), 127), // -1.5 -> -1
@@ -378,11 +389,23 @@ mod tests {
             (-7, format!("{half},shift=2"), 127), // -0.875 -> -1
             (0, format!("{half},shift=31"), 128),
             // Shift 31: (2^31 - 1)^2 / 2^62 is just below 1 and rounds to 1, its negation to -1.
-            (i32::MAX as i64, "multiplier=2147483647,out_zero=128,shift=31".to_string(), 129),
-            (-(i32::MAX as i64), "multiplier=2147483647,out_zero=128,shift=31".to_string(), 127),
+            (
+                i32::MAX as i64,
+                "multiplier=2147483647,out_zero=128,shift=31".to_string(),
+                129,
+            ),
+            (
+                -(i32::MAX as i64),
+                "multiplier=2147483647,out_zero=128,shift=31".to_string(),
+                127,
+            ),
             // The smallest multiplier: 2^30 / 2^31 is a tie, one less is not.
             (1 << 30, "multiplier=1,out_zero=0,shift=0".to_string(), 1),
-            ((1 << 30) - 1, "multiplier=1,out_zero=0,shift=0".to_string(), 0),
+            (
+                (1 << 30) - 1,
+                "multiplier=1,out_zero=0,shift=0".to_string(),
+                0,
+            ),
             // Saturation at both ends of u8.
             (1000, format!("{half},shift=0"), 255),
             (-1000, format!("{half},shift=0"), 0),
@@ -392,7 +415,11 @@ mod tests {
             (10, format!("{half},shift=0,qmin=128,qmax=140"), 133),
         ];
         for (acc, params, expected) in table {
-            assert_eq!(requantized(*acc, params), *expected, "acc {acc} with {params}");
+            assert_eq!(
+                requantized(*acc, params),
+                *expected,
+                "acc {acc} with {params}"
+            );
         }
     }
 
@@ -423,11 +450,26 @@ mod tests {
     #[test]
     fn quantization_parameters_out_of_range_are_named() {
         for (text, named) in [
-            ("qmatmul:m=1,n=1,k=1,a_zero=256", "`a_zero=256` must be in 0..=255"),
-            ("qmatmul:m=1,n=1,k=1,shift=32", "`shift=32` must be in 0..=31"),
-            ("qmatmul:m=1,n=1,k=1,multiplier=0", "`multiplier=0` must be in 1..=2147483647"),
-            ("qmatmul:m=1,n=1,k=1,qmin=10,qmax=9", "`qmin=10` is above `qmax=9`"),
-            ("qmatmul:m=1,n=1,k=1,out_zero=x", "`out_zero=x` is not an integer"),
+            (
+                "qmatmul:m=1,n=1,k=1,a_zero=256",
+                "`a_zero=256` must be in 0..=255",
+            ),
+            (
+                "qmatmul:m=1,n=1,k=1,shift=32",
+                "`shift=32` must be in 0..=31",
+            ),
+            (
+                "qmatmul:m=1,n=1,k=1,multiplier=0",
+                "`multiplier=0` must be in 1..=2147483647",
+            ),
+            (
+                "qmatmul:m=1,n=1,k=1,qmin=10,qmax=9",
+                "`qmin=10` is above `qmax=9`",
+            ),
+            (
+                "qmatmul:m=1,n=1,k=1,out_zero=x",
+                "`out_zero=x` is not an integer",
+            ),
         ] {
             let error = text.parse::<Workload>().unwrap_err().to_string();
             assert!(error.contains(named), "{text}: {error}");

@@ -21,11 +21,39 @@
 
 use super::options::CheckMode;
 use super::result::{MeasureError, MeasureErrorKind};
-use looptune_ir::eval::{compare, evaluate_f64, evaluate_points_f64};
-pub use looptune_ir::random::{random_data, random_inputs};
+use looptune_ir::eval::{compare, evaluate_f64, evaluate_points_f64, EvalError};
 use looptune_ir::random::SplitMix64;
-use looptune_ir::{interp, lower, BufferId, DType, Data, DataMut, DataRef, Program, Schedule};
+pub use looptune_ir::random::{random_data, random_inputs};
+use looptune_ir::{
+    interp, lower, BufferId, DType, Data, DataMut, DataRef, InterpError, Program, Schedule,
+};
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Why a program's reference could not be computed (the program's fault or looptune's, never a
+/// candidate's: the measurer reports it for every candidate of the program).
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ReferenceError {
+    /// The direct evaluator failed on a tensor.
+    #[error("the direct evaluator failed on `{tensor}`: {source}")]
+    Evaluator {
+        /// The tensor (an output, or the program when all outputs were evaluated at once).
+        tensor: String,
+        /// What it said.
+        #[source]
+        source: EvalError,
+    },
+    /// The interpreter failed on the nest of the program's default schedule.
+    #[error("the reference interpreter failed on the default schedule of `{program}`: {source}")]
+    Interpreter {
+        /// The program.
+        program: String,
+        /// What it said.
+        #[source]
+        source: InterpError,
+    },
+}
 
 /// The seed of the random inputs (values in `-1..1`): fixed, so that a wrong answer reproduces.
 pub const INPUT_SEED: u64 = 0x100b_7e5e;
@@ -101,8 +129,8 @@ pub fn reference_points(program: &Program) -> f64 {
 
 impl Reference {
     /// Computes the reference of `program` for `mode` (see the module documentation). Fails
-    /// with a message when the program cannot be evaluated.
-    pub fn compute(program: &Program, mode: CheckMode) -> Result<Reference, String> {
+    /// when the program cannot be evaluated, naming the tensor or program.
+    pub fn compute(program: &Program, mode: CheckMode) -> Result<Reference, ReferenceError> {
         let inputs = random_data(program, INPUT_SEED);
         let input_refs: Vec<DataRef<'_>> = inputs.iter().map(Data::as_ref).collect();
         let full = match mode {
@@ -128,7 +156,7 @@ impl Reference {
                     sampled_reference(program, &input_refs, tensor, position, target)
                         .map(ExpectedValues::Sampled)
                 })
-                .collect::<Result<Vec<_>, String>>()?
+                .collect::<Result<Vec<_>, ReferenceError>>()?
         };
         let outputs = program
             .outputs
@@ -194,7 +222,11 @@ impl Reference {
                 check_exact(expected, *actual)?;
                 continue;
             }
-            let actual = &actual.to_f64().into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+            let actual = &actual
+                .to_f64()
+                .into_iter()
+                .map(|x| x as f32)
+                .collect::<Vec<f32>>();
             let wrong = |flat: usize, actual: f32, expected_value: f32, how: &str| {
                 MeasureError::new(
                     MeasureErrorKind::WrongAnswer,
@@ -268,7 +300,8 @@ fn check_exact(expected: &ExpectedOutput, actual: DataRef<'_>) -> Result<(), Mea
     match &expected.values {
         ExpectedValues::Full(values) => {
             let actual = actual.to_f64();
-            if let Some(flat) = (0..values.len()).find(|&flat| actual.get(flat) != Some(&values[flat]))
+            if let Some(flat) =
+                (0..values.len()).find(|&flat| actual.get(flat) != Some(&values[flat]))
             {
                 let value = actual.get(flat).copied().unwrap_or(f64::NAN);
                 return wrong(flat, value, values[flat], "whole output compared");
@@ -289,10 +322,14 @@ fn check_exact(expected: &ExpectedOutput, actual: DataRef<'_>) -> Result<(), Mea
 
 /// Every output of `program` as `f64`: the interpreter on the default schedule's nest, or the
 /// direct evaluator when the default schedule does not lower.
-fn full_reference(program: &Program, inputs: &[DataRef<'_>]) -> Result<Vec<Vec<f64>>, String> {
+fn full_reference(
+    program: &Program,
+    inputs: &[DataRef<'_>],
+) -> Result<Vec<Vec<f64>>, ReferenceError> {
     let Ok(nest) = lower(&Schedule::new(program)) else {
-        return evaluate_f64(program, inputs).map_err(|error| {
-            format!("the direct evaluator failed on `{}`: {error}", program.name)
+        return evaluate_f64(program, inputs).map_err(|source| ReferenceError::Evaluator {
+            tensor: program.name.clone(),
+            source,
         });
     };
     let mut outputs: Vec<Data> = program
@@ -304,11 +341,11 @@ fn full_reference(program: &Program, inputs: &[DataRef<'_>]) -> Result<Vec<Vec<f
         })
         .collect();
     let mut output_refs: Vec<DataMut<'_>> = outputs.iter_mut().map(Data::as_mut).collect();
-    interp::run_data(&nest, inputs, &mut output_refs).map_err(|error| {
-        format!(
-            "the reference interpreter failed on the default schedule of `{}`: {error}",
-            program.name
-        )
+    interp::run_data(&nest, inputs, &mut output_refs).map_err(|source| {
+        ReferenceError::Interpreter {
+            program: program.name.clone(),
+            source,
+        }
     })?;
     Ok(outputs.iter().map(Data::to_f64).collect())
 }
@@ -320,7 +357,7 @@ fn sampled_reference(
     tensor: BufferId,
     position: usize,
     target: usize,
-) -> Result<Vec<(usize, f64)>, String> {
+) -> Result<Vec<(usize, f64)>, ReferenceError> {
     let decl = program.tensor(tensor);
     let reduction: f64 = decl
         .compute()
@@ -343,8 +380,12 @@ fn sampled_reference(
         .iter()
         .map(|&flat| unflatten(flat, &decl.shape))
         .collect();
-    let values = evaluate_points_f64(program, inputs, tensor, &points)
-        .map_err(|error| format!("the direct evaluator failed on `{}`: {error}", decl.name))?;
+    let values = evaluate_points_f64(program, inputs, tensor, &points).map_err(|source| {
+        ReferenceError::Evaluator {
+            tensor: decl.name.clone(),
+            source,
+        }
+    })?;
     Ok(flats.into_iter().zip(values).collect())
 }
 

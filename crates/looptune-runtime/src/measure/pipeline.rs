@@ -225,8 +225,7 @@ impl Pipeline {
             for output in &mut outputs {
                 output.as_mut().fill_bytes(0x5A);
             }
-            let mut output_refs: Vec<DataMut<'_>> =
-                outputs.iter_mut().map(Data::as_mut).collect();
+            let mut output_refs: Vec<DataMut<'_>> = outputs.iter_mut().map(Data::as_mut).collect();
             kernel
                 .call_data(&input_refs, &mut output_refs)
                 .map_err(call_error)?;
@@ -283,11 +282,7 @@ impl Pipeline {
 
 /// The random inputs of `program` for `seed` from `cache`, regenerated only when the seed or
 /// the input lengths change.
-fn inputs_for<'a>(
-    cache: &'a mut Option<CachedInputs>,
-    program: &Program,
-    seed: u64,
-) -> &'a [Data] {
+fn inputs_for<'a>(cache: &'a mut Option<CachedInputs>, program: &Program, seed: u64) -> &'a [Data] {
     let lens: Vec<usize> = program
         .inputs()
         .iter()

@@ -94,6 +94,9 @@ pub struct LayerOutcome {
     pub logged_trials: usize,
     /// Failed configs of this run.
     pub errors: usize,
+    /// Of `errors`, those that were not the kernel's fault (`Environment`: the worker, the
+    /// options, the machine); a rerun measures them again.
+    pub environment_errors: usize,
     /// Configs carried over from similar layers that were measured in this run.
     pub shared_trials: usize,
     /// Whether the best config came from a similar layer in this run.
@@ -214,6 +217,7 @@ struct TaskRun {
     offered: HashSet<ConfigValues>,
     trials: usize,
     errors: usize,
+    environment_errors: usize,
     shared_trials: usize,
 }
 
@@ -495,6 +499,7 @@ pub fn tune_model<'a>(
             run.shared_trials += usize::from(run.shared.contains(&index));
         }
         run.trials += report.trials;
+        run.environment_errors += report.environment_errors;
         trials += report.trials;
         rounds += 1;
         let exhausted = report.stop_reason == StopReason::SpaceExhausted || report.trials == 0;
@@ -525,6 +530,7 @@ pub fn tune_model<'a>(
             trials: run.trials,
             logged_trials: run.measured.len(),
             errors: run.errors,
+            environment_errors: run.environment_errors,
             shared_trials: run.shared_trials,
             best_is_shared: run
                 .best
