@@ -52,6 +52,7 @@ fn gemm_of(workload: &Workload) -> Option<(usize, (i64, i64, i64), bool)> {
         Workload::BatchMatmul(p) => Some((p.b as usize, (p.m, p.n, p.k), p.transpose_b)),
         // The f32 product of the same shape: what the quantized kernel replaces.
         Workload::QMatmul(p) => Some((1, (p.m, p.n, p.k), false)),
+        Workload::QDense(p) => Some((1, (p.m, p.n, p.k), true)),
         _ => None,
     }
 }

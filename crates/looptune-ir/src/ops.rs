@@ -26,7 +26,7 @@ use std::fmt;
 use std::str::FromStr;
 
 mod quant;
-pub use quant::{qdepthwise_conv2d, qmatmul, QDepthwiseParams, QMatmulParams, Requant};
+pub use quant::{qdense, qdepthwise_conv2d, qmatmul, QDepthwiseParams, QMatmulParams, Requant};
 
 /// The largest value of any workload parameter (a dimension, a padding, a stride): 2^31.
 pub const MAX_EXTENT: i64 = 1 << 31;
@@ -157,6 +157,8 @@ pub enum Workload {
     DepthwiseConv2d(DepthwiseConv2dParams),
     /// A quantized matrix product: `u8` x `i8` -> `i32`, requantized to `u8`.
     QMatmul(QMatmulParams),
+    /// A quantized fully connected layer: `qmatmul` with the weights stored `[n, k]`.
+    QDense(QMatmulParams),
     /// A quantized depthwise 2-D convolution on channel-blocked NCHW[b]c (NHWC when `b = c`).
     QDepthwiseConv2d(QDepthwiseParams),
 }
@@ -350,6 +352,11 @@ pub const OPERATORS: &[OpInfo] = &[
         params: &QMATMUL_PARAMS,
     },
     OpInfo {
+        name: "qdense",
+        summary: "qmatmul with the weights stored W[n,k] (a fully connected layer), A u8, W i8, acc i32",
+        params: &QMATMUL_PARAMS,
+    },
+    OpInfo {
         name: "qdepthwise_conv2d",
         summary: "Y[n,c/b,y,x,b] = u8(clamp(out_zero + mulshr(sum_{ry,rx} (X[n,c/b,y*s+ry*d-p,x*s+rx*d-p,b] - a_zero) * W[c/b,ry,rx,b] + bias[c], M), qmin, qmax)), NCHW[b]c (b = c: NHWC)",
         params: &QDEPTHWISE_PARAMS,
@@ -516,12 +523,19 @@ impl FromStr for Workload {
                 residual: params.flag("residual")?,
                 relu: params.flag("relu")?,
             }),
-            "qmatmul" => Workload::QMatmul(QMatmulParams {
-                m: params.int("m")?,
-                n: params.int("n")?,
-                k: params.int("k")?,
-                quant: Requant::parse(&mut params)?,
-            }),
+            "qmatmul" | "qdense" => {
+                let product = QMatmulParams {
+                    m: params.int("m")?,
+                    n: params.int("n")?,
+                    k: params.int("k")?,
+                    quant: Requant::parse(&mut params)?,
+                };
+                if info.name == "qdense" {
+                    Workload::QDense(product)
+                } else {
+                    Workload::QMatmul(product)
+                }
+            }
             "qdepthwise_conv2d" => Workload::QDepthwiseConv2d(QDepthwiseParams {
                 conv: DepthwiseConv2dParams {
                     n: params.int("n")?,
@@ -604,9 +618,10 @@ impl fmt::Display for Workload {
                 }
                 Ok(())
             }
-            Workload::QMatmul(p) => write!(
+            Workload::QMatmul(p) | Workload::QDense(p) => write!(
                 f,
-                "qmatmul:m={},n={},k={},{}",
+                "{}:m={},n={},k={},{}",
+                self.op_name(),
                 p.m,
                 p.n,
                 p.k,
@@ -671,6 +686,7 @@ impl Workload {
             Workload::Conv2d(_) => "conv2d",
             Workload::DepthwiseConv2d(_) => "depthwise_conv2d",
             Workload::QMatmul(_) => "qmatmul",
+            Workload::QDense(_) => "qdense",
             Workload::QDepthwiseConv2d(_) => "qdepthwise_conv2d",
         }
     }
@@ -695,7 +711,7 @@ impl Workload {
                 (vec![("b", p.b), ("m", p.m), ("n", p.n), ("k", p.k)], None)
             }
             Workload::Dense(p) => (vec![("m", p.m), ("n", p.n), ("k", p.k)], None),
-            Workload::QMatmul(p) => {
+            Workload::QMatmul(p) | Workload::QDense(p) => {
                 p.quant.check(op)?;
                 (vec![("m", p.m), ("n", p.n), ("k", p.k)], None)
             }
@@ -813,7 +829,7 @@ impl Workload {
                 ("W", vec![p.n, p.k]),
                 ("Y", vec![p.m, p.n]),
             ],
-            Workload::QMatmul(p) => vec![
+            Workload::QMatmul(p) | Workload::QDense(p) => vec![
                 ("A", vec![p.m, p.k]),
                 ("W", vec![p.k, p.n]),
                 ("Y", vec![p.m, p.n]),
@@ -847,7 +863,7 @@ impl Workload {
             Workload::Matmul(p) => ("m x n x k", vec![p.m, p.n, p.k]),
             Workload::BatchMatmul(p) => ("b x m x n x k", vec![p.b, p.m, p.n, p.k]),
             Workload::Dense(p) => ("m x n x k", vec![p.m, p.n, p.k]),
-            Workload::QMatmul(p) => ("m x n x k", vec![p.m, p.n, p.k]),
+            Workload::QMatmul(p) | Workload::QDense(p) => ("m x n x k", vec![p.m, p.n, p.k]),
             Workload::Conv2d(p) => {
                 let oh = conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
                 let ow = conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation)?;
@@ -910,7 +926,7 @@ impl Workload {
                 2.0 * product(&[p.n, p.c, oh, ow, p.kh, p.kw])
             }
             // Operations, a multiply-add counting two, so that GOP/s compare with GFLOP/s.
-            Workload::QMatmul(p) => 2.0 * product(&[p.m, p.n, p.k]),
+            Workload::QMatmul(p) | Workload::QDense(p) => 2.0 * product(&[p.m, p.n, p.k]),
         }
     }
 
@@ -924,6 +940,7 @@ impl Workload {
             Workload::Conv2d(p) => conv2d(p, layout),
             Workload::DepthwiseConv2d(p) => depthwise_conv2d(p),
             Workload::QMatmul(p) => qmatmul(p, layout),
+            Workload::QDense(p) => qdense(p, layout),
             Workload::QDepthwiseConv2d(p) => qdepthwise_conv2d(p),
         }
     }

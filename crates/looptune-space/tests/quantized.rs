@@ -85,7 +85,10 @@ fn check_random_points(
     let mut checked = 0;
     for seed in 0..cases {
         let mut rng = SplitMix64::new(0x9a4b ^ seed);
-        let text = if seed % 2 == 0 {
+        let text = if seed % 4 == 2 {
+            // A fully connected layer: the same product with the weights in rows.
+            random_qmatmul(&mut rng).replacen("qmatmul", "qdense", 1)
+        } else if seed % 2 == 0 {
             random_qmatmul(&mut rng)
         } else {
             random_qdepthwise(&mut rng)

@@ -68,7 +68,7 @@ pub(crate) fn reference(workload: &Workload) -> Option<Reference> {
         Workload::Conv2d(p) => conv2d(p),
         Workload::DepthwiseConv2d(p) => depthwise(p),
         // The exported wrappers take f32 slices: quantized kernels are not exported yet.
-        Workload::QMatmul(_) | Workload::QDepthwiseConv2d(_) => return None,
+        Workload::QMatmul(_) | Workload::QDense(_) | Workload::QDepthwiseConv2d(_) => return None,
     })
 }
 

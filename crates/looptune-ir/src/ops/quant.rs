@@ -179,10 +179,34 @@ fn requantize(p: &Requant, acc: ValueExpr, multiplier: ValueExpr) -> ValueExpr {
 /// `qmatmul` with the given layout (see the module documentation).
 pub fn qmatmul(params: QMatmulParams, layout: &Layout) -> Result<Program, IrError> {
     Workload::QMatmul(params).check()?;
+    quantized_product("qmatmul", params, layout, false)
+}
+
+/// `qdense`: `qmatmul` with the weights stored `W: i8[n, k]`, a fully connected layer's rows.
+pub fn qdense(params: QMatmulParams, layout: &Layout) -> Result<Program, IrError> {
+    Workload::QDense(params).check()?;
+    quantized_product("qdense", params, layout, true)
+}
+
+/// The quantized product of `qmatmul` (`W[k, n]`) or, with `rows`, `qdense` (`W[n, k]`).
+fn quantized_product(
+    name: &str,
+    params: QMatmulParams,
+    layout: &Layout,
+    rows: bool,
+) -> Result<Program, IrError> {
     let (p, q) = (params, params.quant);
-    let mut builder = ProgramBuilder::new("qmatmul");
+    let mut builder = ProgramBuilder::new(name);
     let a = builder.placeholder("A", &[p.m, p.k], DType::U8)?;
-    let w = builder.placeholder("W", &[p.k, p.n], DType::I8)?;
+    let w_shape = if rows { [p.n, p.k] } else { [p.k, p.n] };
+    let w = builder.placeholder("W", &w_shape, DType::I8)?;
+    let read_w = move |kk: IndexExpr, j: IndexExpr| {
+        if rows {
+            w.at(&[j, kk])
+        } else {
+            w.at(&[kk, j])
+        }
+    };
     let bias = builder.placeholder("bias", &[p.n], DType::I32)?;
     let multipliers = if q.per_channel {
         Some(builder.placeholder("M", &[p.n], DType::I32)?)
@@ -195,18 +219,18 @@ pub fn qmatmul(params: QMatmulParams, layout: &Layout) -> Result<Program, IrErro
             builder.compute("acc", DType::I32, &[("i", p.m), ("j", p.n)], |ax| {
                 let kk = reduce.var();
                 let activation = widen(a.at(&[ax[0].clone(), kk.clone()])) - i32_const(q.a_zero);
-                sum(activation * widen(w.at(&[kk, ax[1].clone()])), &[&reduce])
+                sum(activation * widen(read_w(kk, ax[1].clone())), &[&reduce])
             })?
         }
         Some(block) => {
-            check_block("qmatmul", block)?;
-            paired_product(&mut builder, &p, block, &a, &w)?
+            check_block(name, block)?;
+            paired_product(&mut builder, &p, block, &a, &read_w)?
         }
     };
     let y = builder.compute("Y", DType::U8, &[("i", p.m), ("j", p.n)], |ax| {
         let j = ax[1].clone();
         let multiplier = match &multipliers {
-            Some(m) => m.at(&[j.clone()]),
+            Some(m) => m.at(std::slice::from_ref(&j)),
             None => i32_const(q.multiplier),
         };
         let total = acc.at(&[ax[0].clone(), j.clone()]) + bias.at(&[j]);
@@ -266,7 +290,7 @@ pub fn qdepthwise_conv2d(params: QDepthwiseParams) -> Result<Program, IrError> {
     let y = builder.compute("Y", DType::U8, &axes, |ax| {
         let channel = &ax[1] * p.block + &ax[4];
         let multiplier = match &multipliers {
-            Some(m) => m.at(&[channel.clone()]),
+            Some(m) => m.at(std::slice::from_ref(&channel)),
             None => i32_const(q.multiplier),
         };
         let total = acc.at(ax) + bias.at(&[channel]);
@@ -282,7 +306,7 @@ fn paired_product(
     p: &QMatmulParams,
     block: i64,
     a: &Tensor,
-    w: &Tensor,
+    read_w: &dyn Fn(IndexExpr, IndexExpr) -> ValueExpr,
 ) -> Result<Tensor, IrError> {
     let pairs = (p.k + 1) / 2;
     let panels = (p.n + block - 1) / block;
@@ -313,7 +337,7 @@ fn paired_product(
         |ax| {
             let column = &ax[0] * block + &ax[2];
             let kk = ax[1].clone() * 2 + ax[3].clone();
-            let value = ValueExpr::Cast(DType::I16, Box::new(w.at(&[kk, column.clone()])));
+            let value = ValueExpr::Cast(DType::I16, Box::new(read_w(kk, column.clone())));
             let inside = match (p.k % 2 == 0, p.n % block == 0) {
                 (true, true) => None,
                 (true, false) => Some(column.lt(p.n)),

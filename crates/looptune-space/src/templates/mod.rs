@@ -80,6 +80,7 @@ pub fn template_name(workload: &Workload) -> &'static str {
         Workload::DepthwiseConv2d(p) if p.block > 1 => "depthwise_conv2d.blocked",
         Workload::DepthwiseConv2d(_) => "depthwise_conv2d.direct",
         Workload::QMatmul(_) => "qmatmul.pair_tile",
+        Workload::QDense(_) => "qdense.pair_tile",
         Workload::QDepthwiseConv2d(_) => "qdepthwise_conv2d.blocked",
     }
 }
@@ -174,7 +175,7 @@ fn shape(workload: &Workload) -> Shape {
                 product: Some("acc"),
             })
         }
-        Workload::QMatmul(p) => Shape::Gemm(Gemm {
+        Workload::QMatmul(p) | Workload::QDense(p) => Shape::Gemm(Gemm {
             workload: *workload,
             batch: false,
             m: p.m,
