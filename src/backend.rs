@@ -204,6 +204,15 @@ impl Peaks {
     }
 }
 
+/// The ceiling of quantized kernels: the C backend's widest `vpmaddwd` loop (two `i16`
+/// multiply-adds per `i32` lane, counted as four operations), or why there is none (no C
+/// compiler). Compare a quantized kernel's GOP/s with it and with [`full_width_peak`].
+pub fn pair_dot_peak(threads: usize) -> Result<PeakResult, FullWidthError> {
+    let c = c_backend().map_err(FullWidthError::NoCompiler)?;
+    looptune_cc::measure_pair_dot_peak(&c, threads)
+        .map_err(|error| FullWidthError::Peak(Arc::new(error)))
+}
+
 /// The ceiling every ratio to peak is taken against: the full-width peak (the C backend's)
 /// when a C compiler works, else Cranelift's f32x4 peak.
 pub fn full_width_peak(threads: usize) -> Result<PeakResult, PeakError> {

@@ -139,6 +139,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let mut kernel_gflops = vec![flops / costs.median_s / 1e9];
     let mut sgemm_gflops = Vec::new();
     let mut peak_gflops = Vec::new();
+    // A quantized kernel's own ceiling: the pair dot product its inner loop is made of.
+    let quantized = program
+        .tensors
+        .iter()
+        .any(|tensor| tensor.dtype.is_integer());
+    let mut pair_dot_gops = Vec::new();
     for round in 0..args.rounds {
         if round > 0 {
             let costs = time_in_process(&options, || {
@@ -188,6 +194,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             sgemm_gflops.push(2.0 * (batch * m * n * k) as f64 / costs.median_s / 1e9);
         }
         peak_gflops.push(super::peak::full_width(threads)?.gflops);
+        if quantized {
+            let peak =
+                looptune::backend::pair_dot_peak(threads).context("measuring the pair-dot peak")?;
+            pair_dot_gops.push(peak.gflops);
+        }
         eprintln!(
             "round {}/{}: kernel {:.2}, sgemm {}, peak {:.2} GFLOP/s",
             round + 1,
@@ -202,6 +213,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let gflops = median(&mut kernel_gflops);
     let sgemm = (!sgemm_gflops.is_empty()).then(|| median(&mut sgemm_gflops));
     let peak = median(&mut peak_gflops);
+    let pair_dot = (!pair_dot_gops.is_empty()).then(|| median(&mut pair_dot_gops));
     let gbytes = traffic_bytes / median(&mut kernel_seconds) / 1e9;
     let copy = median(&mut copy_gbytes);
     let backend = selected.backend.id();
@@ -216,6 +228,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "ratio_to_sgemm": sgemm.map(|sgemm| gflops / sgemm),
             "peak_gflops": peak,
             "ratio_to_peak": gflops / peak,
+            "pair_dot_gops": pair_dot,
+            "ratio_to_pair_dot": pair_dot.map(|pair_dot| gflops / pair_dot),
             "gbytes_per_s": gbytes,
             "copy_gbytes_per_s": copy,
             "ratio_to_copy": gbytes / copy,
@@ -238,6 +252,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             );
         }
         println!("peak        {peak:.2} GFLOP/s (full width, {threads} thread, same rounds)");
+        if let Some(pair_dot) = pair_dot {
+            println!(
+                "pair dot    {pair_dot:.2} GOP/s (vpmaddwd, the quantized ceiling, same rounds); \
+                 kernel at {:.1}% of it",
+                100.0 * gflops / pair_dot
+            );
+        }
         println!(
             "memory      {gbytes:.2} GB/s of compulsory traffic ({:.1} MB); a copy of as many \
              bytes {copy:.2} GB/s ({:.2}x)",

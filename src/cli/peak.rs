@@ -22,8 +22,10 @@ pub fn run(args: &PeakArgs) -> anyhow::Result<()> {
     let threads = super::input::threads(args.threads)?;
     let target = Target::host().with_threads(threads);
     let peaks = looptune::backend::peaks(threads).context("measuring the peaks")?;
+    let pair_dot = looptune::backend::pair_dot_peak(threads);
     if args.json {
         let object = serde_json::json!({
+            "pair_dot": pair_dot.as_ref().ok(),
             "full_width": peaks.full_width.as_ref().ok(),
             "full_width_error": peaks.full_width.as_ref().err().map(ToString::to_string),
             "cranelift": peaks.cranelift,
@@ -50,6 +52,21 @@ pub fn run(args: &PeakArgs) -> anyhow::Result<()> {
             Err(why) => println!("full width  not measured: {why}"),
         }
         line("cranelift", &peaks.cranelift);
+        match &pair_dot {
+            Ok(peak) => println!(
+                "pair dot    {:.1} GOP/s on {} thread{} ({} i16 lanes, vpmaddwd + add: the \
+                 ceiling of quantized kernels, {:.2} of the full-width FMA peak)",
+                peak.gflops,
+                peak.threads,
+                if peak.threads == 1 { "" } else { "s" },
+                peak.lanes,
+                peaks
+                    .full_width
+                    .as_ref()
+                    .map_or(f64::NAN, |full| peak.gflops / full.gflops),
+            ),
+            Err(why) => println!("pair dot    not measured: {why}"),
+        }
     }
     Ok(())
 }

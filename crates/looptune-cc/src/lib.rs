@@ -34,4 +34,4 @@ mod probe;
 pub use backend::CBackend;
 pub use compiler::Compiler;
 pub use emit::{emit_c, EmitError, EmitOptions};
-pub use peak::measure_peak;
+pub use peak::{measure_pair_dot_peak, measure_peak};

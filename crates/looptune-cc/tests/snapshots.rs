@@ -308,7 +308,7 @@ fn errors_name_the_offending_construct() {
     };
     assert_eq!(
         emit_c(&f64_nest, &EmitOptions::default()).map_err(|error| error.to_string()),
-        Err("buffer `B` has dtype f64; the C printer only prints f32 nests".into())
+        Err("buffer `B` has dtype f64; the C printer prints f32, u8, i8, i16 and i32".into())
     );
     let mut stored_input = nest.clone();
     stored_input.body = Stmt::Store {

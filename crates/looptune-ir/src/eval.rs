@@ -376,6 +376,12 @@ impl Evaluator<'_> {
                     self.value(b, env)?
                 }
             }
+            // Floats convert to i32 only, truncated and saturated (NaN is 0), an f32 value
+            // rounded to f32 first (the integer of the value a kernel computes).
+            ValueExpr::Cast(DType::I32, a) if self.dtype(a).is_float() => {
+                let value = round_to(self.dtype(a), self.value(a, env)?);
+                value as i32 as f64
+            }
             ValueExpr::Cast(dtype, a) => round_to(*dtype, self.value(a, env)?),
             ValueExpr::FromIndex(dtype, index) => round_to(*dtype, self.index(index, env)? as f64),
         })

@@ -385,8 +385,9 @@ pub const MAX_MUL_SHIFT: u8 = 62;
 /// Why an operation is not defined on a dtype, or `None` when it is. The IR defines division
 /// and square roots on floats only (integer division has no agreed rounding here),
 /// [`BinaryOp::MulShr`] on `i32` only (with a shift of at most [`MAX_MUL_SHIFT`]), and casts
-/// from floats to integers not at all (C leaves out-of-range conversions undefined); every
-/// back end and both reference evaluators rely on this.
+/// from floats to integers only to `i32`, truncating towards zero and saturating (NaN is 0, as
+/// Rust's `as`; C leaves out-of-range conversions undefined, so the C printer spells the
+/// saturation out); every back end and both reference evaluators rely on this.
 pub fn unsupported_op(value: &ValueExpr, operand: DType, result: DType) -> Option<String> {
     match value {
         ValueExpr::Binary(BinaryOp::Div, ..) | ValueExpr::Unary(UnaryOp::Sqrt, _)
@@ -405,9 +406,13 @@ pub fn unsupported_op(value: &ValueExpr, operand: DType, result: DType) -> Optio
                 None
             }
         }
-        ValueExpr::Cast(..) if operand.is_float() && result.is_integer() => Some(format!(
-            "casts from {operand} to {result} are not defined (float to integer)"
-        )),
+        ValueExpr::Cast(..)
+            if operand.is_float() && result.is_integer() && result != DType::I32 =>
+        {
+            Some(format!(
+                "casts from {operand} to {result} are not defined (floats convert to i32 only)"
+            ))
+        }
         _ => None,
     }
 }

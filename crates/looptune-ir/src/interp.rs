@@ -304,6 +304,10 @@ enum CValue<'a> {
     /// Wraps an integer to a narrower or equal integer type (a cast between integers; widening
     /// keeps the value).
     Wrap(DType, Box<CValue<'a>>),
+    /// A float truncated towards zero and saturated to `i32` (NaN is 0), rounded to `f32`
+    /// first when it is one: the integer a kernel computes is that of the `f32` value, not of
+    /// the interpreter's wider one.
+    FloatToI32(DType, Box<CValue<'a>>),
     /// An index as a value of a dtype: rounded to `f32`, or wrapped to an integer type.
     FromIndex(DType, CIndex<'a>),
 }
@@ -535,6 +539,9 @@ impl<'a> Compiler<'a> {
             // Integer to float: exact in f64, then rounded like any f32 value; float to float
             // or integer widening: the value itself. (Float to integer is not defined.)
             ValueExpr::Cast(DType::F32, a) => CValue::ToF32(boxed(self.value(a)?)),
+            ValueExpr::Cast(_, a) if integer && self.dtype(a)?.is_float() => {
+                CValue::FloatToI32(self.dtype(a)?, boxed(self.value(a)?))
+            }
             ValueExpr::Cast(to, a) if to.is_integer() => CValue::Wrap(*to, boxed(self.value(a)?)),
             ValueExpr::Cast(_, a) => self.value(a)?,
             ValueExpr::FromIndex(dtype, index) => CValue::FromIndex(*dtype, self.index(index)?),
@@ -773,6 +780,8 @@ impl Machine<'_> {
             }
             CValue::ToF32(a) => self.value(a)? as f32 as f64,
             CValue::Wrap(dtype, a) => dtype.wrap(self.value(a)? as i64) as f64,
+            CValue::FloatToI32(DType::F32, a) => self.value(a)? as f32 as i32 as f64,
+            CValue::FloatToI32(_, a) => self.value(a)? as i32 as f64,
             CValue::FromIndex(dtype, index) => {
                 let index = self.index(index)?;
                 match dtype {

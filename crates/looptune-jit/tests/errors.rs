@@ -80,7 +80,7 @@ fn wrong_buffer_lengths_are_refused_by_name() {
 }
 
 #[test]
-fn stores_to_inputs_and_non_f32_parameters_do_not_compile() {
+fn stores_to_inputs_do_not_compile_and_parameters_of_another_dtype_are_refused_at_the_call() {
     let mut builder = NestBuilder::new("bad");
     let a = builder.input("A", &[4]);
     let i = builder.var("i");
@@ -100,14 +100,21 @@ fn stores_to_inputs_and_non_f32_parameters_do_not_compile() {
         }
     );
 
+    // Parameters of any dtype compile; the call checks each slice's element type.
     let mut nest = nest;
-    nest.buffers[0].dtype = DType::F64;
+    nest.buffers[0].dtype = DType::I32;
     nest.body = looptune_ir::Stmt::nop();
-    let error = CraneliftBackend::new()
+    let kernel = CraneliftBackend::new()
         .compile(&nest, &Target::host())
-        .expect_err("f64 param");
-    assert!(error.to_string().contains("f64"), "{error}");
-    assert!(error.to_string().contains("`A`"), "{error}");
+        .expect("an i32 parameter compiles");
+    let error = kernel
+        .call(&[&[0.0; 4]], &mut [])
+        .expect_err("f32 slice for i32");
+    assert!(matches!(error, CallError::BufferDType { .. }), "{error}");
+    assert!(error.to_string().contains("`A` holds i32"), "{error}");
+    kernel
+        .call_data(&[looptune_ir::DataRef::I32(&[0; 4])], &mut [])
+        .expect("an i32 slice");
 }
 
 #[test]

@@ -161,3 +161,45 @@ fn the_pair_form_reaches_the_dot_product_helper_in_printed_c() {
     let body = c.split("LOOPTUNE_PRELUDE */").nth(1).unwrap();
     assert!(body.contains("lt_madd8(lt_splati8(lt_pair("), "{body}");
 }
+
+#[test]
+fn float_to_i32_casts_truncate_and_saturate_alike_on_both_backends() {
+    use looptune_ir::{DType, ProgramBuilder, ValueExpr};
+    let mut builder = ProgramBuilder::new("to_i32");
+    let x = builder.placeholder("X", &[37], DType::F32).unwrap();
+    // Scaled by 3e9, half the values fall outside i32 and saturate; by 1000 they truncate.
+    let y = builder
+        .compute("Y", DType::I32, &[("i", 37), ("s", 2)], |ax| {
+            let scale = ValueExpr::select(
+                ax[1].clone().lt(1),
+                ValueExpr::f32(1000.0),
+                ValueExpr::f32(3e9),
+            );
+            ValueExpr::Cast(DType::I32, Box::new(x.at(&[ax[0].clone()]) * scale))
+        })
+        .unwrap();
+    let program = builder.build(&[&y]).unwrap();
+    let mut schedule = Schedule::new(&program);
+    let stage = schedule.stage("Y").unwrap();
+    let axes = schedule.spatial_axes(stage);
+    schedule.vectorize(stage, axes[1]).unwrap();
+    let nest = lower(&schedule).unwrap();
+    let inputs = random_data(&program, 5);
+    let refs: Vec<DataRef<'_>> = inputs.iter().map(Data::as_ref).collect();
+    let mut expected = Data::zeros(DType::I32, 74);
+    interp::run_data(&nest, &refs, &mut [expected.as_mut()]).unwrap();
+    let Data::I32(values) = &expected else {
+        panic!("i32 output")
+    };
+    assert!(
+        values.contains(&i32::MAX) && values.contains(&i32::MIN),
+        "{values:?}"
+    );
+    let (c, _dir) = c_backend();
+    for backend in [&c as &dyn Backend, &CraneliftBackend::new()] {
+        let kernel = backend.compile(&nest, &Target::host()).unwrap();
+        let mut actual = Data::zeros(DType::I32, 74);
+        kernel.call_data(&refs, &mut [actual.as_mut()]).unwrap();
+        assert_eq!(actual, expected, "{}", backend.id().name);
+    }
+}

@@ -362,7 +362,7 @@ mod tests {
         let error = "resnet50".parse::<Network>().unwrap_err();
         assert_eq!(
             error.to_string(),
-            "unknown network `resnet50` (known: resnet18, mobilenet, bert-base)"
+            "unknown network `resnet50` (known: resnet18, mobilenet, bert-base, mobilenet-int8)"
         );
     }
 }

@@ -743,7 +743,10 @@ impl<'n> Emitter<'n> {
                 }
             },
             // Integer to integer: C's conversion keeps the value when it widens and wraps when
-            // it narrows (gcc and clang), as the IR does. (Floats never convert to integers.)
+            // it narrows (gcc and clang), as the IR does. Floats convert to i32 only, above.
+            ValueExpr::Cast(_, a) if self.dtype(a).is_float() => {
+                format!("lt_f2i32({})", self.value(a)?)
+            }
             ValueExpr::Cast(_, a) => format!("(({t})({}))", self.value(a)?),
             ValueExpr::FromIndex(_, index) => format!("(({t})({}))", self.index(index)?.to_c()),
         })

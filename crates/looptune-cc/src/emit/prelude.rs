@@ -73,6 +73,11 @@ static inline __attribute__((unused)) lt_i64 lt_in(lt_i64 offset, lt_i64 last) {
     if ((unsigned long long)offset > (unsigned long long)last) __builtin_trap();
     return offset;
 }
+/* A float truncated towards zero and saturated to i32, NaN to 0 (Rust's `as`; C leaves an
+   out-of-range conversion undefined). */
+static inline __attribute__((unused)) lt_i32 lt_f2i32(float x) {
+    return x != x ? 0 : x >= 2147483648.0f ? 2147483647 : x < -2147483648.0f ? (-2147483647 - 1) : (lt_i32)x;
+}
 static inline __attribute__((unused)) lt_i64 lt_imin(lt_i64 a, lt_i64 b) { return a < b ? a : b; }
 static inline __attribute__((unused)) lt_i64 lt_imax(lt_i64 a, lt_i64 b) { return a > b ? a : b; }
 /* min and max return the operand that is not NaN, like Rust's f32::min and f32::max. */

@@ -139,6 +139,7 @@ impl Tile {
         self.slots
             .iter()
             .map(|slot| match slot.width {
+                1 if self.dtype == DType::F32 => format!("float {} = 0.0f;", slot.code),
                 1 => format!("{} {} = 0;", super::types::c_type(self.dtype), slot.code),
                 width => format!(
                     "{} {} = {{0}};",
