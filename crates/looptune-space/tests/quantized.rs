@@ -153,13 +153,16 @@ fn quantized_points_are_bit_exact_on_cranelift() {
 }
 
 #[test]
-fn the_pair_form_reaches_the_dot_product_helper_in_printed_c() {
+fn the_pair_form_and_the_epilogue_reach_their_vector_helpers_in_printed_c() {
     let task =
         Task::for_shape("qmatmul:m=16,n=32,k=20".parse().unwrap(), VectorShape::AVX2).unwrap();
     let nest = task.lower(&task.fallback_config().unwrap()).unwrap();
     let c = looptune_cc::emit::emit_c(&nest, &looptune_cc::emit::EmitOptions::new(8)).unwrap();
     let body = c.split("LOOPTUNE_PRELUDE */").nth(1).unwrap();
     assert!(body.contains("lt_madd8(lt_splati8(lt_pair("), "{body}");
+    // The requantizing epilogue is vector code too: 64-bit products, one narrowing store.
+    assert!(body.contains("lt_mulshr8("), "{body}");
+    assert!(body.contains("lt_store_u8_8("), "{body}");
 }
 
 #[test]

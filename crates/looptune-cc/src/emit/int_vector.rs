@@ -84,8 +84,55 @@ impl Emitter<'_> {
                     }
                 }
             }
+            ValueExpr::Binary(BinaryOp::MulShr(shift), a, b) => {
+                let (a, b) = (self.int_lanes(a, group)?, self.int_lanes(b, group)?);
+                let (a, b) = (self.as_int_vector(a, width), self.as_int_vector(b, width));
+                let rounding = if *shift == 0 { 0 } else { 1i64 << (shift - 1) };
+                Ok(Lanes::Vector(format!(
+                    "lt_mulshr{width}({a}, {b}, {shift}, {rounding}LL)"
+                )))
+            }
             _ => self.int_assemble(expr, group),
         }
+    }
+
+    /// Stores `value`, an `i32` expression narrowed to the buffer's `u8`, `i8` or `i16`
+    /// (`Cast(narrow, value)`), for the group's lanes: one vector conversion and one store
+    /// when the lanes are contiguous in memory. `false` (nothing printed) otherwise.
+    pub(super) fn narrowing_store(
+        &mut self,
+        buffer: looptune_ir::BufferId,
+        indices: &[looptune_ir::IndexExpr],
+        value: &ValueExpr,
+        group: &Group,
+    ) -> Result<bool> {
+        let helper = match self.nest.buffer(buffer).dtype {
+            DType::U8 => "lt_store_u8_",
+            DType::I8 => "lt_store_i8_",
+            DType::I16 => "lt_store_i16_",
+            _ => return Ok(false),
+        };
+        let ValueExpr::Cast(_, inner) = value else {
+            return Ok(false);
+        };
+        if self.dtype(inner) != DType::I32 {
+            return Ok(false);
+        }
+        let Storage::Pointer { name } = self.storage(buffer)? else {
+            return Ok(false);
+        };
+        if offset_coefficient(self.nest, buffer, indices, group.var) != Some(1) {
+            return Ok(false);
+        }
+        let width = group.width;
+        let computed = self.int_lanes(inner, group)?;
+        let vector = self.as_int_vector(computed, width);
+        let offset = self.with_var(group.var, group.base.clone(), |this| {
+            this.offset(buffer, indices)
+        })?;
+        let pointer = self.vector_pointer(&name, buffer, &offset, width);
+        self.line(&format!("{helper}{width}({pointer}, {vector});"));
+        Ok(true)
     }
 
     /// An `i32` value as a vector of the group's width.

@@ -158,7 +158,17 @@ typedef lt_i8 lt_i8x{width}u __attribute__((vector_size({width}), aligned(1), ma
 typedef lt_i16 lt_i16x{width}u __attribute__((vector_size({half}), aligned(2), may_alias));
 typedef lt_i16 lt_i16x{pairs} __attribute__((vector_size({bytes})));
 typedef lt_i16 lt_i16x{pairs}u __attribute__((vector_size({bytes}), aligned(2), may_alias));
+typedef lt_u8 lt_u8x{width}r __attribute__((vector_size({width})));
+typedef lt_i8 lt_i8x{width}r __attribute__((vector_size({width})));
+typedef lt_i16 lt_i16x{width}r __attribute__((vector_size({half})));
+typedef lt_i64 lt_i64x{width} __attribute__((vector_size({wide})));
 #define lt_loadi{width}(p) ((lt_i32x{width})*(const lt_i32x{width}u *)(p))
+/* i32 lanes narrowed (wrapped) to u8, i8 or i16 and stored contiguously. */
+#define lt_store_u8_{width}(p, v) (*(lt_u8x{width}u *)(p) = __builtin_convertvector((v), lt_u8x{width}r))
+#define lt_store_i8_{width}(p, v) (*(lt_i8x{width}u *)(p) = __builtin_convertvector((v), lt_i8x{width}r))
+#define lt_store_i16_{width}(p, v) (*(lt_i16x{width}u *)(p) = __builtin_convertvector((v), lt_i16x{width}r))
+/* The IR's mulshr on i32 lanes: (a * b + 2^(s-1)) >> s in 64-bit lanes (exact: |a b| < 2^62). */
+#define lt_mulshr{width}(a, b, s, r) ({{ lt_i64x{width} lt_p = __builtin_convertvector((a), lt_i64x{width}) * __builtin_convertvector((b), lt_i64x{width}); __builtin_convertvector((lt_p + (r)) >> (s), lt_i32x{width}); }})
 #define lt_storei{width}(p, v) (*(lt_i32x{width}u *)(p) = (v))
 #define lt_splati{width}(x) ((lt_i32x{width}){{0}} + (lt_i32)(x))
 #define lt_widen_u8_{width}(p) __builtin_convertvector(*(const lt_u8x{width}u *)(p), lt_i32x{width})
@@ -171,7 +181,8 @@ typedef lt_i16 lt_i16x{pairs}u __attribute__((vector_size({bytes}), aligned(2), 
 #define lt_mini{width}(a, b) ({{ lt_i32x{width} lt_a = (a), lt_b = (b), lt_m = lt_a < lt_b; (lt_a & lt_m) | (lt_b & ~lt_m); }})
 #define lt_maxi{width}(a, b) ({{ lt_i32x{width} lt_a = (a), lt_b = (b), lt_m = lt_a > lt_b; (lt_a & lt_m) | (lt_b & ~lt_m); }})
 ",
-            half = width * 2
+            half = width * 2,
+            wide = width * 8
         ));
         // The dot product of lane pairs: one instruction where the target has it, a loop the
         // compiler vectorizes as it can elsewhere (same result: the products and their sum are

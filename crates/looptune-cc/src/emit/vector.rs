@@ -148,7 +148,12 @@ impl Emitter<'_> {
                 let vector = self.as_int_vector(computed, group.width);
                 self.store_lanes(*buffer, indices, &vector, DType::I32, group)
             }
-            // Integer values: lane by lane.
+            Stmt::Store {
+                buffer,
+                indices,
+                value,
+            } if self.narrowing_store(*buffer, indices, value, group)? => Ok(()),
+            // Other integer values: lane by lane.
             _ => self.per_lane(group, |this| this.stmt(stmt)).map(|_| ()),
         }
     }
