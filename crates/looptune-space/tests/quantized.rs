@@ -206,3 +206,34 @@ fn float_to_i32_casts_truncate_and_saturate_alike_on_both_backends() {
         assert_eq!(actual, expected, "{}", backend.id().name);
     }
 }
+
+/// This host may lack AVX-512; the 16-lane pair form must still compile to 512-bit
+/// `vpmaddwd` for one that has it (checked on the assembly, nothing is run).
+#[test]
+fn the_sixteen_lane_pair_form_compiles_to_512_bit_pmaddwd() {
+    let compiler = Compiler::discover().expect("a C compiler");
+    let task = Task::for_shape(
+        "qmatmul:m=16,n=64,k=20".parse().unwrap(),
+        VectorShape::AVX512,
+    )
+    .unwrap();
+    let nest = task.lower(&task.fallback_config().unwrap()).unwrap();
+    let c = looptune_cc::emit::emit_c(&nest, &looptune_cc::emit::EmitOptions::new(16)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("pair16.c");
+    std::fs::write(&source, c).unwrap();
+    let assembly = dir.path().join("pair16.s");
+    let flags: Vec<String> = ["-O2", "-march=x86-64-v4", "-mprefer-vector-width=512", "-S"]
+        .iter()
+        .map(|flag| flag.to_string())
+        .collect();
+    compiler
+        .compile(&source, &assembly, &flags, "pair form")
+        .expect("the AVX-512 pair form compiles");
+    let text = std::fs::read_to_string(&assembly).unwrap();
+    assert!(
+        text.lines()
+            .any(|line| line.contains("vpmaddwd") && line.contains("%zmm")),
+        "no 512-bit vpmaddwd"
+    );
+}
