@@ -159,7 +159,7 @@ fn the_pair_form_and_the_epilogue_reach_their_vector_helpers_in_printed_c() {
     let nest = task.lower(&task.fallback_config().unwrap()).unwrap();
     let c = looptune_cc::emit::emit_c(&nest, &looptune_cc::emit::EmitOptions::new(8)).unwrap();
     let body = c.split("LOOPTUNE_PRELUDE */").nth(1).unwrap();
-    assert!(body.contains("lt_madd8(lt_splati8(lt_pair("), "{body}");
+    assert!(body.contains("lt_madd8(lt_splati8(lt_load_pair("), "{body}");
     // The requantizing epilogue is vector code too: 64-bit products, one narrowing store.
     assert!(body.contains("lt_mulshr8("), "{body}");
     assert!(body.contains("lt_store_u8_8("), "{body}");

@@ -223,12 +223,38 @@ impl Emitter<'_> {
         if difference != Some(1) {
             return Ok(None);
         }
-        let (x0, x1) = (self.value(&x0)?, self.value(&x1)?);
         let width = group.width;
+        let pair = match self.adjacent_pair(&x0, &x1)? {
+            // Side by side in memory (the pairs of `A`): one 32-bit load, broadcast.
+            Some(pointer) => format!("lt_splati{width}(lt_load_pair({pointer}))"),
+            None => {
+                let (x0, x1) = (self.value(&x0)?, self.value(&x1)?);
+                format!("lt_splati{width}(lt_pair({x0}, {x1}))")
+            }
+        };
         let pointer = self.vector_pointer(&name, y0.buffer, &offset0, 2 * width);
-        Ok(Some(format!(
-            "lt_madd{width}(lt_splati{width}(lt_pair({x0}, {x1})), {pointer})"
-        )))
+        Ok(Some(format!("lt_madd{width}({pair}, {pointer})")))
+    }
+
+    /// The address of `x0` when `x0` and `x1` are loads of adjacent elements (`x0` first) of
+    /// one buffer in memory: the pair is then one 32-bit word.
+    fn adjacent_pair(&mut self, x0: &ValueExpr, x1: &ValueExpr) -> Result<Option<String>> {
+        let (ValueExpr::Load(first), ValueExpr::Load(second)) = (x0, x1) else {
+            return Ok(None);
+        };
+        if first.buffer != second.buffer {
+            return Ok(None);
+        }
+        let Storage::Pointer { name } = self.storage(first.buffer)? else {
+            return Ok(None);
+        };
+        let offset0 = self.offset(first.buffer, &first.indices)?;
+        let offset1 = self.offset(second.buffer, &second.indices)?;
+        let difference = offset1.add_scaled(&offset0, -1).and_then(|lin| lin.as_const());
+        if difference != Some(1) {
+            return Ok(None);
+        }
+        Ok(Some(self.vector_pointer(&name, first.buffer, &offset0, 2)))
     }
 
     /// `i32(x) * i32(y)` (either order) with `x` an `i16` value the same in every lane and `y`

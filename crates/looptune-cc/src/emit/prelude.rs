@@ -142,8 +142,11 @@ typedef int {i} __attribute__((vector_size({bytes})));
 /// `i32` lane) that the quantized templates are built around.
 fn integer_vectors() -> String {
     let mut text = String::from(
-        "/* Two i16 values as the halves of one i32 lane: x0 low, x1 high. */
+        "/* Two i16 values as the halves of one i32 lane: x0 low, x1 high; or two adjacent i16 in
+   memory read as one word (x86 is little-endian: the first is the low half). */
 #define lt_pair(x0, x1) ((lt_i32)(((lt_u32)(lt_u16)(x1) << 16) | (lt_u32)(lt_u16)(x0)))
+typedef lt_i32 lt_i32p __attribute__((aligned(2), may_alias));
+#define lt_load_pair(p) (*(const lt_i32p *)(p))
 ",
     );
     for width in WIDTHS {
