@@ -280,6 +280,7 @@ fn fallback_configs_have_a_register_tile_that_the_default_schedule_lacks() {
         "dense:m=128,n=768,k=768,bias=true,relu=true",
         "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1",
         "conv2d:n=1,ic=3,h=224,w=224,oc=64,kh=7,kw=7,stride=2,pad=3",
+        "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,pad=1,block=8",
         "depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1",
     ] {
         let task = task(workload);
