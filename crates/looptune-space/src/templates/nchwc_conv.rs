@@ -211,11 +211,12 @@ pub(crate) fn template(conv: &NchwcConv, config: &Config) -> Result<Schedule, Te
 }
 
 /// Two channel blocks when a block is one vector (one when it is more) by as many columns as
-/// the registers hold next to the step's weight vectors and a broadcast (TVM's `reg_n`: 2 x 6
-/// at 16 registers), one row, the kernel's columns unrolled but not the in-block channels
-/// (unrolling them measured slower, and a slow compile), padding materialised once, the outer
-/// loop parallel. 16 random trials of ResNet-18 C2 at `block=8` found 2 x 5 with a padded copy
-/// at 0.74-0.90 of the full-width peak.
+/// the registers hold next to the step's weight vectors, a broadcast and one spare (2 x 5 at
+/// 16 registers), one row, row blocks outside channel blocks, the input-channel blocks outside
+/// the kernel window, the kernel's rows unrolled and its columns not, the in-block channels
+/// not unrolled, padding materialised once, the outer loop parallel: the best of 16 random
+/// trials of ResNet-18 C2 at `block=8` (0.74-0.90 of the full-width peak) and of the CliqueNet
+/// layers, where 2 x 6 with the channel blocks outside ran at a third of that.
 pub(crate) fn fallback_config(
     conv: &NchwcConv,
     shape: &VectorShape,
@@ -223,16 +224,17 @@ pub(crate) fn fallback_config(
 ) -> Result<Config, SpaceError> {
     let vectors = block_vectors(shape, conv.params.block);
     let want_blocks = if vectors == 1 { 2 } else { 1 };
-    let want_columns = ((shape.registers - want_blocks * vectors - 1) / (want_blocks * vectors)).max(1);
+    let want_columns =
+        ((shape.registers - want_blocks * vectors - 1) / (want_blocks * vectors) - 1).max(1);
     let want_pad_root = i64::from(conv.params.pad > 0);
     pick_fallback(space, |name, value| match (name, value) {
         ("tile_ocb", KnobValue::Split(parts)) => (parts[1] - want_blocks).abs(),
         ("tile_oh", KnobValue::Split(parts)) => parts[1] - 1,
         ("tile_ow", KnobValue::Split(parts)) => (parts[1] - want_columns).abs(),
-        ("order", KnobValue::Reorder(order)) => order[0] as i64,
+        ("order", KnobValue::Reorder(order)) => 1 - order[0] as i64,
         ("reduce_order", KnobValue::Reorder(order)) => order[0] as i64,
         ("unroll_kernel", KnobValue::Annotate(kinds)) => {
-            i64::from(kinds[0] != "none") + i64::from(kinds[1] != "unroll")
+            i64::from(kinds[0] != "unroll") + i64::from(kinds[1] != "none")
         }
         ("unroll_ic_block", KnobValue::Choice(value)) => *value,
         ("pad_root", KnobValue::Choice(value)) => (value - want_pad_root).abs(),
