@@ -1860,7 +1860,10 @@ mod tests {
         let blocked: Workload = "conv2d:ic=8,h=5,w=5,oc=8,kh=3,kw=3,relu=true,block=4"
             .parse()
             .unwrap();
-        assert!(blocked.to_string().ends_with(",relu=true,block=4"), "{blocked}");
+        assert!(
+            blocked.to_string().ends_with(",relu=true,block=4"),
+            "{blocked}"
+        );
         assert_eq!(blocked.to_string().parse::<Workload>().unwrap(), blocked);
         assert_eq!(blocked.flops(), plain.flops());
         let packed = Layout {
@@ -1868,7 +1871,10 @@ mod tests {
             ..Layout::default()
         };
         let error = blocked.program(&packed).unwrap_err().to_string();
-        assert!(error.contains("(`block=4`) packs its own weights"), "{error}");
+        assert!(
+            error.contains("(`block=4`) packs its own weights"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -1882,8 +1888,16 @@ mod tests {
         };
         let shape = format!("layout_transform:n={n},c={c},h={h},w={w}");
         for (from, to) in [(1, 4), (4, 1), (3, 4), (12, 6), (1, 1)] {
-            let source = if from == 1 { x.clone() } else { to_blocked(&x, n, c, h * w, from) };
-            let expected = if to == 1 { x.clone() } else { to_blocked(&x, n, c, h * w, to) };
+            let source = if from == 1 {
+                x.clone()
+            } else {
+                to_blocked(&x, n, c, h * w, from)
+            };
+            let expected = if to == 1 {
+                x.clone()
+            } else {
+                to_blocked(&x, n, c, h * w, to)
+            };
             let actual = run(&format!("{shape},from={from},to={to}"), &source);
             assert_eq!(actual, expected, "from={from} to={to}");
         }
@@ -1893,7 +1907,10 @@ mod tests {
             .to_string();
         assert!(error.contains("`from=5` must divide `c=12`"), "{error}");
         let transform: Workload = format!("{shape},from=1,to=4").parse().unwrap();
-        assert_eq!(transform.to_string().parse::<Workload>().unwrap(), transform);
+        assert_eq!(
+            transform.to_string().parse::<Workload>().unwrap(),
+            transform
+        );
         assert_eq!(transform.flops(), (n * c * h * w) as f64);
     }
 

@@ -102,9 +102,15 @@ const WORKLOADS: [&str; 10] = [
 /// channel-blocked layout or a 1x1 convolution's GEMM form is the workload's own), not only
 /// those with `pack_w`.
 fn every_point_is_a_layout(workload: &str) -> bool {
-    ["relu", "residual", "block=", "kh=1,kw=1", "layout_transform"]
-        .iter()
-        .any(|mark| workload.contains(mark))
+    [
+        "relu",
+        "residual",
+        "block=",
+        "kh=1,kw=1",
+        "layout_transform",
+    ]
+    .iter()
+    .any(|mark| workload.contains(mark))
 }
 
 #[test]
@@ -271,7 +277,14 @@ fn layout_transforms_round_trip_bit_for_bit_on_both_backends() {
         .map(|_| f32::from_bits(random.next_u64() as u32))
         .map(|value| if value.is_nan() { f32::NAN } else { value })
         .collect();
-    x[..6].copy_from_slice(&[-0.0, 0.0, f32::MIN_POSITIVE / 2.0, f32::INFINITY, -f32::INFINITY, f32::NAN]);
+    x[..6].copy_from_slice(&[
+        -0.0,
+        0.0,
+        f32::MIN_POSITIVE / 2.0,
+        f32::INFINITY,
+        -f32::INFINITY,
+        f32::NAN,
+    ]);
     let bits = |values: &[f32]| -> Vec<u32> { values.iter().map(|v| v.to_bits()).collect() };
     let shape_text = format!("layout_transform:n={n},c={c},h={h},w={w}");
     for (first, second) in [(1, 8), (1, 3), (8, 4), (6, 1)] {

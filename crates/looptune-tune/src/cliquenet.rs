@@ -106,8 +106,7 @@ impl CliqueBlock {
             }
         };
         let stage_one = (1..=n).map(|i| conv(format!("I{i}"), 0..c0 + (i - 1) * g));
-        let stage_two =
-            (1..=n).map(|i| conv(format!("II{i}"), c0 + i * g..c0 + (n + i - 1) * g));
+        let stage_two = (1..=n).map(|i| conv(format!("II{i}"), c0 + i * g..c0 + (n + i - 1) * g));
         stage_one.chain(stage_two).collect()
     }
 

@@ -28,10 +28,10 @@
 //!   128x64 by 64x128, one batch_matmul). The design lists no `scores V` product, so it is not
 //!   here either.
 
+use crate::cliquenet::CliqueBlock;
 use looptune_ir::ops::{
     BatchMatmulParams, Conv2dParams, DepthwiseConv2dParams, MatmulParams, Workload,
 };
-use crate::cliquenet::CliqueBlock;
 use std::fmt;
 use std::str::FromStr;
 use thiserror::Error;
@@ -212,7 +212,10 @@ fn cliquenet(block: CliqueBlock) -> Vec<Layer> {
     const STAGE_ONE: [&str; 8] = ["I1", "I2", "I3", "I4", "I5", "I6", "I7", "I8"];
     let mut layers: Vec<Layer> = Vec::new();
     for (index, conv) in block.convs().into_iter().enumerate() {
-        match layers.iter_mut().find(|layer| layer.workload == conv.workload) {
+        match layers
+            .iter_mut()
+            .find(|layer| layer.workload == conv.workload)
+        {
             Some(layer) => layer.multiplicity += 1,
             None => {
                 let name = if conv.name.starts_with("II") {

@@ -129,7 +129,9 @@ fn check_block_on(backend: &dyn Backend, shape: VectorShape) {
                     None => task.fallback_config().unwrap(),
                     Some(seed) => task.space().sample(seed).next().unwrap(),
                 };
-                backend.compile(&task.lower(&config).unwrap(), &target).unwrap()
+                backend
+                    .compile(&task.lower(&config).unwrap(), &target)
+                    .unwrap()
             })
             .collect();
         // The buffer past X_0 starts as garbage: every slice must be written before it is read.

@@ -32,8 +32,8 @@ use looptune_ir::ops::{
     conv2d_is_gemm, BatchMatmulParams, Conv2dParams, DenseParams, DepthwiseConv2dParams,
     LayoutTransformParams, MatmulParams,
 };
-use nchwc_conv::NchwcConv;
 use looptune_ir::{Schedule, Workload};
+use nchwc_conv::NchwcConv;
 
 /// The space of a workload's template, sized for `vector_shape` (an error if the shape is one
 /// no template can size a space for).
@@ -75,9 +75,7 @@ pub fn fallback_config(
         Shape::Conv(conv) => conv::fallback_config(&conv, vector_shape, space),
         Shape::BlockedDepthwise(conv) => blocked_depthwise::fallback_config(&conv, space),
         Shape::NchwcConv(conv) => nchwc_conv::fallback_config(&conv, vector_shape, space),
-        Shape::LayoutTransform(params) => {
-            transform::fallback_config(&params, vector_shape, space)
-        }
+        Shape::LayoutTransform(params) => transform::fallback_config(&params, vector_shape, space),
     }
 }
 
