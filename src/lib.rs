@@ -65,7 +65,10 @@ pub use looptune_space as space;
 pub use looptune_tune as tune;
 
 pub use backend::BackendChoice;
-pub use deploy::{best_config, best_kernel, DeployError, Deployed, KernelCache, Origin};
+pub use deploy::{
+    best_config, best_kernel, DeployError, Deployed, KernelCache, Origin, PrepackError,
+    PrepackedConv,
+};
 pub use error_line::error_line;
 pub use looptune_cc::CBackend;
 pub use looptune_ir::{lower, IrError, Layout, LoopNest, LowerError, Program, Schedule, Workload};

@@ -116,6 +116,11 @@ pub struct Conv2dParams {
     /// are packed to OIHW[b]i[b]o (`W.packed[oc/b, ic/b, kh, kw, b, b]`) by a stage of the
     /// definition. Must divide `ic` and `oc`.
     pub block: i64,
+    /// The weights are given already packed, `W[oc/b, ic/b, kh, kw, b, b]` (OIHW[b]i[b]o, what
+    /// [`pack_conv2d_weights`] makes of OIHW), and the definition has no packing stage: weights
+    /// are constants at inference, so a deployed kernel packs them once rather than per call.
+    /// Needs `block > 1`.
+    pub prepacked: bool,
 }
 
 /// Parameters of a layout transform between NCHW and channel-blocked NCHW[b]c, or between two
@@ -264,6 +269,11 @@ const CONV_PARAMS: &[ParamInfo] = &[
         "block",
         "1",
         "channel block: 1 is NCHW, b > 1 is NCHW[b]c for X, Y and R (b divides ic and oc)",
+    ),
+    optional(
+        "prepacked",
+        "false",
+        "W given packed OIHW[b]i[b]o (W[oc/b,ic/b,kh,kw,b,b]); needs block > 1",
     ),
 ];
 
@@ -493,6 +503,7 @@ impl FromStr for Workload {
                 residual: params.flag("residual")?,
                 relu: params.flag("relu")?,
                 block: params.int("block")?,
+                prepacked: params.flag("prepacked")?,
             }),
             "layout_transform" => Workload::LayoutTransform(LayoutTransformParams {
                 n: params.int("n")?,
@@ -558,6 +569,9 @@ impl fmt::Display for Workload {
                 // Spelled out only when blocked, so that the NCHW key stays what it was.
                 if p.block != 1 {
                     write!(f, ",block={}", p.block)?;
+                }
+                if p.prepacked {
+                    write!(f, ",prepacked=true")?;
                 }
                 Ok(())
             }
@@ -719,6 +733,12 @@ impl Workload {
             Workload::Conv2d(p) => {
                 divides("block", p.block, "ic", p.ic)?;
                 divides("block", p.block, "oc", p.oc)?;
+                if p.prepacked && p.block == 1 {
+                    return Err(IrError::InvalidParameter {
+                        op: op.to_string(),
+                        message: "`prepacked=true` needs a channel block: `block=1`".to_string(),
+                    });
+                }
             }
             Workload::LayoutTransform(p) => {
                 divides("from", p.from, "c", p.c)?;
@@ -1286,8 +1306,9 @@ pub fn conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> {
 /// OIHW[b]i[b]o by a stage `W.packed[oc/b, ic/b, kh, kw, b, b]`, so that one reduction step
 /// reads a broadcast input channel and a contiguous vector of the block's output channels; the
 /// input channels reduced as a block loop `rco` and an in-block loop `rci`, with no division in
-/// any index. Padding is a stage the default schedule inlines, as for NCHW. The layout is the
-/// workload's own, so no other convolution [`Layout`] applies.
+/// any index. Padding is a stage the default schedule inlines, as for NCHW. With `prepacked`,
+/// `W` is that packed tensor and there is no stage. The layout is the workload's own, so no
+/// other convolution [`Layout`] applies.
 fn blocked_conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> {
     if layout.pack_output_channels.is_some() || layout.conv_as_gemm.is_some() {
         return Err(IrError::InvalidParameter {
@@ -1304,27 +1325,35 @@ fn blocked_conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> 
     let (in_blocks, out_blocks) = (p.ic / block, p.oc / block);
     let mut builder = ProgramBuilder::new("conv2d");
     let x = builder.placeholder("X", &[p.n, in_blocks, p.h, p.w, block], DType::F32)?;
-    let weight = builder.placeholder("W", &[p.oc, p.ic, p.kh, p.kw], DType::F32)?;
-    let packed = builder.compute(
-        "W.packed",
-        DType::F32,
-        &[
-            ("ocb", out_blocks),
-            ("icb", in_blocks),
-            ("kh", p.kh),
-            ("kw", p.kw),
-            ("ici", block),
-            ("oci", block),
-        ],
-        |ax| {
-            weight.at(&[
-                &ax[0] * block + &ax[5],
-                &ax[1] * block + &ax[4],
-                ax[2].clone(),
-                ax[3].clone(),
-            ])
-        },
-    )?;
+    let packed = if p.prepacked {
+        builder.placeholder(
+            "W",
+            &[out_blocks, in_blocks, p.kh, p.kw, block, block],
+            DType::F32,
+        )?
+    } else {
+        let weight = builder.placeholder("W", &[p.oc, p.ic, p.kh, p.kw], DType::F32)?;
+        builder.compute(
+            "W.packed",
+            DType::F32,
+            &[
+                ("ocb", out_blocks),
+                ("icb", in_blocks),
+                ("kh", p.kh),
+                ("kw", p.kw),
+                ("ici", block),
+                ("oci", block),
+            ],
+            |ax| {
+                weight.at(&[
+                    &ax[0] * block + &ax[5],
+                    &ax[1] * block + &ax[4],
+                    ax[2].clone(),
+                    ax[3].clone(),
+                ])
+            },
+        )?
+    };
     let padded = pad_input(&mut builder, &x, p.pad)?;
     let rco = builder.reduce_axis("rco", in_blocks)?;
     let ry = builder.reduce_axis("ry", p.kh)?;
@@ -1360,6 +1389,48 @@ fn blocked_conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> 
             builder.build(&[&output])
         }
     }
+}
+
+/// OIHW weights `oihw` of a channel-blocked conv2d packed to OIHW[b]i[b]o, the `W` a
+/// `prepacked=true` conv2d takes: element `[ocb, icb, ry, rx, ici, oci]` is
+/// `oihw[ocb * b + oci, icb * b + ici, ry, rx]`, the definition of the `W.packed` stage of the
+/// same conv2d without `prepacked`. Done once per set of weights (at deploy), not per call.
+pub fn pack_conv2d_weights(p: &Conv2dParams, oihw: &[f32]) -> Result<Vec<f32>, IrError> {
+    Workload::Conv2d(*p).check()?;
+    let bad = |message: String| IrError::InvalidParameter {
+        op: "conv2d".to_string(),
+        message,
+    };
+    if p.block == 1 {
+        return Err(bad(
+            "packing weights needs a channel block: `block=1`".to_string()
+        ));
+    }
+    let [oc, ic, kh, kw, b] = [p.oc, p.ic, p.kh, p.kw, p.block].map(|v| v as usize);
+    if oihw.len() != oc * ic * kh * kw {
+        return Err(bad(format!(
+            "{} weights given for OIHW {oc} x {ic} x {kh} x {kw}",
+            oihw.len()
+        )));
+    }
+    let mut packed = vec![0.0; oihw.len()];
+    let mut index = 0;
+    for ocb in 0..oc / b {
+        for icb in 0..ic / b {
+            for ry in 0..kh {
+                for rx in 0..kw {
+                    for ici in 0..b {
+                        for oci in 0..b {
+                            let (o, i) = (ocb * b + oci, icb * b + ici);
+                            packed[index] = oihw[((o * ic + i) * kh + ry) * kw + rx];
+                            index += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(packed)
 }
 
 /// A layout transform ([`LayoutTransformParams`]): `Y` in blocks of `to` channels holds what
@@ -1873,6 +1944,59 @@ mod tests {
         let error = blocked.program(&packed).unwrap_err().to_string();
         assert!(
             error.contains("(`block=4`) packs its own weights"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn prepacked_weights_are_the_packing_stage_done_ahead() {
+        for text in [
+            "conv2d:n=1,ic=6,h=5,w=7,oc=9,kh=3,kw=2,stride=2,pad=1,block=3",
+            "conv2d:n=2,ic=8,h=4,w=5,oc=8,kh=1,kw=1,bias=true,relu=true,block=4",
+        ] {
+            let Workload::Conv2d(p) = text.parse::<Workload>().unwrap() else {
+                unreachable!("a conv2d workload")
+            };
+            let prepacked = Conv2dParams {
+                prepacked: true,
+                ..p
+            };
+            let key = Workload::Conv2d(prepacked).to_string();
+            assert!(key.ends_with(",prepacked=true"), "{key}");
+            assert_eq!(
+                key.parse::<Workload>().unwrap(),
+                Workload::Conv2d(prepacked)
+            );
+            let program = conv2d(p, &Layout::default()).unwrap();
+            let ahead = conv2d(prepacked, &Layout::default()).unwrap();
+            let mut random = crate::random::SplitMix64::new(9);
+            let inputs: Vec<Vec<f32>> = program
+                .inputs()
+                .iter()
+                .map(|&t| {
+                    (0..program.tensor(t).len())
+                        .map(|_| random.unit_f32() - 0.5)
+                        .collect()
+                })
+                .collect();
+            let mut packed_inputs = inputs.clone();
+            packed_inputs[1] = pack_conv2d_weights(&p, &inputs[1]).unwrap();
+            let plain: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+            let packed: Vec<&[f32]> = packed_inputs.iter().map(Vec::as_slice).collect();
+            let expected = crate::eval::evaluate(&program, &plain).unwrap();
+            let actual = crate::eval::evaluate(&ahead, &packed).unwrap();
+            assert_eq!(actual, expected, "{text}");
+            let error = pack_conv2d_weights(&p, &inputs[1][1..])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("weights given for OIHW"), "{error}");
+        }
+        let error = "conv2d:ic=8,h=5,w=5,oc=8,kh=3,kw=3,prepacked=true"
+            .parse::<Workload>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`prepacked=true` needs a channel block"),
             "{error}"
         );
     }

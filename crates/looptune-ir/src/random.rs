@@ -128,6 +128,7 @@ pub fn random_workload(rng: &mut SplitMix64) -> Workload {
                 residual: false,
                 relu: false,
                 block: 1,
+                prepacked: false,
             };
             // NCHW[b]c with a block that divides both channel counts (drawn last, so that the
             // NCHW parameters of a seed are what they were before blocks existed).

@@ -85,7 +85,7 @@ fn check_sampled_points(
 /// block of two vectors at 8 lanes and of half a vector at 16).
 /// Channel-blocked conv2d (NCHW[b]c): prime widths, strides 1-3, padding, dilation, a block
 /// narrower than a vector, of one and of two at 8 lanes, a fused epilogue.
-const WORKLOADS: [&str; 10] = [
+const WORKLOADS: [&str; 11] = [
     "conv2d:n=1,ic=3,h=9,w=11,oc=21,kh=3,kw=3,pad=1",
     "conv2d:n=1,ic=3,h=13,w=13,oc=19,kh=7,kw=7,stride=2,pad=3,bias=true,residual=true,relu=true",
     "conv2d:n=1,ic=5,h=7,w=9,oc=17,kh=1,kw=1,stride=2,bias=true,relu=true",
@@ -96,6 +96,7 @@ const WORKLOADS: [&str; 10] = [
     "conv2d:n=2,ic=8,h=13,w=7,oc=16,kh=3,kw=3,stride=3,pad=2,dilation=2,block=8",
     "conv2d:n=1,ic=6,h=9,w=11,oc=9,kh=5,kw=3,stride=2,pad=1,bias=true,residual=true,relu=true,block=3",
     "conv2d:n=1,ic=8,h=7,w=9,oc=8,kh=1,kw=1,stride=2,relu=true,block=4",
+    "conv2d:n=1,ic=8,h=11,w=9,oc=16,kh=3,kw=3,stride=2,pad=1,block=8,prepacked=true",
 ];
 
 /// Whether every sampled point of `workload` uses a layout under test (a fused epilogue, a

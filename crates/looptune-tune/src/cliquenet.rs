@@ -97,6 +97,7 @@ impl CliqueBlock {
                 residual: false,
                 relu: true,
                 block: CLIQUE_BLOCK,
+                prepacked: false,
             });
             CliqueConv {
                 name,

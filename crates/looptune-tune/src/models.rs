@@ -134,6 +134,7 @@ fn conv(size: i64, in_channels: i64, out_channels: i64, kernel: i64, stride: i64
         residual: false,
         relu: false,
         block: 1,
+        prepacked: false,
     })
 }
 

@@ -55,6 +55,7 @@ fn plain_layer(input: &[f32], weights: &[f32], bias: &[f32]) -> Vec<f32> {
         residual: false,
         relu: false,
         block: 1,
+        prepacked: false,
     });
     let program = workload.program(&Layout::default()).unwrap();
     let nest = lower(&Schedule::new(&program)).unwrap();

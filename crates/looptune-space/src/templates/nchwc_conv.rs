@@ -192,8 +192,9 @@ pub(crate) fn template(conv: &NchwcConv, config: &Config) -> Result<Schedule, Te
         s.annotate(local, reduce[3], LoopKind::Unrolled)?;
     }
 
-    // The weights are packed at the root, once per call (the definition's OIHW[b]i[b]o stage).
-    if parallel {
+    // The weights are packed at the root, once per call (the definition's OIHW[b]i[b]o stage),
+    // unless they come packed (`prepacked`: no stage).
+    if parallel && !conv.params.prepacked {
         let packed = s.stage("W.packed")?;
         let packed_blocks = s.spatial_axes(packed)[0];
         s.parallel(packed, packed_blocks)?;
