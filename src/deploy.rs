@@ -289,3 +289,91 @@ pub fn best_kernel(
 ) -> Result<Deployed, DeployError> {
     compile(best_config(file, task, backend, target)?, backend, target)
 }
+
+/// A deployed channel-blocked conv2d whose weights were packed once, when it was made: the
+/// kernel of the `prepacked=true` workload and its weights in OIHW[b]i[b]o. Weights are
+/// constants at inference, so the per-call kernel does not repack them, and the packing time
+/// is reported apart ([`PrepackedConv::packing_time`]); `looptune bench` prints both.
+pub struct PrepackedConv {
+    deployed: Arc<Deployed>,
+    weights: Vec<f32>,
+    packing_time: std::time::Duration,
+}
+
+/// Why weights could not be packed for a deployed kernel.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum PrepackError {
+    /// The kernel is not the `prepacked=true` conv2d of the given parameters.
+    #[error("the kernel of `{deployed}` is not the pre-packed kernel of `{expected}`")]
+    WrongKernel {
+        /// The deployed kernel's task.
+        deployed: String,
+        /// The pre-packed conv2d the parameters name.
+        expected: String,
+    },
+    /// The weights do not fit the parameters (their count), or the parameters are not a
+    /// channel-blocked conv2d.
+    #[error(transparent)]
+    Weights(#[from] looptune_ir::IrError),
+}
+
+impl PrepackedConv {
+    /// Packs `oihw` (the conv2d's weights as `W[oc, ic, kh, kw]`) for `deployed`, the kernel of
+    /// `params` with `prepacked=true` (from [`KernelCache::get`] or [`best_kernel`]), timing
+    /// the packing.
+    pub fn new(
+        deployed: Arc<Deployed>,
+        params: &looptune_ir::ops::Conv2dParams,
+        oihw: &[f32],
+    ) -> Result<PrepackedConv, PrepackError> {
+        let expected = looptune_ir::Workload::Conv2d(looptune_ir::ops::Conv2dParams {
+            prepacked: true,
+            ..*params
+        });
+        let key = deployed.chosen.task.key();
+        if key != TaskKey::from(&expected) {
+            return Err(PrepackError::WrongKernel {
+                deployed: key.to_string(),
+                expected: expected.to_string(),
+            });
+        }
+        let start = std::time::Instant::now();
+        let weights = looptune_ir::ops::pack_conv2d_weights(params, oihw)?;
+        let packing_time = start.elapsed();
+        Ok(PrepackedConv {
+            deployed,
+            weights,
+            packing_time,
+        })
+    }
+
+    /// How long packing the weights took, once.
+    pub fn packing_time(&self) -> std::time::Duration {
+        self.packing_time
+    }
+
+    /// The packed weights (OIHW[b]i[b]o).
+    pub fn weights(&self) -> &[f32] {
+        &self.weights
+    }
+
+    /// The deployed kernel and its config.
+    pub fn deployed(&self) -> &Deployed {
+        &self.deployed
+    }
+
+    /// Calls the kernel: `inputs` are the conv2d's inputs without the weights (`X`, then
+    /// `bias` and `R` where the workload has them); the packed weights go in second place.
+    pub fn call(
+        &self,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+    ) -> Result<(), looptune_runtime::CallError> {
+        let mut all: Vec<&[f32]> = Vec::with_capacity(inputs.len() + 1);
+        all.extend(inputs.first().copied());
+        all.push(&self.weights);
+        all.extend(inputs.iter().skip(1).copied());
+        self.deployed.kernel.call(&all, outputs)
+    }
+}

@@ -67,7 +67,10 @@ pub use looptune_space as space;
 pub use looptune_tune as tune;
 
 pub use backend::BackendChoice;
-pub use deploy::{best_config, best_kernel, DeployError, Deployed, KernelCache, Origin};
+pub use deploy::{
+    best_config, best_kernel, DeployError, Deployed, KernelCache, Origin, PrepackError,
+    PrepackedConv,
+};
 pub use error_line::error_line;
 pub use export::{export_c, ExportCError, ExportReport};
 pub use looptune_cc::CBackend;

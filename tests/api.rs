@@ -350,3 +350,64 @@ fn a_db_of_another_target_is_a_visible_fallback_and_a_compatible_one_is_said() {
     }
     check_matmul(&deployed.kernel, 16, 24, 8);
 }
+
+/// A conv2d deployed with `prepacked=true` packs its OIHW weights once, when it is made, and
+/// then computes what the kernel that packs them per call computes; a kernel of another
+/// workload or weights of the wrong count are typed errors.
+#[test]
+fn a_prepacked_conv_packs_its_weights_once_and_computes_the_same() {
+    use looptune::ir::ops::Conv2dParams;
+    use looptune::{PrepackError, PrepackedConv};
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = dir.path().join("empty.tunelog");
+    std::fs::write(&log, "").expect("writable");
+    let Workload::Conv2d(params) =
+        "conv2d:ic=16,h=6,w=7,oc=8,kh=3,kw=3,pad=1,bias=true,relu=true,block=8"
+            .parse::<Workload>()
+            .expect("a workload")
+    else {
+        unreachable!("a conv2d")
+    };
+    let prepacked = Workload::Conv2d(Conv2dParams {
+        prepacked: true,
+        ..params
+    });
+    let (backend, target) = (CraneliftBackend::new(), Target::host().with_threads(1));
+    let packed_kernel =
+        std::sync::Arc::new(best_kernel(&log, prepacked, &backend, &target).expect("deploys"));
+    let plain = std::sync::Arc::new(
+        best_kernel(&log, Workload::Conv2d(params), &backend, &target).expect("deploys"),
+    );
+    let x: Vec<f32> = (0..16 * 6 * 7)
+        .map(|i| (i % 11) as f32 / 8.0 - 0.6)
+        .collect();
+    let weights: Vec<f32> = (0..8 * 16 * 9)
+        .map(|i| (i % 7) as f32 / 4.0 - 0.7)
+        .collect();
+    let bias: Vec<f32> = (0..8).map(|i| i as f32 / 8.0 - 0.5).collect();
+    let conv = PrepackedConv::new(std::sync::Arc::clone(&packed_kernel), &params, &weights)
+        .expect("the weights pack");
+    assert!(conv.packing_time() > std::time::Duration::ZERO);
+    assert_eq!(conv.weights().len(), weights.len());
+    let mut once = vec![f32::NAN; 8 * 6 * 7];
+    conv.call(&[&x, &bias], &mut [&mut once]).expect("a call");
+    let mut per_call = vec![f32::NAN; 8 * 6 * 7];
+    plain
+        .kernel
+        .call(&[&x, &weights, &bias], &mut [&mut per_call])
+        .expect("a call");
+    looptune::ir::eval::compare(&once, &per_call, 1e-5).expect("the same convolution");
+    assert!(once.iter().any(|&value| value > 0.0));
+
+    let error = PrepackedConv::new(std::sync::Arc::clone(&plain), &params, &weights)
+        .err()
+        .expect("not the pre-packed kernel");
+    assert!(matches!(error, PrepackError::WrongKernel { .. }), "{error}");
+    let error = PrepackedConv::new(packed_kernel, &params, &weights[1..])
+        .err()
+        .expect("too few weights");
+    assert!(
+        error.to_string().contains("weights given for OIHW"),
+        "{error}"
+    );
+}

@@ -64,7 +64,7 @@ enum Command {
     /// Search a workload's config space, measuring each candidate (checked against the
     /// reference first) and appending it to a tuning log; a rerun resumes from the log.
     Tune(tune::TuneArgs),
-    /// Tune every layer of a built-in network (resnet18, mobilenet, bert-base) into one log, the
+    /// Tune every layer of a built-in network (resnet18, mobilenet, bert-base, cliquenet) into one log, the
     /// layer of each batch chosen where the model's estimated latency gains most; report the
     /// estimate before (fallback configs) and after. A rerun resumes from the log.
     TuneModel(tune_model::TuneModelArgs),

@@ -36,6 +36,9 @@ pub enum NetworkArg {
     Mobilenet,
     /// BERT-base's GEMMs and attention batch_matmul at sequence length 128.
     BertBase,
+    /// One CliqueNet block's convolutions (NCHW8c, each writing its slice of the block's
+    /// concatenation buffer).
+    Cliquenet,
 }
 
 impl NetworkArg {
@@ -44,6 +47,7 @@ impl NetworkArg {
             NetworkArg::Resnet18 => Network::Resnet18,
             NetworkArg::Mobilenet => Network::Mobilenet,
             NetworkArg::BertBase => Network::BertBase,
+            NetworkArg::Cliquenet => Network::Cliquenet,
         }
     }
 }

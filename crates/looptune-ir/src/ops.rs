@@ -112,6 +112,37 @@ pub struct Conv2dParams {
     pub residual: bool,
     /// Apply ReLU after the bias and the residual, fused into the kernel.
     pub relu: bool,
+    /// Channel block of the activations: 1 is NCHW; `b > 1` is NCHW[b]c on both sides
+    /// (`X[n, ic/b, h, w, b]`, `Y[n, oc/b, oh, ow, b]`, and `R` like `Y`), the layout of a
+    /// network that keeps its activations channel-blocked between layers (TVM's x86
+    /// `conv2d_NCHWc` with equal input and output blocks). The weights stay OIHW as given and
+    /// are packed to OIHW[b]i[b]o (`W.packed[oc/b, ic/b, kh, kw, b, b]`) by a stage of the
+    /// definition. Must divide `ic` and `oc`.
+    pub block: i64,
+    /// The weights are given already packed, `W[oc/b, ic/b, kh, kw, b, b]` (OIHW[b]i[b]o, what
+    /// [`pack_conv2d_weights`] makes of OIHW), and the definition has no packing stage: weights
+    /// are constants at inference, so a deployed kernel packs them once rather than per call.
+    /// Needs `block > 1`.
+    pub prepacked: bool,
+}
+
+/// Parameters of a layout transform between NCHW and channel-blocked NCHW[b]c, or between two
+/// channel blocks: the explicit stage at the boundary of a channel-blocked network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LayoutTransformParams {
+    /// Batch.
+    pub n: i64,
+    /// Channels.
+    pub c: i64,
+    /// Height.
+    pub h: i64,
+    /// Width.
+    pub w: i64,
+    /// Channel block of the input `X`: 1 is NCHW (`X[n, c, h, w]`), `a > 1` is
+    /// `X[n, c/a, h, w, a]`. Must divide `c`.
+    pub from: i64,
+    /// Channel block of the output `Y`, as `from`. Must divide `c`.
+    pub to: i64,
 }
 
 /// Parameters of a depthwise 2-D convolution (channel multiplier 1), NCHW, weights `[c, 1, kh, kw]`.
@@ -161,6 +192,8 @@ pub enum Workload {
     QDense(QMatmulParams),
     /// A quantized depthwise 2-D convolution on channel-blocked NCHW[b]c (NHWC when `b = c`).
     QDepthwiseConv2d(QDepthwiseParams),
+    /// A copy of an activation tensor from one channel blocking to another.
+    LayoutTransform(LayoutTransformParams),
 }
 
 /// Data-layout choices an operator definition takes: they add stages (a packed copy of an
@@ -241,6 +274,16 @@ const CONV_PARAMS: &[ParamInfo] = &[
     optional("bias", "false", "add a bias per output channel"),
     optional("residual", "false", "add a residual input R shaped like Y"),
     optional("relu", "false", "apply ReLU last"),
+    optional(
+        "block",
+        "1",
+        "channel block: 1 is NCHW, b > 1 is NCHW[b]c for X, Y and R (b divides ic and oc)",
+    ),
+    optional(
+        "prepacked",
+        "false",
+        "W given packed OIHW[b]i[b]o (W[oc/b,ic/b,kh,kw,b,b]); needs block > 1",
+    ),
 ];
 
 const QMATMUL_PARAMS: [ParamInfo; 10] = {
@@ -345,7 +388,6 @@ pub const OPERATORS: &[OpInfo] = &[
             ),
         ],
     },
-
     OpInfo {
         name: "qmatmul",
         summary: "Y[m,n] = u8(clamp(out_zero + mulshr(sum_k (A[m,k] - a_zero) * W[k,n] + bias[n], M), qmin, qmax)), A u8, W i8, acc i32",
@@ -360,6 +402,18 @@ pub const OPERATORS: &[OpInfo] = &[
         name: "qdepthwise_conv2d",
         summary: "Y[n,c/b,y,x,b] = u8(clamp(out_zero + mulshr(sum_{ry,rx} (X[n,c/b,y*s+ry*d-p,x*s+rx*d-p,b] - a_zero) * W[c/b,ry,rx,b] + bias[c], M), qmin, qmax)), NCHW[b]c (b = c: NHWC)",
         params: &QDEPTHWISE_PARAMS,
+    },
+    OpInfo {
+        name: "layout_transform",
+        summary: "Y[n,c/to,y,x,c%to] = X[n,c/from,y,x,c%from] (a block of 1 is plain NCHW)",
+        params: &[
+            optional("n", "1", "batch"),
+            required("c", "channels"),
+            required("h", "height"),
+            required("w", "width"),
+            required("from", "channel block of X: 1 is NCHW (divides c)"),
+            required("to", "channel block of Y: 1 is NCHW (divides c)"),
+        ],
     },
 ];
 
@@ -522,6 +576,16 @@ impl FromStr for Workload {
                 bias: params.flag("bias")?,
                 residual: params.flag("residual")?,
                 relu: params.flag("relu")?,
+                block: params.int("block")?,
+                prepacked: params.flag("prepacked")?,
+            }),
+            "layout_transform" => Workload::LayoutTransform(LayoutTransformParams {
+                n: params.int("n")?,
+                c: params.int("c")?,
+                h: params.int("h")?,
+                w: params.int("w")?,
+                from: params.int("from")?,
+                to: params.int("to")?,
             }),
             "qmatmul" | "qdense" => {
                 let product = QMatmulParams {
@@ -604,8 +668,20 @@ impl fmt::Display for Workload {
                         write!(f, ",{name}=true")?;
                     }
                 }
+                // Spelled out only when blocked, so that the NCHW key stays what it was.
+                if p.block != 1 {
+                    write!(f, ",block={}", p.block)?;
+                }
+                if p.prepacked {
+                    write!(f, ",prepacked=true")?;
+                }
                 Ok(())
             }
+            Workload::LayoutTransform(p) => write!(
+                f,
+                "layout_transform:n={},c={},h={},w={},from={},to={}",
+                p.n, p.c, p.h, p.w, p.from, p.to
+            ),
             Workload::DepthwiseConv2d(p) => {
                 write!(
                     f,
@@ -688,6 +764,7 @@ impl Workload {
             Workload::QMatmul(_) => "qmatmul",
             Workload::QDense(_) => "qdense",
             Workload::QDepthwiseConv2d(_) => "qdepthwise_conv2d",
+            Workload::LayoutTransform(_) => "layout_transform",
         }
     }
 
@@ -739,8 +816,20 @@ impl Workload {
                     ("oc", p.oc),
                     ("kh", p.kh),
                     ("kw", p.kw),
+                    ("block", p.block),
                 ],
                 Some([p.h, p.w, p.kh, p.kw, p.stride, p.pad, p.dilation]),
+            ),
+            Workload::LayoutTransform(p) => (
+                vec![
+                    ("n", p.n),
+                    ("c", p.c),
+                    ("h", p.h),
+                    ("w", p.w),
+                    ("from", p.from),
+                    ("to", p.to),
+                ],
+                None,
             ),
             Workload::DepthwiseConv2d(p) => (
                 vec![
@@ -771,15 +860,36 @@ impl Workload {
             positive(name, value)?;
             too_large(name, value)?;
         }
-        if let Workload::DepthwiseConv2d(p)
-        | Workload::QDepthwiseConv2d(QDepthwiseParams { conv: p, .. }) = *self
-        {
-            if p.c % p.block != 0 {
-                return Err(IrError::InvalidParameter {
+        let divides = |block_name: &str, block: i64, name: &str, value: i64| {
+            if value % block != 0 {
+                Err(IrError::InvalidParameter {
                     op: op.to_string(),
-                    message: format!("`block={}` must divide `c={}`", p.block, p.c),
-                });
+                    message: format!("`{block_name}={block}` must divide `{name}={value}`"),
+                })
+            } else {
+                Ok(())
             }
+        };
+        match *self {
+            Workload::DepthwiseConv2d(p)
+            | Workload::QDepthwiseConv2d(QDepthwiseParams { conv: p, .. }) => {
+                divides("block", p.block, "c", p.c)?
+            }
+            Workload::Conv2d(p) => {
+                divides("block", p.block, "ic", p.ic)?;
+                divides("block", p.block, "oc", p.oc)?;
+                if p.prepacked && p.block == 1 {
+                    return Err(IrError::InvalidParameter {
+                        op: op.to_string(),
+                        message: "`prepacked=true` needs a channel block: `block=1`".to_string(),
+                    });
+                }
+            }
+            Workload::LayoutTransform(p) => {
+                divides("from", p.from, "c", p.c)?;
+                divides("to", p.to, "c", p.c)?;
+            }
+            _ => {}
         }
         if let Some([h, w, kh, kw, stride, pad, dilation]) = window {
             positive("stride", stride)?;
@@ -853,6 +963,10 @@ impl Workload {
                     ("Y", vec![p.n, p.c, oh, ow]),
                 ]
             }
+            Workload::LayoutTransform(p) => vec![
+                ("X", vec![p.n, p.c, p.h, p.w]),
+                ("Y", vec![p.n, p.c, p.h, p.w]),
+            ],
         })
     }
 
@@ -881,6 +995,7 @@ impl Workload {
                     vec![p.n, p.c, oh, ow, p.kh, p.kw],
                 )
             }
+            Workload::LayoutTransform(p) => ("n x c x h x w", vec![p.n, p.c, p.h, p.w]),
         })
     }
 
@@ -905,7 +1020,9 @@ impl Workload {
             .fold(0u64, u64::saturating_add)
     }
 
-    /// Floating-point operations of one run (a multiply-add counts as two).
+    /// Floating-point operations of one run (a multiply-add counts as two). A layout transform
+    /// computes nothing; it counts one operation per element it moves, so that its throughput
+    /// (elements per second) ranks its configs like any other workload's.
     pub fn flops(&self) -> f64 {
         match *self {
             // In f64 factor by factor: exact for every checked workload, and no overflow for
@@ -927,6 +1044,7 @@ impl Workload {
             }
             // Operations, a multiply-add counting two, so that GOP/s compare with GFLOP/s.
             Workload::QMatmul(p) | Workload::QDense(p) => 2.0 * product(&[p.m, p.n, p.k]),
+            Workload::LayoutTransform(p) => product(&[p.n, p.c, p.h, p.w]),
         }
     }
 
@@ -942,6 +1060,7 @@ impl Workload {
             Workload::QMatmul(p) => qmatmul(p, layout),
             Workload::QDense(p) => qdense(p, layout),
             Workload::QDepthwiseConv2d(p) => qdepthwise_conv2d(p),
+            Workload::LayoutTransform(p) => layout_transform(p),
         }
     }
 }
@@ -1280,6 +1399,9 @@ pub(crate) fn pad_input_with(
 /// (`Layout::pack_output_channels`); padding is a stage the default schedule inlines.
 pub fn conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> {
     Workload::Conv2d(p).check()?;
+    if p.block != 1 {
+        return blocked_conv2d(p, layout);
+    }
     if let Some(block) = layout.conv_as_gemm {
         return conv2d_as_gemm(p, block);
     }
@@ -1349,11 +1471,191 @@ pub fn conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> {
     }
 }
 
+/// The NCHW[b]c conv2d (`p.block = b > 1`, dividing `ic` and `oc`): the OIHW weights packed to
+/// OIHW[b]i[b]o by a stage `W.packed[oc/b, ic/b, kh, kw, b, b]`, so that one reduction step
+/// reads a broadcast input channel and a contiguous vector of the block's output channels; the
+/// input channels reduced as a block loop `rco` and an in-block loop `rci`, with no division in
+/// any index. Padding is a stage the default schedule inlines, as for NCHW. With `prepacked`,
+/// `W` is that packed tensor and there is no stage. The layout is the workload's own, so no
+/// other convolution [`Layout`] applies.
+fn blocked_conv2d(p: Conv2dParams, layout: &Layout) -> Result<Program, IrError> {
+    if layout.pack_output_channels.is_some() || layout.conv_as_gemm.is_some() {
+        return Err(IrError::InvalidParameter {
+            op: "conv2d".to_string(),
+            message: format!(
+                "a channel-blocked conv2d (`block={}`) packs its own weights and takes no other \
+                 convolution layout ({layout:?})",
+                p.block
+            ),
+        });
+    }
+    let (oh, ow) = conv2d_out_hw(p);
+    let block = p.block;
+    let (in_blocks, out_blocks) = (p.ic / block, p.oc / block);
+    let mut builder = ProgramBuilder::new("conv2d");
+    let x = builder.placeholder("X", &[p.n, in_blocks, p.h, p.w, block], DType::F32)?;
+    let packed = if p.prepacked {
+        builder.placeholder(
+            "W",
+            &[out_blocks, in_blocks, p.kh, p.kw, block, block],
+            DType::F32,
+        )?
+    } else {
+        let weight = builder.placeholder("W", &[p.oc, p.ic, p.kh, p.kw], DType::F32)?;
+        builder.compute(
+            "W.packed",
+            DType::F32,
+            &[
+                ("ocb", out_blocks),
+                ("icb", in_blocks),
+                ("kh", p.kh),
+                ("kw", p.kw),
+                ("ici", block),
+                ("oci", block),
+            ],
+            |ax| {
+                weight.at(&[
+                    &ax[0] * block + &ax[5],
+                    &ax[1] * block + &ax[4],
+                    ax[2].clone(),
+                    ax[3].clone(),
+                ])
+            },
+        )?
+    };
+    let padded = pad_input(&mut builder, &x, p.pad)?;
+    let rco = builder.reduce_axis("rco", in_blocks)?;
+    let ry = builder.reduce_axis("ry", p.kh)?;
+    let rx = builder.reduce_axis("rx", p.kw)?;
+    let rci = builder.reduce_axis("rci", block)?;
+    let shape = [
+        ("n", p.n),
+        ("ocb", out_blocks),
+        ("y", oh),
+        ("x", ow),
+        ("oci", block),
+    ];
+    let epilogue = ConvEpilogue::declare(&mut builder, &p, &shape)?;
+    let product_name = if epilogue.is_some() { "Y.conv" } else { "Y" };
+    let y = builder.compute(product_name, DType::F32, &shape, |ax| {
+        let row = &ax[2] * p.stride + ry.var() * p.dilation;
+        let col = &ax[3] * p.stride + rx.var() * p.dilation;
+        let input = padded.at(&[ax[0].clone(), rco.var(), row, col, rci.var()]);
+        let w = packed.at(&[
+            ax[1].clone(),
+            rco.var(),
+            ry.var(),
+            rx.var(),
+            rci.var(),
+            ax[4].clone(),
+        ]);
+        sum(input * w, &[&rco, &ry, &rx, &rci])
+    })?;
+    match epilogue {
+        None => builder.build(&[&y]),
+        Some(epilogue) => {
+            let output = epilogue.apply(&mut builder, &y, &shape)?;
+            builder.build(&[&output])
+        }
+    }
+}
+
+/// OIHW weights `oihw` of a channel-blocked conv2d packed to OIHW[b]i[b]o, the `W` a
+/// `prepacked=true` conv2d takes: element `[ocb, icb, ry, rx, ici, oci]` is
+/// `oihw[ocb * b + oci, icb * b + ici, ry, rx]`, the definition of the `W.packed` stage of the
+/// same conv2d without `prepacked`. Done once per set of weights (at deploy), not per call.
+pub fn pack_conv2d_weights(p: &Conv2dParams, oihw: &[f32]) -> Result<Vec<f32>, IrError> {
+    Workload::Conv2d(*p).check()?;
+    let bad = |message: String| IrError::InvalidParameter {
+        op: "conv2d".to_string(),
+        message,
+    };
+    if p.block == 1 {
+        return Err(bad(
+            "packing weights needs a channel block: `block=1`".to_string()
+        ));
+    }
+    let [oc, ic, kh, kw, b] = [p.oc, p.ic, p.kh, p.kw, p.block].map(|v| v as usize);
+    if oihw.len() != oc * ic * kh * kw {
+        return Err(bad(format!(
+            "{} weights given for OIHW {oc} x {ic} x {kh} x {kw}",
+            oihw.len()
+        )));
+    }
+    let mut packed = vec![0.0; oihw.len()];
+    let mut index = 0;
+    for ocb in 0..oc / b {
+        for icb in 0..ic / b {
+            for ry in 0..kh {
+                for rx in 0..kw {
+                    for ici in 0..b {
+                        for oci in 0..b {
+                            let (o, i) = (ocb * b + oci, icb * b + ici);
+                            packed[index] = oihw[((o * ic + i) * kh + ry) * kw + rx];
+                            index += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(packed)
+}
+
+/// A layout transform ([`LayoutTransformParams`]): `Y` in blocks of `to` channels holds what
+/// `X` holds in blocks of `from`. A block of 1 is plain NCHW (four axes, not a fifth of extent
+/// 1), so the transform at a network's boundary reads or writes the tensor users have.
+pub fn layout_transform(p: LayoutTransformParams) -> Result<Program, IrError> {
+    Workload::LayoutTransform(p).check()?;
+    let blocked_shape = |block: i64| -> Vec<i64> {
+        if block == 1 {
+            vec![p.n, p.c, p.h, p.w]
+        } else {
+            vec![p.n, p.c / block, p.h, p.w, block]
+        }
+    };
+    let mut builder = ProgramBuilder::new("layout_transform");
+    let x = builder.placeholder("X", &blocked_shape(p.from), DType::F32)?;
+    let axes: Vec<(&str, i64)> = if p.to == 1 {
+        vec![("n", p.n), ("c", p.c), ("y", p.h), ("x", p.w)]
+    } else {
+        vec![
+            ("n", p.n),
+            ("cb", p.c / p.to),
+            ("y", p.h),
+            ("x", p.w),
+            ("ci", p.to),
+        ]
+    };
+    let y = builder.compute("Y", DType::F32, &axes, |ax| {
+        let channel = if p.to == 1 {
+            ax[1].clone()
+        } else {
+            &ax[1] * p.to + &ax[4]
+        };
+        if p.from == 1 {
+            x.at(&[ax[0].clone(), channel, ax[2].clone(), ax[3].clone()])
+        } else {
+            x.at(&[
+                ax[0].clone(),
+                channel.clone().floor_div(p.from),
+                ax[2].clone(),
+                ax[3].clone(),
+                channel.floor_mod(p.from),
+            ])
+        }
+    })?;
+    builder.build(&[&y])
+}
+
 /// A conv2d's fused epilogue, `relu?(product + bias?[oc] + R?)`, and the inputs it reads.
 struct ConvEpilogue {
     bias: Option<Tensor>,
     residual: Option<Tensor>,
     relu: bool,
+    /// The channel block of the output: 1 for `[n, oc, ..]`, `b` for NCHW[b]c, whose channel
+    /// is `ocb * b + oci` (axes 1 and 4).
+    block: i64,
 }
 
 impl ConvEpilogue {
@@ -1382,6 +1684,7 @@ impl ConvEpilogue {
             bias,
             residual,
             relu: p.relu,
+            block: p.block,
         }))
     }
 
@@ -1397,7 +1700,12 @@ impl ConvEpilogue {
         builder.compute("Y", DType::F32, output, |ax| {
             let mut value = product.at(ax);
             if let Some(bias) = &self.bias {
-                value = value + bias.at(&[ax[1].clone()]);
+                let channel = if self.block == 1 {
+                    ax[1].clone()
+                } else {
+                    &ax[1] * self.block + &ax[4]
+                };
+                value = value + bias.at(&[channel]);
             }
             if let Some(residual) = &self.residual {
                 value = value + residual.at(ax);
@@ -1718,6 +2026,185 @@ mod tests {
             let expected_blocked = to_blocked((oh * ow) as usize, &expected[0], p.n as usize);
             assert_eq!(actual[0], expected_blocked, "{text}");
         }
+    }
+
+    /// NCHW -> NCHW[b]c of `data`, `outer` entries of `c` channels of `plane` positions each:
+    /// channel `cb * b + ci` goes to block `cb`, lane `ci`.
+    fn to_blocked(data: &[f32], outer: usize, c: usize, plane: usize, b: usize) -> Vec<f32> {
+        let mut out = vec![0.0; data.len()];
+        for o in 0..outer {
+            for channel in 0..c {
+                for position in 0..plane {
+                    let (cb, ci) = (channel / b, channel % b);
+                    out[((o * (c / b) + cb) * plane + position) * b + ci] =
+                        data[(o * c + channel) * plane + position];
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_channel_blocked_conv2d_is_the_nchw_one_in_another_layout() {
+        for text in [
+            "conv2d:n=2,ic=6,h=5,w=7,oc=9,kh=3,kw=3,stride=2,pad=1,block=3",
+            "conv2d:n=1,ic=8,h=9,w=6,oc=8,kh=3,kw=2,stride=3,pad=2,dilation=2,block=8",
+            "conv2d:n=1,ic=4,h=3,w=5,oc=6,kh=1,kw=1,block=2",
+            "conv2d:n=1,ic=4,h=7,w=5,oc=4,kh=3,kw=3,pad=1,bias=true,residual=true,relu=true,block=4",
+        ] {
+            let Workload::Conv2d(p) = text.parse::<Workload>().unwrap() else {
+                unreachable!("a conv2d workload")
+            };
+            let plain = conv2d(Conv2dParams { block: 1, ..p }, &Layout::default()).unwrap();
+            let blocked = conv2d(p, &Layout::default()).unwrap();
+            let mut random = crate::random::SplitMix64::new(3);
+            let mut draw =
+                |len: usize| -> Vec<f32> { (0..len).map(|_| random.unit_f32() - 0.5).collect() };
+            let (n, ic, oc, b) = (p.n as usize, p.ic as usize, p.oc as usize, p.block as usize);
+            let (oh, ow) = conv2d_out_hw(p);
+            let output_plane = (oh * ow) as usize;
+            let x = draw(n * ic * (p.h * p.w) as usize);
+            let weights = draw(oc * ic * (p.kh * p.kw) as usize);
+            let bias = draw(oc);
+            let residual = draw(n * oc * output_plane);
+            let x_blocked = to_blocked(&x, n, ic, (p.h * p.w) as usize, b);
+            let residual_blocked = to_blocked(&residual, n, oc, output_plane, b);
+            let mut plain_inputs: Vec<&[f32]> = vec![&x, &weights];
+            let mut blocked_inputs: Vec<&[f32]> = vec![&x_blocked, &weights];
+            if p.bias {
+                plain_inputs.push(&bias);
+                blocked_inputs.push(&bias);
+            }
+            if p.residual {
+                plain_inputs.push(&residual);
+                blocked_inputs.push(&residual_blocked);
+            }
+            let expected = crate::eval::evaluate(&plain, &plain_inputs).unwrap();
+            let actual = crate::eval::evaluate(&blocked, &blocked_inputs).unwrap();
+            let expected_blocked = to_blocked(&expected[0], n, oc, output_plane, b);
+            crate::eval::compare(&actual[0], &expected_blocked, 1e-5)
+                .unwrap_or_else(|err| panic!("{text}: {err:?}"));
+        }
+        let error = "conv2d:ic=8,h=5,w=5,oc=12,kh=3,kw=3,block=8"
+            .parse::<Workload>()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`block=8` must divide `oc=12`"), "{error}");
+        let error = "conv2d:ic=6,h=5,w=5,oc=8,kh=3,kw=3,block=4"
+            .parse::<Workload>()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`block=4` must divide `ic=6`"), "{error}");
+        let plain: Workload = "conv2d:ic=8,h=5,w=5,oc=8,kh=3,kw=3".parse().unwrap();
+        assert!(!plain.to_string().contains("block"));
+        let blocked: Workload = "conv2d:ic=8,h=5,w=5,oc=8,kh=3,kw=3,relu=true,block=4"
+            .parse()
+            .unwrap();
+        assert!(
+            blocked.to_string().ends_with(",relu=true,block=4"),
+            "{blocked}"
+        );
+        assert_eq!(blocked.to_string().parse::<Workload>().unwrap(), blocked);
+        assert_eq!(blocked.flops(), plain.flops());
+        let packed = Layout {
+            pack_output_channels: Some(4),
+            ..Layout::default()
+        };
+        let error = blocked.program(&packed).unwrap_err().to_string();
+        assert!(
+            error.contains("(`block=4`) packs its own weights"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn prepacked_weights_are_the_packing_stage_done_ahead() {
+        for text in [
+            "conv2d:n=1,ic=6,h=5,w=7,oc=9,kh=3,kw=2,stride=2,pad=1,block=3",
+            "conv2d:n=2,ic=8,h=4,w=5,oc=8,kh=1,kw=1,bias=true,relu=true,block=4",
+        ] {
+            let Workload::Conv2d(p) = text.parse::<Workload>().unwrap() else {
+                unreachable!("a conv2d workload")
+            };
+            let prepacked = Conv2dParams {
+                prepacked: true,
+                ..p
+            };
+            let key = Workload::Conv2d(prepacked).to_string();
+            assert!(key.ends_with(",prepacked=true"), "{key}");
+            assert_eq!(
+                key.parse::<Workload>().unwrap(),
+                Workload::Conv2d(prepacked)
+            );
+            let program = conv2d(p, &Layout::default()).unwrap();
+            let ahead = conv2d(prepacked, &Layout::default()).unwrap();
+            let mut random = crate::random::SplitMix64::new(9);
+            let inputs: Vec<Vec<f32>> = program
+                .inputs()
+                .iter()
+                .map(|&t| {
+                    (0..program.tensor(t).len())
+                        .map(|_| random.unit_f32() - 0.5)
+                        .collect()
+                })
+                .collect();
+            let mut packed_inputs = inputs.clone();
+            packed_inputs[1] = pack_conv2d_weights(&p, &inputs[1]).unwrap();
+            let plain: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+            let packed: Vec<&[f32]> = packed_inputs.iter().map(Vec::as_slice).collect();
+            let expected = crate::eval::evaluate(&program, &plain).unwrap();
+            let actual = crate::eval::evaluate(&ahead, &packed).unwrap();
+            assert_eq!(actual, expected, "{text}");
+            let error = pack_conv2d_weights(&p, &inputs[1][1..])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("weights given for OIHW"), "{error}");
+        }
+        let error = "conv2d:ic=8,h=5,w=5,oc=8,kh=3,kw=3,prepacked=true"
+            .parse::<Workload>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`prepacked=true` needs a channel block"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn layout_transforms_pack_and_unpack_channel_blocks() {
+        let (n, c, h, w) = (2usize, 12usize, 3usize, 5usize);
+        let x: Vec<f32> = (0..n * c * h * w).map(|i| i as f32 * 0.25 - 7.0).collect();
+        let run = |text: &str, input: &[f32]| -> Vec<f32> {
+            let workload: Workload = text.parse().unwrap();
+            let program = workload.program(&Layout::default()).unwrap();
+            crate::eval::evaluate(&program, &[input]).unwrap().remove(0)
+        };
+        let shape = format!("layout_transform:n={n},c={c},h={h},w={w}");
+        for (from, to) in [(1, 4), (4, 1), (3, 4), (12, 6), (1, 1)] {
+            let source = if from == 1 {
+                x.clone()
+            } else {
+                to_blocked(&x, n, c, h * w, from)
+            };
+            let expected = if to == 1 {
+                x.clone()
+            } else {
+                to_blocked(&x, n, c, h * w, to)
+            };
+            let actual = run(&format!("{shape},from={from},to={to}"), &source);
+            assert_eq!(actual, expected, "from={from} to={to}");
+        }
+        let error = format!("{shape},from=5,to=4")
+            .parse::<Workload>()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`from=5` must divide `c=12`"), "{error}");
+        let transform: Workload = format!("{shape},from=1,to=4").parse().unwrap();
+        assert_eq!(
+            transform.to_string().parse::<Workload>().unwrap(),
+            transform
+        );
+        assert_eq!(transform.flops(), (n * c * h * w) as f64);
     }
 
     #[test]

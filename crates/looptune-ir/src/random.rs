@@ -149,7 +149,7 @@ pub fn random_workload(rng: &mut SplitMix64) -> Workload {
         3 => {
             let kernel = rng.pick(&[1, 2, 3]);
             let h = rng.pick(&[3, 4, 5, 7, 8]);
-            Workload::Conv2d(Conv2dParams {
+            let mut params = Conv2dParams {
                 n: rng.pick(&[1, 2]),
                 ic: rng.pick(&[1, 2, 3, 5]),
                 h,
@@ -163,7 +163,16 @@ pub fn random_workload(rng: &mut SplitMix64) -> Workload {
                 bias: false,
                 residual: false,
                 relu: false,
-            })
+                block: 1,
+                prepacked: false,
+            };
+            // NCHW[b]c with a block that divides both channel counts (drawn last, so that the
+            // NCHW parameters of a seed are what they were before blocks existed).
+            let block = rng.pick(&[1, 1, 2, 3]);
+            if params.ic % block == 0 && params.oc % block == 0 {
+                params.block = block;
+            }
+            Workload::Conv2d(params)
         }
         _ => {
             let mut params = DepthwiseConv2dParams {

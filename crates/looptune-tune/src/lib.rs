@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod chain;
+pub mod cliquenet;
 pub mod finalists;
 pub mod model;
 pub mod models;
@@ -31,6 +32,7 @@ pub mod tuner;
 pub mod tuning;
 
 pub use chain::{time_chain, ChainError, ChainLayer};
+pub use cliquenet::{CliqueBlock, CliqueConv};
 pub use finalists::Finalists;
 pub use model::{TransferSet, XgbTuner, XgbTunerOptions, XgbTunerStats};
 pub use models::{Layer, Network};

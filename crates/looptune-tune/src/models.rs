@@ -18,11 +18,17 @@
 //!   are channel-blocked, NCHW[8]c ([`MOBILENET_BLOCK`]), the layout a framework that keeps its
 //!   activations blocked between layers runs them in (TVM's x86 `NCHWc`): a vector of channels
 //!   is one load at any stride, where NCHW can only vectorize columns and gathers at stride 2.
+//! - CliqueNet: one clique block ([`CliqueBlock::REFERENCE`], NCHW[8]c): its stage-I
+//!   convolutions each once (each reads one more layer than the one before: distinct shapes),
+//!   and its stage-II convolution once per layer (every refinement reads the other layers: one
+//!   shape). Each writes straight into its channel slice of the block's concatenation buffer
+//!   (see [`crate::cliquenet`]); as a layer here it is the plain kernel that does.
 //! - BERT-base, sequence 128, 12 encoder layers: per layer four 768x768 projections (query, key,
 //!   value, output), the two feed-forward GEMMs and the attention scores `Q K^T` (12 heads of
 //!   128x64 by 64x128, one batch_matmul). The design lists no `scores V` product, so it is not
 //!   here either.
 
+use crate::cliquenet::CliqueBlock;
 use looptune_ir::ops::{
     BatchMatmulParams, Conv2dParams, DepthwiseConv2dParams, MatmulParams, QDepthwiseParams,
     QMatmulParams, Requant, Workload,
@@ -44,6 +50,8 @@ pub enum Network {
     /// `qdepthwise_conv2d` on NCHW[`MOBILENET_BLOCK`]c and its pointwise (1x1) layers as the
     /// `qmatmul` each is in NHWC (`Y[hw, oc] = X[hw, ic] W[ic, oc]`), per-channel multipliers.
     MobilenetInt8,
+    /// One CliqueNet block's convolutions ([`CliqueBlock::REFERENCE`]).
+    Cliquenet,
 }
 
 /// One distinct layer of a network.
@@ -59,7 +67,9 @@ pub struct Layer {
 
 /// A network name that is not built in.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
-#[error("unknown network `{name}` (known: resnet18, mobilenet, bert-base, mobilenet-int8)")]
+#[error(
+    "unknown network `{name}` (known: resnet18, mobilenet, bert-base, cliquenet, mobilenet-int8)"
+)]
 pub struct UnknownNetwork {
     /// What was asked for.
     pub name: String,
@@ -67,10 +77,11 @@ pub struct UnknownNetwork {
 
 impl Network {
     /// Every built-in network.
-    pub const ALL: [Network; 4] = [
+    pub const ALL: [Network; 5] = [
         Network::Resnet18,
         Network::Mobilenet,
         Network::BertBase,
+        Network::Cliquenet,
         Network::MobilenetInt8,
     ];
 
@@ -81,6 +92,7 @@ impl Network {
             Network::Mobilenet => "mobilenet",
             Network::BertBase => "bert-base",
             Network::MobilenetInt8 => "mobilenet-int8",
+            Network::Cliquenet => "cliquenet",
         }
     }
 
@@ -90,6 +102,7 @@ impl Network {
             Network::Resnet18 => resnet18(),
             Network::Mobilenet => mobilenet(),
             Network::BertBase => bert_base(),
+            Network::Cliquenet => cliquenet(CliqueBlock::REFERENCE),
             Network::MobilenetInt8 => mobilenet_int8(),
         }
     }
@@ -138,6 +151,8 @@ fn conv(size: i64, in_channels: i64, out_channels: i64, kernel: i64, stride: i64
         bias: false,
         residual: false,
         relu: false,
+        block: 1,
+        prepacked: false,
     })
 }
 
@@ -270,6 +285,31 @@ fn mobilenet_int8() -> Vec<Layer> {
     ]
 }
 
+/// A clique block's distinct convolutions: stage I's in order, then stage II's one shape,
+/// once per layer.
+fn cliquenet(block: CliqueBlock) -> Vec<Layer> {
+    // Layer names are static: stage I by its layer, stage II as one.
+    const STAGE_ONE: [&str; 8] = ["I1", "I2", "I3", "I4", "I5", "I6", "I7", "I8"];
+    let mut layers: Vec<Layer> = Vec::new();
+    for (index, conv) in block.convs().into_iter().enumerate() {
+        match layers
+            .iter_mut()
+            .find(|layer| layer.workload == conv.workload)
+        {
+            Some(layer) => layer.multiplicity += 1,
+            None => {
+                let name = if conv.name.starts_with("II") {
+                    "II"
+                } else {
+                    STAGE_ONE.get(index).copied().unwrap_or("I")
+                };
+                layers.push(layer(name, conv.workload, 1));
+            }
+        }
+    }
+    layers
+}
+
 fn bert_base() -> Vec<Layer> {
     let encoder_layers = 12;
     vec![
@@ -347,6 +387,16 @@ mod tests {
         assert_eq!(count(Network::Resnet18), 21);
         assert_eq!(count(Network::Mobilenet), 13);
         assert_eq!(count(Network::BertBase), 12 * 7);
+        assert_eq!(
+            keys(Network::Cliquenet),
+            [
+                "I1 conv2d:n=1,ic=48,h=32,w=32,oc=32,kh=3,kw=3,stride=1,pad=1,dilation=1,bias=true,relu=true,block=8 x1",
+                "I2 conv2d:n=1,ic=80,h=32,w=32,oc=32,kh=3,kw=3,stride=1,pad=1,dilation=1,bias=true,relu=true,block=8 x1",
+                "I3 conv2d:n=1,ic=112,h=32,w=32,oc=32,kh=3,kw=3,stride=1,pad=1,dilation=1,bias=true,relu=true,block=8 x1",
+                "I4 conv2d:n=1,ic=144,h=32,w=32,oc=32,kh=3,kw=3,stride=1,pad=1,dilation=1,bias=true,relu=true,block=8 x1",
+                "II conv2d:n=1,ic=96,h=32,w=32,oc=32,kh=3,kw=3,stride=1,pad=1,dilation=1,bias=true,relu=true,block=8 x4",
+            ]
+        );
         assert_eq!(Network::Mobilenet.layers().len(), 9);
         assert_eq!(
             Network::BertBase.layers()[3].workload.to_string(),
@@ -362,7 +412,7 @@ mod tests {
         let error = "resnet50".parse::<Network>().unwrap_err();
         assert_eq!(
             error.to_string(),
-            "unknown network `resnet50` (known: resnet18, mobilenet, bert-base, mobilenet-int8)"
+            "unknown network `resnet50` (known: resnet18, mobilenet, bert-base, cliquenet, mobilenet-int8)"
         );
     }
 }

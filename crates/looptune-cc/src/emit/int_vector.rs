@@ -250,7 +250,9 @@ impl Emitter<'_> {
         };
         let offset0 = self.offset(first.buffer, &first.indices)?;
         let offset1 = self.offset(second.buffer, &second.indices)?;
-        let difference = offset1.add_scaled(&offset0, -1).and_then(|lin| lin.as_const());
+        let difference = offset1
+            .add_scaled(&offset0, -1)
+            .and_then(|lin| lin.as_const());
         if difference != Some(1) {
             return Ok(None);
         }

@@ -65,10 +65,15 @@ pub(crate) fn reference(workload: &Workload) -> Option<Reference> {
         Workload::Matmul(p) => matmul(p),
         Workload::BatchMatmul(p) => batch_matmul(p),
         Workload::Dense(p) => dense(p),
+        // Channel-blocked convolutions have no reference loop here yet: refused, not guessed.
+        Workload::Conv2d(p) if p.block != 1 || p.prepacked => return None,
         Workload::Conv2d(p) => conv2d(p),
         Workload::DepthwiseConv2d(p) => depthwise(p),
         // The exported wrappers take f32 slices: quantized kernels are not exported yet.
-        Workload::QMatmul(_) | Workload::QDense(_) | Workload::QDepthwiseConv2d(_) => return None,
+        Workload::QMatmul(_)
+        | Workload::QDense(_)
+        | Workload::QDepthwiseConv2d(_)
+        | Workload::LayoutTransform(_) => return None,
     })
 }
 

@@ -50,8 +50,8 @@ fn tile(config: &Config) -> Option<(i64, i64)> {
 }
 
 /// Vectors one position's channel block takes (a block narrower than the shape's lanes is one
-/// partial vector).
-fn block_vectors(shape: &VectorShape, block: i64) -> i64 {
+/// partial vector); the NCHW[b]c conv2d template sizes its tile with it too.
+pub(crate) fn block_vectors(shape: &VectorShape, block: i64) -> i64 {
     (block + shape.lanes - 1) / shape.lanes
 }
 

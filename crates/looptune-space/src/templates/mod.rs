@@ -7,8 +7,9 @@
 //! [`gemm`]'s register-tiled template, and so does a 1x1 conv2d without padding or dilation
 //! (a GEMM over its output positions); the other NCHW convolutions share [`conv`]'s direct
 //! template;
-//! a depthwise convolution on channel-blocked NCHW[b]c has [`blocked_depthwise`]. The
-//! functions here dispatch on a [`Workload`].
+//! a depthwise convolution on channel-blocked NCHW[b]c has [`blocked_depthwise`], a conv2d on
+//! NCHW[b]c has [`nchwc_conv`] (AutoTVM's x86 `conv2d_NCHWc`), and a layout transform between
+//! channel blockings has [`transform`]. The functions here dispatch on a [`Workload`].
 //!
 //! Every function takes the [`VectorShape`] the space is sized for: register tiles are whole
 //! vectors of its lanes and fit in its registers. A config belongs to the space of one shape;
@@ -17,6 +18,8 @@
 pub mod blocked_depthwise;
 pub mod conv;
 pub mod gemm;
+pub mod nchwc_conv;
+pub mod transform;
 
 use crate::error::{SpaceError, TemplateError};
 use crate::space::{Config, ConfigSpace};
@@ -27,9 +30,10 @@ use conv::DirectConv;
 use gemm::Gemm;
 use looptune_ir::ops::{
     conv2d_is_gemm, BatchMatmulParams, Conv2dParams, DenseParams, DepthwiseConv2dParams,
-    MatmulParams,
+    LayoutTransformParams, MatmulParams,
 };
 use looptune_ir::{Schedule, Workload};
+use nchwc_conv::NchwcConv;
 
 /// The space of a workload's template, sized for `vector_shape` (an error if the shape is one
 /// no template can size a space for).
@@ -39,6 +43,8 @@ pub fn space(workload: &Workload, vector_shape: &VectorShape) -> Result<ConfigSp
         Shape::Gemm(gemm) => gemm::space(&gemm, vector_shape),
         Shape::Conv(conv) => conv::space(&conv, vector_shape),
         Shape::BlockedDepthwise(conv) => blocked_depthwise::space(&conv, vector_shape),
+        Shape::NchwcConv(conv) => nchwc_conv::space(&conv, vector_shape),
+        Shape::LayoutTransform(params) => transform::space(&params, vector_shape),
     }
 }
 
@@ -52,6 +58,8 @@ pub fn template(
         Shape::Gemm(gemm) => gemm::template(&gemm, vector_shape, config),
         Shape::Conv(conv) => conv::template(&conv, config),
         Shape::BlockedDepthwise(conv) => blocked_depthwise::template(&conv, config),
+        Shape::NchwcConv(conv) => nchwc_conv::template(&conv, config),
+        Shape::LayoutTransform(params) => transform::template(&params, config),
     }
 }
 
@@ -66,6 +74,8 @@ pub fn fallback_config(
         Shape::Gemm(gemm) => gemm::fallback_config(&gemm, vector_shape, space),
         Shape::Conv(conv) => conv::fallback_config(&conv, vector_shape, space),
         Shape::BlockedDepthwise(conv) => blocked_depthwise::fallback_config(&conv, space),
+        Shape::NchwcConv(conv) => nchwc_conv::fallback_config(&conv, vector_shape, space),
+        Shape::LayoutTransform(params) => transform::fallback_config(&params, vector_shape, space),
     }
 }
 
@@ -75,6 +85,7 @@ pub fn template_name(workload: &Workload) -> &'static str {
         Workload::Matmul(_) => "matmul.register_tile",
         Workload::BatchMatmul(_) => "batch_matmul.register_tile",
         Workload::Dense(_) => "dense.register_tile",
+        Workload::Conv2d(p) if p.block > 1 => "conv2d.nchwc",
         Workload::Conv2d(p) if conv2d_is_gemm(p) => "conv2d.gemm_1x1",
         Workload::Conv2d(_) => "conv2d.direct",
         Workload::DepthwiseConv2d(p) if p.block > 1 => "depthwise_conv2d.blocked",
@@ -82,6 +93,7 @@ pub fn template_name(workload: &Workload) -> &'static str {
         Workload::QMatmul(_) => "qmatmul.pair_tile",
         Workload::QDense(_) => "qdense.pair_tile",
         Workload::QDepthwiseConv2d(_) => "qdepthwise_conv2d.blocked",
+        Workload::LayoutTransform(_) => "layout_transform.copy",
     }
 }
 
@@ -89,6 +101,8 @@ enum Shape {
     Gemm(Gemm),
     Conv(DirectConv),
     BlockedDepthwise(BlockedDepthwise),
+    NchwcConv(NchwcConv),
+    LayoutTransform(LayoutTransformParams),
 }
 
 fn out_extent(input: i64, kernel: i64, stride: i64, pad: i64, dilation: i64) -> i64 {
@@ -132,6 +146,12 @@ fn shape(workload: &Workload) -> Shape {
             packed: Some("W.packed"),
             conv: false,
             quantized: false,
+        }),
+        Workload::Conv2d(p) if p.block > 1 => Shape::NchwcConv(NchwcConv {
+            params: p,
+            out_h: out_extent(p.h, p.kh, p.stride, p.pad, p.dilation),
+            out_w: out_extent(p.w, p.kw, p.stride, p.pad, p.dilation),
+            product: (p.bias || p.residual || p.relu).then_some("Y.conv"),
         }),
         Workload::Conv2d(p) if conv2d_is_gemm(&p) => {
             let out_h = out_extent(p.h, p.kh, p.stride, p.pad, p.dilation);
@@ -196,6 +216,7 @@ fn shape(workload: &Workload) -> Shape {
             input_channels: false,
             product: None,
         }),
+        Workload::LayoutTransform(p) => Shape::LayoutTransform(p),
     }
 }
 
@@ -303,7 +324,8 @@ operator_module!(
     conv2d,
     Conv2dParams,
     Conv2d,
-    "Direct NCHW conv2d with a register tile."
+    "Direct NCHW conv2d with a register tile, or NCHW[b]c (`block > 1`) with a register tile \
+     of columns x output-channel vectors."
 );
 operator_module!(
     depthwise_conv2d,
@@ -311,6 +333,13 @@ operator_module!(
     DepthwiseConv2d,
     "Direct depthwise conv2d: NCHW with a register tile of vectorized columns, or NCHW[b]c \
      (`block > 1`) with the channel block vectorized."
+);
+
+operator_module!(
+    layout_transform,
+    LayoutTransformParams,
+    LayoutTransform,
+    "A layout transform between NCHW and NCHW[b]c: a copy with its innermost axis vectorized."
 );
 
 #[cfg(test)]

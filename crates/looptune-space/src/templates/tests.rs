@@ -111,7 +111,26 @@ fn every_point_of_small_spaces_of_the_other_operators_is_correct() {
         "depthwise_conv2d:n=1,c=6,h=5,w=7,kh=3,kw=3,pad=1,dilation=2,block=3",
         20_000,
     );
+    for workload in BLOCKED_CONV_SHAPES.iter().chain(&LAYOUT_TRANSFORM_SHAPES) {
+        check_every_point(workload, 20_000);
+    }
 }
+
+/// Channel-blocked conv2d: a block narrower than a vector (3, 4), of one vector and of two at 8
+/// lanes; strides 1-3, padding, dilation, a 1x1 with a fused epilogue, batch 2.
+const BLOCKED_CONV_SHAPES: [&str; 4] = [
+    "conv2d:n=1,ic=6,h=5,w=7,oc=9,kh=3,kw=3,stride=2,pad=1,block=3",
+    "conv2d:n=2,ic=8,h=7,w=5,oc=16,kh=3,kw=2,stride=3,pad=2,dilation=2,block=8",
+    "conv2d:n=1,ic=4,h=5,w=11,oc=8,kh=1,kw=1,stride=2,bias=true,residual=true,relu=true,block=4",
+    "conv2d:n=1,ic=16,h=3,w=13,oc=16,kh=3,kw=3,pad=1,block=16",
+];
+
+/// Layout transforms: pack, unpack, and between two blocks, with a prime width.
+const LAYOUT_TRANSFORM_SHAPES: [&str; 3] = [
+    "layout_transform:n=2,c=12,h=3,w=7,from=1,to=4",
+    "layout_transform:n=1,c=16,h=2,w=13,from=8,to=1",
+    "layout_transform:n=1,c=12,h=3,w=5,from=3,to=6",
+];
 
 #[test]
 fn sampled_points_of_reference_sized_spaces_build_schedules() {
@@ -261,6 +280,7 @@ fn fallback_configs_have_a_register_tile_that_the_default_schedule_lacks() {
         "dense:m=128,n=768,k=768,bias=true,relu=true",
         "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1",
         "conv2d:n=1,ic=3,h=224,w=224,oc=64,kh=7,kw=7,stride=2,pad=3",
+        "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,pad=1,block=8",
         "depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1",
     ] {
         let task = task(workload);
@@ -501,6 +521,8 @@ const ODD_SHAPES: [&str; 19] = [
 fn every_point_of_small_spaces_is_correct_at_8_lanes() {
     let counts: Vec<usize> = ODD_SHAPES
         .iter()
+        .chain(&BLOCKED_CONV_SHAPES)
+        .chain(&LAYOUT_TRANSFORM_SHAPES)
         .map(|workload| check_every_point_for(workload, VectorShape::AVX2, 20_000))
         .collect();
     assert!(counts.iter().all(|&count| count > 0), "{counts:?}");
@@ -511,6 +533,8 @@ fn every_point_of_small_spaces_is_correct_at_8_lanes() {
 fn every_point_of_small_spaces_is_correct_at_16_lanes() {
     let counts: Vec<usize> = ODD_SHAPES
         .iter()
+        .chain(&BLOCKED_CONV_SHAPES)
+        .chain(&LAYOUT_TRANSFORM_SHAPES)
         .map(|workload| check_every_point_for(workload, VectorShape::AVX512, 20_000))
         .collect();
     assert!(counts.iter().all(|&count| count > 0), "{counts:?}");
@@ -525,6 +549,9 @@ fn sampled_points_of_reference_sized_spaces_build_schedules_at_every_width() {
             "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1",
             "depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1",
             "depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=2,pad=1,block=8",
+            "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,pad=1,block=8",
+            "conv2d:n=1,ic=128,h=28,w=28,oc=256,kh=3,kw=3,stride=2,pad=1,block=16",
+            "layout_transform:n=1,c=64,h=56,w=56,from=1,to=8",
             "dense:m=128,n=768,k=3072,bias=true,relu=true",
             "batch_matmul:b=12,m=128,n=128,k=64",
         ] {
