@@ -237,3 +237,28 @@ fn the_sixteen_lane_pair_form_compiles_to_512_bit_pmaddwd() {
         "no 512-bit vpmaddwd"
     );
 }
+
+/// A quantized depthwise convolution accumulates whole vectors of channels (the product is
+/// fused into the accumulation as an `Fma` by lowering), never lane by lane.
+#[test]
+fn the_quantized_depthwise_accumulates_in_vectors() {
+    let task = Task::for_shape(
+        "qdepthwise_conv2d:c=16,h=9,w=9,kh=3,kw=3,pad=1,stride=2,block=8"
+            .parse()
+            .unwrap(),
+        VectorShape::AVX2,
+    )
+    .unwrap();
+    let nest = task.lower(&task.fallback_config().unwrap()).unwrap();
+    let c = looptune_cc::emit::emit_c(&nest, &looptune_cc::emit::EmitOptions::new(8)).unwrap();
+    let body = c.split("LOOPTUNE_PRELUDE */").nth(1).unwrap();
+    assert!(body.contains("lt_addi8(lt_muli8("), "{body}");
+    assert!(
+        body.contains("lt_widen_u8_8(") || body.contains("lt_widen_i8_8("),
+        "{body}"
+    );
+    assert!(
+        !body.contains("= ((lt_i32x8){"),
+        "an accumulation lane by lane:\n{body}"
+    );
+}

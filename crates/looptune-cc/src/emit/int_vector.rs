@@ -84,6 +84,16 @@ impl Emitter<'_> {
                     }
                 }
             }
+            // `a * b + c` (lowering fuses a product added to an accumulator), wrapping.
+            ValueExpr::Fma(a, b, c) => {
+                let (a, b) = (self.int_lanes(a, group)?, self.int_lanes(b, group)?);
+                let (a, b) = (self.as_int_vector(a, width), self.as_int_vector(b, width));
+                let c = self.int_lanes(c, group)?;
+                let c = self.as_int_vector(c, width);
+                Ok(Lanes::Vector(format!(
+                    "lt_addi{width}(lt_muli{width}({a}, {b}), {c})"
+                )))
+            }
             ValueExpr::Binary(BinaryOp::MulShr(shift), a, b) => {
                 let (a, b) = (self.int_lanes(a, group)?, self.int_lanes(b, group)?);
                 let (a, b) = (self.as_int_vector(a, width), self.as_int_vector(b, width));

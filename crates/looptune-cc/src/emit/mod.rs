@@ -698,21 +698,27 @@ impl<'n> Emitter<'n> {
                 let (a, b, c) = (self.value(a)?, self.value(b)?, self.value(c)?);
                 format!("({a} * {b} + {c})")
             }
-            ValueExpr::Select(cond, a, b) => match self.known_cond(cond)? {
-                Some(true) => self.value(a)?,
-                Some(false) => self.value(b)?,
-                // C's conditional operator evaluates only the chosen operand, as the IR asks.
-                None => {
-                    let cond = self.cond(cond)?;
-                    format!("({cond} ? {} : {})", self.value(a)?, self.value(b)?)
-                }
-            },
+            ValueExpr::Select(cond, a, b) => self.select(cond, a, b)?,
             // A cast to f32 of an integer converts it; of an f32 it is the value.
             ValueExpr::Cast(_, a) if self.dtype(a).is_integer() => {
                 format!("((float)({}))", self.value(a)?)
             }
             ValueExpr::Cast(_, a) => self.value(a)?,
             ValueExpr::FromIndex(_, index) => format!("((float)({}))", self.index(index)?.to_c()),
+        })
+    }
+
+    /// `cond ? a : b` as a scalar of either type: only the chosen operand is printed when the
+    /// bindings decide the condition, and C's conditional operator evaluates only the chosen
+    /// operand otherwise, as the IR asks.
+    fn select(&mut self, cond: &Cond, a: &ValueExpr, b: &ValueExpr) -> Result<String> {
+        Ok(match self.known_cond(cond)? {
+            Some(true) => self.value(a)?,
+            Some(false) => self.value(b)?,
+            None => {
+                let cond = self.cond(cond)?;
+                format!("({cond} ? {} : {})", self.value(a)?, self.value(b)?)
+            }
         })
     }
 
@@ -734,14 +740,7 @@ impl<'n> Emitter<'n> {
                 let (a, b, c) = (self.value(a)?, self.value(b)?, self.value(c)?);
                 types::int_fma(dtype, &a, &b, &c)
             }
-            ValueExpr::Select(cond, a, b) => match self.known_cond(cond)? {
-                Some(true) => self.value(a)?,
-                Some(false) => self.value(b)?,
-                None => {
-                    let cond = self.cond(cond)?;
-                    format!("({cond} ? {} : {})", self.value(a)?, self.value(b)?)
-                }
-            },
+            ValueExpr::Select(cond, a, b) => self.select(cond, a, b)?,
             // Integer to integer: C's conversion keeps the value when it widens and wraps when
             // it narrows (gcc and clang), as the IR does. Floats convert to i32 only, above.
             ValueExpr::Cast(_, a) if self.dtype(a).is_float() => {
