@@ -44,6 +44,10 @@ typedef short lt_i16;
 typedef unsigned short lt_u16;
 typedef int lt_i32;
 typedef unsigned int lt_u32;
+typedef unsigned long long lt_u64a __attribute__((aligned(1), may_alias));
+typedef unsigned int lt_u32a __attribute__((aligned(1), may_alias));
+typedef char lt_c8x16 __attribute__((vector_size(16)));
+typedef long long lt_i64x2 __attribute__((vector_size(16)));
 
 /* The runtime table; the layout of looptune-runtime's `Runtime` (repr(C)). */
 typedef struct lt_runtime lt_runtime;
@@ -167,16 +171,10 @@ typedef lt_i16 lt_i16x{width}r __attribute__((vector_size({half})));
 typedef lt_i64 lt_i64x{width} __attribute__((vector_size({wide})));
 #define lt_loadi{width}(p) ((lt_i32x{width})*(const lt_i32x{width}u *)(p))
 /* i32 lanes narrowed (wrapped) to u8, i8 or i16 and stored contiguously. */
-#define lt_store_u8_{width}(p, v) (*(lt_u8x{width}u *)(p) = __builtin_convertvector((v), lt_u8x{width}r))
-#define lt_store_i8_{width}(p, v) (*(lt_i8x{width}u *)(p) = __builtin_convertvector((v), lt_i8x{width}r))
-#define lt_store_i16_{width}(p, v) (*(lt_i16x{width}u *)(p) = __builtin_convertvector((v), lt_i16x{width}r))
 /* The IR's mulshr on i32 lanes: (a * b + 2^(s-1)) >> s in 64-bit lanes (exact: |a b| < 2^62). */
 #define lt_mulshr{width}(a, b, s, r) ({{ lt_i64x{width} lt_p = __builtin_convertvector((a), lt_i64x{width}) * __builtin_convertvector((b), lt_i64x{width}); __builtin_convertvector((lt_p + (r)) >> (s), lt_i32x{width}); }})
 #define lt_storei{width}(p, v) (*(lt_i32x{width}u *)(p) = (v))
 #define lt_splati{width}(x) ((lt_i32x{width}){{0}} + (lt_i32)(x))
-#define lt_widen_u8_{width}(p) __builtin_convertvector(*(const lt_u8x{width}u *)(p), lt_i32x{width})
-#define lt_widen_i8_{width}(p) __builtin_convertvector(*(const lt_i8x{width}u *)(p), lt_i32x{width})
-#define lt_widen_i16_{width}(p) __builtin_convertvector(*(const lt_i16x{width}u *)(p), lt_i32x{width})
 /* Wrapping i32 arithmetic: on unsigned lanes, where overflow is defined. */
 #define lt_addi{width}(a, b) ((lt_i32x{width})((lt_u32x{width})(a) + (lt_u32x{width})(b)))
 #define lt_subi{width}(a, b) ((lt_i32x{width})((lt_u32x{width})(a) - (lt_u32x{width})(b)))
@@ -207,6 +205,7 @@ typedef lt_i64 lt_i64x{width} __attribute__((vector_size({wide})));
             .to_string(),
         };
         text.push_str(&native);
+        text.push_str(&widen_and_narrow(width));
         text.push_str(&format!(
             "#else
 #define lt_madd{width}(a, p) ({{ lt_i32x{width} lt_v = (a), lt_r; const lt_i16 *lt_q = (const lt_i16 *)(p); \\
@@ -218,4 +217,67 @@ typedef lt_i64 lt_i64x{width} __attribute__((vector_size({wide})));
         ));
     }
     text
+}
+
+/// Widening loads (`u8`, `i8`, `i16` lanes to `i32`) and narrowing stores (`i32` lanes wrapped to
+/// `u8`, `i8`, `i16`) of `width` lanes. gcc 12 turns `__builtin_convertvector` between these
+/// widths into one byte at a time, so with gcc on AVX2 (8 lanes) and SSE4.1 (4) the loads are
+/// `vpmovzx`/`vpmovsx` builtins reading exactly the lanes' bytes, and everywhere the stores
+/// pick the low bytes of each lane with one shuffle and store them; elsewhere (clang, 16 lanes)
+/// the conversions are the generic ones, the same values.
+fn widen_and_narrow(width: usize) -> String {
+    let bytes = 4 * width;
+    let generic = format!(
+        "#define lt_widen_u8_{width}(p) __builtin_convertvector(*(const lt_u8x{width}u *)(p), lt_i32x{width})
+#define lt_widen_i8_{width}(p) __builtin_convertvector(*(const lt_i8x{width}u *)(p), lt_i32x{width})
+#define lt_widen_i16_{width}(p) __builtin_convertvector(*(const lt_i16x{width}u *)(p), lt_i32x{width})
+"
+    );
+    let native = match width {
+        8 => "#if defined(__AVX2__) && !defined(__clang__)
+#define lt_widen_u8_8(p) ((lt_i32x8)__builtin_ia32_pmovzxbd256((lt_c8x16)(lt_i64x2){*(const lt_u64a *)(p), 0}))
+#define lt_widen_i8_8(p) ((lt_i32x8)__builtin_ia32_pmovsxbd256((lt_c8x16)(lt_i64x2){*(const lt_u64a *)(p), 0}))
+#define lt_widen_i16_8(p) ((lt_i32x8)__builtin_ia32_pmovsxwd256(*(const lt_i16x8u *)(p)))
+#else
+",
+        4 => "#if defined(__SSE4_1__) && !defined(__clang__)
+#define lt_widen_u8_4(p) ((lt_i32x4)__builtin_ia32_pmovzxbd128((lt_c8x16)(lt_i32x4){*(const lt_u32a *)(p), 0, 0, 0}))
+#define lt_widen_i8_4(p) ((lt_i32x4)__builtin_ia32_pmovsxbd128((lt_c8x16)(lt_i32x4){*(const lt_u32a *)(p), 0, 0, 0}))
+#define lt_widen_i16_4(p) ((lt_i32x4)__builtin_ia32_pmovsxwd128((lt_i16x8)(lt_i64x2){*(const lt_u64a *)(p), 0}))
+#else
+",
+        _ => "#if 0
+#else
+",
+    };
+    let pick = |per_lane: usize| -> String {
+        (0..bytes)
+            .map(|index| {
+                let (lane, byte) = (index / per_lane, index % per_lane);
+                if lane < width {
+                    (4 * lane + byte).to_string()
+                } else {
+                    "0".to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (one, two) = (pick(1), pick(2));
+    format!(
+        "{native}{generic}#endif
+typedef lt_u8 lt_u8x{bytes}b __attribute__((vector_size({bytes})));
+#if defined(__clang__)
+#define lt_narrow_bytes{width}(v, mask) __builtin_shufflevector((lt_u8x{bytes}b)(v), (lt_u8x{bytes}b)(v), mask)
+#else
+#define lt_narrow_bytes{width}(v, mask) __builtin_shuffle((lt_u8x{bytes}b)(v), (lt_u8x{bytes}b){{mask}})
+#endif
+#define lt_mask1_{width} {one}
+#define lt_mask2_{width} {two}
+#define lt_store_u8_{width}(p, v) ({{ lt_u8x{bytes}b lt_b = lt_narrow_bytes{width}((v), lt_mask1_{width}); __builtin_memcpy((p), &lt_b, {width}); }})
+#define lt_store_i8_{width}(p, v) ({{ lt_u8x{bytes}b lt_b = lt_narrow_bytes{width}((v), lt_mask1_{width}); __builtin_memcpy((p), &lt_b, {width}); }})
+#define lt_store_i16_{width}(p, v) ({{ lt_u8x{bytes}b lt_b = lt_narrow_bytes{width}((v), lt_mask2_{width}); __builtin_memcpy((p), &lt_b, {two_width}); }})
+",
+        two_width = 2 * width
+    )
 }
