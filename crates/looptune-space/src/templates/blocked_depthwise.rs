@@ -129,10 +129,7 @@ pub(crate) fn template(
     let program = conv.workload.program(&Layout::default())?;
     let mut s = Schedule::new(&program);
     let output = s.stage("Y")?;
-    let local = match conv.product {
-        Some(name) => s.stage(name)?,
-        None => s.cache_write(output)?,
-    };
+    let local = super::accumulator(&mut s, output, conv.product)?;
     let axes = s.spatial_axes(output);
     let [n, blocks, rows, columns, lanes] = [axes[0], axes[1], axes[2], axes[3], axes[4]];
     let (row_outer, row_inner) = s.split(output, rows, tile_rows)?;
@@ -169,13 +166,7 @@ pub(crate) fn template(
         }
     }
     if pad_root {
-        let pad = s.stage("X.pad")?;
-        s.compute_root(pad)?;
-        let pad_axes = s.spatial_axes(pad);
-        s.vectorize(pad, pad_axes[4])?;
-        if parallel {
-            s.parallel(pad, pad_axes[1])?;
-        }
+        super::pad_blocked_input_at_root(&mut s, parallel)?;
     }
     Ok(s)
 }

@@ -263,12 +263,7 @@ pub(crate) fn template(conv: &DirectConv, config: &Config) -> Result<Schedule, T
     let program = conv.workload.program(&layout)?;
     let mut s = Schedule::new(&program);
     let output = s.stage("Y")?;
-    // A fused epilogue's product plays the part of the cache_write: its tile is computed at
-    // the epilogue's tile loop and the epilogue is applied as the tile is copied out.
-    let local = match conv.product {
-        Some(name) => s.stage(name)?,
-        None => s.cache_write(output)?,
-    };
+    let local = super::accumulator(&mut s, output, conv.product)?;
     let axes = s.spatial_axes(output);
     let (channel_outer, channel_inner) = s.split(output, axes[1], tile_channels)?;
     let (row_outer, row_inner) = s.split(output, axes[2], tile_rows)?;

@@ -209,10 +209,7 @@ pub(crate) fn template(
     let program = gemm.workload.program(&layout)?;
     let mut s = Schedule::new(&program);
     let output = s.stage(gemm.output)?;
-    let local = match gemm.product {
-        Some(name) => s.stage(name)?,
-        None => s.cache_write(output)?,
-    };
+    let local = super::accumulator(&mut s, output, gemm.product)?;
     let spatial = s.spatial_axes(output);
     let first = usize::from(gemm.batch);
     let [i, j] = [spatial[first], spatial[first + 1]];

@@ -220,6 +220,37 @@ fn shape(workload: &Workload) -> Shape {
     }
 }
 
+/// The stage a template's register tile accumulates in: the product stage when the output is
+/// an epilogue over it (a fused bias, residual or ReLU, a requantization), which is then
+/// applied as the tile is copied out; otherwise a `cache_write` of the output.
+pub(crate) fn accumulator(
+    s: &mut Schedule,
+    output: looptune_ir::StageId,
+    product: Option<&str>,
+) -> Result<looptune_ir::StageId, TemplateError> {
+    Ok(match product {
+        Some(name) => s.stage(name)?,
+        None => s.cache_write(output)?,
+    })
+}
+
+/// Materialises the padded input of a channel-blocked convolution (`X.pad[n, cb, hp, wp, ci]`)
+/// once, at the root: its channel lanes vectorized, its channel blocks in parallel when the
+/// output's loop is.
+pub(crate) fn pad_blocked_input_at_root(
+    s: &mut Schedule,
+    parallel: bool,
+) -> Result<(), TemplateError> {
+    let pad = s.stage("X.pad")?;
+    s.compute_root(pad)?;
+    let pad_axes = s.spatial_axes(pad);
+    s.vectorize(pad, pad_axes[4])?;
+    if parallel {
+        s.parallel(pad, pad_axes[1])?;
+    }
+    Ok(())
+}
+
 /// The point whose value of each knob has the lowest `score(knob, value)` (ties: the first),
 /// or, when that point breaks a constraint, the valid point with the lowest total score among
 /// its neighbours in one knob, then the first valid point of the space.

@@ -143,11 +143,7 @@ pub(crate) fn template(conv: &NchwcConv, config: &Config) -> Result<Schedule, Te
     let program = conv.workload().program(&Layout::default())?;
     let mut s = Schedule::new(&program);
     let output = s.stage("Y")?;
-    // A fused epilogue's product plays the part of the cache_write, as in the NCHW template.
-    let local = match conv.product {
-        Some(name) => s.stage(name)?,
-        None => s.cache_write(output)?,
-    };
+    let local = super::accumulator(&mut s, output, conv.product)?;
     let axes = s.spatial_axes(output);
     let [n, blocks, rows, columns, lanes] = [axes[0], axes[1], axes[2], axes[3], axes[4]];
     let (block_outer, block_inner) = s.split(output, blocks, tile_blocks)?;
@@ -200,13 +196,7 @@ pub(crate) fn template(conv: &NchwcConv, config: &Config) -> Result<Schedule, Te
         s.parallel(packed, packed_blocks)?;
     }
     if pad_root {
-        let pad = s.stage("X.pad")?;
-        s.compute_root(pad)?;
-        let pad_axes = s.spatial_axes(pad);
-        s.vectorize(pad, pad_axes[4])?;
-        if parallel {
-            s.parallel(pad, pad_axes[1])?;
-        }
+        super::pad_blocked_input_at_root(&mut s, parallel)?;
     }
     Ok(s)
 }
