@@ -108,7 +108,7 @@ impl<'o> Tuning<'o> {
                 finalists: Finalists::default(),
                 ..TuneOptions::default()
             },
-            measure: MeasureOptions::default(),
+            measure: MeasureOptions::tuning(),
             worker: WorkerChoice::Find,
             transfer: true,
             observer: None,
@@ -183,8 +183,8 @@ impl<'o> Tuning<'o> {
         self
     }
 
-    /// How each candidate is timed (repeats, minimum repeat length, timeout); the isolation
-    /// part is set by [`Tuning::worker`].
+    /// How each candidate is timed (repeats, minimum repeat length, staging, timeout;
+    /// [`MeasureOptions::tuning`] unless set); the isolation part is set by [`Tuning::worker`].
     pub fn measure_options(mut self, options: MeasureOptions) -> Self {
         self.measure = options;
         self

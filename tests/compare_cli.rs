@@ -40,7 +40,7 @@ fn json_rows(output: &Output) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn json_rows_have_one_row_per_workload_and_tuner_with_the_five_fields() {
+fn json_rows_have_one_row_per_workload_and_tuner_with_the_seven_fields() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("compare.tunelog");
     let log_arg = log.to_str().expect("utf-8 path");
@@ -70,6 +70,8 @@ fn json_rows_have_one_row_per_workload_and_tuner_with_the_five_fields() {
             keys,
             [
                 "median_best_after_200_gflops",
+                "median_seconds_to_90",
+                "median_seconds_to_95",
                 "median_trials_to_95",
                 "trials_to_95_per_seed",
                 "tuner",
@@ -90,6 +92,18 @@ fn json_rows_have_one_row_per_workload_and_tuner_with_the_five_fields() {
             _ => serde_json::Value::Null,
         };
         assert_eq!(row["median_trials_to_95"], expected, "{row}");
+        // Seconds to 90% come no later than to 95%, and exist whenever trials to 95% do.
+        let seconds = |key: &str| row[key].as_f64();
+        if expected.is_number() {
+            let (to_90, to_95) = (
+                seconds("median_seconds_to_90"),
+                seconds("median_seconds_to_95"),
+            );
+            assert!(
+                to_90.zip(to_95).is_some_and(|(a, b)| 0.0 < a && a <= b),
+                "{row}"
+            );
+        }
         assert_eq!(row["workload"], "matmul:m=16,n=16,k=16,transpose_b=false");
         let best = row["median_best_after_200_gflops"]
             .as_f64()

@@ -41,6 +41,7 @@ fn record(workload: &Workload, tuner: &str, index: u128, gflops: Option<f64>) ->
                 number: 4,
                 repeat: 3,
                 all_s: vec![seconds; 3],
+                short: false,
             })
         }
         None => Err(MeasureError::new(

@@ -74,10 +74,24 @@ fn tune_writes_the_log_reports_json_and_resumes() {
     assert_eq!(first["errors"], 0);
     assert_eq!(first["stop_reason"], "trial_budget");
     assert!(first["best_gflops"].as_f64().is_some_and(|g| g > 0.0));
-    // The trials, then the default finalists (the 4 best configs, 3 rounds) measured again.
-    assert_eq!(first["remeasured"], 12);
+    // The trials, then the default finalists (the 4 best configs, 3 rounds) measured again:
+    // one pass, or up to two more when a config left out became the best (timing noise).
+    let passes = |remeasured: &serde_json::Value| {
+        let remeasured = remeasured.as_u64().expect("a count");
+        assert!(
+            remeasured.is_multiple_of(12) && (12..=36).contains(&remeasured),
+            "{remeasured}"
+        );
+        remeasured as usize
+    };
+    let first_again = passes(&first["remeasured"]);
     let indices = logged_indices(&log);
-    assert_eq!(indices.len(), 6 + 12);
+    assert_eq!(indices.len(), 6 + first_again);
+    for key in ["short_trials", "noise", "trials_to_90", "seconds_to_90"] {
+        assert!(first.get(key).is_some(), "`{key}` missing from {first}");
+    }
+    // Finalists were measured more than once: the noise line has both figures.
+    assert!(first["noise"]["remeasure_cv"].as_f64().is_some(), "{first}");
     let trials: HashSet<&String> = indices[..6].iter().collect();
     assert_eq!(trials.len(), 6, "each trial a new config");
     assert!(
@@ -87,9 +101,9 @@ fn tune_writes_the_log_reports_json_and_resumes() {
 
     let second = json(&looptune(&args));
     assert_eq!(second["resumed"], 6);
-    assert_eq!(second["remeasured"], 12);
+    let second_again = passes(&second["remeasured"]);
     let indices = logged_indices(&log);
-    assert_eq!(indices.len(), 12 + 24);
+    assert_eq!(indices.len(), 12 + first_again + second_again);
     assert_eq!(
         indices.iter().collect::<HashSet<_>>().len(),
         12,

@@ -18,6 +18,12 @@
 //! target fill the cache before the runs (a rerun with more seeds or another tuner measures only
 //! what is new).
 //!
+//! Time is reported too, because staged timing makes trials unequal: per run, the seconds to
+//! reach 90% and 95% of the best, on the clock the run would have had alone. Each trial is
+//! charged what measuring its config cost when it was first measured (its share of the batch's
+//! compile time and its own measurement), served from the cache or not, and each batch the
+//! run's own time (proposing, learning, lowering) spread over its trials.
+//!
 //! Transfer learning is measured the same way: with `--transfer-log`, the log's records of other
 //! shapes of each workload's operator pre-train an extra `xgb+transfer` tuner per seed, next to
 //! plain `xgb` with the same seeds.
@@ -53,13 +59,12 @@ const BEST_AFTER: usize = 200;
 /// The share of the best throughput a run must reach.
 const TARGET_SHARE: f64 = 0.95;
 
-/// Arguments of `looptune tune-compare`. Its measuring defaults are quicker than `tune`'s (3
-/// repeats of 20 ms): every config is measured once and serves every run that proposes it.
+/// The shares of the best whose seconds are reported.
+const TIME_SHARES: [f64; 2] = [0.90, 0.95];
+
+/// Arguments of `looptune tune-compare`: every config is measured once and serves every run
+/// that proposes it.
 #[derive(Debug, Args)]
-#[command(
-    mut_arg("repeat", |arg| arg.default_value("3")),
-    mut_arg("min_repeat_ms", |arg| arg.default_value("20"))
-)]
 pub struct CompareArgs {
     /// A workload to compare on (repeat the flag for several).
     #[arg(long = "workload")]
@@ -106,6 +111,8 @@ struct Row {
     tuner: String,
     /// Per seed: best throughput after each trial (0 before anything succeeded).
     curves: Vec<Vec<f64>>,
+    /// Per seed: the run's own seconds at the end of each trial (see the module doc).
+    clocks: Vec<Vec<f64>>,
 }
 
 /// Measurements of one workload, each config measured once (see the module doc): the
@@ -120,9 +127,23 @@ struct Cache<'a> {
     log: Option<(&'a mut LogWriter, RecordContext)>,
     /// Records of new measurements not yet appended to the log.
     pending: Vec<Record>,
+    /// What measuring each config cost, in seconds: its share of its batch's compile time
+    /// and its measurement.
+    cost_s: HashMap<u128, f64>,
+    /// Compile seconds of configs prepared and not yet measured.
+    compile_share_s: HashMap<u128, f64>,
+    /// The cost of every trial served since [`Cache::take_charges`], in order.
+    charges: Vec<f64>,
+    /// Time spent inside the cache (preparing and measuring), for the runs' own time.
+    busy: Duration,
 }
 
 impl Cache<'_> {
+    /// The costs of the trials served since the last call, in order.
+    fn take_charges(&mut self) -> Vec<f64> {
+        std::mem::take(&mut self.charges)
+    }
+
     /// Appends the new measurements since the last call to the log, in one write.
     fn flush(&mut self) -> anyhow::Result<()> {
         if let Some((writer, _)) = &mut self.log {
@@ -143,16 +164,26 @@ impl Measure for Cache<'_> {
     fn prepare(&mut self, batch: &[(&Config, &MeasureInput)]) {
         // The configs not measured yet, prepared together (the C backend compiles them in
         // parallel); `measure` then measures them one by one.
-        let fresh = batch
+        let fresh: Vec<(u128, &MeasureInput)> = batch
             .iter()
             .filter(|(config, _)| !self.results.contains_key(&config.index()))
-            .map(|(_, input)| *input);
-        Measurer::prepare(self.measurer, fresh);
+            .map(|(config, input)| (config.index(), *input))
+            .collect();
+        let started = Instant::now();
+        Measurer::prepare(self.measurer, fresh.iter().map(|(_, input)| *input));
+        let elapsed = started.elapsed();
+        self.busy += elapsed;
+        let share = elapsed.as_secs_f64() / fresh.len().max(1) as f64;
+        for (index, _) in fresh {
+            self.compile_share_s.insert(index, share);
+        }
     }
 
     fn measure(&mut self, config: &Config, input: &MeasureInput) -> MeasureResult {
         self.served += 1;
         if let Some(&known) = self.results.get(&config.index()) {
+            let cost = self.cost_s.get(&config.index()).copied().unwrap_or(0.0);
+            self.charges.push(cost);
             return known_result(known, self.flops);
         }
         let started = Instant::now();
@@ -174,10 +205,21 @@ impl Measure for Cache<'_> {
                 SystemTime::now(),
             ));
         }
-        self.measure_time += started.elapsed();
+        let elapsed = started.elapsed();
+        self.measure_time += elapsed;
+        self.busy += elapsed;
+        let cost =
+            elapsed.as_secs_f64() + self.compile_share_s.remove(&config.index()).unwrap_or(0.0);
+        self.cost_s.insert(config.index(), cost);
+        self.charges.push(cost);
         self.measured += 1;
         self.results.insert(config.index(), gflops);
-        result
+        // The run that measured it sees what every later proposal will be served (the
+        // throughput, through the same rounding), so a rerun from the log gives the same table.
+        match result.outcome {
+            Ok(_) => known_result(gflops, self.flops),
+            Err(_) => result,
+        }
     }
 }
 
@@ -199,6 +241,35 @@ struct Run<'t> {
     tuner: BuiltTuner<'t>,
     run: TuningRun<'t>,
     stopped: bool,
+    /// The run's own seconds at the end of each trial (see the module doc).
+    clock: Vec<f64>,
+}
+
+impl Run<'_> {
+    /// Advances the run by one batch through `cache`, charging its trials to its clock: each
+    /// measured trial what its config cost, plus the batch's own time outside the cache spread
+    /// evenly (a config that failed to lower costs only that share).
+    fn step(&mut self, cache: &mut Cache<'_>) -> anyhow::Result<()> {
+        let trials_before = self.run.curve().len();
+        let busy_before = cache.busy;
+        let started = Instant::now();
+        let stop = self
+            .run
+            .step(self.tuner.as_tuner(), cache, &mut NoLog, &mut ())?;
+        self.stopped = stop.is_some();
+        let own = started
+            .elapsed()
+            .saturating_sub(cache.busy - busy_before)
+            .as_secs_f64();
+        let charges = cache.take_charges();
+        let trials = self.run.curve().len() - trials_before;
+        let mut clock = self.clock.last().copied().unwrap_or(0.0);
+        for trial in 0..trials {
+            clock += own / trials as f64 + charges.get(trial).copied().unwrap_or(0.0);
+            self.clock.push(clock);
+        }
+        Ok(())
+    }
 }
 
 /// The trial (from 1) at which `curve` first reaches `target`, if it does.
@@ -238,6 +309,9 @@ struct Summary {
     median_to_target: Option<f64>,
     /// The median best after [`BEST_AFTER`] trials (after the whole run, when shorter).
     median_best_after: Option<f64>,
+    /// Per share of [`TIME_SHARES`], the median over seeds of the run's own seconds to reach
+    /// it (`None`: the median run never did).
+    median_seconds_to: [Option<f64>; 2],
 }
 
 impl Summary {
@@ -280,10 +354,23 @@ fn summarise(row: &Row, best: f64) -> Summary {
                 .copied()
         })
         .collect();
+    let median_seconds_to = TIME_SHARES.map(|share| {
+        let seconds: Vec<Option<f64>> = row
+            .curves
+            .iter()
+            .zip(&row.clocks)
+            .map(|(curve, clock)| {
+                let trial = trials_to_reach(curve, share * best).filter(|_| best > 0.0)?;
+                clock.get(trial - 1).copied()
+            })
+            .collect();
+        median(&seconds)
+    });
     Summary {
         median_to_target: median(&as_f64),
         median_best_after: median(&after),
         trials_to_target,
+        median_seconds_to,
     }
 }
 
@@ -358,6 +445,10 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
             measure_time: Duration::ZERO,
             log: writer.as_mut().map(|writer| (writer, context.clone())),
             pending: Vec::new(),
+            cost_s: HashMap::new(),
+            compile_share_s: HashMap::new(),
+            charges: Vec::new(),
+            busy: Duration::ZERO,
         };
         // The log's results for this workload and target fill the cache.
         let known = measured(&existing, workload, &fingerprint);
@@ -368,6 +459,11 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
                     .results
                     .entry(record.config_index)
                     .or_insert(record.gflops.filter(|g| g.is_finite()));
+                // What measuring it took then (its compile time is not in the record).
+                cache
+                    .cost_s
+                    .entry(record.config_index)
+                    .or_insert((record.ended_unix_s - record.started_unix_s).max(0.0));
             }
         }
         let reused = cache.results.len();
@@ -406,6 +502,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
                     tuner: BuiltTuner::new(kind, task, seed, transfer.cloned())?,
                     run: TuningRun::new(task, &context, &[], options.clone())?,
                     stopped: false,
+                    clock: Vec::new(),
                 });
             }
         }
@@ -413,10 +510,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         loop {
             let mut progressed = false;
             for run in runs.iter_mut().filter(|run| !run.stopped) {
-                let stop = run
-                    .run
-                    .step(run.tuner.as_tuner(), &mut cache, &mut NoLog, &mut ())?;
-                run.stopped = stop.is_some();
+                run.step(&mut cache)?;
                 progressed |= !run.stopped;
             }
             cache.flush()?;
@@ -448,11 +542,15 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
                 curve.last().copied().unwrap_or(0.0)
             );
             match workload_rows.last_mut() {
-                Some(row) if row.tuner == run.name => row.curves.push(curve),
+                Some(row) if row.tuner == run.name => {
+                    row.curves.push(curve);
+                    row.clocks.push(run.clock);
+                }
                 _ => workload_rows.push(Row {
                     workload,
                     tuner: run.name,
                     curves: vec![curve],
+                    clocks: vec![run.clock],
                 }),
             }
         }
@@ -485,6 +583,8 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
                     "tuner": row.tuner,
                     "median_trials_to_95": summary.median_to_target,
                     "median_best_after_200_gflops": summary.median_best_after,
+                    "median_seconds_to_90": summary.median_seconds_to[0],
+                    "median_seconds_to_95": summary.median_seconds_to[1],
                     "trials_to_95_per_seed": summary.trials_to_target,
                 })
             })
@@ -510,13 +610,15 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         .unwrap_or(8)
         .max(8);
     println!(
-        "{:<width$}  {:<13}  {:>10}  {:>22}  {:>9}  {:>14}  trials to 95% per seed",
+        "{:<width$}  {:<13}  {:>10}  {:>22}  {:>9}  {:>14}  {:>9}  {:>9}  trials to 95% per seed",
         "workload",
         "tuner",
         "best any",
         "median trials to 95%",
         "vs random",
-        format!("median best@{after}")
+        format!("median best@{after}"),
+        "s to 90%",
+        "s to 95%"
     );
     for ((row, best), summary) in rows.iter().zip(&summaries) {
         let random = rows
@@ -524,8 +626,9 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
             .zip(&summaries)
             .find(|((other, _), _)| other.workload == row.workload && other.tuner == "random")
             .and_then(|(_, random)| random.median_to_target);
+        let seconds = |value: Option<f64>| value.map_or("-".to_string(), |s| format!("{s:.1}"));
         println!(
-            "{:<width$}  {:<13}  {:>10.2}  {:>22}  {:>9}  {:>14}  {}",
+            "{:<width$}  {:<13}  {:>10.2}  {:>22}  {:>9}  {:>14}  {:>9}  {:>9}  {}",
             row.workload.to_string(),
             row.tuner,
             best,
@@ -536,6 +639,8 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
             summary
                 .median_best_after
                 .map_or("-".to_string(), |g| format!("{g:.2}")),
+            seconds(summary.median_seconds_to[0]),
+            seconds(summary.median_seconds_to[1]),
             summary.per_seed()
         );
     }
@@ -579,8 +684,15 @@ mod tests {
                 vec![1.0, 1.0, 10.0],
                 vec![2.0, 2.0, 2.0],
             ],
+            clocks: vec![
+                vec![1.0, 2.0, 3.0],
+                vec![0.5, 0.6, 9.0],
+                vec![1.0, 2.0, 3.0],
+            ],
         };
         let summary = summarise(&row, 10.0);
+        // 90% (9.0) at 2.0 s, 9.0 s and never: median 9.0; 95% (9.5) likewise.
+        assert_eq!(summary.median_seconds_to, [Some(9.0), Some(9.0)]);
         assert_eq!(summary.trials_to_target, vec![Some(2), Some(3), None]);
         assert_eq!(summary.per_seed(), "2 3 -");
         assert_eq!(summary.median_to_target, Some(3.0));

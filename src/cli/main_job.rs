@@ -52,12 +52,8 @@ pub fn run(backend: &BackendArgs) -> anyhow::Result<()> {
     let threads = 1;
     let selected = backend.select()?;
     let target = Target::host().with_threads(threads);
-    // Cheaper timing than `tune`'s default, so that a minute holds a real search.
-    let measure = MeasureOptions {
-        repeat: 3,
-        min_repeat_ms: 20.0,
-        ..MeasureOptions::default()
-    };
+    // A tuning run's protocol: a minute holds a real search.
+    let measure = MeasureOptions::tuning();
     eprintln!(
         "looptune: tuning {} default workloads for about {SECONDS_PER_WORKLOAD:.0} s each on {threads} thread; log: {}",
         DEFAULT_WORKLOADS.len(),

@@ -5,21 +5,29 @@ use super::Usage;
 use anyhow::Context;
 use clap::Args;
 use looptune::measuring::WorkerChoice;
-use looptune::runtime::measure::{WorkerCommand, MAX_MIN_REPEAT_MS, MAX_TIMEOUT};
+use looptune::runtime::measure::{Staging, WorkerCommand, MAX_MIN_REPEAT_MS, MAX_TIMEOUT};
 use looptune::runtime::{Backend, MeasureOptions, Measurer, Target};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How each candidate is measured. A command may lower the repeat defaults (`tune-compare`
-/// does, with clap's `mut_arg`).
+/// How each candidate is measured; the defaults are [`MeasureOptions::tuning`]'s.
 #[derive(Debug, Args)]
 pub struct MeasureArgs {
     /// Timed repeats per candidate (the median is recorded).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = MeasureOptions::tuning().repeat as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
     /// Calls per repeat grow until a repeat lasts at least this many milliseconds.
-    #[arg(long, default_value_t = 50.0)]
+    #[arg(long, default_value_t = MeasureOptions::tuning().min_repeat_ms)]
     pub min_repeat_ms: f64,
+    /// Staged timing: a candidate under this fraction of the best throughput so far is
+    /// recorded from one first short repeat, marked `short`, and not timed further; 0 times
+    /// every candidate in full.
+    #[arg(long, default_value_t = Staging::default().cutoff)]
+    pub stage_cutoff: f64,
+    /// The length of staged timing's first repeat, in milliseconds.
+    #[arg(long, default_value_t = Staging::default().first_stage_ms)]
+    pub first_stage_ms: f64,
     /// Seconds a candidate may take (compile, check and timing) before it is a Timeout.
     #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,
@@ -39,6 +47,19 @@ impl MeasureArgs {
                  most {MAX_MIN_REPEAT_MS}"
             )));
         }
+        if !(0.0..1.0).contains(&self.stage_cutoff) {
+            return Err(Usage(format!(
+                "--stage-cutoff {} must be a fraction of the best throughput from 0 (no staging) \
+                 to below 1",
+                self.stage_cutoff
+            )));
+        }
+        if !(0.0..=MAX_MIN_REPEAT_MS).contains(&self.first_stage_ms) {
+            return Err(Usage(format!(
+                "--first-stage-ms {} must be a number of milliseconds from 0 to {MAX_MIN_REPEAT_MS}",
+                self.first_stage_ms
+            )));
+        }
         let timeout = super::input::duration(
             "--timeout",
             self.timeout,
@@ -49,7 +70,11 @@ impl MeasureArgs {
             repeat: self.repeat as usize,
             min_repeat_ms,
             timeout,
-            ..MeasureOptions::default()
+            staging: Staging {
+                cutoff: self.stage_cutoff,
+                first_stage_ms: self.first_stage_ms,
+            },
+            ..MeasureOptions::tuning()
         };
         // The library's own rule, in case it is stricter than the flags' ranges.
         options

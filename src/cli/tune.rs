@@ -10,7 +10,7 @@ use super::input;
 use super::measuring::{worker, MeasureArgs};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use looptune::tune::{Finalists, Observer, Progress, TunerKind};
+use looptune::tune::{Finalists, Noise, Observer, Progress, TunerKind};
 use looptune::{Tuning, Workload};
 use std::path::PathBuf;
 
@@ -131,7 +131,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
         .log(&args.log)
         .trials(args.trials as usize)
         .batch_size(args.batch_size as usize)
-        .measure_options(measure)
+        .measure_options(measure.clone())
         .worker(worker(args.measure.in_process)?)
         .transfer(!args.no_transfer)
         .finalists(Finalists {
@@ -172,6 +172,14 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             "best_config": report.best.as_ref().map(|best| &best.values),
             "stop_reason": report.stop_reason.as_str(),
             "wall_s": report.wall.as_secs_f64(),
+            "short_trials": report.short,
+            "trials_to_90": report.time_to(0.9).map(|(trials, _)| trials),
+            "seconds_to_90": report.time_to(0.9).map(|(_, seconds)| seconds),
+            "noise": {
+                "repeat_spread": report.noise.repeat_spread,
+                "remeasure_cv": report.noise.remeasure_cv,
+                "remeasured_configs": report.noise.remeasured_configs,
+            },
             "trials_per_s": report.trials as f64 / report.wall.as_secs_f64().max(1e-9),
             "threads": threads,
             "log": args.log.display().to_string(),
@@ -217,6 +225,17 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             report.trials as f64 / report.wall.as_secs_f64().max(1e-9),
             compile_s
         );
+        if let Some((trials, seconds)) = report.time_to(0.9) {
+            println!("90% of best after {trials} trials, {seconds:.1} s");
+        }
+        if report.short > 0 {
+            println!(
+                "staged      {} of the trials were timed short: under {} of the best so far after \
+                 a first repeat of {} ms, and not timed further",
+                report.short, measure.staging.cutoff, measure.staging.first_stage_ms
+            );
+        }
+        println!("noise       {}", noise_text(&report.noise));
         if let Some(stats) = &stats {
             println!(
                 "model       {} fits in {:.1} s, {} annealing rounds in {:.1} s ({} candidates scored, {} of them lowered, the rest from the feature cache); transfer: {} rows of {} other workloads",
@@ -233,6 +252,31 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
         println!("log         {}", args.log.display());
     }
     Ok(())
+}
+
+/// The noise line: the spread of repeats inside one measurement and how far a config measured
+/// again varied, or why a figure is missing.
+fn noise_text(noise: &Noise) -> String {
+    let repeats =
+        noise
+            .repeat_spread
+            .map_or("no measurement had two repeats".to_string(), |spread| {
+                format!(
+                    "repeats of one measurement spread by a median {:.1}%",
+                    100.0 * spread
+                )
+            });
+    let again = noise.remeasure_cv.map_or(
+        "no config was measured twice".to_string(),
+        |cv| {
+            format!(
+                "a config measured again varied by a median {:.1}% (coefficient of variation, {} configs)",
+                100.0 * cv,
+                noise.remeasured_configs
+            )
+        },
+    );
+    format!("{repeats}; {again}")
 }
 
 /// The line `tune` and `tune-model` print when some errors were not the kernels' fault: they

@@ -171,9 +171,18 @@ pub fn per_config<'a>(records: impl Iterator<Item = &'a Record>) -> Vec<&'a Reco
         .collect()
 }
 
+/// The ranking of every query: a record timed by the whole protocol before one timed short
+/// ([`Record::is_short`]: a candidate left behind after a first stage, whose one short repeat
+/// is good enough to rank it low, never to pick it), then the faster median first.
 fn by_median(a: &Record, b: &Record) -> std::cmp::Ordering {
-    let time = |record: &Record| record.median_s().unwrap_or(f64::INFINITY);
-    time(a).total_cmp(&time(b))
+    let rank = |record: &Record| {
+        (
+            record.is_short(),
+            record.median_s().unwrap_or(f64::INFINITY),
+        )
+    };
+    let (a, b) = (rank(a), rank(b));
+    a.0.cmp(&b.0).then(a.1.total_cmp(&b.1))
 }
 
 #[cfg(test)]
@@ -274,5 +283,33 @@ mod tests {
         assert!(done.contains_index(1) && done.contains_index(2) && !done.contains_index(3));
         assert!(done.contains_config(&vec![("k".to_string(), KnobValue::Choice(1))]));
         assert!(measured(&records, matmul(), &fingerprint("Other", 1)).is_empty());
+    }
+
+    #[test]
+    fn a_record_timed_short_ranks_after_every_full_one() {
+        let short = |index: u128, seconds: f64| {
+            let mut record = record(index, seconds);
+            if let Some(costs) = &mut record.costs {
+                costs.short = true;
+            }
+            record
+        };
+        // A short timing that (by a burst of noise in the best's full timing) reads faster
+        // than every full one still does not win; alone, it is still a measured config.
+        let records = vec![record(1, 2.0), short(2, 0.5), record(3, 1.0)];
+        let target = fingerprint("Test CPU", 1);
+        let order: Vec<u128> = top_k(&records, matmul(), &target, 3)
+            .iter()
+            .map(|record| record.config_index)
+            .collect();
+        assert_eq!(order, [3, 1, 2]);
+        assert_eq!(best_per_task(&records)[0].config_index, 3);
+        assert!(records[1].is_short() && !records[0].is_short());
+        let alone = [short(2, 0.5)];
+        assert_eq!(
+            best(&alone, matmul(), &target).map(|r| r.config_index),
+            Some(2)
+        );
+        assert!(measured(&alone, matmul(), &target).contains_index(2));
     }
 }

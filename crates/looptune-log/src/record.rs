@@ -253,6 +253,13 @@ impl Record {
             .is_none_or(|error| error.kind.is_the_candidates())
     }
 
+    /// Whether the record was timed by a first stage only (see
+    /// [`looptune_runtime::measure::Staging`]): a candidate far slower than the best of its
+    /// run. Queries rank such records after every record timed in full.
+    pub fn is_short(&self) -> bool {
+        self.costs.as_ref().is_some_and(|costs| costs.short)
+    }
+
     /// The median seconds per call of a valid record.
     pub fn median_s(&self) -> Option<f64> {
         if self.is_valid() {
@@ -366,6 +373,7 @@ pub(crate) mod tests {
             number: 10,
             repeat: 3,
             all_s: vec![1e-6, 0.9e-6, 1.1e-6],
+            short: false,
         };
         let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let record = Record::from_measurement(

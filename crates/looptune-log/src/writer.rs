@@ -185,6 +185,7 @@ pub(crate) mod tests {
                 number: 1,
                 repeat: 1,
                 all_s: vec![median_s],
+                short: false,
             }),
             gflops: Some(1.0),
             error: None,

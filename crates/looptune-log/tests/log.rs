@@ -52,6 +52,7 @@ fn measured_record(target: &TargetFingerprint, index: u128, median_s: Option<f64
             number: 4,
             repeat: 3,
             all_s: vec![median_s, median_s * 0.9, median_s * 1.1],
+            short: false,
         }),
         None => Err(MeasureError::new(
             MeasureErrorKind::Timeout,

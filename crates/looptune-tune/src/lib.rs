@@ -25,6 +25,7 @@ pub mod cliquenet;
 pub mod finalists;
 pub mod model;
 pub mod models;
+pub mod noise;
 pub mod scheduler;
 pub mod shard;
 pub mod task;
@@ -36,6 +37,7 @@ pub use cliquenet::{CliqueBlock, CliqueConv};
 pub use finalists::Finalists;
 pub use model::{TransferSet, XgbTuner, XgbTunerOptions, XgbTunerStats};
 pub use models::{Layer, Network};
+pub use noise::Noise;
 pub use scheduler::driver::{
     tune_model, ModelTask, ModelTuneError, ModelTuneOptions, ModelTuneReport,
 };

@@ -7,6 +7,7 @@
 //! target are skipped, and the best recorded one is the starting best.
 
 use crate::finalists::{measure_again, Finalists};
+use crate::noise::Noise;
 use crate::task::TuningTask;
 use crate::tuner::{Trial, Tuner};
 use looptune_ir::Program;
@@ -115,6 +116,13 @@ pub struct TuneReport {
     pub remeasured: usize,
     /// Best throughput after each trial of this run (0 before anything succeeded).
     pub curve: Vec<f64>,
+    /// Wall seconds from the start of the run to the end of each trial (the clock of `curve`).
+    pub seconds: Vec<f64>,
+    /// Trials timed by a first stage only: far slower than the run's best so far, recorded from
+    /// one short repeat (see [`looptune_runtime::measure::Staging`]).
+    pub short: usize,
+    /// How noisy this run's measurements (trials and finalists) were.
+    pub noise: Noise,
     /// Why the run ended.
     pub stop_reason: StopReason,
     /// Wall time of the run.
@@ -179,6 +187,11 @@ pub trait Measure {
 
     /// Compiles, checks and times `config`, whose program and nest are `input`.
     fn measure(&mut self, config: &Config, input: &MeasureInput) -> MeasureResult;
+
+    /// Measures what follows in a new worker process (its buffers elsewhere in memory), so
+    /// that rounds of the same configs sample more than one memory placement. Nothing by
+    /// default (a measurer without a worker, a cache).
+    fn fresh_process(&mut self) {}
 }
 
 impl Measure for Measurer {
@@ -192,6 +205,10 @@ impl Measure for Measurer {
 
     fn measure(&mut self, _config: &Config, input: &MeasureInput) -> MeasureResult {
         self.measure_one(input)
+    }
+
+    fn fresh_process(&mut self) {
+        self.stop_worker();
     }
 }
 
@@ -255,9 +272,13 @@ pub struct TuningRun<'t> {
     trials: usize,
     since_improvement: usize,
     curve: Vec<f64>,
+    seconds: Vec<f64>,
+    short: usize,
     checked_memory: bool,
     /// This task's records, the log's and this run's: what the finalists are chosen from.
     task_records: Vec<Record>,
+    /// How many of `task_records` came from the log (this run's follow them).
+    logged_records: usize,
     remeasured: usize,
 }
 
@@ -283,7 +304,7 @@ impl<'t> TuningRun<'t> {
                 gflops: record.gflops?,
             })
         });
-        let task_records = existing
+        let task_records: Vec<Record> = existing
             .iter()
             .filter(|record| record.is_of_task(&key, &context.target))
             .cloned()
@@ -292,6 +313,7 @@ impl<'t> TuningRun<'t> {
             task,
             context,
             options,
+            logged_records: task_records.len(),
             task_records,
             remeasured: 0,
             key,
@@ -304,6 +326,8 @@ impl<'t> TuningRun<'t> {
             trials: 0,
             since_improvement: 0,
             curve: Vec::new(),
+            seconds: Vec::new(),
+            short: 0,
             checked_memory: false,
         })
     }
@@ -311,6 +335,11 @@ impl<'t> TuningRun<'t> {
     /// Best throughput after each trial of this run so far (0 before anything succeeded).
     pub fn curve(&self) -> &[f64] {
         &self.curve
+    }
+
+    /// Wall seconds from the start of the run to the end of each trial so far.
+    pub fn seconds(&self) -> &[f64] {
+        &self.seconds
     }
 
     /// Proposes, measures, logs and learns one batch; `Some(reason)` once the run is over
@@ -382,7 +411,15 @@ impl<'t> TuningRun<'t> {
             }
             let candidate_started = SystemTime::now();
             let result = match input {
-                Ok(input) => measurer.measure(&config, &input),
+                Ok(input) => {
+                    // The best so far, for staged timing: a candidate far slower than it is
+                    // recorded from a first short timing.
+                    let best_s = self
+                        .best
+                        .as_ref()
+                        .map(|best| input.flops / (best.gflops * 1e9));
+                    measurer.measure(&config, &input.with_best(best_s))
+                }
                 Err(error) => invalid_config(error.to_string()),
             };
             let record = Record::from_measurement(
@@ -397,6 +434,9 @@ impl<'t> TuningRun<'t> {
             self.since_improvement += 1;
             if record.gflops.is_none() {
                 self.errors += 1;
+            }
+            if record.is_short() {
+                self.short += 1;
             }
             if !record.counts_as_measured() {
                 self.environment_errors += 1;
@@ -413,6 +453,7 @@ impl<'t> TuningRun<'t> {
             }
             self.curve
                 .push(self.best.as_ref().map_or(0.0, |best| best.gflops));
+            self.seconds.push(self.started.elapsed().as_secs_f64());
             batch_trials.push(Trial {
                 config,
                 gflops: record.gflops,
@@ -480,9 +521,22 @@ impl<'t> TuningRun<'t> {
             best: self.best.clone(),
             remeasured: self.remeasured,
             curve: self.curve.clone(),
+            seconds: self.seconds.clone(),
+            short: self.short,
+            noise: Noise::of(&self.task_records[self.logged_records..]),
             stop_reason,
             wall: self.started.elapsed(),
         }
+    }
+}
+
+impl TuneReport {
+    /// The trial (from 1) and the wall seconds at which this run's best so far first reached
+    /// `share` of its final best, if it did: how fast the search got close.
+    pub fn time_to(&self, share: f64) -> Option<(usize, f64)> {
+        let target = share * self.best.as_ref()?.gflops;
+        let trial = self.curve.iter().position(|&best| best >= target)?;
+        Some((trial + 1, *self.seconds.get(trial)?))
     }
 }
 

@@ -3,13 +3,16 @@
 #![forbid(unsafe_code)]
 
 use looptune_ir::ops::{Layout, Workload};
+use looptune_ir::Program;
 use looptune_ir::{lower, Schedule};
 use looptune_log::{read_log, LogWriter, RecordContext, TargetFingerprint};
-use looptune_runtime::measure::Isolation;
-use looptune_runtime::{MeasureInput, MeasureOptions, Measurer, Target};
+use looptune_runtime::measure::{Costs, Isolation};
+use looptune_runtime::{
+    MeasureInput, MeasureOptions, MeasureResult, Measurer, MemoryError, Target,
+};
 use looptune_space::{Config, ConfigSpace, Factors, Knob, TaskKey, TemplateError};
 use looptune_tune::{
-    tune, Finalists, GridTuner, Observer, Progress, RandomTuner, StopReason, TuneOptions,
+    tune, Finalists, GridTuner, Measure, Observer, Progress, RandomTuner, StopReason, TuneOptions,
     TuningTask,
 };
 
@@ -62,6 +65,51 @@ impl TuningTask for SplitTask {
 fn measurer() -> Measurer {
     let options = MeasureOptions::quick().with_isolation(Isolation::InProcess);
     Measurer::new(options, Target::host(), cranelift(), None).expect("measurer")
+}
+
+/// A measurer with no timing noise: config `i` takes `seconds(i, n)` seconds on its `n`-th
+/// measurement (from 0), and when `staged`, a candidate more than twice as slow as the best it
+/// is told of is timed short, as staged timing does. It keeps what it was asked, for the tests
+/// to check.
+struct Scripted {
+    seconds: fn(u128, usize) -> f64,
+    staged: bool,
+    /// The config and `best_s` of every measurement, in order.
+    asked: Vec<(u128, Option<f64>)>,
+    fresh_processes: usize,
+}
+
+impl Scripted {
+    fn new(seconds: fn(u128, usize) -> f64, staged: bool) -> Scripted {
+        Scripted {
+            seconds,
+            staged,
+            asked: Vec::new(),
+            fresh_processes: 0,
+        }
+    }
+}
+
+impl Measure for Scripted {
+    fn check_memory(&self, _key: &str, _program: &Program) -> Result<(), MemoryError> {
+        Ok(())
+    }
+
+    fn prepare(&mut self, _batch: &[(&Config, &MeasureInput)]) {}
+
+    fn measure(&mut self, config: &Config, input: &MeasureInput) -> MeasureResult {
+        let index = config.index();
+        let times = self.asked.iter().filter(|(i, _)| *i == index).count();
+        self.asked.push((index, input.best_s));
+        let seconds = (self.seconds)(index, times);
+        let mut costs = Costs::at_throughput(input.flops / seconds / 1e9, input.flops);
+        costs.short = self.staged && input.best_s.is_some_and(|best| seconds > 2.0 * best);
+        MeasureResult::known(Ok(costs))
+    }
+
+    fn fresh_process(&mut self) {
+        self.fresh_processes += 1;
+    }
 }
 
 fn context(task: &SplitTask, tuner: &str) -> RecordContext {
@@ -295,10 +343,19 @@ fn finalists_are_measured_again_side_by_side_and_ranked_at_their_median() {
     let mut writer = LogWriter::open(&path).unwrap();
     let mut tuner = RandomTuner::new(&task.space, 3);
     let context = context(&task, "random");
+    // Each config's time drifts from one measurement to the next (by at most 10%), never
+    // enough for a config left out to overtake the finalists (so there is one pass), but
+    // enough that a median differs from a first measurement.
+    let mut measurer = Scripted::new(
+        |index, times| {
+            (1.0 + index as f64) * (1.0 + 0.1 * ((index as usize + times) % 3) as f64 / 2.0)
+        },
+        false,
+    );
     let report = tune(
         &task,
         &mut tuner,
-        &mut measurer(),
+        &mut measurer,
         &mut writer,
         &context,
         &[],
@@ -343,6 +400,129 @@ fn finalists_are_measured_again_side_by_side_and_ranked_at_their_median() {
     let best_times = times(best.config_index);
     assert_eq!(best_times.len(), 3);
     assert_eq!(best.median_s(), Some(best_times[1]));
+}
+
+#[test]
+fn each_finalist_round_runs_in_a_fresh_process_and_a_lucky_outsider_is_measured_again() {
+    let task = SplitTask::new();
+    let options = TuneOptions {
+        trials: 24,
+        batch_size: 8,
+        finalists: Finalists {
+            configs: 2,
+            rounds: 2,
+        },
+        ..TuneOptions::default()
+    };
+    let run = |seconds: fn(u128, usize) -> f64| {
+        let mut measurer = Scripted::new(seconds, false);
+        let mut tuner = GridTuner::new(&task.space);
+        let report = tune(
+            &task,
+            &mut tuner,
+            &mut measurer,
+            &mut looptune_tune::NoLog,
+            &context(&task, "grid"),
+            &[],
+            &options,
+            &mut (),
+        )
+        .unwrap();
+        (report, measurer)
+    };
+    // Steady times (config i takes 1 + i seconds): configs 0 and 1 are the finalists, measured
+    // twice more, each round in a fresh process, and the best stays config 0.
+    let (report, measurer) = run(|index, _| 1.0 + index as f64);
+    assert_eq!((report.trials, report.remeasured), (24, 4));
+    assert_eq!(measurer.fresh_processes, 2);
+    assert_eq!(report.best.map(|best| best.index), Some(0));
+    // Configs 0 and 1 were lucky the first time (then 30 s); config 2 (3 s) becomes the best
+    // without ever being measured next to them, so the best two (2 and 3) are measured again.
+    let (report, measurer) = run(|index, times| match (index, times) {
+        (0 | 1, 0) => 1.0 + index as f64,
+        (0 | 1, _) => 30.0,
+        _ => 1.0 + index as f64,
+    });
+    assert_eq!(report.remeasured, 8);
+    assert_eq!(measurer.fresh_processes, 4);
+    let again: Vec<u128> = measurer.asked[24..].iter().map(|(i, _)| *i).collect();
+    assert_eq!(again, [0, 1, 0, 1, 2, 3, 2, 3]);
+    assert_eq!(report.best.map(|best| best.index), Some(2));
+}
+
+#[test]
+fn staged_timing_is_told_the_best_so_far_and_a_short_trial_never_becomes_the_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tune.jsonl");
+    let task = SplitTask::new();
+    let options = TuneOptions {
+        trials: 24,
+        batch_size: 4,
+        ..TuneOptions::default()
+    };
+    // In the grid's order: config 0 takes 1 s, config 5 the best 0.5 s, config i 1 + i s.
+    let seconds = |index: u128, _| if index == 5 { 0.5 } else { 1.0 + index as f64 };
+    let mut measurer = Scripted::new(seconds, true);
+    let mut writer = LogWriter::open(&path).unwrap();
+    let report = tune(
+        &task,
+        &mut GridTuner::new(&task.space),
+        &mut measurer,
+        &mut writer,
+        &context(&task, "grid"),
+        &[],
+        &options,
+        &mut (),
+    )
+    .unwrap();
+    // The first candidate has no best to compare with; every later one is told the best time
+    // known when it is measured: config 0's 1 s, then config 5's 0.5 s.
+    let told: Vec<(u128, Option<f64>)> = measurer
+        .asked
+        .iter()
+        .map(|&(index, best_s)| (index, best_s.map(|s| (s * 1e6).round() / 1e6)))
+        .collect();
+    assert_eq!(told[0], (0, None));
+    assert!(
+        told[1..=5].iter().all(|(_, best_s)| *best_s == Some(1.0)),
+        "{told:?}"
+    );
+    assert!(
+        told[6..].iter().all(|(_, best_s)| *best_s == Some(0.5)),
+        "{told:?}"
+    );
+    let flops = task.workload.flops();
+    // Configs more than twice as slow as the best were timed short, and logged so.
+    let records = read_log(&path).unwrap().records;
+    let short: Vec<u128> = records
+        .iter()
+        .filter(|record| record.is_short())
+        .map(|record| record.config_index)
+        .collect();
+    assert_eq!(short, (2..24).filter(|&i| i != 5).collect::<Vec<u128>>());
+    assert_eq!(report.short, short.len());
+    let best = report.best.expect("a best");
+    assert_eq!(best.index, 5);
+    assert!((best.gflops - flops / 0.5 / 1e9).abs() < 1e-12);
+    // A resumed run counts the short trials as measured: nothing is measured again.
+    drop(writer);
+    let mut writer = LogWriter::open(&path).unwrap();
+    let mut again = Scripted::new(seconds, true);
+    let report = tune(
+        &task,
+        &mut GridTuner::new(&task.space),
+        &mut again,
+        &mut writer,
+        &context(&task, "grid"),
+        &records,
+        &options,
+        &mut (),
+    )
+    .unwrap();
+    assert_eq!((report.resumed, report.trials), (24, 0));
+    assert_eq!(report.stop_reason, StopReason::SpaceExhausted);
+    assert!(again.asked.is_empty());
+    assert_eq!(report.best.map(|best| best.index), Some(5));
 }
 
 #[test]

@@ -21,6 +21,10 @@ pub struct MeasureInput {
     /// ([`super::FAULT_INJECTION_ENV`]); anywhere else a candidate carrying it is rejected as
     /// `InvalidConfig`, so it cannot take effect by accident.
     pub fault: Option<Fault>,
+    /// Seconds per call of the best candidate of the same program known to the caller (a
+    /// tuning run's best so far), if any: what the first stage of staged timing compares with
+    /// ([`super::Staging`]). `None` times the candidate by the whole protocol.
+    pub best_s: Option<f64>,
 }
 
 impl MeasureInput {
@@ -31,7 +35,16 @@ impl MeasureInput {
             nest,
             flops,
             fault: None,
+            best_s: None,
         }
+    }
+
+    /// The same candidate, to be compared with a best candidate taking `best_s` seconds per
+    /// call (see [`MeasureInput::best_s`]); a value that is not a positive finite number is
+    /// ignored.
+    pub fn with_best(mut self, best_s: Option<f64>) -> MeasureInput {
+        self.best_s = best_s.filter(|seconds| seconds.is_finite() && *seconds > 0.0);
+        self
     }
 
     /// The same candidate carrying `fault` (tests only; see [`MeasureInput::fault`]).

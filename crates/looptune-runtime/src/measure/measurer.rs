@@ -152,6 +152,12 @@ impl Measurer {
         Ok(())
     }
 
+    /// Ends the worker process, if one runs; the next candidate starts a new one (with its
+    /// buffers at new places in memory). Does nothing with in-process isolation.
+    pub fn stop_worker(&mut self) {
+        self.worker = None;
+    }
+
     /// Measures a batch of candidates, in order, one result each. Failures are results, never
     /// panics: a crash or hang costs that candidate only.
     /// The backend first [prepares](Backend::prepare) the whole batch (the C backend compiles

@@ -34,7 +34,7 @@ mod worker;
 pub use input::{Fault, MeasureInput};
 pub use measurer::{Measurer, MeasurerError};
 pub use options::{
-    CheckMode, Isolation, MeasureOptions, OptionsError, MAX_MIN_REPEAT_MS, MAX_TIMEOUT,
+    CheckMode, Isolation, MeasureOptions, OptionsError, Staging, MAX_MIN_REPEAT_MS, MAX_TIMEOUT,
 };
 pub use protocol::{ProtocolError, PROTOCOL_VERSION};
 pub use result::{Costs, MeasureError, MeasureErrorKind, MeasureResult};

@@ -262,7 +262,7 @@ impl Pipeline {
         }
         let flusher = self.flusher.as_mut().filter(|_| options.flush_cache);
         let mut output_refs: Vec<DataMut<'_>> = outputs.iter_mut().map(Data::as_mut).collect();
-        time_calls(options, deadline, flusher, || {
+        time_calls(options, deadline, input.best_s, flusher, || {
             kernel.call_data(&input_refs, &mut output_refs)
         })
         .map_err(|timing_error| match timing_error {

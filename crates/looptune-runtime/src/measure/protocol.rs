@@ -21,7 +21,7 @@ use thiserror::Error;
 
 /// The version of the messages below; bumped whenever any of them (or a type they carry)
 /// changes shape, because bincode has no field names to notice it by.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest frame accepted: far above any real message, small enough that a corrupt length
 /// cannot make the reader allocate the machine away.

@@ -20,6 +20,11 @@ pub struct Costs {
     pub repeat: usize,
     /// Seconds per call of every repeat, in the order they ran.
     pub all_s: Vec<f64>,
+    /// Timed by the first stage only: the candidate was far slower than the best known one
+    /// (see [`super::Staging`]), so `all_s` holds that one short repeat. Such costs rank a
+    /// candidate well enough to leave it behind, never to pick it.
+    #[serde(default)]
+    pub short: bool,
 }
 
 impl Costs {
@@ -34,6 +39,7 @@ impl Costs {
             number: 1,
             repeat: 1,
             all_s: vec![seconds],
+            short: false,
         }
     }
 

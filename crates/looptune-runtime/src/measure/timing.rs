@@ -13,6 +13,10 @@
 //! each cold call is long enough for the clock, and growing it would multiply the untimed flush
 //! work.
 //!
+//! Staged (see [`super::Staging`]): when the caller gives a cutoff, the growth first aims at a
+//! short repeat of `first_stage_ms`; a candidate slower than the cutoff per call in that repeat
+//! stops there, with costs marked `short`, and the others grow on to the whole protocol.
+//!
 //! The deadline is checked between calls, never inside one: only a worker process can be
 //! interrupted in the middle of a call (by being killed).
 
@@ -98,7 +102,7 @@ pub fn time_in_process<E: std::error::Error + 'static>(
     options: &MeasureOptions,
     call: impl FnMut() -> Result<(), E>,
 ) -> Result<Costs, TimingError<E>> {
-    time_calls(options, deadline_after(options.timeout), None, call)
+    time_calls(options, deadline_after(options.timeout), None, None, call)
 }
 
 /// `timeout` from now, or a century from now when the sum does not fit in an `Instant`.
@@ -109,10 +113,13 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
         .unwrap_or(now)
 }
 
-/// Times `call` under `options` (see the module documentation), giving up at `deadline`.
+/// Times `call` under `options` (see the module documentation), giving up at `deadline`; with
+/// `best_s`, the seconds per call of the best candidate known, staging stops a candidate under
+/// `options.staging.cutoff` of its throughput after a first stage ([`super::Staging`]).
 pub(crate) fn time_calls<E: std::error::Error + 'static>(
     options: &MeasureOptions,
     deadline: Instant,
+    best_s: Option<f64>,
     mut flusher: Option<&mut CacheFlusher>,
     mut call: impl FnMut() -> Result<(), E>,
 ) -> Result<Costs, TimingError<E>> {
@@ -157,33 +164,58 @@ pub(crate) fn time_calls<E: std::error::Error + 'static>(
 
     // Unvalidated options (a caller of `time_in_process`) may hold any f64: saturate rather than
     // panic.
-    let min_repeat = Duration::try_from_secs_f64(options.min_repeat_ms / 1e3).unwrap_or(
-        if options.min_repeat_ms > 0.0 {
+    let to_duration = |ms: f64| {
+        Duration::try_from_secs_f64(ms / 1e3).unwrap_or(if ms > 0.0 {
             Duration::MAX
         } else {
             Duration::ZERO
-        },
-    );
+        })
+    };
+    let min_repeat = to_duration(options.min_repeat_ms);
+    // The first stage (staged timing): one repeat of at least `first_stage_ms`, never longer
+    // than a whole repeat, after which a candidate slower than `cutoff_s` per call (`best_s`
+    // over the cutoff fraction) stops.
+    let mut cutoff_s = best_s
+        .filter(|_| options.staging.is_on())
+        .map(|best_s| best_s / options.staging.cutoff)
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0);
+    let mut wanted = match cutoff_s {
+        Some(_) => to_duration(options.staging.first_stage_ms).min(min_repeat),
+        None => min_repeat,
+    };
     let mut number = options.number;
     let mut all_s = Vec::with_capacity(options.repeat);
-    if !options.flush_cache {
-        loop {
-            let elapsed = timed_repeat(number, &mut calls).map_err(TimingError::Call)?;
-            check_deadline(calls)?;
-            if elapsed >= min_repeat || number >= MAX_NUMBER {
-                // The repeat that reached the minimum ran the final `number` of warm calls,
-                // like the repeats after it: it counts as the first.
-                all_s.push(elapsed.as_secs_f64() / number as f64);
-                break;
-            }
-            number = grown_number(number, elapsed, min_repeat);
-        }
-    }
-
+    // With a cache flush every repeat counts as it is; otherwise repeats count from the first
+    // that lasted `min_repeat` (it ran the final `number` of warm calls, like those after it).
+    let mut counting = options.flush_cache;
     while all_s.len() < options.repeat {
         let elapsed = timed_repeat(number, &mut calls).map_err(TimingError::Call)?;
-        all_s.push(elapsed.as_secs_f64() / number as f64);
         check_deadline(calls)?;
+        let per_call = elapsed.as_secs_f64() / number as f64;
+        let long_enough = |wanted: Duration| counting || elapsed >= wanted || number >= MAX_NUMBER;
+        if !long_enough(wanted) {
+            number = grown_number(number, elapsed, wanted);
+            continue;
+        }
+        if let Some(cutoff) = cutoff_s.take() {
+            if per_call > cutoff {
+                return Ok(Costs {
+                    median_s: per_call,
+                    min_s: per_call,
+                    number,
+                    repeat: 1,
+                    all_s: vec![per_call],
+                    short: true,
+                });
+            }
+            wanted = min_repeat;
+            if !long_enough(wanted) {
+                number = grown_number(number, elapsed, wanted);
+                continue;
+            }
+        }
+        counting = true;
+        all_s.push(per_call);
     }
     let (median_s, min_s) = median_and_min(&all_s);
     Ok(Costs {
@@ -192,6 +224,7 @@ pub(crate) fn time_calls<E: std::error::Error + 'static>(
         number,
         repeat: options.repeat,
         all_s,
+        short: false,
     })
 }
 
@@ -246,7 +279,7 @@ mod tests {
     #[test]
     fn number_grows_until_a_repeat_lasts_min_repeat() {
         let mut calls = 0usize;
-        let costs = time_calls(&options(1, 3, 2.0), far_deadline(), None, || {
+        let costs = time_calls(&options(1, 3, 2.0), far_deadline(), None, None, || {
             calls += 1;
             std::thread::sleep(Duration::from_micros(100));
             Ok::<(), Infallible>(())
@@ -265,7 +298,7 @@ mod tests {
 
     #[test]
     fn a_slow_call_keeps_the_initial_number() {
-        let costs = time_calls(&options(1, 2, 1.0), far_deadline(), None, || {
+        let costs = time_calls(&options(1, 2, 1.0), far_deadline(), None, None, || {
             std::thread::sleep(Duration::from_millis(2));
             Ok::<(), Infallible>(())
         })
@@ -277,7 +310,7 @@ mod tests {
     fn the_deadline_stops_timing_between_calls() {
         let start = Instant::now();
         let deadline = start + Duration::from_millis(30);
-        let result = time_calls(&options(1, 1000, 1.0), deadline, None, || {
+        let result = time_calls(&options(1, 1000, 1.0), deadline, None, None, || {
             std::thread::sleep(Duration::from_millis(5));
             Ok::<(), Infallible>(())
         });
@@ -293,7 +326,7 @@ mod tests {
     #[test]
     fn call_errors_stop_timing() {
         let mut left = 3;
-        let result = time_calls(&options(1, 3, 1.0), far_deadline(), None, || {
+        let result = time_calls(&options(1, 3, 1.0), far_deadline(), None, None, || {
             left -= 1;
             if left == 0 {
                 Err(std::fmt::Error)
@@ -312,16 +345,81 @@ mod tests {
         flushed_options.flush_cache = true;
         flushed_options.warmup = 0;
         let start = Instant::now();
-        let costs = time_calls(&flushed_options, far_deadline(), Some(&mut flusher), || {
-            std::thread::sleep(Duration::from_micros(200));
-            Ok::<(), Infallible>(())
-        })
+        let costs = time_calls(
+            &flushed_options,
+            far_deadline(),
+            None,
+            Some(&mut flusher),
+            || {
+                std::thread::sleep(Duration::from_micros(200));
+                Ok::<(), Infallible>(())
+            },
+        )
         .expect("timing succeeds");
         assert_eq!(costs.number, 2);
         // The timed interval excludes the flushes: well under the time the whole thing took
         // whenever a flush costs anything, and never below the sleep.
         assert!(costs.min_s >= 200e-6);
         assert!(costs.median_s * 4.0 <= start.elapsed().as_secs_f64());
+    }
+
+    /// Options with a first stage of 4 ms before repeats of 20 ms.
+    fn staged(repeat: usize) -> MeasureOptions {
+        MeasureOptions {
+            staging: super::super::Staging {
+                cutoff: 0.5,
+                first_stage_ms: 4.0,
+            },
+            ..options(1, repeat, 20.0)
+        }
+    }
+
+    #[test]
+    fn a_candidate_slower_than_the_cutoff_stops_after_the_first_stage() {
+        let mut calls = 0usize;
+        let costs = time_calls(&staged(5), far_deadline(), Some(50e-6), None, || {
+            calls += 1;
+            std::thread::sleep(Duration::from_millis(1));
+            Ok::<(), Infallible>(())
+        })
+        .expect("timing succeeds");
+        assert!(costs.short, "{costs:?}");
+        assert_eq!((costs.repeat, costs.all_s.len()), (1, 1));
+        assert_eq!(costs.median_s, costs.all_s[0]);
+        // One repeat of at least 4 ms (not 20): a few calls of 1 ms after the warm-up and
+        // the growth, nowhere near five repeats of 20 ms.
+        assert!(costs.number as f64 * costs.median_s >= 3.5e-3, "{costs:?}");
+        assert!(calls < 40, "{calls} calls");
+    }
+
+    #[test]
+    fn a_candidate_within_the_cutoff_gets_the_whole_protocol() {
+        let costs = time_calls(&staged(3), far_deadline(), Some(0.5), None, || {
+            std::thread::sleep(Duration::from_micros(500));
+            Ok::<(), Infallible>(())
+        })
+        .expect("timing succeeds");
+        assert!(!costs.short, "{costs:?}");
+        assert_eq!(costs.all_s.len(), 3);
+        // Every counted repeat is a whole one, not the first stage's short repeat.
+        assert!(costs.number as f64 * costs.min_s >= 15e-3, "{costs:?}");
+    }
+
+    #[test]
+    fn without_a_cutoff_or_with_staging_off_there_is_no_first_stage() {
+        let off = MeasureOptions {
+            staging: super::super::Staging::OFF,
+            ..staged(2)
+        };
+        for (options, best_s) in [(staged(2), None), (off, Some(1e-9))] {
+            let costs = time_calls(&options, far_deadline(), best_s, None, || {
+                std::thread::sleep(Duration::from_micros(500));
+                Ok::<(), Infallible>(())
+            })
+            .expect("timing succeeds");
+            assert!(!costs.short, "{costs:?}");
+            assert_eq!(costs.all_s.len(), 2);
+        }
     }
 
     #[test]
