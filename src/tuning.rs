@@ -240,10 +240,17 @@ impl<'o> Tuning<'o> {
         let (mut measurer, measuring) = measurer(&target, &backend, self.measure, &self.worker)
             .map_err(TuningError::Measurer)?;
         let fingerprint = TargetFingerprint::new(&target, backend.as_ref());
+        let mut shipped_from = false;
         let mut built = match &task {
             TunedTask::Builtin(builtin) => {
-                let transfer = (self.transfer && self.tuner == TunerKind::Xgb)
-                    .then(|| TransferSet::from_records(builtin, &existing, &fingerprint));
+                // The log's records of other shapes of the operator; when it has none of the
+                // operator, the records looptune ships (never cold).
+                let transfer = (self.transfer && self.tuner == TunerKind::Xgb).then(|| {
+                    let (set, shipped) =
+                        TransferSet::from_log_or_shipped(builtin, &existing, &fingerprint);
+                    shipped_from = shipped;
+                    set
+                });
                 BuiltTuner::new(self.tuner, builtin, self.seed, transfer)
                     .map_err(TuningError::Model)?
             }
@@ -285,6 +292,8 @@ impl<'o> Tuning<'o> {
             log: self.log,
             warnings,
             measuring,
+            shipped_transfer: shipped_from
+                && xgb.as_ref().is_some_and(|stats| stats.transfer_rows > 0),
             xgb,
             target,
             selected,
@@ -316,6 +325,9 @@ pub struct TuningReport {
     pub measuring: Measuring,
     /// Where the `xgb` tuner's time went; `None` for the others.
     pub xgb: Option<XgbTunerStats>,
+    /// Whether the `xgb` tuner's transfer rows came from the records looptune ships (the log
+    /// had none of the operator) rather than from the log.
+    pub shipped_transfer: bool,
     /// The target the records belong to.
     pub target: Target,
     /// The backend the candidates were compiled with, and why `auto` chose it.

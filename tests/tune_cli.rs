@@ -258,3 +258,69 @@ fn bad_tune_arguments_are_usage_errors() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_cold_xgb_run_starts_from_the_shipped_records_and_a_warm_one_from_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("t.jsonl");
+    let log_arg = log.to_str().unwrap();
+    let xgb = |log: &str| {
+        let mut args = vec![
+            "tune",
+            "matmul:m=48,n=32,k=40",
+            "--tuner",
+            "xgb",
+            "--backend",
+            "c",
+            "--trials",
+            "2",
+            "--finalists",
+            "0",
+            "--log",
+            log,
+            "--json",
+        ];
+        args.extend_from_slice(QUICK);
+        json(&looptune(&args))
+    };
+    // An empty log: the records shipped for this backend and vector shape, when looptune ships
+    // a set for them (the C backend on an AVX2 host without AVX-512).
+    let cold = xgb(log_arg);
+    let model = &cold["model"];
+    let features = looptune::runtime::Target::host().features;
+    let shipped_here = features.avx2 && !features.avx512f;
+    assert_eq!(model["transfer_shipped"], shipped_here, "{cold}");
+    if shipped_here {
+        assert!(
+            model["transfer_rows"]
+                .as_u64()
+                .is_some_and(|rows| rows >= 100),
+            "{cold}"
+        );
+        assert!(
+            model["transfer_workloads"].as_u64().is_some_and(|n| n >= 2),
+            "{cold}"
+        );
+    }
+    // A log that knows the operator (the run above measured two configs of it, and a random
+    // run adds another shape): its own records, not the shipped ones.
+    let mut args = vec![
+        "tune",
+        "matmul:m=32,n=32,k=32",
+        "--trials",
+        "3",
+        "--finalists",
+        "0",
+        "--backend",
+        "c",
+        "--log",
+        log_arg,
+        "--json",
+    ];
+    args.extend_from_slice(QUICK);
+    json(&looptune(&args));
+    let warm = xgb(log_arg);
+    assert_eq!(warm["model"]["transfer_shipped"], false, "{warm}");
+    assert_eq!(warm["model"]["transfer_rows"], 3, "{warm}");
+    assert_eq!(warm["model"]["transfer_workloads"], 1, "{warm}");
+}

@@ -26,7 +26,8 @@
 //!
 //! Transfer learning is measured the same way: with `--transfer-log`, the log's records of other
 //! shapes of each workload's operator pre-train an extra `xgb+transfer` tuner per seed, next to
-//! plain `xgb` with the same seeds.
+//! plain `xgb` with the same seeds; with `--shipped`, the records looptune ships do the same for
+//! an `xgb+shipped` tuner (a new user's first run: never cold). Plain `xgb` here is cold.
 
 use super::input;
 use super::logs::{read_with_warnings, records_to_resume};
@@ -93,6 +94,10 @@ pub struct CompareArgs {
     /// workload's operator.
     #[arg(long)]
     transfer_log: Option<PathBuf>,
+    /// Also run `xgb+shipped`: xgb pre-trained on the records looptune ships of other shapes of
+    /// each workload's operator (what `tune` starts from when its log has none of them).
+    #[arg(long)]
+    shipped: bool,
     /// Threads for parallel loops of the kernels.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     threads: u32,
@@ -478,12 +483,25 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
                 set.skipped()
             );
         }
+        let shipped = args
+            .shipped
+            .then(|| TransferSet::shipped(task, &selected.backend.id().name));
+        if let Some(set) = &shipped {
+            eprintln!(
+                "{workload}: shipped records give {} rows of {} other workloads",
+                set.len(),
+                set.workloads().len()
+            );
+        }
         let mut kinds: Vec<(TunerKind, String, Option<&TransferSet>)> = tuners
             .iter()
             .map(|&kind| (kind, kind.name().to_string(), None))
             .collect();
         if let Some(set) = &transfer {
             kinds.push((TunerKind::Xgb, "xgb+transfer".to_string(), Some(set)));
+        }
+        if let Some(set) = &shipped {
+            kinds.push((TunerKind::Xgb, "xgb+shipped".to_string(), Some(set)));
         }
         // All runs advance in lockstep, a batch each in turn, so that a change in the machine's
         // load during the comparison falls on every tuner and seed alike.

@@ -24,6 +24,7 @@ mod peak;
 mod report;
 mod run;
 mod schedule;
+mod ship_records;
 mod tune;
 mod tune_model;
 
@@ -72,6 +73,9 @@ enum Command {
     /// the best any run found, and median best after 200 trials (each config measured once and
     /// shared by every run that proposes it).
     TuneCompare(compare::CompareArgs),
+    /// Measure the records looptune ships (random configs of every reference workload, what the
+    /// `xgb` tuner starts from when a log holds nothing of an operator) again, into a log.
+    ShipRecords(ship_records::ShipRecordsArgs),
     /// Print the best valid record per workload and target of a tuning log.
     Best(logs::BestArgs),
     /// Print the knobs of the best config a tuning log holds for a workload and its lowered
@@ -125,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Tune(args) => tune::run(&args),
         Command::TuneModel(args) => tune_model::run(&args),
         Command::TuneCompare(args) => compare::run(&args),
+        Command::ShipRecords(args) => ship_records::run(&args),
         Command::Best(args) => logs::best(&args),
         Command::Show(args) => logs::show(&args),
         Command::Merge(args) => logs::merge_logs(&args),

@@ -68,7 +68,8 @@ pub struct TuneArgs {
     #[arg(long)]
     json: bool,
     /// Do not pre-train the `xgb` tuner's model on the log's records of other shapes of the
-    /// same operator (transfer learning, on by default).
+    /// same operator, nor, when the log has none, on the records looptune ships (transfer
+    /// learning, on by default).
     #[arg(long)]
     no_transfer: bool,
     #[command(flatten)]
@@ -192,6 +193,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
                 "extracted": stats.extracted,
                 "transfer_rows": stats.transfer_rows,
                 "transfer_workloads": stats.transfer_workloads,
+                "transfer_shipped": tuned.shipped_transfer,
             })),
         });
         println!("{}", serde_json::to_string(&summary)?);
@@ -238,7 +240,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
         println!("noise       {}", noise_text(&report.noise));
         if let Some(stats) = &stats {
             println!(
-                "model       {} fits in {:.1} s, {} annealing rounds in {:.1} s ({} candidates scored, {} of them lowered, the rest from the feature cache); transfer: {} rows of {} other workloads",
+                "model       {} fits in {:.1} s, {} annealing rounds in {:.1} s ({} candidates scored, {} of them lowered, the rest from the feature cache); transfer: {} rows of {} other workloads{}",
                 stats.fits,
                 stats.fit_time.as_secs_f64(),
                 stats.rounds,
@@ -246,7 +248,12 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
                 stats.scored,
                 stats.extracted,
                 stats.transfer_rows,
-                stats.transfer_workloads
+                stats.transfer_workloads,
+                if tuned.shipped_transfer {
+                    " (shipped with looptune: the log had none of the operator)"
+                } else {
+                    ""
+                }
             );
         }
         println!("log         {}", args.log.display());

@@ -297,13 +297,19 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
                 // and the earlier round's logs.
                 let records = records_to_resume(&log).map_err(|error| format!("{error:#}"))?;
                 let records = with_transferred(records);
-                let transfer = TransferSet::from_records(task, &records, &fingerprint);
+                let (transfer, shipped) =
+                    TransferSet::from_log_or_shipped(task, &records, &fingerprint);
                 if !transfer.is_empty() {
                     eprintln!(
-                        "looptune: {}: xgb pre-trained on {} records of {} other shapes",
+                        "looptune: {}: xgb pre-trained on {} records of {} other shapes{}",
                         layers[position].name,
                         transfer.len(),
-                        transfer.workloads().len()
+                        transfer.workloads().len(),
+                        if shipped {
+                            " (shipped with looptune)"
+                        } else {
+                            ""
+                        }
                     );
                 }
                 (TunerKind::Xgb, Some(transfer))

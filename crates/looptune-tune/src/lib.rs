@@ -28,6 +28,7 @@ pub mod models;
 pub mod noise;
 pub mod scheduler;
 pub mod shard;
+pub mod shipped;
 pub mod task;
 pub mod tuner;
 pub mod tuning;
@@ -43,6 +44,7 @@ pub use scheduler::driver::{
 };
 pub use scheduler::{SchedulerOptions, TaskScheduler};
 pub use shard::{partition, Shard, ShardError, ShardSpec, TaskCost};
+pub use shipped::{ShippedSet, REFERENCE_WORKLOADS, SHIPPED};
 pub use task::{TuningTask, WorkloadTask};
 pub use tuner::{
     BuiltTuner, GaOptions, GaTuner, GridTuner, RandomTuner, Trial, Tuner, TunerKind, UnknownTuner,

@@ -12,8 +12,10 @@
 //! group: throughputs are compared only within it, so a faster shape does not outrank a slower
 //! one.
 //!
-//! Records are used only when their target fingerprint equals the new run's exactly and the
-//! other workload's feature layout equals the new one's.
+//! Records of a log are used only when their target fingerprint equals the new run's exactly;
+//! records looptune ships ([`crate::shipped`]) when they were measured with the same backend in
+//! spaces of the same vector shape. Either way the other workload's feature layout must equal
+//! the new one's.
 //!
 //! [`XgbTuner`]: super::XgbTuner
 
@@ -47,12 +49,23 @@ impl TransferSet {
         records: &[Record],
         target: &TargetFingerprint,
     ) -> TransferSet {
+        TransferSet::from_records_where(task, records, |record| record.target == *target)
+    }
+
+    /// [`TransferSet::from_records`] of the records `keep` accepts, whatever their target:
+    /// the caller vouches that their configs mean the same kernels as `task`'s (same backend,
+    /// same vector shape), as [`TransferSet::shipped`] does.
+    pub(crate) fn from_records_where(
+        task: &Task,
+        records: &[Record],
+        keep: impl Fn(&Record) -> bool,
+    ) -> TransferSet {
         let spec = FeatureSpec::for_task(task);
         let key = task.key();
         let operator = task.workload().op_name();
         let mut by_workload: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
         for record in records {
-            if record.target == *target && record.workload != key.as_str() {
+            if keep(record) && record.workload != key.as_str() {
                 by_workload
                     .entry(&record.workload)
                     .or_default()
@@ -68,7 +81,8 @@ impl TransferSet {
             if workload.op_name() != operator {
                 continue;
             }
-            // The records matched the target and backend, so their space is sized like `task`'s.
+            // The records matched the backend and vector shape, so their space is sized like
+            // `task`'s.
             let other = match Task::for_shape(workload, *task.vector_shape()) {
                 Ok(other) if FeatureSpec::for_task(&other) == spec => other,
                 _ => {

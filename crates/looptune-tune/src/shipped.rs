@@ -1,0 +1,138 @@
+//! Measured records shipped inside looptune, so that the `xgb` tuner is never cold.
+//!
+//! Transfer learning ([`TransferSet`]) is where the cost model is strong: records of other
+//! shapes of an operator rank a new shape's configs before its first measurement. A new user
+//! has no log, so looptune carries a compact set of its own: random configs of the reference
+//! workloads of every operator family ([`REFERENCE_WORKLOADS`]: GEMM shapes, ResNet-18's
+//! convolutions, MobileNet's depthwise layers), measured on the C backend by
+//! `looptune ship-records` (one command, documented in docs/benchmarks.md). When a run's log
+//! holds nothing of its operator, [`TransferSet::shipped`] gives the tuner those rows instead.
+//!
+//! Throughputs are compared only within a workload (each is its own ranking group), so what
+//! carries over from the machine that measured them is which configs are fast relative to the
+//! others of the same shape, not any absolute speed. Records apply where a config means the same
+//! kernel: the same backend and the same [`VectorShape`] (lanes and registers), since the
+//! configs are lowered again with today's templates. There is one set today, measured on an
+//! AVX2 host (8 lanes, 16 registers); other shapes have none and start cold.
+
+use crate::model::TransferSet;
+use looptune_ir::Workload;
+use looptune_log::{parse_log, LogContents, LogError, Record, TargetFingerprint};
+use looptune_space::{Task, VectorShape};
+use std::path::Path;
+
+/// The reference workloads the shipped records cover, in the order they are measured.
+pub const REFERENCE_WORKLOADS: &[&str] = &[
+    // GEMM: square, and BERT-base's projections at sequence 128.
+    "matmul:m=256,n=256,k=256",
+    "matmul:m=512,n=512,k=512",
+    "matmul:m=1024,n=1024,k=1024",
+    "matmul:m=128,n=768,k=768",
+    "matmul:m=128,n=3072,k=768",
+    "matmul:m=128,n=768,k=3072",
+    // ResNet-18's convolutions C1-C12, NCHW.
+    "conv2d:n=1,ic=3,h=224,w=224,oc=64,kh=7,kw=7,stride=2,pad=3",
+    "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=3,kw=3,stride=1,pad=1",
+    "conv2d:n=1,ic=64,h=56,w=56,oc=64,kh=1,kw=1,stride=1,pad=0",
+    "conv2d:n=1,ic=64,h=56,w=56,oc=128,kh=3,kw=3,stride=2,pad=1",
+    "conv2d:n=1,ic=64,h=56,w=56,oc=128,kh=1,kw=1,stride=2,pad=0",
+    "conv2d:n=1,ic=128,h=28,w=28,oc=128,kh=3,kw=3,stride=1,pad=1",
+    "conv2d:n=1,ic=128,h=28,w=28,oc=256,kh=3,kw=3,stride=2,pad=1",
+    "conv2d:n=1,ic=128,h=28,w=28,oc=256,kh=1,kw=1,stride=2,pad=0",
+    "conv2d:n=1,ic=256,h=14,w=14,oc=256,kh=3,kw=3,stride=1,pad=1",
+    "conv2d:n=1,ic=256,h=14,w=14,oc=512,kh=3,kw=3,stride=2,pad=1",
+    "conv2d:n=1,ic=256,h=14,w=14,oc=512,kh=1,kw=1,stride=2,pad=0",
+    "conv2d:n=1,ic=512,h=7,w=7,oc=512,kh=3,kw=3,stride=1,pad=1",
+    // MobileNet's depthwise layers D1-D9, NCHW.
+    "depthwise_conv2d:n=1,c=32,h=112,w=112,kh=3,kw=3,stride=1,pad=1",
+    "depthwise_conv2d:n=1,c=64,h=112,w=112,kh=3,kw=3,stride=2,pad=1",
+    "depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=1,pad=1",
+    "depthwise_conv2d:n=1,c=128,h=56,w=56,kh=3,kw=3,stride=2,pad=1",
+    "depthwise_conv2d:n=1,c=256,h=28,w=28,kh=3,kw=3,stride=1,pad=1",
+    "depthwise_conv2d:n=1,c=256,h=28,w=28,kh=3,kw=3,stride=2,pad=1",
+    "depthwise_conv2d:n=1,c=512,h=14,w=14,kh=3,kw=3,stride=1,pad=1",
+    "depthwise_conv2d:n=1,c=512,h=14,w=14,kh=3,kw=3,stride=2,pad=1",
+    "depthwise_conv2d:n=1,c=1024,h=7,w=7,kh=3,kw=3,stride=1,pad=1",
+];
+
+/// One shipped set: the records of one backend and vector shape.
+#[derive(Clone, Copy, Debug)]
+pub struct ShippedSet {
+    /// Where it lives in the source tree (for messages, and for `ship-records` to rewrite).
+    pub path: &'static str,
+    /// The backend that measured it (`Backend::id().name`).
+    pub backend: &'static str,
+    /// The lanes and registers of the spaces it was measured in.
+    pub lanes: i64,
+    /// See `lanes`.
+    pub registers: i64,
+    /// The tuning log's text.
+    text: &'static str,
+}
+
+/// Every shipped set.
+pub const SHIPPED: &[ShippedSet] = &[ShippedSet {
+    path: "crates/looptune-tune/records/c-avx2.tunelog",
+    backend: "c",
+    lanes: 8,
+    registers: 16,
+    text: include_str!("../records/c-avx2.tunelog"),
+}];
+
+impl ShippedSet {
+    /// The set for `backend` and `shape`, if looptune ships one.
+    pub fn find(backend: &str, shape: &VectorShape) -> Option<&'static ShippedSet> {
+        SHIPPED.iter().find(|set| {
+            set.backend == backend && set.lanes == shape.lanes && set.registers == shape.registers
+        })
+    }
+
+    /// Its text read as a tuning log, with the log reader's own checks and warnings.
+    pub fn contents(&self) -> Result<LogContents, LogError> {
+        parse_log(self.text.as_bytes(), Path::new(self.path))
+    }
+
+    /// Its records. The text is part of the binary and a test reads it without a warning, so
+    /// a failure here is a broken build: it gives no records rather than stopping a run.
+    pub fn records(&self) -> Vec<Record> {
+        self.contents()
+            .map(|contents| contents.records)
+            .unwrap_or_default()
+    }
+}
+
+impl TransferSet {
+    /// The rows the shipped records give `task` (compiled by `backend`): those of other shapes
+    /// of its operator, from the set measured with `backend` in spaces of the task's vector
+    /// shape; empty when looptune ships none for them.
+    pub fn shipped(task: &Task, backend: &str) -> TransferSet {
+        match ShippedSet::find(backend, task.vector_shape()) {
+            Some(set) => TransferSet::from_records_where(task, &set.records(), |_| true),
+            None => TransferSet::default(),
+        }
+    }
+
+    /// The transfer rows of a run of `task` on `target` whose log holds `records`: the log's
+    /// records of other shapes of the operator, or, when the log holds no record of the
+    /// operator at all on this target (this shape's included), the shipped ones. The flag says
+    /// which: `true` for shipped.
+    pub fn from_log_or_shipped(
+        task: &Task,
+        records: &[Record],
+        target: &TargetFingerprint,
+    ) -> (TransferSet, bool) {
+        let operator = task.workload().op_name();
+        let knows_operator = records.iter().any(|record| {
+            record.target == *target
+                && record
+                    .workload
+                    .parse::<Workload>()
+                    .is_ok_and(|workload| workload.op_name() == operator)
+        });
+        if knows_operator {
+            (TransferSet::from_records(task, records, target), false)
+        } else {
+            (TransferSet::shipped(task, &target.backend), true)
+        }
+    }
+}
