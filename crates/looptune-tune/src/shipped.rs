@@ -58,7 +58,7 @@ pub const REFERENCE_WORKLOADS: &[&str] = &[
 /// One shipped set: the records of one backend and vector shape.
 #[derive(Clone, Copy, Debug)]
 pub struct ShippedSet {
-    /// Where it lives in the source tree (for messages, and for `ship-records` to rewrite).
+    /// Where it lives in the source tree (for messages; `ship-records --out` it to remake it).
     pub path: &'static str,
     /// The backend that measured it (`Backend::id().name`).
     pub backend: &'static str,
