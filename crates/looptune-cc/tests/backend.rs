@@ -8,14 +8,15 @@
 //! The random cases take one compiler run each (0.1-0.3 s at -O2), so they are compiled in
 //! batches with [`Backend::prepare`] (on every core) and then loaded from the cache: 120 seeds
 //! from a fixed SplitMix64 stream (`LOOPTUNE_PROPTEST_CASES` raises it) and 20 from a fresh
-//! stream whose seed is printed, so a run also checks cases no earlier run saw.
+//! stream whose start is printed, so a run also checks cases no earlier run saw
+//! (`LOOPTUNE_FRESH_SEED` replays a stream, `LOOPTUNE_FRESH_CASES` sizes it).
 
 #![forbid(unsafe_code)]
 
 mod support;
 
 use looptune_cc::CBackend;
-use looptune_ir::random::{random_case, SplitMix64};
+use looptune_ir::random::{random_case, FreshSeeds, SplitMix64};
 use looptune_ir::recipes::MatmulTiling;
 use looptune_ir::{lower, LoopKind, LoopNest, Stmt};
 use looptune_runtime::{Backend, IsaFeatures, Target};
@@ -31,7 +32,7 @@ fn cases() -> usize {
         .unwrap_or(120)
 }
 
-/// Seeds from the fresh stream.
+/// Seeds from the fresh stream unless `LOOPTUNE_FRESH_CASES` says otherwise.
 const FRESH_CASES: usize = 20;
 
 /// Nests compiled by one [`Backend::prepare`].
@@ -109,13 +110,16 @@ fn the_backend_matches_the_interpreter_on_random_schedules() {
 
 #[test]
 fn the_backend_matches_the_interpreter_on_fresh_seeds() {
-    let fresh = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |elapsed| elapsed.as_nanos() as u64);
-    eprintln!("fresh seed stream: SplitMix64::new({fresh:#x})");
-    let mut stream = SplitMix64::new(fresh);
-    let seeds: Vec<u64> = (0..FRESH_CASES).map(|_| stream.next_u64()).collect();
-    check_seeds(&seeds, &format!("fresh stream SplitMix64::new({fresh:#x})"));
+    let fresh = FreshSeeds::from_env(FRESH_CASES);
+    eprintln!(
+        "fresh seed stream: LOOPTUNE_FRESH_SEED={} ({} cases)",
+        fresh.start, fresh.count
+    );
+    let seeds: Vec<u64> = fresh.seeds().collect();
+    check_seeds(
+        &seeds,
+        &format!("fresh stream LOOPTUNE_FRESH_SEED={}", fresh.start),
+    );
 }
 
 /// Odd shapes: primes, m = 1 (GEMV), n = 1, a transposed B, a 7x7 stride-2 convolution, an odd

@@ -1,8 +1,9 @@
 //! Printed and compiled C against the reference interpreter over random (operator, shape, legal
 //! schedule) triples from `looptune_ir::random`, at 4, 8 and 16 lanes (all three run on any
 //! x86-64 host: the compiler splits vectors wider than the registers). 500 seeds from a fixed
-//! SplitMix64 stream by default (`LOOPTUNE_PROPTEST_CASES` raises it), plus a few from a fresh
-//! seed printed at the start, so that every run also checks cases no earlier run saw.
+//! SplitMix64 stream by default (`LOOPTUNE_PROPTEST_CASES` raises it), plus 30 from a fresh stream
+//! whose start is printed, so that every run also checks cases no earlier run saw
+//! (`LOOPTUNE_FRESH_SEED` replays a stream, `LOOPTUNE_FRESH_CASES` sizes it).
 //!
 //! gcc takes about 0.1 s per random kernel at -O2 (the schedules unroll a lot), so the widths
 //! take turns: seed `i` is printed at width `[4, 8, 16][i % 3]`, and every seed at every width
@@ -13,7 +14,7 @@ mod common;
 
 use looptune_cc::{emit_c, EmitOptions};
 use looptune_ir::eval::{compare_with_magnitudes, magnitudes};
-use looptune_ir::random::{random_case, random_inputs, SplitMix64};
+use looptune_ir::random::{random_case, random_inputs, FreshSeeds, SplitMix64};
 use looptune_ir::{interp, lower, LoopNest};
 use std::time::Instant;
 
@@ -197,16 +198,14 @@ fn printed_c_matches_the_interpreter_on_random_schedules() {
 
 #[test]
 fn printed_c_matches_the_interpreter_on_fresh_seeds() {
-    let fresh = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |elapsed| elapsed.as_nanos() as u64);
-    eprintln!("fresh seed stream: SplitMix64::new({fresh:#x})");
-    let mut stream = SplitMix64::new(fresh);
-    let (prepared, mut failures) = prepare_all((0..30).map(|_| stream.next_u64()));
+    let fresh = FreshSeeds::from_env(30);
+    let (start, count) = (fresh.start, fresh.count);
+    eprintln!("fresh seed stream: LOOPTUNE_FRESH_SEED={start} ({count} cases)");
+    let (prepared, mut failures) = prepare_all(fresh.seeds());
     failures.extend(check_all(&prepared));
     assert!(
         failures.is_empty(),
-        "fresh stream {fresh:#x}: {} failures; first:\n{}",
+        "fresh stream LOOPTUNE_FRESH_SEED={start}: {} of {count} seeds failed; first:\n{}",
         failures.len(),
         failures[0]
     );

@@ -54,6 +54,43 @@ impl SplitMix64 {
     }
 }
 
+/// Where a differential test's fresh seeds come from: a stream no earlier run saw, so that CI does
+/// not only ever re-check the same schedules, yet one a failure can replay. It starts at
+/// `LOOPTUNE_FRESH_SEED` when that is set (the start a failing run printed), else at the clock,
+/// and holds `LOOPTUNE_FRESH_CASES` seeds when set, else the test's own default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FreshSeeds {
+    /// The generator's seed; printed by the tests as `LOOPTUNE_FRESH_SEED=<start>`.
+    pub start: u64,
+    /// How many seeds the stream yields.
+    pub count: usize,
+}
+
+impl FreshSeeds {
+    /// The stream the environment asks for, `default_count` seeds long unless it says otherwise.
+    pub fn from_env(default_count: usize) -> FreshSeeds {
+        let start = std::env::var("LOOPTUNE_FRESH_SEED")
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |elapsed| elapsed.as_nanos() as u64)
+            });
+        let count = std::env::var("LOOPTUNE_FRESH_CASES")
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(default_count);
+        FreshSeeds { start, count }
+    }
+
+    /// The seeds, in order: the first `count` outputs of `SplitMix64::new(start)`.
+    pub fn seeds(&self) -> impl Iterator<Item = u64> {
+        let mut stream = SplitMix64::new(self.start);
+        (0..self.count).map(move |_| stream.next_u64())
+    }
+}
+
 /// Random inputs in `-1..1` for every placeholder of `program`, from one generator seeded with
 /// `seed`, in placeholder order (which is also a lowered nest's input order): the inputs of
 /// every correctness check, so that a failure reproduces from its seed.

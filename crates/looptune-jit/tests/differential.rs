@@ -8,7 +8,7 @@
 #![forbid(unsafe_code)]
 
 use looptune_ir::eval::{compare_with_magnitudes, magnitudes};
-use looptune_ir::random::{random_case, random_inputs, SplitMix64};
+use looptune_ir::random::{random_case, random_inputs, FreshSeeds, SplitMix64};
 use looptune_ir::{interp, lower};
 use looptune_jit::CraneliftBackend;
 use looptune_runtime::{Backend, Target};
@@ -84,31 +84,15 @@ fn jit_matches_the_interpreter_on_random_schedules() {
     );
 }
 
-/// The start of this run's fresh seed stream: `LOOPTUNE_FRESH_SEED` when set (to replay a
-/// failure), else the clock.
-fn fresh_start() -> u64 {
-    std::env::var("LOOPTUNE_FRESH_SEED")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |elapsed| elapsed.as_nanos() as u64)
-        })
-}
-
 #[test]
 fn jit_matches_the_interpreter_on_fresh_seeds() {
     let target = Target::host().with_threads(2);
-    let start = fresh_start();
-    let count = std::env::var("LOOPTUNE_FRESH_CASES")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(200);
+    let fresh = FreshSeeds::from_env(200);
+    let (start, count) = (fresh.start, fresh.count);
     eprintln!("fresh seed stream: LOOPTUNE_FRESH_SEED={start} ({count} cases)");
-    let mut seeds = SplitMix64::new(start);
-    let failures: Vec<String> = (0..count)
-        .filter_map(|_| check_seed(seeds.next_u64(), &target).err())
+    let failures: Vec<String> = fresh
+        .seeds()
+        .filter_map(|seed| check_seed(seed, &target).err())
         .collect();
     assert!(
         failures.is_empty(),
