@@ -94,8 +94,9 @@ pub struct CompareArgs {
     /// workload's operator.
     #[arg(long)]
     transfer_log: Option<PathBuf>,
-    /// Also run `xgb+shipped`: xgb pre-trained on the records looptune ships of other shapes of
-    /// each workload's operator (what `tune` starts from when its log has none of them).
+    /// Also run `xgb+shipped`: xgb pre-trained on the records looptune ships of each workload's
+    /// operator, its own shape's among them when it is a reference workload (what `tune` starts
+    /// from when its log has none of them).
     #[arg(long)]
     shipped: bool,
     /// Threads for parallel loops of the kernels.
@@ -488,7 +489,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
             .then(|| TransferSet::shipped(task, &selected.backend.id().name));
         if let Some(set) = &shipped {
             eprintln!(
-                "{workload}: shipped records give {} rows of {} other workloads",
+                "{workload}: shipped records give {} rows of {} workloads",
                 set.len(),
                 set.workloads().len()
             );

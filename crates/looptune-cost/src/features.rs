@@ -8,7 +8,9 @@
 //! store itself first, then its loads in order), the access's stride with respect to the loop's
 //! variable, the bytes it touches from that loop inwards and its reuse there (iterations per
 //! element touched). Then come whole-nest counts (arithmetic of the main store, guards, loops,
-//! temporary bytes) and finally the raw knob choices of the config.
+//! temporary bytes), then how the chain fits the vector machine of the task (`fit.rs`: register
+//! pressure of the register tile, lane use, bytes moved per cache level, reduction order, as
+//! ratios to the task's [`VectorShape`]), and finally the raw knob choices of the config.
 //!
 //! Every number except the knob choices is scaled by `log2(1 + x)`.
 //!
@@ -23,7 +25,9 @@ use crate::error::CostError;
 use looptune_ir::{
     BinaryOp, BufferId, Cond, IndexExpr, Load, Loop, LoopKind, LoopNest, Stmt, ValueExpr, VarId,
 };
-use looptune_space::{Config, KnobKind, Task};
+use looptune_space::{Config, KnobKind, Task, VectorShape};
+
+mod fit;
 
 /// Features per access at each loop: stride, touched bytes, reuse.
 const PER_ACCESS: usize = 3;
@@ -46,6 +50,8 @@ pub struct FeatureSpec {
     loop_slots: usize,
     access_slots: usize,
     knobs: usize,
+    /// The vector machine the fit features are ratios to.
+    shape: VectorShape,
 }
 
 impl FeatureSpec {
@@ -71,15 +77,22 @@ impl FeatureSpec {
             loop_slots: (split_parts + 2).max(4),
             access_slots: (inputs + 2).min(MAX_ACCESS_SLOTS),
             knobs: space.knobs().len(),
+            shape: *task.vector_shape(),
         }
     }
 
-    /// A layout with explicit slot counts (for tests and hand-made nests).
-    pub fn with_slots(loop_slots: usize, access_slots: usize, knobs: usize) -> FeatureSpec {
+    /// A layout with explicit slot counts (for tests and hand-made nests), for `shape`.
+    pub fn with_slots(
+        loop_slots: usize,
+        access_slots: usize,
+        knobs: usize,
+        shape: VectorShape,
+    ) -> FeatureSpec {
         FeatureSpec {
             loop_slots,
             access_slots,
             knobs,
+            shape,
         }
     }
 
@@ -95,7 +108,10 @@ impl FeatureSpec {
 
     /// The length of every feature vector of this layout.
     pub fn len(&self) -> usize {
-        self.loop_slots * (PER_LOOP + PER_ACCESS * self.access_slots) + GLOBAL + self.knobs
+        self.loop_slots * (PER_LOOP + PER_ACCESS * self.access_slots)
+            + GLOBAL
+            + fit::COUNT
+            + self.knobs
     }
 
     /// The columns holding the raw knob choices (the last ones). A choice is a position in a
@@ -150,6 +166,7 @@ impl FeatureSpec {
         ] {
             names.push(what.to_string());
         }
+        names.extend(fit::NAMES.iter().map(|name| name.to_string()));
         for knob in 0..self.knobs {
             names.push(format!("knob{knob}"));
         }
@@ -267,6 +284,17 @@ impl FeatureSpec {
         push(out, scan.guards as f64);
         push(out, scan.temp_bytes as f64);
         push(out, scan.best_iterations);
+        let all_accesses = main_accesses(&scan, usize::MAX);
+        for value in fit::fit_features(
+            nest,
+            chain,
+            &all_accesses,
+            scan.main_alloc_depth,
+            scan.best_iterations,
+            &self.shape,
+        ) {
+            push(out, value);
+        }
         out.extend(choices.iter().map(|&choice| choice as f32));
         debug_assert_eq!(out.len() - start, self.len());
         Ok(())
@@ -293,6 +321,9 @@ struct Scan<'a> {
     best_iterations: f64,
     main_store: Option<(BufferId, &'a [IndexExpr])>,
     main_value: Option<&'a ValueExpr>,
+    /// How many chain loops enclose the allocation of the main store's buffer (0 when it is
+    /// not allocated in the nest): the loops outside it do not carry the accumulator.
+    main_alloc_depth: usize,
     loops: usize,
     stores: usize,
     guards: usize,
@@ -306,6 +337,8 @@ fn scan(nest: &LoopNest) -> Scan<'_> {
         nest: &'a LoopNest,
         stack: Vec<ChainLoop>,
         guards_open: usize,
+        /// Buffers allocated around the current statement, with the loop depth of each.
+        allocs_open: Vec<(BufferId, usize)>,
         scan: Scan<'a>,
     }
     impl<'a> Walker<'a> {
@@ -342,6 +375,12 @@ fn scan(nest: &LoopNest) -> Scan<'_> {
                         self.scan.chain_guards = self.guards_open;
                         self.scan.main_store = Some((*buffer, indices));
                         self.scan.main_value = Some(value);
+                        self.scan.main_alloc_depth = self
+                            .allocs_open
+                            .iter()
+                            .rev()
+                            .find(|(allocated, _)| allocated == buffer)
+                            .map_or(0, |&(_, depth)| depth);
                     }
                 }
                 Stmt::If { then, .. } => {
@@ -353,7 +392,9 @@ fn scan(nest: &LoopNest) -> Scan<'_> {
                 Stmt::Alloc { buffer, body } => {
                     let decl = self.nest.buffer(*buffer);
                     self.scan.temp_bytes += decl.len() * decl.dtype.size_bytes();
+                    self.allocs_open.push((*buffer, self.stack.len()));
                     self.visit(body);
+                    self.allocs_open.pop();
                 }
             }
         }
@@ -362,12 +403,14 @@ fn scan(nest: &LoopNest) -> Scan<'_> {
         nest,
         stack: Vec::with_capacity(16),
         guards_open: 0,
+        allocs_open: Vec::new(),
         scan: Scan {
             chain: Vec::with_capacity(16),
             chain_guards: 0,
             best_iterations: 0.0,
             main_store: None,
             main_value: None,
+            main_alloc_depth: 0,
             loops: 0,
             stores: 0,
             guards: 0,
@@ -386,7 +429,7 @@ struct Access<'a> {
 
 /// The main store's write, then its loads in order, at most `slots` of them.
 fn main_accesses<'a>(scan: &Scan<'a>, slots: usize) -> Vec<Access<'a>> {
-    let mut accesses = Vec::with_capacity(slots);
+    let mut accesses = Vec::with_capacity(slots.min(MAX_ACCESS_SLOTS));
     if let Some((buffer, indices)) = scan.main_store {
         accesses.push(Access { buffer, indices });
     }

@@ -44,7 +44,7 @@ pub use scheduler::driver::{
 };
 pub use scheduler::{SchedulerOptions, TaskScheduler};
 pub use shard::{partition, Shard, ShardError, ShardSpec, TaskCost};
-pub use shipped::{ShippedSet, REFERENCE_WORKLOADS, SHIPPED};
+pub use shipped::{reference_workloads, ShippedSet, SHIPPED, STANDALONE_WORKLOADS};
 pub use task::{TuningTask, WorkloadTask};
 pub use tuner::{
     BuiltTuner, GaOptions, GaTuner, GridTuner, RandomTuner, Trial, Tuner, TunerKind, UnknownTuner,

@@ -3,26 +3,34 @@
 //! Transfer learning ([`TransferSet`]) is where the cost model is strong: records of other
 //! shapes of an operator rank a new shape's configs before its first measurement. A new user
 //! has no log, so looptune carries a compact set of its own: random configs of the reference
-//! workloads of every operator family ([`REFERENCE_WORKLOADS`]: GEMM shapes, ResNet-18's
-//! convolutions, MobileNet's depthwise layers), measured on the C backend by
-//! `looptune ship-records` (one command, documented in docs/benchmarks.md). When a run's log
-//! holds nothing of its operator, [`TransferSet::shipped`] gives the tuner those rows instead.
+//! workloads of every operator family ([`reference_workloads`]: GEMM shapes, ResNet-18's
+//! convolutions, MobileNet's depthwise layers in NCHW, and every layer of the built-in networks
+//! as `tune-model` tunes them: MobileNet's NCHW8c depthwise layers, BERT-base's attention
+//! scores, the CliqueNet block's fused convolutions, the 8-bit MobileNet), measured by
+//! `looptune ship-records` (one command per backend, documented in docs/benchmarks.md). When a
+//! run's log holds nothing of its operator, [`TransferSet::shipped`] gives the tuner those rows
+//! instead.
 //!
 //! Throughputs are compared only within a workload (each is its own ranking group), so what
 //! carries over from the machine that measured them is which configs are fast relative to the
 //! others of the same shape, not any absolute speed. Records apply where a config means the same
 //! kernel: the same backend and the same [`VectorShape`] (lanes and registers), since the
-//! configs are lowered again with today's templates. There is one set today, measured on an
-//! AVX2 host (8 lanes, 16 registers); other shapes have none and start cold.
+//! configs are lowered again with today's templates. There are two sets today: the C backend on
+//! an AVX2 host (8 lanes, 16 registers) and the Cranelift JIT (4 lanes and 16 registers on every
+//! x86-64 host), both measured on a Zen 3; other shapes (AVX-512) have none and start cold.
 
 use crate::model::TransferSet;
+use crate::models::Network;
 use looptune_ir::Workload;
 use looptune_log::{parse_log, LogContents, LogError, Record, TargetFingerprint};
 use looptune_space::{Task, VectorShape};
 use std::path::Path;
 
-/// The reference workloads the shipped records cover, in the order they are measured.
-pub const REFERENCE_WORKLOADS: &[&str] = &[
+/// The reference workloads that are not a built-in network's layer as `tune-model` tunes it:
+/// square and BERT-shaped GEMMs, and the NCHW forms of MobileNet's depthwise layers (which a
+/// `tune` user writes by hand, and which the cold-start figures measure). ResNet-18's layers are
+/// listed too, in the order they are measured; [`reference_workloads`] adds the rest.
+pub const STANDALONE_WORKLOADS: &[&str] = &[
     // GEMM: square, and BERT-base's projections at sequence 128.
     "matmul:m=256,n=256,k=256",
     "matmul:m=512,n=512,k=512",
@@ -55,6 +63,27 @@ pub const REFERENCE_WORKLOADS: &[&str] = &[
     "depthwise_conv2d:n=1,c=1024,h=7,w=7,kh=3,kw=3,stride=1,pad=1",
 ];
 
+/// Every workload the shipped records cover, in the order `ship-records` measures them: the
+/// [`STANDALONE_WORKLOADS`], then each layer of each built-in [`Network`] not already listed, so
+/// that `tune-model` never starts an operator (or a layout of one) cold.
+pub fn reference_workloads() -> Vec<Workload> {
+    let mut workloads: Vec<Workload> = STANDALONE_WORKLOADS
+        .iter()
+        .map(|text| {
+            text.parse()
+                .expect("a standalone reference workload parses (a test checks every one)")
+        })
+        .collect();
+    for network in Network::ALL {
+        for layer in network.layers() {
+            if !workloads.contains(&layer.workload) {
+                workloads.push(layer.workload);
+            }
+        }
+    }
+    workloads
+}
+
 /// One shipped set: the records of one backend and vector shape.
 #[derive(Clone, Copy, Debug)]
 pub struct ShippedSet {
@@ -71,13 +100,22 @@ pub struct ShippedSet {
 }
 
 /// Every shipped set.
-pub const SHIPPED: &[ShippedSet] = &[ShippedSet {
-    path: "crates/looptune-tune/records/c-avx2.tunelog",
-    backend: "c",
-    lanes: 8,
-    registers: 16,
-    text: include_str!("../records/c-avx2.tunelog"),
-}];
+pub const SHIPPED: &[ShippedSet] = &[
+    ShippedSet {
+        path: "crates/looptune-tune/records/c-avx2.tunelog",
+        backend: "c",
+        lanes: 8,
+        registers: 16,
+        text: include_str!("../records/c-avx2.tunelog"),
+    },
+    ShippedSet {
+        path: "crates/looptune-tune/records/cranelift.tunelog",
+        backend: "cranelift",
+        lanes: 4,
+        registers: 16,
+        text: include_str!("../records/cranelift.tunelog"),
+    },
+];
 
 impl ShippedSet {
     /// The set for `backend` and `shape`, if looptune ships one.
@@ -102,9 +140,9 @@ impl ShippedSet {
 }
 
 impl TransferSet {
-    /// The rows the shipped records give `task` (compiled by `backend`): those of other shapes
-    /// of its operator, from the set measured with `backend` in spaces of the task's vector
-    /// shape; empty when looptune ships none for them.
+    /// The rows the shipped records give `task` (compiled by `backend`): those of every shape of
+    /// its operator (its own too, when it is a reference workload), from the set measured with
+    /// `backend` in spaces of the task's vector shape; empty when looptune ships none for them.
     pub fn shipped(task: &Task, backend: &str) -> TransferSet {
         match ShippedSet::find(backend, task.vector_shape()) {
             Some(set) => TransferSet::from_records_where(task, &set.records(), |_| true),

@@ -1,7 +1,7 @@
 //! Tests of feature extraction: fixed length, and values that mean what they say.
 
 use super::*;
-use looptune_space::Task;
+use looptune_space::{KnobValue, Task};
 use std::collections::HashSet;
 
 fn task(text: &str) -> Task {
@@ -149,7 +149,7 @@ fn a_chain_longer_than_the_slots_keeps_its_innermost_loops() {
     let config = task.fallback_config().expect("fallback exists");
     let nest = task.lower(&config).expect("lowers");
     let knobs = config.choices().len();
-    let narrow = FeatureSpec::with_slots(1, 2, knobs);
+    let narrow = FeatureSpec::with_slots(1, 2, knobs, VectorShape::AVX2);
     let mut features = Vec::new();
     narrow
         .extract_nest(&nest, config.choices(), &mut features)
@@ -157,4 +157,89 @@ fn a_chain_longer_than_the_slots_keeps_its_innermost_loops() {
     assert_eq!(features.len(), narrow.len());
     let innermost = scan(&nest).chain.last().copied().expect("a loop");
     assert_eq!(features[0], (1.0 + innermost.extent as f64).log2() as f32);
+}
+
+/// The fit features (raw, before scaling) of matmul 512^3 under `values`, on `shape`.
+fn fit_of(values: &[(&str, KnobValue)], shape: VectorShape) -> [f64; fit::COUNT] {
+    let workload = MATMUL_512.parse().expect("workload parses");
+    let task = Task::for_shape(workload, shape).expect("task builds");
+    let values: Vec<(String, KnobValue)> = values
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.clone()))
+        .collect();
+    let config = task
+        .space()
+        .from_values(&values)
+        .expect("a point of the space");
+    let nest = task.lower(&config).expect("lowers");
+    let found = scan(&nest);
+    let accesses = main_accesses(&found, usize::MAX);
+    fit::fit_features(
+        &nest,
+        &found.chain,
+        &accesses,
+        found.main_alloc_depth,
+        found.best_iterations,
+        &shape,
+    )
+}
+
+fn matmul_values(rows: i64, columns: i64, order: usize) -> Vec<(&'static str, KnobValue)> {
+    vec![
+        (
+            "tile_i",
+            KnobValue::Split(vec![(512 / rows + 1) / 2, 2, rows]),
+        ),
+        ("tile_j", KnobValue::Split(vec![512 / columns, columns])),
+        ("tile_k", KnobValue::Split(vec![512, 1])),
+        ("order", KnobValue::Reorder(vec![order, 1 - order])),
+        ("pack_b", KnobValue::Choice(0)),
+        ("parallel", KnobValue::Choice(0)),
+    ]
+}
+
+#[test]
+fn the_fit_features_count_the_register_tile_against_the_target() {
+    // A 2 x 32 register tile: 8 accumulator vectors of 8 lanes, 4 vectors of B and one
+    // broadcast of A, of AVX2's 16 registers; no spill, full lanes, one reduction loop (k)
+    // that keeps the accumulators in registers.
+    let avx2 = fit_of(&matmul_values(2, 32, 0), VectorShape::AVX2);
+    let names = fit::NAMES;
+    let value = |features: &[f64; fit::COUNT], name: &str| {
+        features[names
+            .iter()
+            .position(|n| *n == name)
+            .expect("a fit feature")]
+    };
+    assert_eq!(value(&avx2, "fit.accumulator_registers"), 8.0 / 16.0);
+    assert_eq!(value(&avx2, "fit.operand_registers"), 5.0 / 16.0);
+    assert_eq!(value(&avx2, "fit.spilled_registers"), 0.0);
+    assert_eq!(value(&avx2, "fit.tile_repeats"), 1.0);
+    assert_eq!(value(&avx2, "fit.lane_fill"), 1.0);
+    assert_eq!(value(&avx2, "fit.vectors_per_row"), 4.0);
+    assert_eq!(value(&avx2, "fit.gathers"), 0.0);
+    assert_eq!(value(&avx2, "fit.reduction_loops"), 1.0);
+    assert_eq!(value(&avx2, "fit.accumulator_reload_share"), 1.0 / 512.0);
+    // On 4-lane vectors, the tile of half the columns fills the registers alike: the features
+    // are ratios to the target, so they mean the same on both.
+    let narrow = fit_of(&matmul_values(2, 16, 0), VectorShape::CRANELIFT);
+    for name in [
+        "fit.accumulator_registers",
+        "fit.operand_registers",
+        "fit.spilled_registers",
+        "fit.lane_fill",
+        "fit.vectors_per_row",
+    ] {
+        assert_eq!(value(&narrow, name), value(&avx2, name), "{name}");
+    }
+    // A 6 x 16 tile: 12 accumulators, 2 vectors of B and a broadcast fill 15 registers.
+    let tall = fit_of(&matmul_values(6, 16, 0), VectorShape::AVX2);
+    assert_eq!(value(&tall, "fit.accumulator_registers"), 12.0 / 16.0);
+    assert_eq!(value(&tall, "fit.operand_registers"), 3.0 / 16.0);
+    assert_eq!(value(&tall, "fit.spilled_registers"), 0.0);
+    // Caches: a bigger tile moves fewer bytes per multiply-add into L1.
+    assert!(
+        value(&tall, "fit.l1_bytes_per_iteration") < value(&avx2, "fit.l1_bytes_per_iteration"),
+        "{tall:?} vs {avx2:?}"
+    );
 }

@@ -12,10 +12,11 @@
 //! group: throughputs are compared only within it, so a faster shape does not outrank a slower
 //! one.
 //!
-//! Records of a log are used only when their target fingerprint equals the new run's exactly;
-//! records looptune ships ([`crate::shipped`]) when they were measured with the same backend in
-//! spaces of the same vector shape. Either way the other workload's feature layout must equal
-//! the new one's.
+//! Records of a log are used only when their target fingerprint equals the new run's exactly
+//! (the task's own records there are its training data, not transfer); records looptune ships
+//! ([`crate::shipped`]) when they were measured with the same backend in spaces of the same
+//! vector shape, the task's own shape included when it is a reference workload. Either way the
+//! other workload's feature layout must equal the new one's.
 //!
 //! [`XgbTuner`]: super::XgbTuner
 
@@ -49,23 +50,26 @@ impl TransferSet {
         records: &[Record],
         target: &TargetFingerprint,
     ) -> TransferSet {
-        TransferSet::from_records_where(task, records, |record| record.target == *target)
+        let key = task.key();
+        TransferSet::from_records_where(task, records, |record| {
+            record.target == *target && record.workload != key.as_str()
+        })
     }
 
-    /// [`TransferSet::from_records`] of the records `keep` accepts, whatever their target:
-    /// the caller vouches that their configs mean the same kernels as `task`'s (same backend,
-    /// same vector shape), as [`TransferSet::shipped`] does.
-    pub(crate) fn from_records_where(
+    /// The rows of the records of `task`'s operator that `keep` accepts, whatever their target
+    /// and including `task`'s own shape (as one more group, its knob columns missing like the
+    /// others'): the caller vouches that their configs mean the same kernels as `task`'s (same
+    /// backend, same vector shape), as [`TransferSet::shipped`] does.
+    pub fn from_records_where(
         task: &Task,
         records: &[Record],
         keep: impl Fn(&Record) -> bool,
     ) -> TransferSet {
         let spec = FeatureSpec::for_task(task);
-        let key = task.key();
         let operator = task.workload().op_name();
         let mut by_workload: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
         for record in records {
-            if keep(record) && record.workload != key.as_str() {
+            if keep(record) {
                 by_workload
                     .entry(&record.workload)
                     .or_default()
