@@ -243,11 +243,11 @@ impl<'o> Tuning<'o> {
         let mut shipped_from = false;
         let mut built = match &task {
             TunedTask::Builtin(builtin) => {
-                // The log's records of other shapes of the operator; when it has none of the
-                // operator, the records looptune ships (never cold).
+                // The log's records of other shapes of the operator, and the records looptune
+                // ships of the shapes the log does not cover yet (never cold).
                 let transfer = (self.transfer && self.tuner == TunerKind::Xgb).then(|| {
                     let (set, shipped) =
-                        TransferSet::from_log_or_shipped(builtin, &existing, &fingerprint);
+                        TransferSet::from_log_and_shipped(builtin, &existing, &fingerprint);
                     shipped_from = shipped;
                     set
                 });
@@ -325,8 +325,8 @@ pub struct TuningReport {
     pub measuring: Measuring,
     /// Where the `xgb` tuner's time went; `None` for the others.
     pub xgb: Option<XgbTunerStats>,
-    /// Whether the `xgb` tuner's transfer rows came from the records looptune ships (the log
-    /// had none of the operator) rather than from the log.
+    /// Whether the `xgb` tuner's transfer rows include records looptune ships (of shapes the
+    /// log did not cover yet), not only the log's.
     pub shipped_transfer: bool,
     /// The target the records belong to.
     pub target: Target,

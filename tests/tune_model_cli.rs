@@ -183,3 +183,51 @@ fn unknown_networks_and_bad_budgets_are_usage_errors() {
     }
     assert!(!log.exists(), "nothing was tuned, no log was written");
 }
+
+#[test]
+fn every_layer_of_every_network_starts_warm_from_the_shipped_records() {
+    // The Cranelift JIT's set is shipped for every x86-64 host, so this holds on any: an empty
+    // log, and the xgb tuner of each layer (NCHW8c depthwise convolutions, 8-bit ones, BERT's
+    // attention scores) is pre-trained on records of its operator, its own shape's among them.
+    for (network, layers, extra) in [
+        ("mobilenet", "2", None),
+        ("mobilenet", "2", Some("--int8")),
+        ("bert-base", "4", None),
+        ("cliquenet", "1", None),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("t.jsonl");
+        let mut args = vec![
+            "tune-model",
+            network,
+            "--max-layers",
+            layers,
+            "--trials",
+            layers,
+            "--batch-size",
+            "1",
+            "--tuner",
+            "xgb",
+            "--backend",
+            "cranelift",
+            "--log",
+            log.to_str().unwrap(),
+        ];
+        args.extend_from_slice(QUICK);
+        args.extend(extra);
+        let output = looptune(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{network}: {stderr}");
+        let warm = stderr
+            .lines()
+            .filter(|line| {
+                line.contains("xgb pre-trained on") && line.contains("shipped with looptune")
+            })
+            .count();
+        assert_eq!(
+            warm.to_string(),
+            layers,
+            "{network}: every layer warm:\n{stderr}"
+        );
+    }
+}

@@ -250,7 +250,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
                 stats.transfer_rows,
                 stats.transfer_workloads,
                 if tuned.shipped_transfer {
-                    " (shipped with looptune: the log had none of the operator)"
+                    " (with records shipped with looptune, of shapes the log lacks)"
                 } else {
                     ""
                 }

@@ -298,15 +298,15 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
                 let records = records_to_resume(&log).map_err(|error| format!("{error:#}"))?;
                 let records = with_transferred(records);
                 let (transfer, shipped) =
-                    TransferSet::from_log_or_shipped(task, &records, &fingerprint);
+                    TransferSet::from_log_and_shipped(task, &records, &fingerprint);
                 if !transfer.is_empty() {
                     eprintln!(
-                        "looptune: {}: xgb pre-trained on {} records of {} other shapes{}",
+                        "looptune: {}: xgb pre-trained on {} records of {} workloads{}",
                         layers[position].name,
                         transfer.len(),
                         transfer.workloads().len(),
                         if shipped {
-                            " (shipped with looptune)"
+                            " (with records shipped with looptune)"
                         } else {
                             ""
                         }

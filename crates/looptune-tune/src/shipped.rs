@@ -24,6 +24,7 @@ use crate::models::Network;
 use looptune_ir::Workload;
 use looptune_log::{parse_log, LogContents, LogError, Record, TargetFingerprint};
 use looptune_space::{Task, VectorShape};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// The reference workloads that are not a built-in network's layer as `tune-model` tunes it:
@@ -151,26 +152,36 @@ impl TransferSet {
     }
 
     /// The transfer rows of a run of `task` on `target` whose log holds `records`: the log's
-    /// records of other shapes of the operator, or, when the log holds no record of the
-    /// operator at all on this target (this shape's included), the shipped ones. The flag says
-    /// which: `true` for shipped.
-    pub fn from_log_or_shipped(
+    /// records of other shapes of the operator, and the shipped records of every shape of it
+    /// (the task's own included) of which the log holds fewer records on this target than
+    /// looptune ships. A user's own records count as soon as they exist, and the shipped ones
+    /// fill in what they do not cover yet: the second layer of a network tuned into an empty log
+    /// starts from the first layer's few records and the shipped ones, not from the few alone.
+    /// The flag says whether shipped rows are among them.
+    pub fn from_log_and_shipped(
         task: &Task,
         records: &[Record],
         target: &TargetFingerprint,
     ) -> (TransferSet, bool) {
-        let operator = task.workload().op_name();
-        let knows_operator = records.iter().any(|record| {
-            record.target == *target
-                && record
-                    .workload
-                    .parse::<Workload>()
-                    .is_ok_and(|workload| workload.op_name() == operator)
-        });
-        if knows_operator {
-            (TransferSet::from_records(task, records, target), false)
-        } else {
-            (TransferSet::shipped(task, &target.backend), true)
+        let mut set = TransferSet::from_records(task, records, target);
+        let Some(shipped) = ShippedSet::find(&target.backend, task.vector_shape()) else {
+            return (set, false);
+        };
+        let mut logged: HashMap<&str, usize> = HashMap::new();
+        for record in records.iter().filter(|record| record.target == *target) {
+            *logged.entry(record.workload.as_str()).or_default() += 1;
         }
+        let shipped = shipped.records();
+        let mut offered: HashMap<&str, usize> = HashMap::new();
+        for record in &shipped {
+            *offered.entry(record.workload.as_str()).or_default() += 1;
+        }
+        let missing = TransferSet::from_records_where(task, &shipped, |record| {
+            let workload = record.workload.as_str();
+            logged.get(workload).copied().unwrap_or(0) < offered.get(workload).copied().unwrap_or(0)
+        });
+        let used = !missing.is_empty();
+        set.extend(missing);
+        (set, used)
     }
 }

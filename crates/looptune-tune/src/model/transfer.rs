@@ -35,7 +35,7 @@ pub const MAX_ROWS_PER_WORKLOAD: usize = 512;
 pub struct TransferSet {
     pub(crate) rows: Vec<Vec<f32>>,
     pub(crate) throughput: Vec<f64>,
-    /// (workload key, rows), in key order.
+    /// (workload key, rows), in the order of `rows`.
     pub(crate) groups: Vec<(String, usize)>,
     skipped: usize,
 }
@@ -120,6 +120,14 @@ impl TransferSet {
         set
     }
 
+    /// Adds `other`'s rows after these, as groups of their own.
+    pub fn extend(&mut self, other: TransferSet) {
+        self.rows.extend(other.rows);
+        self.throughput.extend(other.throughput);
+        self.groups.extend(other.groups);
+        self.skipped += other.skipped;
+    }
+
     /// Rows in the set.
     pub fn len(&self) -> usize {
         self.rows.len()
@@ -137,7 +145,9 @@ impl TransferSet {
         (&self.rows, &self.throughput)
     }
 
-    /// The workloads the rows come from, with their row counts, in key order.
+    /// The workloads the rows come from, with their row counts, in the order of the rows (key
+    /// order within each source; a workload may come from two sources, a log and the records
+    /// looptune ships).
     pub fn workloads(&self) -> &[(String, usize)] {
         &self.groups
     }
