@@ -97,7 +97,45 @@ fn cases() -> Vec<Case> {
             }
         }
     }
+    cases.push(every_loop_unrolled());
     cases
+}
+
+/// matmul 64^3 with its three loops unrolled: 262,144 copies of the multiply-add if every
+/// unrolled loop were printed unrolled.
+fn every_loop_unrolled() -> Case {
+    let workload: Workload = "matmul:m=64,n=64,k=64".parse().expect("workload parses");
+    let program = workload
+        .program(&Layout::default())
+        .expect("program builds");
+    let mut schedule = Schedule::new(&program);
+    let c = schedule.stage("C").expect("output stage");
+    let mut axes = schedule.spatial_axes(c);
+    axes.extend(schedule.reduce_axes(c));
+    for axis in axes {
+        schedule.unroll(c, axis).expect("unrolls");
+    }
+    Case {
+        name: "matmul:m=64,n=64,k=64 (every loop unrolled)".to_string(),
+        nest: lower(&schedule).expect("lowers"),
+        program,
+    }
+}
+
+#[test]
+fn nested_unrolled_loops_print_within_the_budget_of_copies() {
+    let case = every_loop_unrolled();
+    let source = emit_c(&case.nest, &EmitOptions::new(8)).expect("prints");
+    let multiply_adds = source.matches(" * ").count();
+    assert!(
+        multiply_adds <= looptune_cc::UNROLL_BUDGET as usize,
+        "{multiply_adds} multiplications printed"
+    );
+    assert!(
+        multiply_adds >= 64,
+        "{multiply_adds}: the unrolled rows are printed"
+    );
+    // Correctness: the case is among `cases`, checked against the interpreter.
 }
 
 #[test]

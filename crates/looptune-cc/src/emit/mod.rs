@@ -55,6 +55,12 @@ pub const STACK_TEMP_LIMIT: usize = 64 * 1024;
 /// code only grows, and a compiler would take seconds over it.
 pub const UNROLL_LIMIT: i64 = 256;
 
+/// Copies of one body that nested unrolled loops may print at most: an unrolled loop inside
+/// unrolled loops multiplies the code (three nested loops of 64 print 262,144 copies, a function
+/// gcc spends minutes on), so one that would take the product past this is printed as an
+/// ordinary loop. Register tiles stay far below it (a few dozen copies).
+pub const UNROLL_BUDGET: i64 = 1024;
+
 /// Vectorized loops with more iterations than this become a loop over vector groups (their
 /// variable then a run-time value); shorter ones are printed group by group with constants.
 pub const VECTOR_UNROLL_LIMIT: i64 = 64;
@@ -328,6 +334,8 @@ struct FnState {
     storage: Vec<Option<Storage>>,
     /// Whether this is an outlined parallel body (a nested parallel loop then runs serially).
     in_parallel: bool,
+    /// Copies the enclosing unrolled loops make of the statement being printed (0 or 1: none).
+    unrolled: i64,
     /// How many dry runs are under way: their text is thrown away, and parallel loops in them
     /// are skipped (an outlined body never sees the temporaries being recorded).
     dry: usize,
@@ -841,17 +849,24 @@ impl<'n> Emitter<'n> {
             return self.with_var(lp.var, Binding::constant(0), |this| this.stmt(&lp.body));
         }
         match lp.kind {
-            LoopKind::Unrolled if lp.extent <= UNROLL_LIMIT => {
-                (0..lp.extent).try_for_each(|iteration| {
+            LoopKind::Unrolled
+                if lp.extent <= UNROLL_LIMIT
+                    && self.f.unrolled.max(1) * lp.extent <= UNROLL_BUDGET =>
+            {
+                let outer = self.f.unrolled;
+                self.f.unrolled = outer.max(1) * lp.extent;
+                let printed = (0..lp.extent).try_for_each(|iteration| {
                     self.with_var(lp.var, Binding::constant(iteration), |this| {
                         this.stmt(&lp.body)
                     })
-                })
+                });
+                self.f.unrolled = outer;
+                printed
             }
             LoopKind::Vectorized => self.vectorized_loop(lp),
             LoopKind::Parallel if !self.f.in_parallel => self.parallel_loop(lp),
-            // Long unrolled loops, and parallel loops nested in a parallel body (which the IR
-            // forbids, and which are still correct run serially).
+            // Long unrolled loops (or past the budget of copies), and parallel loops nested in a
+            // parallel body (which the IR forbids, and which are still correct run serially).
             _ => self.serial_loop(lp.var, lp.extent, &lp.body),
         }
     }
@@ -1012,6 +1027,7 @@ impl<'n> Emitter<'n> {
             env: self.f.env.clone(),
             storage: body_storage,
             in_parallel: true,
+            unrolled: self.f.unrolled,
             dry: 0,
             next_order: self.f.next_order,
         };
