@@ -95,8 +95,8 @@ pub struct CompareArgs {
     #[arg(long)]
     transfer_log: Option<PathBuf>,
     /// Also run `xgb+shipped`: xgb pre-trained on the records looptune ships of each workload's
-    /// operator, its own shape's among them when it is a reference workload (what `tune` starts
-    /// from when its log has none of them).
+    /// operator, its own shape's among them when it is a reference workload (what `tune` adds
+    /// to its log's records: a new user's first run).
     #[arg(long)]
     shipped: bool,
     /// Threads for parallel loops of the kernels.

@@ -7,9 +7,9 @@
 //! convolutions, MobileNet's depthwise layers in NCHW, and every layer of the built-in networks
 //! as `tune-model` tunes them: MobileNet's NCHW8c depthwise layers, BERT-base's attention
 //! scores, the CliqueNet block's fused convolutions, the 8-bit MobileNet), measured by
-//! `looptune ship-records` (one command per backend, documented in docs/benchmarks.md). When a
-//! run's log holds nothing of its operator, [`TransferSet::shipped`] gives the tuner those rows
-//! instead.
+//! `looptune ship-records` (one command per backend, documented in docs/benchmarks.md).
+//! [`TransferSet::from_log_and_shipped`] gives the tuner those rows beside the log's, for every
+//! shape the log does not cover yet.
 //!
 //! Throughputs are compared only within a workload (each is its own ranking group), so what
 //! carries over from the machine that measured them is which configs are fast relative to the
