@@ -240,7 +240,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
         println!("noise       {}", noise_text(&report.noise));
         if let Some(stats) = &stats {
             println!(
-                "model       {} fits in {:.1} s, {} annealing rounds in {:.1} s ({} candidates scored, {} of them lowered, the rest from the feature cache); transfer: {} rows of {} other workloads{}",
+                "model       {} fits in {:.1} s, {} annealing rounds in {:.1} s ({} candidates scored, {} of them lowered, the rest from the feature cache); transfer: {} rows of {} workloads{}",
                 stats.fits,
                 stats.fit_time.as_secs_f64(),
                 stats.rounds,
