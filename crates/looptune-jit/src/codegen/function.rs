@@ -182,6 +182,9 @@ pub(crate) struct FnGen<'n, 'b> {
     pub runtime: Value,
     /// Whether this function is an outlined parallel body (nested parallel loops run serially).
     pub in_parallel: bool,
+    /// Copies the enclosing unrolled loops make of the statement being emitted (0 or 1: none;
+    /// an outlined body counts afresh).
+    pub unrolled: i64,
 }
 
 impl<'n, 'b> FnGen<'n, 'b> {
@@ -215,6 +218,7 @@ impl<'n, 'b> FnGen<'n, 'b> {
             args,
             runtime,
             in_parallel,
+            unrolled: 0,
         }
     }
 

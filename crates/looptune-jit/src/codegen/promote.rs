@@ -16,6 +16,18 @@ pub(crate) const MAX_TILE_ELEMENTS: usize = 256;
 /// longer ones become a loop over groups (and their variable is then not a constant).
 pub(crate) const VECTOR_UNROLL_LIMIT: i64 = 64;
 
+/// Copies of one body that nested unrolled loops may emit at most: an unrolled loop inside
+/// unrolled loops multiplies the code (three nested loops of 64 would emit 262,144 copies), so
+/// one that would take the product past this is emitted as an ordinary loop. The C printer draws
+/// the same line; register tiles stay far below it.
+pub(crate) const UNROLL_BUDGET: i64 = 1024;
+
+/// Whether an unrolled loop of `extent` iterations, inside unrolled loops that already make
+/// `copies` copies of it (0 or 1: none), is emitted unrolled.
+pub(crate) fn unrolls(extent: i64, copies: i64) -> bool {
+    copies.max(1).saturating_mul(extent) <= UNROLL_BUDGET
+}
+
 /// How a temporary is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TilePlan {
@@ -27,20 +39,22 @@ pub(crate) enum TilePlan {
     Groups,
 }
 
-/// Whether a loop is emitted with its variable bound to constants.
-pub(crate) fn binds_constants(kind: LoopKind, extent: i64) -> bool {
+/// Whether a loop is emitted with its variable bound to constants, inside unrolled loops that
+/// make `copies` copies of it.
+pub(crate) fn binds_constants(kind: LoopKind, extent: i64, copies: i64) -> bool {
     extent == 1
-        || kind == LoopKind::Unrolled
+        || (kind == LoopKind::Unrolled && unrolls(extent, copies))
         || (kind == LoopKind::Vectorized && extent <= VECTOR_UNROLL_LIMIT)
 }
 
 /// Decides how to store `buffer`, allocated around `body`, given which variables are already
-/// constants where the allocation is emitted.
+/// constants where the allocation is emitted and the copies the unrolled loops around it make.
 pub(crate) fn plan(
     nest: &LoopNest,
     buffer: BufferId,
     body: &Stmt,
     is_constant: &dyn Fn(VarId) -> bool,
+    copies: i64,
 ) -> TilePlan {
     let decl = nest.buffer(buffer);
     if decl.len() > MAX_TILE_ELEMENTS {
@@ -52,6 +66,7 @@ pub(crate) fn plan(
         inner_constants: Vec::new(),
         vector_vars: Vec::new(),
         in_parallel: false,
+        copies,
         promotable: true,
         touched_by_vectors: false,
     };
@@ -72,6 +87,8 @@ struct Walker<'a> {
     inner_constants: Vec<VarId>,
     vector_vars: Vec<VarId>,
     in_parallel: bool,
+    /// Copies the enclosing unrolled loops make (as the code generator counts them).
+    copies: i64,
     promotable: bool,
     touched_by_vectors: bool,
 }
@@ -109,7 +126,8 @@ impl Walker<'_> {
     fn stmt(&mut self, stmt: &Stmt) {
         match stmt {
             Stmt::For(lp) => {
-                let constant = binds_constants(lp.kind, lp.extent);
+                let constant = binds_constants(lp.kind, lp.extent, self.copies);
+                let unrolled = lp.kind == LoopKind::Unrolled && constant && lp.extent > 1;
                 let vector = lp.kind == LoopKind::Vectorized && constant && lp.extent > 1;
                 let parallel = lp.kind == LoopKind::Parallel && lp.extent > 1;
                 if constant {
@@ -118,10 +136,14 @@ impl Walker<'_> {
                 if vector {
                     self.vector_vars.push(lp.var);
                 }
-                let was_parallel = self.in_parallel;
+                let (was_parallel, outer_copies) = (self.in_parallel, self.copies);
                 self.in_parallel |= parallel;
+                if unrolled {
+                    self.copies = outer_copies.max(1) * lp.extent;
+                }
                 self.stmt(&lp.body);
                 self.in_parallel = was_parallel;
+                self.copies = outer_copies;
                 if vector {
                     self.vector_vars.pop();
                 }

@@ -123,12 +123,19 @@ impl<'n> FnGen<'n, '_> {
             return self.with_var(lp.var, IVal::constant(0), |this| this.stmt(&lp.body));
         }
         match lp.kind {
-            LoopKind::Unrolled => (0..lp.extent).try_for_each(|iteration| {
-                self.with_var(lp.var, IVal::constant(iteration), |this| {
-                    this.stmt(&lp.body)
-                })
-            }),
-            LoopKind::Serial => self.serial_loop(lp.var, lp.extent, &lp.body),
+            LoopKind::Unrolled if promote::unrolls(lp.extent, self.unrolled) => {
+                let outer = self.unrolled;
+                self.unrolled = outer.max(1) * lp.extent;
+                let emitted = (0..lp.extent).try_for_each(|iteration| {
+                    self.with_var(lp.var, IVal::constant(iteration), |this| {
+                        this.stmt(&lp.body)
+                    })
+                });
+                self.unrolled = outer;
+                emitted
+            }
+            // Past the budget of copies (see `promote::UNROLL_BUDGET`).
+            LoopKind::Unrolled | LoopKind::Serial => self.serial_loop(lp.var, lp.extent, &lp.body),
             LoopKind::Vectorized => self.vectorized_loop(lp),
             LoopKind::Parallel if self.in_parallel => {
                 // The IR forbids nested parallel loops; running one serially is still correct.
@@ -209,7 +216,7 @@ impl<'n> FnGen<'n, '_> {
         let env = &self.env;
         let is_constant =
             |var: VarId| matches!(env.get(var.index()), Some(Some(IVal { dynamic: None, .. })));
-        let plan = promote::plan(self.nest, buffer, body, &is_constant);
+        let plan = promote::plan(self.nest, buffer, body, &is_constant, self.unrolled);
         let elements = decl.len();
         let storage = match plan {
             TilePlan::Scalars | TilePlan::Groups => {
