@@ -222,6 +222,11 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
         "(from the JIT) dense:m=11,n=7,k=17: an unrolled copy stores element 8 of the 8-element \
          tile `W.packed` under a guard false only through a serial loop's range",
     ),
+    (
+        13979447684378593492,
+        "(fresh stream 1795951570338939319) dense:m=11,n=6,k=6,bias=true,relu=true at 16 lanes: \
+         a wrong element",
+    ),
 ];
 
 #[test]
