@@ -227,6 +227,11 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
         "(fresh stream 1795951570338939319) dense:m=11,n=6,k=6,bias=true,relu=true at 16 lanes: \
          a wrong element",
     ),
+    (
+        1288579795864979903,
+        "(fresh stream 1795953075233081726) matmul:m=2,n=13,k=8 at 8 lanes: row 1 all zeros when \
+         gcc 12.2 compiled it with -O2 -fno-tree-vectorize (not a flag the backend uses)",
+    ),
 ];
 
 #[test]

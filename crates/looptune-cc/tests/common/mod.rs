@@ -126,16 +126,56 @@ fn layout(bytes: usize) -> std::alloc::Layout {
     std::alloc::Layout::from_size_align(bytes.max(1), 64).expect("temporary size fits")
 }
 
+/// Bytes past the end of every temporary from `alloc`, filled with [`GUARD_BYTE`] and checked by
+/// `free`: a kernel writing past a temporary's end is caught where it happens, not as a wrong
+/// element of some other buffer later.
+const GUARD: usize = 256;
+const GUARD_BYTE: u8 = 0xA5;
+
+/// Temporaries whose guard was found broken, or freed wrongly (checked after every call).
+static BROKEN_GUARDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The live temporaries (address, bytes), so that a block freed twice, or with another size
+/// than it was allocated with, is caught.
+static LIVE: std::sync::Mutex<Vec<(usize, usize)>> = std::sync::Mutex::new(Vec::new());
+
 unsafe extern "C" fn alloc(bytes: usize) -> *mut c_void {
     // SAFETY: the layout has a non-zero size.
-    let block = unsafe { std::alloc::alloc(layout(bytes)) };
+    let block = unsafe { std::alloc::alloc(layout(bytes + GUARD)) };
     assert!(!block.is_null(), "out of memory");
+    // SAFETY: the block holds `bytes + GUARD` bytes.
+    unsafe { std::ptr::write_bytes(block.add(bytes), GUARD_BYTE, GUARD) };
+    if let Ok(mut live) = LIVE.lock() {
+        live.push((block as usize, bytes));
+    }
     block.cast()
 }
 
 unsafe extern "C" fn free(block: *mut c_void, bytes: usize) {
+    if let Ok(mut live) = LIVE.lock() {
+        match live.iter().position(|&(at, _)| at == block as usize) {
+            Some(index) => {
+                let (_, allocated) = live.swap_remove(index);
+                if allocated != bytes {
+                    eprintln!("a temporary of {allocated} bytes was freed as {bytes} bytes");
+                    BROKEN_GUARDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            None => {
+                eprintln!("a block that is not a live temporary was freed ({bytes} bytes)");
+                BROKEN_GUARDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
+        }
+    }
+    // SAFETY: the block came from `alloc(bytes)`, so it holds `bytes + GUARD` bytes.
+    let guard = unsafe { std::slice::from_raw_parts(block.cast::<u8>().add(bytes), GUARD) };
+    if guard.iter().any(|&byte| byte != GUARD_BYTE) {
+        eprintln!("a kernel wrote past the end of a temporary of {bytes} bytes");
+        BROKEN_GUARDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
     // SAFETY: printed code frees each block from `alloc` once, with the size it asked for.
-    unsafe { std::alloc::dealloc(block.cast(), layout(bytes)) };
+    unsafe { std::alloc::dealloc(block.cast(), layout(bytes + GUARD)) };
 }
 
 /// The runtime table the tests call kernels with.
@@ -201,6 +241,11 @@ impl Kernel<'_> {
         // SAFETY: one pointer per parameter, each to as many f32s as the nest declares (checked
         // above); inputs are only read by printed code; the runtime table outlives the call.
         unsafe { (self.entry)(args.as_ptr(), &runtime) };
+        assert_eq!(
+            BROKEN_GUARDS.swap(0, std::sync::atomic::Ordering::SeqCst),
+            0,
+            "a kernel wrote past a temporary's end or freed one wrongly (see stderr)"
+        );
     }
 }
 
