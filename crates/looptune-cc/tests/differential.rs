@@ -232,6 +232,11 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
         "(fresh stream 1795953075233081726) matmul:m=2,n=13,k=8 at 8 lanes: row 1 all zeros when \
          gcc 12.2 compiled it with -O2 -fno-tree-vectorize (not a flag the backend uses)",
     ),
+    (
+        508452578551086113,
+        "(fresh stream 1795954416528748227) matmul:m=16,n=13,k=8 at 16 lanes: element 13 read \
+         0.0 at -O2 -fno-tree-vectorize, as the seed above",
+    ),
 ];
 
 #[test]
