@@ -33,5 +33,5 @@ mod probe;
 
 pub use backend::CBackend;
 pub use compiler::Compiler;
-pub use emit::{emit_c, EmitError, EmitOptions, UNROLL_BUDGET};
+pub use emit::{emit_c, EmitError, EmitOptions};
 pub use peak::{measure_pair_dot_peak, measure_peak};

@@ -128,7 +128,7 @@ fn nested_unrolled_loops_print_within_the_budget_of_copies() {
     let source = emit_c(&case.nest, &EmitOptions::new(8)).expect("prints");
     let multiply_adds = source.matches(" * ").count();
     assert!(
-        multiply_adds <= looptune_cc::UNROLL_BUDGET as usize,
+        multiply_adds <= looptune_ir::UNROLL_BUDGET as usize,
         "{multiply_adds} multiplications printed"
     );
     assert!(

@@ -202,7 +202,8 @@ impl FeatureSpec {
         let scan = scan(nest);
         let chain = &scan.chain;
         let kept = &chain[chain.len().saturating_sub(self.loop_slots)..];
-        let accesses = main_accesses(&scan, self.access_slots);
+        let all_accesses = main_accesses(&scan);
+        let accesses = &all_accesses[..all_accesses.len().min(self.access_slots)];
         // Per access, per kept loop and per dimension: the coefficient of the loop's variable.
         let coefficients: Vec<Vec<Vec<i64>>> = accesses
             .iter()
@@ -284,7 +285,6 @@ impl FeatureSpec {
         push(out, scan.guards as f64);
         push(out, scan.temp_bytes as f64);
         push(out, scan.best_iterations);
-        let all_accesses = main_accesses(&scan, usize::MAX);
         for value in fit::fit_features(
             nest,
             chain,
@@ -427,24 +427,19 @@ struct Access<'a> {
     indices: &'a [IndexExpr],
 }
 
-/// The main store's write, then its loads in order, at most `slots` of them.
-fn main_accesses<'a>(scan: &Scan<'a>, slots: usize) -> Vec<Access<'a>> {
-    let mut accesses = Vec::with_capacity(slots.min(MAX_ACCESS_SLOTS));
+/// The main store's write, then its loads in order.
+fn main_accesses<'a>(scan: &Scan<'a>) -> Vec<Access<'a>> {
+    let mut accesses = Vec::with_capacity(MAX_ACCESS_SLOTS);
     if let Some((buffer, indices)) = scan.main_store {
         accesses.push(Access { buffer, indices });
     }
     if let Some(value) = scan.main_value {
         let mut loads = Vec::new();
         collect_loads(value, &mut loads);
-        for load in loads {
-            if accesses.len() == slots {
-                break;
-            }
-            accesses.push(Access {
-                buffer: load.buffer,
-                indices: &load.indices,
-            });
-        }
+        accesses.extend(loads.into_iter().map(|load| Access {
+            buffer: load.buffer,
+            indices: &load.indices,
+        }));
     }
     accesses
 }

@@ -42,7 +42,10 @@ pub use expr::{
     BinaryOp, BufferId, CmpOp, Cond, IndexExpr, IndexOp, Load, UnaryOp, ValueExpr, VarId,
 };
 pub use interp::InterpError;
-pub use loop_nest::{BufferDecl, BufferRole, Loop, LoopKind, LoopNest, Stmt, VarDecl};
+pub use loop_nest::{
+    unrolls_within_budget, BufferDecl, BufferRole, Loop, LoopKind, LoopNest, Stmt, VarDecl,
+    UNROLL_BUDGET,
+};
 pub use lower::lower;
 pub use ops::{Layout, Workload};
 pub use print::Printed;

@@ -22,6 +22,18 @@ use crate::dtype::DType;
 use crate::expr::{BufferId, Cond, IndexExpr, ValueExpr, VarId};
 use serde::{Deserialize, Serialize};
 
+/// Copies of one body that nested unrolled loops may make at most, on every backend: an unrolled
+/// loop inside unrolled loops multiplies the code (three nested loops of 64 would make 262,144
+/// copies, a function gcc spends minutes on), so a backend emits one that would take the
+/// product past this as an ordinary loop. Register tiles stay far below it (a few dozen copies).
+pub const UNROLL_BUDGET: i64 = 1024;
+
+/// Whether an unrolled loop of `extent` iterations, inside unrolled loops that already make
+/// `copies` copies of it (0 or 1: none), is emitted unrolled within [`UNROLL_BUDGET`].
+pub fn unrolls_within_budget(extent: i64, copies: i64) -> bool {
+    copies.max(1).saturating_mul(extent) <= UNROLL_BUDGET
+}
+
 /// How a loop is to be executed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LoopKind {

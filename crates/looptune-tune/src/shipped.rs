@@ -167,15 +167,9 @@ impl TransferSet {
         let Some(shipped) = ShippedSet::find(&target.backend, task.vector_shape()) else {
             return (set, false);
         };
-        let mut logged: HashMap<&str, usize> = HashMap::new();
-        for record in records.iter().filter(|record| record.target == *target) {
-            *logged.entry(record.workload.as_str()).or_default() += 1;
-        }
+        let logged = per_workload(records.iter().filter(|record| record.target == *target));
         let shipped = shipped.records();
-        let mut offered: HashMap<&str, usize> = HashMap::new();
-        for record in &shipped {
-            *offered.entry(record.workload.as_str()).or_default() += 1;
-        }
+        let offered = per_workload(shipped.iter());
         let missing = TransferSet::from_records_where(task, &shipped, |record| {
             let workload = record.workload.as_str();
             logged.get(workload).copied().unwrap_or(0) < offered.get(workload).copied().unwrap_or(0)
@@ -184,4 +178,13 @@ impl TransferSet {
         set.extend(missing);
         (set, used)
     }
+}
+
+/// How many of `records` each workload has.
+fn per_workload<'a>(records: impl Iterator<Item = &'a Record>) -> HashMap<&'a str, usize> {
+    let mut counts = HashMap::new();
+    for record in records {
+        *counts.entry(record.workload.as_str()).or_default() += 1;
+    }
+    counts
 }

@@ -55,12 +55,6 @@ pub const STACK_TEMP_LIMIT: usize = 64 * 1024;
 /// code only grows, and a compiler would take seconds over it.
 pub const UNROLL_LIMIT: i64 = 256;
 
-/// Copies of one body that nested unrolled loops may print at most: an unrolled loop inside
-/// unrolled loops multiplies the code (three nested loops of 64 print 262,144 copies, a function
-/// gcc spends minutes on), so one that would take the product past this is printed as an
-/// ordinary loop. Register tiles stay far below it (a few dozen copies).
-pub const UNROLL_BUDGET: i64 = 1024;
-
 /// Vectorized loops with more iterations than this become a loop over vector groups (their
 /// variable then a run-time value); shorter ones are printed group by group with constants.
 pub const VECTOR_UNROLL_LIMIT: i64 = 64;
@@ -851,7 +845,7 @@ impl<'n> Emitter<'n> {
         match lp.kind {
             LoopKind::Unrolled
                 if lp.extent <= UNROLL_LIMIT
-                    && self.f.unrolled.max(1) * lp.extent <= UNROLL_BUDGET =>
+                    && looptune_ir::unrolls_within_budget(lp.extent, self.f.unrolled) =>
             {
                 let outer = self.f.unrolled;
                 self.f.unrolled = outer.max(1) * lp.extent;

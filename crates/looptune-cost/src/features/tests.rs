@@ -59,7 +59,6 @@ fn sampled_configs_of_the_reference_workloads_have_the_same_length() {
 #[test]
 fn the_main_chain_is_the_reduction_and_its_strides_are_the_access_pattern() {
     let task = task(MATMUL_512);
-    let spec = FeatureSpec::for_task(&task);
     let config = task.fallback_config().expect("fallback exists");
     let nest = task.lower(&config).expect("lowers");
     let found = scan(&nest);
@@ -69,7 +68,7 @@ fn the_main_chain_is_the_reduction_and_its_strides_are_the_access_pattern() {
     assert_eq!(arith.fma + arith.mul, 1, "{arith:?}");
     // Somewhere in the chain, one loop walks A's rows contiguously: the reduction loop of a
     // row-major A (stride 1 element), unless A is read with the reduction outermost.
-    let accesses = main_accesses(&found, spec.access_slots());
+    let accesses = main_accesses(&found);
     assert!(accesses.len() >= 3, "store, accumulator and two operands");
     let strides: Vec<i64> = found
         .chain
@@ -173,7 +172,7 @@ fn fit_of(values: &[(&str, KnobValue)], shape: VectorShape) -> [f64; fit::COUNT]
         .expect("a point of the space");
     let nest = task.lower(&config).expect("lowers");
     let found = scan(&nest);
-    let accesses = main_accesses(&found, usize::MAX);
+    let accesses = main_accesses(&found);
     fit::fit_features(
         &nest,
         &found.chain,

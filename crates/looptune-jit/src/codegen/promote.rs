@@ -6,7 +6,9 @@
 //! indices are the unrolled `i` and the vectorized `j`. Cranelift's register allocator then
 //! keeps it in XMM registers across the reduction loop, with no loads or stores of it inside.
 
-use looptune_ir::{BufferId, DType, LoopKind, LoopNest, Stmt, ValueExpr, VarId};
+use looptune_ir::{
+    unrolls_within_budget, BufferId, DType, LoopKind, LoopNest, Stmt, ValueExpr, VarId,
+};
 
 /// Temporaries larger than this stay in memory: far more values than registers would only move
 /// the spills from our code to the register allocator's.
@@ -15,18 +17,6 @@ pub(crate) const MAX_TILE_ELEMENTS: usize = 256;
 /// Vectorized loops up to this many lanes are emitted group by group with constant lanes;
 /// longer ones become a loop over groups (and their variable is then not a constant).
 pub(crate) const VECTOR_UNROLL_LIMIT: i64 = 64;
-
-/// Copies of one body that nested unrolled loops may emit at most: an unrolled loop inside
-/// unrolled loops multiplies the code (three nested loops of 64 would emit 262,144 copies), so
-/// one that would take the product past this is emitted as an ordinary loop. The C printer draws
-/// the same line; register tiles stay far below it.
-pub(crate) const UNROLL_BUDGET: i64 = 1024;
-
-/// Whether an unrolled loop of `extent` iterations, inside unrolled loops that already make
-/// `copies` copies of it (0 or 1: none), is emitted unrolled.
-pub(crate) fn unrolls(extent: i64, copies: i64) -> bool {
-    copies.max(1).saturating_mul(extent) <= UNROLL_BUDGET
-}
 
 /// How a temporary is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +33,7 @@ pub(crate) enum TilePlan {
 /// make `copies` copies of it.
 pub(crate) fn binds_constants(kind: LoopKind, extent: i64, copies: i64) -> bool {
     extent == 1
-        || (kind == LoopKind::Unrolled && unrolls(extent, copies))
+        || (kind == LoopKind::Unrolled && unrolls_within_budget(extent, copies))
         || (kind == LoopKind::Vectorized && extent <= VECTOR_UNROLL_LIMIT)
 }
 

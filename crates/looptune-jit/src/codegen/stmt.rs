@@ -123,7 +123,7 @@ impl<'n> FnGen<'n, '_> {
             return self.with_var(lp.var, IVal::constant(0), |this| this.stmt(&lp.body));
         }
         match lp.kind {
-            LoopKind::Unrolled if promote::unrolls(lp.extent, self.unrolled) => {
+            LoopKind::Unrolled if looptune_ir::unrolls_within_budget(lp.extent, self.unrolled) => {
                 let outer = self.unrolled;
                 self.unrolled = outer.max(1) * lp.extent;
                 let emitted = (0..lp.extent).try_for_each(|iteration| {
@@ -134,7 +134,7 @@ impl<'n> FnGen<'n, '_> {
                 self.unrolled = outer;
                 emitted
             }
-            // Past the budget of copies (see `promote::UNROLL_BUDGET`).
+            // Past the budget of copies (`looptune_ir::UNROLL_BUDGET`).
             LoopKind::Unrolled | LoopKind::Serial => self.serial_loop(lp.var, lp.extent, &lp.body),
             LoopKind::Vectorized => self.vectorized_loop(lp),
             LoopKind::Parallel if self.in_parallel => {
