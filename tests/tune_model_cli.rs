@@ -192,6 +192,7 @@ fn every_layer_of_every_network_starts_warm_from_the_shipped_records() {
     for (network, layers, extra) in [
         ("mobilenet", "2", None),
         ("mobilenet", "2", Some("--int8")),
+        ("resnet18", "2", Some("--int8")),
         ("bert-base", "4", None),
         ("cliquenet", "1", None),
     ] {

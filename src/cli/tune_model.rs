@@ -69,7 +69,8 @@ pub struct TuneModelArgs {
     #[arg(value_enum)]
     network: NetworkArg,
     /// Tune the network quantized to 8 bits (u8 activations, i8 weights, i32 accumulators,
-    /// requantized outputs; every kernel checked bit for bit). MobileNet only.
+    /// requantized outputs; every kernel checked bit for bit): MobileNet (`qdepthwise_conv2d`
+    /// and `qmatmul`) and ResNet-18 (`qconv2d`).
     #[arg(long)]
     int8: bool,
     /// The tuning log (default `looptune-NETWORK.tunelog`, with --shard
@@ -184,7 +185,7 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
         let plain = args.network.network();
         plain.quantized().ok_or_else(|| {
             super::Usage(format!(
-                "--int8: {plain} has no quantized version (mobilenet has)"
+                "--int8: {plain} has no quantized version (mobilenet and resnet18 have)"
             ))
         })?
     } else {

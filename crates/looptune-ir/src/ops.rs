@@ -26,7 +26,10 @@ use std::fmt;
 use std::str::FromStr;
 
 mod quant;
-pub use quant::{qdense, qdepthwise_conv2d, qmatmul, QDepthwiseParams, QMatmulParams, Requant};
+pub use quant::{
+    qconv2d, qdense, qdepthwise_conv2d, qmatmul, QConv2dParams, QDepthwiseParams, QMatmulParams,
+    Requant,
+};
 
 /// The largest value of any workload parameter (a dimension, a padding, a stride): 2^31.
 pub const MAX_EXTENT: i64 = 1 << 31;
@@ -192,6 +195,9 @@ pub enum Workload {
     QDense(QMatmulParams),
     /// A quantized depthwise 2-D convolution on channel-blocked NCHW[b]c (NHWC when `b = c`).
     QDepthwiseConv2d(QDepthwiseParams),
+    /// A quantized 2-D convolution on channel-blocked NCHW[b]c (NCHW when `b = 1`, NHWC when
+    /// `b` is both channel counts).
+    QConv2d(QConv2dParams),
     /// A copy of an activation tensor from one channel blocking to another.
     LayoutTransform(LayoutTransformParams),
 }
@@ -220,6 +226,10 @@ pub struct Layout {
     /// (zero past `P`), so a GEMM template's register tile streams through it. The output (and
     /// a residual input) is declared `[n, oc, oh * ow]`: the same memory as NCHW.
     pub conv_as_gemm: Option<i64>,
+    /// Compute `qconv2d` in its pair form (see [`QConv2dParams`]): `i16` pairs of input
+    /// channels and packed weights, one `vpmaddwd` per reduction step. The plain definition
+    /// (without it) is what kernels are checked against.
+    pub pair_form: bool,
 }
 
 /// One parameter of an operator, for `looptune ops` and parsing.
@@ -292,6 +302,42 @@ const QMATMUL_PARAMS: [ParamInfo; 10] = {
         required("m", "rows of A and Y"),
         required("n", "columns of W and Y"),
         required("k", "reduction length"),
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        r[6],
+    ]
+};
+
+const QCONV_PARAMS: [ParamInfo; 19] = {
+    let r = quant::REQUANT_PARAMS;
+    [
+        optional("n", "1", "batch"),
+        required("ic", "input channels"),
+        required("h", "input height"),
+        required("w", "input width"),
+        required("oc", "output channels"),
+        required("kh", "kernel height"),
+        required("kw", "kernel width"),
+        optional("stride", "1", "stride"),
+        optional(
+            "pad",
+            "0",
+            "padding on each side (with the input's zero point)",
+        ),
+        optional("dilation", "1", "dilation"),
+        required(
+            "block",
+            "channel block b of NCHW[b]c for Y (divides oc; 1 is NCHW)",
+        ),
+        optional(
+            "in_block",
+            "block",
+            "channel block of X (divides ic; ic is NHWC, 1 is NCHW)",
+        ),
         r[0],
         r[1],
         r[2],
@@ -402,6 +448,11 @@ pub const OPERATORS: &[OpInfo] = &[
         name: "qdepthwise_conv2d",
         summary: "Y[n,c/b,y,x,b] = u8(clamp(out_zero + mulshr(sum_{ry,rx} (X[n,c/b,y*s+ry*d-p,x*s+rx*d-p,b] - a_zero) * W[c/b,ry,rx,b] + bias[c], M), qmin, qmax)), NCHW[b]c (b = c: NHWC)",
         params: &QDEPTHWISE_PARAMS,
+    },
+    OpInfo {
+        name: "qconv2d",
+        summary: "Y[n,oc/b,y,x,b] = u8(clamp(out_zero + mulshr(sum_{ic,ry,rx} (X[n,ic/b,y*s+ry*d-p,x*s+rx*d-p,ic%b] - a_zero) * W[oc,ic,ry,rx] + bias[oc], M), qmin, qmax)), NCHW[b]c, W OIHW i8",
+        params: &QCONV_PARAMS,
     },
     OpInfo {
         name: "layout_transform",
@@ -600,6 +651,34 @@ impl FromStr for Workload {
                     Workload::QMatmul(product)
                 }
             }
+            "qconv2d" => {
+                let block = params.int("block")?;
+                let in_block = match params.values.contains_key("in_block") {
+                    true => params.int("in_block")?,
+                    false => block,
+                };
+                Workload::QConv2d(QConv2dParams {
+                    conv: Conv2dParams {
+                        n: params.int("n")?,
+                        ic: params.int("ic")?,
+                        h: params.int("h")?,
+                        w: params.int("w")?,
+                        oc: params.int("oc")?,
+                        kh: params.int("kh")?,
+                        kw: params.int("kw")?,
+                        stride: params.int("stride")?,
+                        pad: params.int("pad")?,
+                        dilation: params.int("dilation")?,
+                        bias: false,
+                        residual: false,
+                        relu: false,
+                        block,
+                        prepacked: false,
+                    },
+                    in_block,
+                    quant: Requant::parse(&mut params)?,
+                })
+            }
             "qdepthwise_conv2d" => Workload::QDepthwiseConv2d(QDepthwiseParams {
                 conv: DepthwiseConv2dParams {
                     n: params.int("n")?,
@@ -712,6 +791,15 @@ impl fmt::Display for Workload {
                     q.quant.key_suffix()
                 )
             }
+            Workload::QConv2d(q) => {
+                let p = q.conv;
+                write!(
+                    f,
+                    "qconv2d:n={},ic={},h={},w={},oc={},kh={},kw={},stride={},pad={},dilation={},block={},in_block={},{}",
+                    p.n, p.ic, p.h, p.w, p.oc, p.kh, p.kw, p.stride, p.pad, p.dilation, p.block,
+                    q.in_block, q.quant.key_suffix()
+                )
+            }
         }
     }
 }
@@ -764,6 +852,7 @@ impl Workload {
             Workload::QMatmul(_) => "qmatmul",
             Workload::QDense(_) => "qdense",
             Workload::QDepthwiseConv2d(_) => "qdepthwise_conv2d",
+            Workload::QConv2d(_) => "qconv2d",
             Workload::LayoutTransform(_) => "layout_transform",
         }
     }
@@ -803,6 +892,37 @@ impl Workload {
                         ("kh", p.kh),
                         ("kw", p.kw),
                         ("block", p.block),
+                    ],
+                    Some([p.h, p.w, p.kh, p.kw, p.stride, p.pad, p.dilation]),
+                )
+            }
+            Workload::QConv2d(QConv2dParams {
+                conv: p,
+                quant,
+                in_block,
+            }) => {
+                quant.check(op)?;
+                if p.bias || p.residual || p.relu || p.prepacked {
+                    return Err(IrError::InvalidParameter {
+                        op: op.to_string(),
+                        message: format!(
+                            "the f32 epilogue flags (bias={}, residual={}, relu={}, prepacked={}) \
+                             do not apply: the bias is always added and ReLU is the clamp",
+                            p.bias, p.residual, p.relu, p.prepacked
+                        ),
+                    });
+                }
+                (
+                    vec![
+                        ("n", p.n),
+                        ("ic", p.ic),
+                        ("h", p.h),
+                        ("w", p.w),
+                        ("oc", p.oc),
+                        ("kh", p.kh),
+                        ("kw", p.kw),
+                        ("block", p.block),
+                        ("in_block", in_block),
                     ],
                     Some([p.h, p.w, p.kh, p.kw, p.stride, p.pad, p.dilation]),
                 )
@@ -875,6 +995,12 @@ impl Workload {
             | Workload::QDepthwiseConv2d(QDepthwiseParams { conv: p, .. }) => {
                 divides("block", p.block, "c", p.c)?
             }
+            Workload::QConv2d(QConv2dParams {
+                conv: p, in_block, ..
+            }) => {
+                divides("in_block", in_block, "ic", p.ic)?;
+                divides("block", p.block, "oc", p.oc)?;
+            }
             Workload::Conv2d(p) => {
                 divides("block", p.block, "ic", p.ic)?;
                 divides("block", p.block, "oc", p.oc)?;
@@ -944,7 +1070,7 @@ impl Workload {
                 ("W", vec![p.k, p.n]),
                 ("Y", vec![p.m, p.n]),
             ],
-            Workload::Conv2d(p) => {
+            Workload::Conv2d(p) | Workload::QConv2d(QConv2dParams { conv: p, .. }) => {
                 let oh = conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
                 let ow = conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation)?;
                 vec![
@@ -978,7 +1104,7 @@ impl Workload {
             Workload::BatchMatmul(p) => ("b x m x n x k", vec![p.b, p.m, p.n, p.k]),
             Workload::Dense(p) => ("m x n x k", vec![p.m, p.n, p.k]),
             Workload::QMatmul(p) | Workload::QDense(p) => ("m x n x k", vec![p.m, p.n, p.k]),
-            Workload::Conv2d(p) => {
+            Workload::Conv2d(p) | Workload::QConv2d(QConv2dParams { conv: p, .. }) => {
                 let oh = conv_out(op, p.h, p.kh, p.stride, p.pad, p.dilation)?;
                 let ow = conv_out(op, p.w, p.kw, p.stride, p.pad, p.dilation)?;
                 (
@@ -1033,7 +1159,7 @@ impl Workload {
                 let epilogue = (p.bias as i64 + p.relu as i64) as f64 * product(&[p.m, p.n]);
                 2.0 * product(&[p.m, p.n, p.k]) + epilogue
             }
-            Workload::Conv2d(p) => {
+            Workload::Conv2d(p) | Workload::QConv2d(QConv2dParams { conv: p, .. }) => {
                 let (oh, ow) = conv2d_out_hw(p);
                 2.0 * product(&[p.n, p.oc, oh, ow, p.ic, p.kh, p.kw])
             }
@@ -1060,6 +1186,7 @@ impl Workload {
             Workload::QMatmul(p) => qmatmul(p, layout),
             Workload::QDense(p) => qdense(p, layout),
             Workload::QDepthwiseConv2d(p) => qdepthwise_conv2d(p),
+            Workload::QConv2d(p) => qconv2d(p, layout),
             Workload::LayoutTransform(p) => layout_transform(p),
         }
     }
@@ -1101,7 +1228,7 @@ pub(crate) fn depthwise_out_hw(p: DepthwiseConv2dParams) -> (i64, i64) {
     )
 }
 
-fn conv2d_out_hw(p: Conv2dParams) -> (i64, i64) {
+pub(crate) fn conv2d_out_hw(p: Conv2dParams) -> (i64, i64) {
     let oh = out_extent(p.h, p.kh, p.stride, p.pad, p.dilation);
     let ow = out_extent(p.w, p.kw, p.stride, p.pad, p.dilation);
     (oh, ow)

@@ -1,9 +1,9 @@
-//! Quantized kernels are bit-exact: points of the `qmatmul` and `qdepthwise_conv2d` templates,
-//! compiled by both
-//! backends at the widths they are sized for, compute exactly what the reference interpreter
-//! computes on the operator's plain definition, for random shapes (primes, `k` odd, one row),
-//! zero points at 0, 128 and 255, per-tensor and per-column multipliers, and clamps that
-//! saturate at both ends of `u8`.
+//! Quantized kernels are bit-exact: points of the `qmatmul`, `qdepthwise_conv2d` and `qconv2d`
+//! templates, compiled by both backends at the widths they are sized for, compute exactly what
+//! the reference interpreter computes on the operator's plain definition, for random shapes
+//! (primes, `k` odd, one row, odd channel blocks, strides 1-3, padding, dilation), zero points
+//! at 0, 128 and 255, per-tensor and per-column multipliers, and clamps that saturate at both
+//! ends of `u8`.
 
 #![forbid(unsafe_code)]
 
@@ -62,6 +62,49 @@ fn random_qdepthwise(rng: &mut SplitMix64) -> String {
     )
 }
 
+/// A random quantized convolution on NCHW[b]c: blocks of 8 and 16, odd blocks (3, 5), NCHW
+/// (1), an input block other than the output's (a 3-channel NHWC image in), odd kernels up to
+/// 7, strides 1-3, padding, dilation.
+fn random_qconv2d(rng: &mut SplitMix64) -> String {
+    // (ic, oc, output block, input block)
+    let (ic, oc, block, in_block) = rng.pick(&[
+        (8, 8, 8, 8),
+        (16, 24, 8, 8),
+        (16, 16, 16, 16),
+        (15, 10, 5, 5),
+        (3, 6, 3, 3),
+        (3, 4, 1, 1),
+        (24, 16, 8, 8),
+        (3, 16, 8, 3),
+        (16, 24, 8, 16),
+    ]);
+    let kernel = rng.pick(&[1, 3, 3, 5, 7]);
+    let dilation = rng.pick(&[1, 1, 2]);
+    let pad = rng.pick(&[0, 1, 2, 3]);
+    let size = rng.pick(&[5, 7, 11]).max(dilation * (kernel - 1) + 1);
+    format!(
+        "qconv2d:n={},ic={ic},h={size},w={},oc={oc},kh={kernel},kw={},stride={},pad={pad},dilation={dilation},block={block},in_block={in_block},{}",
+        rng.pick(&[1, 1, 2]),
+        size + rng.pick(&[0, 2]),
+        rng.pick(&[kernel, 1]),
+        rng.pick(&[1, 2, 3]),
+        random_quant(rng)
+    )
+}
+
+/// The random quantized workload of the mixed suites: `qmatmul`, `qdense` and
+/// `qdepthwise_conv2d` in turn.
+fn mixed_workload(seed: u64, rng: &mut SplitMix64) -> String {
+    if seed % 4 == 2 {
+        // A fully connected layer: the same product with the weights in rows.
+        random_qmatmul(rng).replacen("qmatmul", "qdense", 1)
+    } else if seed.is_multiple_of(2) {
+        random_qmatmul(rng)
+    } else {
+        random_qdepthwise(rng)
+    }
+}
+
 /// The reference interpreter's output of `workload`'s plain definition on `inputs`.
 fn reference(workload: &Workload, inputs: &[Data]) -> Data {
     let program = workload.program(&Layout::default()).unwrap();
@@ -73,26 +116,21 @@ fn reference(workload: &Workload, inputs: &[Data]) -> Data {
     output
 }
 
-/// Compiles up to `points` sampled configs of `cases` random workloads with `backend` at
-/// `shape` and compares every output element exactly; returns how many kernels were checked.
+/// Compiles up to `points` sampled configs of `cases` random workloads of `workload` with
+/// `backend` at `shape` and compares every output element exactly; returns how many kernels
+/// were checked.
 fn check_random_points(
     backend: &dyn Backend,
     shape: VectorShape,
     cases: u64,
     points: usize,
+    workload: fn(u64, &mut SplitMix64) -> String,
 ) -> usize {
     let target = Target::host();
     let mut checked = 0;
     for seed in 0..cases {
         let mut rng = SplitMix64::new(0x9a4b ^ seed);
-        let text = if seed % 4 == 2 {
-            // A fully connected layer: the same product with the weights in rows.
-            random_qmatmul(&mut rng).replacen("qmatmul", "qdense", 1)
-        } else if seed % 2 == 0 {
-            random_qmatmul(&mut rng)
-        } else {
-            random_qdepthwise(&mut rng)
-        };
+        let text = workload(seed, &mut rng);
         let workload: Workload = text.parse().unwrap_or_else(|err| panic!("{text}: {err}"));
         let task = Task::for_shape(workload, shape).unwrap();
         let inputs = random_data(&task.reference_program().unwrap(), seed);
@@ -141,15 +179,87 @@ fn c_backend() -> (CBackend, tempfile::TempDir) {
 #[test]
 fn quantized_points_are_bit_exact_on_the_c_backend_at_8_and_16_lanes() {
     let (backend, _dir) = c_backend();
-    let eight = check_random_points(&backend, VectorShape::AVX2, 12, 3);
-    let sixteen = check_random_points(&backend, VectorShape::AVX512, 6, 2);
+    let eight = check_random_points(&backend, VectorShape::AVX2, 12, 3, mixed_workload);
+    let sixteen = check_random_points(&backend, VectorShape::AVX512, 6, 2, mixed_workload);
     assert!(eight + sixteen >= 40, "{eight} + {sixteen} points checked");
 }
 
 #[test]
 fn quantized_points_are_bit_exact_on_cranelift() {
-    let checked = check_random_points(&CraneliftBackend::new(), VectorShape::CRANELIFT, 12, 4);
+    let checked = check_random_points(
+        &CraneliftBackend::new(),
+        VectorShape::CRANELIFT,
+        12,
+        4,
+        mixed_workload,
+    );
     assert!(checked >= 40, "{checked} points checked");
+}
+
+fn qconv2d_workload(_seed: u64, rng: &mut SplitMix64) -> String {
+    random_qconv2d(rng)
+}
+
+#[test]
+fn qconv2d_points_are_bit_exact_on_the_c_backend_at_8_and_16_lanes() {
+    let (backend, _dir) = c_backend();
+    let eight = check_random_points(&backend, VectorShape::AVX2, 10, 3, qconv2d_workload);
+    let sixteen = check_random_points(&backend, VectorShape::AVX512, 5, 2, qconv2d_workload);
+    assert!(eight + sixteen >= 30, "{eight} + {sixteen} points checked");
+}
+
+#[test]
+fn qconv2d_points_are_bit_exact_on_cranelift() {
+    let checked = check_random_points(
+        &CraneliftBackend::new(),
+        VectorShape::CRANELIFT,
+        10,
+        4,
+        qconv2d_workload,
+    );
+    assert!(checked >= 30, "{checked} points checked");
+}
+
+/// The cases the two `qconv2d` suites draw (seeds `0..10`) reach what the generator is for: an
+/// input block other than the output's, odd blocks, NCHW, strides above 1, dilation, padding.
+#[test]
+fn the_qconv2d_cases_cover_the_odd_layouts() {
+    let cases: Vec<_> = (0..10)
+        .map(|seed| {
+            let text = qconv2d_workload(seed, &mut SplitMix64::new(0x9a4b ^ seed));
+            match text.parse::<Workload>() {
+                Ok(Workload::QConv2d(params)) => params,
+                other => panic!("{text}: {other:?}"),
+            }
+        })
+        .collect();
+    let some = |what: &str, test: &dyn Fn(&looptune_ir::ops::QConv2dParams) -> bool| {
+        assert!(cases.iter().any(test), "no case with {what}: {cases:?}");
+    };
+    some("in_block != block", &|p| p.in_block != p.conv.block);
+    some("an odd input block", &|p| p.in_block % 2 == 1);
+    some("stride > 1", &|p| p.conv.stride > 1);
+    some("dilation > 1", &|p| p.conv.dilation > 1);
+    some("padding", &|p| p.conv.pad > 0);
+    some("a batch of 2", &|p| p.conv.n == 2);
+}
+
+/// The quantized convolution's reduction step is the GEMM's pair product: one `vpmaddwd` of a
+/// broadcast pair of input channels and a vector of packed weights.
+#[test]
+fn the_quantized_convolution_reaches_the_pair_product_in_printed_c() {
+    let task = Task::for_shape(
+        "qconv2d:ic=16,h=9,w=9,oc=16,kh=3,kw=3,pad=1,block=8"
+            .parse()
+            .unwrap(),
+        VectorShape::AVX2,
+    )
+    .unwrap();
+    let nest = task.lower(&task.fallback_config().unwrap()).unwrap();
+    let c = looptune_cc::emit::emit_c(&nest, &looptune_cc::emit::EmitOptions::new(8)).unwrap();
+    let body = c.split("LOOPTUNE_PRELUDE */").nth(1).unwrap();
+    assert!(body.contains("lt_madd8(lt_splati8(lt_load_pair("), "{body}");
+    assert!(body.contains("lt_store_u8_8("), "{body}");
 }
 
 #[test]

@@ -30,8 +30,8 @@
 
 use crate::cliquenet::CliqueBlock;
 use looptune_ir::ops::{
-    BatchMatmulParams, Conv2dParams, DepthwiseConv2dParams, MatmulParams, QDepthwiseParams,
-    QMatmulParams, Requant, Workload,
+    BatchMatmulParams, Conv2dParams, DepthwiseConv2dParams, MatmulParams, QConv2dParams,
+    QDepthwiseParams, QMatmulParams, Requant, Workload,
 };
 use std::fmt;
 use std::str::FromStr;
@@ -52,6 +52,10 @@ pub enum Network {
     MobilenetInt8,
     /// One CliqueNet block's convolutions ([`CliqueBlock::REFERENCE`]).
     Cliquenet,
+    /// ResNet-18 quantized to 8 bits (`tune-model resnet18 --int8`): C1-C12 as `qconv2d` on
+    /// NCHW[`MOBILENET_BLOCK`]c, the stem reading its 3-channel image NHWC (`in_block=3`),
+    /// per-channel multipliers.
+    Resnet18Int8,
 }
 
 /// One distinct layer of a network.
@@ -68,7 +72,7 @@ pub struct Layer {
 /// A network name that is not built in.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 #[error(
-    "unknown network `{name}` (known: resnet18, mobilenet, bert-base, cliquenet, mobilenet-int8)"
+    "unknown network `{name}` (known: resnet18, mobilenet, bert-base, cliquenet, mobilenet-int8, resnet18-int8)"
 )]
 pub struct UnknownNetwork {
     /// What was asked for.
@@ -77,12 +81,13 @@ pub struct UnknownNetwork {
 
 impl Network {
     /// Every built-in network.
-    pub const ALL: [Network; 5] = [
+    pub const ALL: [Network; 6] = [
         Network::Resnet18,
         Network::Mobilenet,
         Network::BertBase,
         Network::Cliquenet,
         Network::MobilenetInt8,
+        Network::Resnet18Int8,
     ];
 
     /// Its command-line name.
@@ -93,6 +98,7 @@ impl Network {
             Network::BertBase => "bert-base",
             Network::MobilenetInt8 => "mobilenet-int8",
             Network::Cliquenet => "cliquenet",
+            Network::Resnet18Int8 => "resnet18-int8",
         }
     }
 
@@ -104,6 +110,7 @@ impl Network {
             Network::BertBase => bert_base(),
             Network::Cliquenet => cliquenet(CliqueBlock::REFERENCE),
             Network::MobilenetInt8 => mobilenet_int8(),
+            Network::Resnet18Int8 => resnet18_int8(),
         }
     }
 
@@ -111,6 +118,7 @@ impl Network {
     pub fn quantized(self) -> Option<Network> {
         match self {
             Network::Mobilenet | Network::MobilenetInt8 => Some(Network::MobilenetInt8),
+            Network::Resnet18 | Network::Resnet18Int8 => Some(Network::Resnet18Int8),
             _ => None,
         }
     }
@@ -137,7 +145,18 @@ impl FromStr for Network {
 
 /// A square NCHW convolution of batch 1 with padding `kernel / 2`.
 fn conv(size: i64, in_channels: i64, out_channels: i64, kernel: i64, stride: i64) -> Workload {
-    Workload::Conv2d(Conv2dParams {
+    Workload::Conv2d(conv_params(size, in_channels, out_channels, kernel, stride))
+}
+
+/// The geometry of [`conv`].
+fn conv_params(
+    size: i64,
+    in_channels: i64,
+    out_channels: i64,
+    kernel: i64,
+    stride: i64,
+) -> Conv2dParams {
+    Conv2dParams {
         n: 1,
         ic: in_channels,
         h: size,
@@ -153,7 +172,7 @@ fn conv(size: i64, in_channels: i64, out_channels: i64, kernel: i64, stride: i64
         relu: false,
         block: 1,
         prepacked: false,
-    })
+    }
 }
 
 /// The channel block of MobileNet's layers: the f32 lanes of AVX2. Every channel count of the
@@ -199,20 +218,38 @@ fn layer(name: &'static str, workload: Workload, multiplicity: u32) -> Layer {
 }
 
 fn resnet18() -> Vec<Layer> {
-    vec![
-        layer("C1", conv(224, 3, 64, 7, 2), 1),
-        layer("C2", conv(56, 64, 64, 3, 1), 4),
-        layer("C3", conv(56, 64, 64, 1, 1), 1),
-        layer("C4", conv(56, 64, 128, 3, 2), 1),
-        layer("C5", conv(56, 64, 128, 1, 2), 1),
-        layer("C6", conv(28, 128, 128, 3, 1), 3),
-        layer("C7", conv(28, 128, 256, 3, 2), 1),
-        layer("C8", conv(28, 128, 256, 1, 2), 1),
-        layer("C9", conv(14, 256, 256, 3, 1), 3),
-        layer("C10", conv(14, 256, 512, 3, 2), 1),
-        layer("C11", conv(14, 256, 512, 1, 2), 1),
-        layer("C12", conv(7, 512, 512, 3, 1), 3),
-    ]
+    resnet18_layers(conv)
+}
+
+/// ResNet-18's twelve layers (name, input size, input and output channels, kernel, stride,
+/// multiplicity), each made a workload by `make(size, in, out, kernel, stride)`.
+fn resnet18_layers(make: fn(i64, i64, i64, i64, i64) -> Workload) -> Vec<Layer> {
+    const LAYERS: [(&str, i64, i64, i64, i64, i64, u32); 12] = [
+        ("C1", 224, 3, 64, 7, 2, 1),
+        ("C2", 56, 64, 64, 3, 1, 4),
+        ("C3", 56, 64, 64, 1, 1, 1),
+        ("C4", 56, 64, 128, 3, 2, 1),
+        ("C5", 56, 64, 128, 1, 2, 1),
+        ("C6", 28, 128, 128, 3, 1, 3),
+        ("C7", 28, 128, 256, 3, 2, 1),
+        ("C8", 28, 128, 256, 1, 2, 1),
+        ("C9", 14, 256, 256, 3, 1, 3),
+        ("C10", 14, 256, 512, 3, 2, 1),
+        ("C11", 14, 256, 512, 1, 2, 1),
+        ("C12", 7, 512, 512, 3, 1, 3),
+    ];
+    LAYERS
+        .iter()
+        .map(
+            |&(name, size, input, output, kernel, stride, multiplicity)| {
+                layer(
+                    name,
+                    make(size, input, output, kernel, stride),
+                    multiplicity,
+                )
+            },
+        )
+        .collect()
 }
 
 fn mobilenet() -> Vec<Layer> {
@@ -250,6 +287,30 @@ fn qdepthwise(size: i64, channels: i64, stride: i64) -> Workload {
         conv: depthwise_params(size, channels, stride),
         quant: int8_quant(),
     })
+}
+
+/// A quantized square convolution of batch 1 with padding `kernel / 2`, on
+/// NCHW[`MOBILENET_BLOCK`]c, or from an NHWC image when it has fewer channels than a block.
+fn qconv(size: i64, in_channels: i64, out_channels: i64, kernel: i64, stride: i64) -> Workload {
+    let conv = Conv2dParams {
+        block: MOBILENET_BLOCK,
+        ..conv_params(size, in_channels, out_channels, kernel, stride)
+    };
+    let in_block = if in_channels % MOBILENET_BLOCK == 0 {
+        MOBILENET_BLOCK
+    } else {
+        in_channels
+    };
+    Workload::QConv2d(QConv2dParams {
+        conv,
+        quant: int8_quant(),
+        in_block,
+    })
+}
+
+/// ResNet-18's layers, quantized.
+fn resnet18_int8() -> Vec<Layer> {
+    resnet18_layers(qconv)
 }
 
 /// A quantized pointwise (1x1) convolution on a `size x size` NHWC input: a `qmatmul`.
@@ -385,6 +446,31 @@ mod tests {
                 .sum()
         };
         assert_eq!(count(Network::Resnet18), 21);
+        assert_eq!(count(Network::Resnet18Int8), 21);
+        // The quantized ResNet-18 is the same twelve shapes on NCHW8c, the stem reading its
+        // 3-channel image NHWC.
+        let quantized = Network::Resnet18Int8.layers();
+        for (plain, quantized) in Network::Resnet18.layers().iter().zip(&quantized) {
+            let (Workload::Conv2d(p), Workload::QConv2d(q)) = (plain.workload, quantized.workload)
+            else {
+                panic!("{:?} and {:?}", plain.workload, quantized.workload);
+            };
+            assert_eq!(plain.name, quantized.name);
+            assert_eq!(
+                (p.ic, p.oc, p.h, p.kh, p.stride, p.pad),
+                (
+                    q.conv.ic,
+                    q.conv.oc,
+                    q.conv.h,
+                    q.conv.kh,
+                    q.conv.stride,
+                    q.conv.pad
+                )
+            );
+            assert_eq!(q.conv.block, MOBILENET_BLOCK);
+            let expected_in_block = if p.ic == 3 { 3 } else { MOBILENET_BLOCK };
+            assert_eq!(q.in_block, expected_in_block, "{}", plain.name);
+        }
         assert_eq!(count(Network::Mobilenet), 13);
         assert_eq!(count(Network::BertBase), 12 * 7);
         assert_eq!(
@@ -412,7 +498,7 @@ mod tests {
         let error = "resnet50".parse::<Network>().unwrap_err();
         assert_eq!(
             error.to_string(),
-            "unknown network `resnet50` (known: resnet18, mobilenet, bert-base, cliquenet, mobilenet-int8)"
+            "unknown network `resnet50` (known: resnet18, mobilenet, bert-base, cliquenet, mobilenet-int8, resnet18-int8)"
         );
     }
 }

@@ -73,6 +73,7 @@ pub(crate) fn reference(workload: &Workload) -> Option<Reference> {
         Workload::QMatmul(_)
         | Workload::QDense(_)
         | Workload::QDepthwiseConv2d(_)
+        | Workload::QConv2d(_)
         | Workload::LayoutTransform(_) => return None,
     })
 }

@@ -371,6 +371,204 @@ fn paired_product(
     })
 }
 
+/// Parameters of `qconv2d`: a convolution on channel-blocked activations, `X: u8[n, ic/a, h, w,
+/// a]` (zero point `a_zero`, input block `a = in_block`), OIHW weights `W: i8[oc, ic, kh, kw]`,
+/// `bias: i32[oc]` and, with `per_channel`, `M: i32[oc]`, writing `Y: u8[n, oc/b, oh, ow, b]`
+/// (block `b`) requantized as in [`Requant`]. A block of 1 is NCHW, a block of all the channels
+/// NHWC: a network's first layer reads its 3-channel image NHWC (`in_block=3`) and writes
+/// NCHW[8]c. Padding reads as the input's zero point.
+///
+/// With `Layout::pair_form` the same result is computed as fast integer code needs it, as for
+/// `qmatmul`: the padded input as `i16` pairs of consecutive channels of an input block, zero
+/// point subtracted (`X.pairs[n, ic/a, h + 2 pad, w + 2 pad, ceil(a / 2), 2]`), the weights
+/// packed to OIHW[a]i[b]o with the input channels in pairs (`W.packed[oc/b, ic/a, kh, kw,
+/// ceil(a / 2), b, 2]`, zero past `a` when `a` is odd), and one reduction step the pair product
+/// `vpmaddwd` computes for a vector of the block's output channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct QConv2dParams {
+    /// The convolution's geometry and channel block (`block` divides `ic` and `oc`; the `f32`
+    /// epilogue flags `bias`, `residual`, `relu` and `prepacked` must be false: the bias is
+    /// always there and ReLU is the clamp).
+    pub conv: super::Conv2dParams,
+    /// Zero points, requantization and clamp.
+    pub quant: Requant,
+    /// The channel block of `X` (divides `ic`); `conv.block` is `Y`'s (divides `oc`).
+    pub in_block: i64,
+}
+
+/// `qconv2d` (see [`QConv2dParams`]), plain or, with `layout.pair_form`, in its pair form.
+pub fn qconv2d(params: QConv2dParams, layout: &Layout) -> Result<Program, IrError> {
+    Workload::QConv2d(params).check()?;
+    let (p, q) = (params.conv, params.quant);
+    let (oh, ow) = super::conv2d_out_hw(p);
+    let (block, in_block) = (p.block, params.in_block);
+    let (in_blocks, out_blocks) = (p.ic / in_block, p.oc / block);
+    let mut builder = ProgramBuilder::new("qconv2d");
+    let x = builder.placeholder("X", &[p.n, in_blocks, p.h, p.w, in_block], DType::U8)?;
+    let weight = builder.placeholder("W", &[p.oc, p.ic, p.kh, p.kw], DType::I8)?;
+    let bias = builder.placeholder("bias", &[p.oc], DType::I32)?;
+    let multipliers = if q.per_channel {
+        Some(builder.placeholder("M", &[p.oc], DType::I32)?)
+    } else {
+        None
+    };
+    let shape = [
+        ("n", p.n),
+        ("ocb", out_blocks),
+        ("y", oh),
+        ("x", ow),
+        ("oci", block),
+    ];
+    let acc = if layout.pair_form {
+        paired_convolution(&mut builder, &params, &x, &weight, &shape)?
+    } else {
+        let zero = ValueExpr::Const(Scalar::int(DType::U8, q.a_zero));
+        let padded = pad_input_with(&mut builder, &x, p.pad, zero)?;
+        let rco = builder.reduce_axis("rco", in_blocks)?;
+        let ry = builder.reduce_axis("ry", p.kh)?;
+        let rx = builder.reduce_axis("rx", p.kw)?;
+        let rci = builder.reduce_axis("rci", in_block)?;
+        builder.compute("acc", DType::I32, &shape, |ax| {
+            let row = &ax[2] * p.stride + ry.var() * p.dilation;
+            let col = &ax[3] * p.stride + rx.var() * p.dilation;
+            let input = padded.at(&[ax[0].clone(), rco.var(), row, col, rci.var()]);
+            let tap = weight.at(&[
+                &ax[1] * block + &ax[4],
+                rco.var() * in_block + rci.var(),
+                ry.var(),
+                rx.var(),
+            ]);
+            sum(
+                (widen(input) - i32_const(q.a_zero)) * widen(tap),
+                &[&rco, &ry, &rx, &rci],
+            )
+        })?
+    };
+    let y = builder.compute("Y", DType::U8, &shape, |ax| {
+        let channel = &ax[1] * block + &ax[4];
+        let multiplier = match &multipliers {
+            Some(m) => m.at(std::slice::from_ref(&channel)),
+            None => i32_const(q.multiplier),
+        };
+        let total = acc.at(ax) + bias.at(&[channel]);
+        requantize(&q, total, multiplier)
+    })?;
+    builder.build(&[&y])
+}
+
+/// The pair form of `qconv2d`'s accumulator (see [`QConv2dParams`]): the reduction runs over
+/// input-channel blocks, the kernel window and the pairs of a block, as the `f32` NCHW[b]c
+/// convolution runs over blocks, window and channels, so the same template schedules both.
+fn paired_convolution(
+    builder: &mut ProgramBuilder,
+    params: &QConv2dParams,
+    x: &Tensor,
+    weight: &Tensor,
+    shape: &[(&str, i64); 5],
+) -> Result<Tensor, IrError> {
+    let (p, q) = (params.conv, params.quant);
+    let (block, in_block) = (p.block, params.in_block);
+    let pairs = (in_block + 1) / 2;
+    let (in_blocks, out_blocks) = (p.ic / in_block, p.oc / block);
+    let i16_zero = || ValueExpr::Const(Scalar::int(DType::I16, 0));
+    let within_block =
+        |pair: &IndexExpr, t: &IndexExpr| (pair.clone() * 2 + t.clone()).lt(in_block);
+    let x_pairs = builder.compute(
+        "X.pairs",
+        DType::I16,
+        &[
+            ("n", p.n),
+            ("icb", in_blocks),
+            ("hp", p.h + 2 * p.pad),
+            ("wp", p.w + 2 * p.pad),
+            ("pair", pairs),
+            ("t", 2),
+        ],
+        |ax| {
+            let channel = ax[4].clone() * 2 + ax[5].clone();
+            let row = &ax[2] - p.pad;
+            let col = &ax[3] - p.pad;
+            let input = x.at(&[ax[0].clone(), ax[1].clone(), row, col, channel]);
+            let centred = widen(input) - i32_const(q.a_zero);
+            let value = ValueExpr::Cast(DType::I16, Box::new(centred));
+            let mut inside = Vec::new();
+            if p.pad > 0 {
+                inside.extend([
+                    ax[2].clone().ge(p.pad),
+                    ax[2].clone().lt(p.h + p.pad),
+                    ax[3].clone().ge(p.pad),
+                    ax[3].clone().lt(p.w + p.pad),
+                ]);
+            }
+            if in_block % 2 == 1 {
+                inside.push(within_block(&ax[4], &ax[5]));
+            }
+            if inside.is_empty() {
+                value
+            } else {
+                ValueExpr::select(crate::expr::Cond::all(inside), value, i16_zero())
+            }
+        },
+    )?;
+    let w_packed = builder.compute(
+        "W.packed",
+        DType::I16,
+        &[
+            ("ocb", out_blocks),
+            ("icb", in_blocks),
+            ("kh", p.kh),
+            ("kw", p.kw),
+            ("pair", pairs),
+            ("oci", block),
+            ("t", 2),
+        ],
+        |ax| {
+            let in_channel = &ax[1] * in_block + ax[4].clone() * 2 + ax[6].clone();
+            let tap = weight.at(&[
+                &ax[0] * block + &ax[5],
+                in_channel,
+                ax[2].clone(),
+                ax[3].clone(),
+            ]);
+            let value = ValueExpr::Cast(DType::I16, Box::new(tap));
+            if in_block % 2 == 1 {
+                ValueExpr::select(within_block(&ax[4], &ax[6]), value, i16_zero())
+            } else {
+                value
+            }
+        },
+    )?;
+    let rco = builder.reduce_axis("rco", in_blocks)?;
+    let ry = builder.reduce_axis("ry", p.kh)?;
+    let rx = builder.reduce_axis("rx", p.kw)?;
+    let rcp = builder.reduce_axis("rcp", pairs)?;
+    builder.compute("acc", DType::I32, shape, |ax| {
+        let row = &ax[2] * p.stride + ry.var() * p.dilation;
+        let col = &ax[3] * p.stride + rx.var() * p.dilation;
+        let term = |t: i64| {
+            let input = x_pairs.at(&[
+                ax[0].clone(),
+                rco.var(),
+                row.clone(),
+                col.clone(),
+                rcp.var(),
+                IndexExpr::Const(t),
+            ]);
+            let tap = w_packed.at(&[
+                ax[1].clone(),
+                rco.var(),
+                ry.var(),
+                rx.var(),
+                rcp.var(),
+                ax[4].clone(),
+                IndexExpr::Const(t),
+            ]);
+            widen(input) * widen(tap)
+        };
+        sum(term(0) + term(1), &[&rco, &ry, &rx, &rcp])
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,6 +667,142 @@ mod tests {
                 assert_eq!(actual, expected, "{text} in panels of {block}");
             }
         }
+    }
+
+    /// `qconv2d` by plain loops over NCHW[b]c, written from the operator's documentation alone:
+    /// the independent check of both program forms.
+    fn qconv2d_by_hand(q: &QConv2dParams, inputs: &[Data]) -> Vec<u8> {
+        let (p, r) = (q.conv, q.quant);
+        let (Data::U8(x), Data::I8(w), Data::I32(bias)) = (&inputs[0], &inputs[1], &inputs[2])
+        else {
+            panic!("qconv2d inputs are u8, i8, i32")
+        };
+        let multipliers = match inputs.get(3) {
+            Some(Data::I32(m)) => Some(m),
+            _ => None,
+        };
+        let (oh, ow) = crate::ops::conv2d_out_hw(p);
+        let (b, a) = (p.block, q.in_block);
+        let mut out = Vec::new();
+        for n in 0..p.n {
+            for ocb in 0..p.oc / b {
+                for y in 0..oh {
+                    for xo in 0..ow {
+                        for oci in 0..b {
+                            let oc = ocb * b + oci;
+                            let mut acc: i32 = 0;
+                            for ic in 0..p.ic {
+                                for ry in 0..p.kh {
+                                    for rx in 0..p.kw {
+                                        let row = y * p.stride + ry * p.dilation - p.pad;
+                                        let col = xo * p.stride + rx * p.dilation - p.pad;
+                                        let inside =
+                                            (0..p.h).contains(&row) && (0..p.w).contains(&col);
+                                        let value = if inside {
+                                            let at = (((n * (p.ic / a) + ic / a) * p.h + row)
+                                                * p.w
+                                                + col)
+                                                * a
+                                                + ic % a;
+                                            x[at as usize] as i32
+                                        } else {
+                                            r.a_zero as i32
+                                        };
+                                        let tap = w
+                                            [(((oc * p.ic + ic) * p.kh + ry) * p.kw + rx) as usize]
+                                            as i32;
+                                        acc = acc.wrapping_add((value - r.a_zero as i32) * tap);
+                                    }
+                                }
+                            }
+                            let total = acc.wrapping_add(bias[oc as usize]) as i64;
+                            let m = multipliers.map_or(r.multiplier, |m| m[oc as usize] as i64);
+                            let shift = 31 + r.shift;
+                            let scaled = (total * m + (1 << (shift - 1))) >> shift;
+                            let clamped = (r.out_zero + scaled).clamp(r.qmin, r.qmax);
+                            out.push(clamped as u8);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn qconv2d_in_both_forms_equals_the_convolution_written_out_by_hand() {
+        for text in [
+            "qconv2d:ic=8,h=6,w=7,oc=16,kh=3,kw=3,pad=1,block=8,a_zero=255,out_zero=0,shift=3",
+            "qconv2d:n=2,ic=6,h=9,w=5,oc=9,kh=5,kw=3,stride=2,pad=2,dilation=2,block=3,per_channel=true,shift=0",
+            "qconv2d:ic=3,h=7,w=7,oc=2,kh=7,kw=7,stride=3,pad=3,block=1,a_zero=0,qmin=128,qmax=200,shift=9",
+            "qconv2d:ic=10,h=4,w=4,oc=10,kh=1,kw=1,stride=2,block=5,a_zero=128,multiplier=2147483647,shift=31",
+            "qconv2d:ic=3,h=9,w=8,oc=16,kh=7,kw=7,stride=2,pad=3,block=8,in_block=3,per_channel=true",
+            "qconv2d:ic=16,h=5,w=5,oc=6,kh=3,kw=3,pad=1,block=2,in_block=8,shift=2",
+        ] {
+            let workload: Workload = text.parse().expect("a workload");
+            let Workload::QConv2d(params) = workload else {
+                panic!("{text} is a qconv2d");
+            };
+            let plain = workload.program(&Layout::default()).expect("plain");
+            let inputs = crate::random::random_data(&plain, 23);
+            let refs: Vec<DataRef<'_>> = inputs.iter().map(Data::as_ref).collect();
+            let expected = Data::U8(qconv2d_by_hand(&params, &inputs));
+            let by_plain = eval::evaluate_data(&plain, &refs).expect("plain evaluates");
+            assert_eq!(by_plain[0], expected, "{text}: the plain definition");
+            let layout = Layout {
+                pair_form: true,
+                ..Layout::default()
+            };
+            let paired = workload.program(&layout).expect("pair form");
+            let by_pairs = eval::evaluate_data(&paired, &refs).expect("pair form evaluates");
+            assert_eq!(by_pairs[0], expected, "{text}: the pair form");
+            // And the lowered pair form, through the interpreter.
+            let nest = lower(&Schedule::new(&paired)).expect("lowers");
+            let mut output = Data::zeros(DType::U8, expected.len());
+            interp::run_data(&nest, &refs, &mut [output.as_mut()]).expect("runs");
+            assert_eq!(output, expected, "{text}: the pair form, interpreted");
+        }
+    }
+
+    #[test]
+    fn qconv2d_parameters_are_checked_and_named() {
+        for (text, named) in [
+            (
+                "qconv2d:ic=8,h=5,w=5,oc=12,kh=3,kw=3,block=8",
+                "`block=8` must divide `oc=12`",
+            ),
+            (
+                "qconv2d:ic=8,h=5,w=5,oc=8,kh=3,kw=3",
+                "missing parameter `block`",
+            ),
+            (
+                "qconv2d:ic=8,h=5,w=5,oc=8,kh=3,kw=3,block=8,relu=true",
+                "unknown parameter `relu`",
+            ),
+            (
+                "qconv2d:ic=8,h=2,w=5,oc=8,kh=3,kw=3,block=8",
+                "more than the padded input 2",
+            ),
+            (
+                "qconv2d:ic=3,h=5,w=5,oc=8,kh=3,kw=3,block=8",
+                "`in_block=8` must divide `ic=3`",
+            ),
+            (
+                "qconv2d:ic=3,h=5,w=5,oc=8,kh=3,kw=3,block=8,in_block=0",
+                "`in_block=0` must be at least 1",
+            ),
+        ] {
+            let error = text.parse::<Workload>().unwrap_err().to_string();
+            assert!(error.contains(named), "{text}: {error}");
+        }
+        let mut params: QConv2dParams =
+            match "qconv2d:ic=8,h=5,w=5,oc=8,kh=3,kw=3,block=8".parse::<Workload>() {
+                Ok(Workload::QConv2d(params)) => params,
+                other => panic!("{other:?}"),
+            };
+        params.conv.relu = true;
+        let error = qconv2d(params, &Layout::default()).unwrap_err().to_string();
+        assert!(error.contains("relu=true"), "{error}");
     }
 
     #[test]

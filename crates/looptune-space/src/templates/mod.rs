@@ -9,7 +9,8 @@
 //! template;
 //! a depthwise convolution on channel-blocked NCHW[b]c has [`blocked_depthwise`], a conv2d on
 //! NCHW[b]c has [`nchwc_conv`] (AutoTVM's x86 `conv2d_NCHWc`), and a layout transform between
-//! channel blockings has [`transform`]. The functions here dispatch on a [`Workload`].
+//! channel blockings has [`transform`]. The quantized `qconv2d` shares [`nchwc_conv`] in its
+//! pair form, `qmatmul` and `qdense` the GEMM template. The functions here dispatch on a [`Workload`].
 //!
 //! Every function takes the [`VectorShape`] the space is sized for: register tiles are whole
 //! vectors of its lanes and fit in its registers. A config belongs to the space of one shape;
@@ -93,6 +94,7 @@ pub fn template_name(workload: &Workload) -> &'static str {
         Workload::QMatmul(_) => "qmatmul.pair_tile",
         Workload::QDense(_) => "qdense.pair_tile",
         Workload::QDepthwiseConv2d(_) => "qdepthwise_conv2d.blocked",
+        Workload::QConv2d(_) => "qconv2d.nchwc_pairs",
         Workload::LayoutTransform(_) => "layout_transform.copy",
     }
 }
@@ -148,7 +150,9 @@ fn shape(workload: &Workload) -> Shape {
             quantized: false,
         }),
         Workload::Conv2d(p) if p.block > 1 => Shape::NchwcConv(NchwcConv {
+            workload: *workload,
             params: p,
+            quantized: false,
             out_h: out_extent(p.h, p.kh, p.stride, p.pad, p.dilation),
             out_w: out_extent(p.w, p.kw, p.stride, p.pad, p.dilation),
             product: (p.bias || p.residual || p.relu).then_some("Y.conv"),
@@ -185,6 +189,18 @@ fn shape(workload: &Workload) -> Shape {
             out_w: out_extent(p.w, p.kw, p.stride, p.pad, p.dilation),
             product: None,
         }),
+        // Any block, 1 (NCHW) included: the pair form reads its pairs within a block.
+        Workload::QConv2d(q) => {
+            let p = q.conv;
+            Shape::NchwcConv(NchwcConv {
+                workload: *workload,
+                params: p,
+                quantized: true,
+                out_h: out_extent(p.h, p.kh, p.stride, p.pad, p.dilation),
+                out_w: out_extent(p.w, p.kw, p.stride, p.pad, p.dilation),
+                product: Some("acc"),
+            })
+        }
         Workload::QDepthwiseConv2d(q) => {
             let p = q.conv;
             Shape::BlockedDepthwise(BlockedDepthwise {

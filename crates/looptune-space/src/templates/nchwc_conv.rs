@@ -13,6 +13,11 @@
 //! the NCHW template). Padding is folded into the loads or materialised once; the outer loop
 //! may run in parallel. Sizes come from the [`VectorShape`]: the tile fits in its registers and
 //! has enough accumulators to hide FMA latency where the shape allows.
+//!
+//! The quantized `qconv2d` shares the template: in its pair form the in-block loop runs over
+//! pairs of input channels (`rcp`), each step one `vpmaddwd` of a broadcast pair of the input
+//! and a vector of the block's packed weights, and the padded input is a root stage
+//! (`X.pairs`, the pairs themselves), so there is no padding knob.
 
 use super::blocked_depthwise::block_vectors;
 use super::pick_fallback;
@@ -30,10 +35,14 @@ pub const TILE_CHANNEL_BLOCKS: [i64; 3] = [1, 2, 4];
 /// Output columns per tile the space offers (unrolled; TVM's `reg_n`).
 pub const TILE_COLUMNS: [i64; 11] = [1, 2, 3, 4, 5, 6, 7, 8, 12, 14, 16];
 
-/// A channel-blocked conv2d, as the template needs it.
+/// A channel-blocked conv2d (or qconv2d), as the template needs it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct NchwcConv {
+    pub workload: Workload,
+    /// The geometry (of the `f32` operator, or the quantized one's).
     pub params: Conv2dParams,
+    /// `qconv2d`, scheduled in its pair form.
+    pub quantized: bool,
     pub out_h: i64,
     pub out_w: i64,
     /// The stage holding the convolution when the output is a fused epilogue over it.
@@ -41,10 +50,6 @@ pub(crate) struct NchwcConv {
 }
 
 impl NchwcConv {
-    fn workload(&self) -> Workload {
-        Workload::Conv2d(self.params)
-    }
-
     fn out_blocks(&self) -> i64 {
         self.params.oc / self.params.block
     }
@@ -102,7 +107,12 @@ pub(crate) fn space(conv: &NchwcConv, shape: &VectorShape) -> Result<ConfigSpace
     )?)?;
     space.add(super::conv::unroll_kernel_knob()?)?;
     space.add(Knob::choice("unroll_ic_block", &[0, 1])?)?;
-    let pad_options: &[i64] = if conv.params.pad > 0 { &[0, 1] } else { &[0] };
+    // The pair form's padded input is always a root stage (the pairs themselves).
+    let pad_options: &[i64] = if conv.params.pad > 0 && !conv.quantized {
+        &[0, 1]
+    } else {
+        &[0]
+    };
     space.add(Knob::choice("pad_root", pad_options)?)?;
     space.add(Knob::choice("parallel", &[0, 1])?)?;
     let fits = format!("register tile fits in {} vector registers", shape.registers);
@@ -140,7 +150,11 @@ pub(crate) fn template(conv: &NchwcConv, config: &Config) -> Result<Schedule, Te
     let pad_root = config.choice("pad_root")? == 1;
     let parallel = config.choice("parallel")? == 1;
 
-    let program = conv.workload().program(&Layout::default())?;
+    let layout = Layout {
+        pair_form: conv.quantized,
+        ..Layout::default()
+    };
+    let program = conv.workload.program(&layout)?;
     let mut s = Schedule::new(&program);
     let output = s.stage("Y")?;
     let local = super::accumulator(&mut s, output, conv.product)?;
@@ -169,7 +183,8 @@ pub(crate) fn template(conv: &NchwcConv, config: &Config) -> Result<Schedule, Te
     s.compute_at(local, output, column_outer)?;
 
     let local_axes = s.spatial_axes(local);
-    // rco, ry, rx, rci: the in-block input channel stays innermost (TVM's `ic_block`).
+    // rco, ry, rx, rci (rcp, the pairs, when quantized): the in-block input channel stays
+    // innermost (TVM's `ic_block`).
     let reduce = s.reduce_axes(local);
     let mut local_order: Vec<AxisId> = reduce_order.iter().map(|&r| reduce[r]).collect();
     local_order.push(reduce[3]);
@@ -197,6 +212,11 @@ pub(crate) fn template(conv: &NchwcConv, config: &Config) -> Result<Schedule, Te
     }
     if pad_root {
         super::pad_blocked_input_at_root(&mut s, parallel)?;
+    }
+    if conv.quantized && parallel {
+        let pairs = s.stage("X.pairs")?;
+        let pair_blocks = s.spatial_axes(pairs)[1];
+        s.parallel(pairs, pair_blocks)?;
     }
     Ok(s)
 }
