@@ -1,16 +1,18 @@
 //! The exporter, differentially: random (workload, layout, legal schedule) cases and the
 //! layouts search uses (packed operands, a blocked reduction, a 1x1 conv2d as a GEMM with its
-//! epilogue, NCHW[b]c depthwise), exported into one crate, which is then built from its own
+//! epilogue, NCHW[b]c depthwise), and the quantized operators (plain and in their pair forms,
+//! under random legal schedules), exported into one crate, which is then built from its own
 //! directory with `cargo test --offline`. Its tests compare every kernel with a reference loop
-//! written from the workload alone, so an exported kernel that differs from its operator's
-//! definition (a wrong operand order, layout or epilogue) fails here.
+//! written from the workload alone (bit for bit when quantized), so an exported kernel that
+//! differs from its operator's definition (a wrong operand order, layout, epilogue or rounding)
+//! fails here.
 
 #![forbid(unsafe_code)]
 
 mod support;
 
 use looptune_cc::export::{export, ExportKernel, ExportOptions};
-use looptune_ir::random::random_case;
+use looptune_ir::random::{random_case, random_schedule, SplitMix64};
 use looptune_ir::{lower, Layout, Schedule, Workload};
 use looptune_runtime::Target;
 use std::process::{Command, Stdio};
@@ -69,9 +71,57 @@ fn layout_cases() -> Vec<ExportKernel> {
         .collect()
 }
 
+/// Quantized workloads (per-channel multipliers, zero points off the middle, odd sizes), each
+/// plain and in its pair form, under a random legal schedule.
+fn quantized_cases() -> Vec<ExportKernel> {
+    let pairs = Layout {
+        pack_columns: Some(8),
+        ..Layout::default()
+    };
+    let conv_pairs = Layout {
+        pair_form: true,
+        ..Layout::default()
+    };
+    let cases = [
+        ("qmatmul:m=9,n=13,k=17,a_zero=3,out_zero=100,shift=9,per_channel=true", pairs),
+        ("qmatmul:m=4,n=5,k=6,a_zero=250,out_zero=7,shift=8,qmin=7,qmax=200", Layout::default()),
+        ("qdense:m=5,n=11,k=7,a_zero=128,shift=6,per_channel=true", pairs),
+        (
+            "qdepthwise_conv2d:c=16,h=7,w=7,kh=3,kw=3,stride=2,pad=1,block=8,shift=4,per_channel=true",
+            Layout::default(),
+        ),
+        (
+            "qconv2d:ic=3,h=9,w=8,oc=16,kh=3,kw=3,stride=2,pad=1,block=8,in_block=3,shift=7,per_channel=true",
+            conv_pairs,
+        ),
+        (
+            "qconv2d:n=2,ic=16,h=6,w=5,oc=8,kh=3,kw=3,pad=1,dilation=2,block=8,a_zero=17,shift=10",
+            Layout::default(),
+        ),
+        ("qconv2d:ic=10,h=5,w=5,oc=10,kh=1,kw=1,stride=2,block=5,shift=5", conv_pairs),
+    ];
+    cases
+        .into_iter()
+        .enumerate()
+        .map(|(index, (text, layout))| {
+            let workload: Workload = text.parse().expect(text);
+            let program = workload.program(&layout).expect(text);
+            let mut rng = SplitMix64::new(0x0e4f ^ index as u64);
+            let schedule = random_schedule(&mut rng, Schedule::new(&program));
+            ExportKernel {
+                key: workload.to_string(),
+                workload,
+                nest: lower(&schedule).expect(text),
+                note: Some(format!("layout {layout:?}, a random schedule")),
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn exported_kernels_of_random_schedules_match_their_reference_loops() {
     let mut kernels = layout_cases();
+    kernels.extend(quantized_cases());
     for seed in SEEDS {
         let case = random_case(seed);
         kernels.push(ExportKernel {

@@ -192,8 +192,8 @@ unsafe extern "C" fn free(block: *mut u8, bytes: usize) {
 /// `c/kernels.h`: the runtime table and one prototype per kernel, for C callers.
 pub(super) fn header(prepared: &[Prepared]) -> String {
     let mut text = String::from(
-        "/* Tuned kernels exported by looptune. Each takes `args`, pointers to its f32 operands
-   (inputs, then the output, in the order listed; row-major, 4-byte aligned) and `rt`, a
+        "/* Tuned kernels exported by looptune. Each takes `args`, pointers to its operands
+   (inputs, then the output, in the order listed; row-major, aligned to their element) and `rt`, a
    runtime table (the Rust crate's `src/runtime.rs` builds one; a C caller provides its own). */
 #ifndef LOOPTUNE_EXPORTED_KERNELS_H
 #define LOOPTUNE_EXPORTED_KERNELS_H
@@ -219,7 +219,12 @@ struct lt_runtime {
             .chain(std::iter::once(&kernel.reference.output))
             .enumerate()
             .map(|(index, operand)| {
-                format!("args[{index}] = {} ({} f32)", operand.name, operand.len)
+                format!(
+                    "args[{index}] = {} ({} {})",
+                    operand.name,
+                    operand.len,
+                    operand.rust_type()
+                )
             })
             .collect();
         text.push_str(&format!(
@@ -240,9 +245,11 @@ pub(super) fn lib_rs(prepared: &[Prepared], options: &ExportOptions) -> String {
 //!
 //! Each function below is one kernel: it checks the length of every slice, then calls the C
 //! code `build.rs` compiled (`c/kernels.c`, printed by looptune's C backend for the best config
-//! of a tuning log). Slices are row-major `f32` tensors of the shapes each function lists.
+//! of a tuning log). Slices are row-major tensors of the shapes and element types each
+//! function lists (`u8` activations, `i8` weights and `i32` biases for quantized kernels).
 //! Parallel loops run on `std` threads (see [`threads`]). `cargo test` checks every kernel on
-//! random inputs against a plain loop over the operator's definition.
+//! random inputs against a plain loop over the operator's definition (bit for bit when
+//! quantized).
 //!
 //! The code assumes a CPU with the instruction set it was compiled for (`-march={march}`).
 
@@ -313,10 +320,10 @@ fn wrapper(kernel: &Prepared) -> String {
     let mut parameters: Vec<String> = reference
         .inputs
         .iter()
-        .map(|input| format!("{}: &[f32]", argument_name(input.name)))
+        .map(|input| format!("{}: &[{}]", argument_name(input.name), input.rust_type()))
         .collect();
     let output = argument_name(reference.output.name);
-    parameters.push(format!("{output}: &mut [f32]"));
+    parameters.push(format!("{output}: &mut [{}]", reference.output.rust_type()));
     let mut docs = format!(
         "\n/// `{}`{}.\n///\n",
         kernel.key,
@@ -327,17 +334,19 @@ fn wrapper(kernel: &Prepared) -> String {
     );
     for (input, shape) in reference.inputs.iter().zip(&kernel.shapes) {
         docs.push_str(&format!(
-            "/// - `{}`: input `{}`, shape {shape:?} ({} f32)\n",
+            "/// - `{}`: input `{}`, shape {shape:?} ({} {})\n",
             argument_name(input.name),
             input.name,
-            input.len
+            input.len,
+            input.rust_type()
         ));
     }
     docs.push_str(&format!(
-        "/// - `{output}`: output `{}`, shape {:?} ({} f32), every element written\n///\n/// A slice of another length is a [`LengthError`] and nothing runs.\n",
+        "/// - `{output}`: output `{}`, shape {:?} ({} {}), every element written\n///\n/// A slice of another length is a [`LengthError`] and nothing runs.\n",
         reference.output.name,
         kernel.shapes.last().cloned().unwrap_or_default(),
-        reference.output.len
+        reference.output.len,
+        reference.output.rust_type()
     ));
     let mut body = String::new();
     let name = &kernel.rust_name;
@@ -352,12 +361,23 @@ fn wrapper(kernel: &Prepared) -> String {
             operand.len
         ));
     }
+    // The C entry takes untyped pointers (`void *const *args`); Rust declares them `*mut f32`.
+    let cast = |operand: &super::reference::Operand| match operand.rust_type() {
+        "f32" => "",
+        _ => ".cast::<f32>()",
+    };
     let mut pointers: Vec<String> = reference
         .inputs
         .iter()
-        .map(|input| format!("{}.as_ptr().cast_mut()", argument_name(input.name)))
+        .map(|input| {
+            format!(
+                "{}.as_ptr().cast_mut(){}",
+                argument_name(input.name),
+                cast(input)
+            )
+        })
         .collect();
-    pointers.push(format!("{output}.as_mut_ptr()"));
+    pointers.push(format!("{output}.as_mut_ptr(){}", cast(&reference.output)));
     body.push_str(&format!(
         "    let args = [{}];
     // SAFETY: every slice has the length the kernel was printed for (checked above), so the
@@ -373,6 +393,69 @@ fn wrapper(kernel: &Prepared) -> String {
     format!(
         "{docs}pub fn {name}({}) -> Result<(), LengthError> {{\n{body}}}\n",
         parameters.join(", ")
+    )
+}
+
+/// A random input of `operand`'s type, as an expression over `random`: `f32` in [-1, 1), the
+/// whole range of `u8` and `i8`, a bias in `-2^16..2^16` and per-channel multipliers in
+/// `2^29..2^31` (scales 0.25 to 1, so that outputs spread over the `u8` range rather than
+/// saturate).
+fn random_input(operand: &super::reference::Operand) -> String {
+    let len = operand.len;
+    match (operand.rust_type(), operand.name) {
+        ("u8", _) => format!("random.integers({len}, 0, 256).into_iter().map(|v| v as u8).collect::<Vec<u8>>()"),
+        ("i8", _) => format!("random.integers({len}, -128, 128).into_iter().map(|v| v as i8).collect::<Vec<i8>>()"),
+        ("i32", "M") => format!("random.integers({len}, 1 << 29, 1 << 31).into_iter().map(|v| v as i32).collect::<Vec<i32>>()"),
+        ("i32", _) => format!("random.integers({len}, -(1 << 16), 1 << 16).into_iter().map(|v| v as i32).collect::<Vec<i32>>()"),
+        _ => format!("random.values({len})"),
+    }
+}
+
+/// The tests of a quantized kernel: its output equals the integer reference bit for bit, under
+/// two fills of the output (an element the kernel does not write cannot match under both), and
+/// a wrong length is refused.
+fn quantized_tests(
+    kernel: &Prepared,
+    position: usize,
+    lines: &str,
+    reference_name: &str,
+) -> String {
+    let reference = &kernel.reference;
+    let inputs: Vec<String> = reference
+        .inputs
+        .iter()
+        .map(|input| format!("&{}", argument_name(input.name)))
+        .collect();
+    let output = argument_name(reference.output.name);
+    format!(
+        "
+    #[test]
+    fn {name}_matches_its_reference_bit_for_bit() {{
+        let mut random = Random({seed});
+{lines}        let expected = {reference_name}({inputs});
+        for fill in [0x00u8, 0xa5] {{
+            let mut {output} = vec![fill; {out_len}];
+            {name}({inputs}, &mut {output}).expect(\"lengths are right\");
+            if let Some(index) = (0..{out_len}).find(|&index| {output}[index] != expected[index]) {{
+                panic!(\"{name}: element {{index}} is {{}}, the reference {{}}\", {output}[index], expected[index]);
+            }}
+        }}
+    }}
+
+    #[test]
+    fn {name}_refuses_a_wrong_length() {{
+        let mut random = Random({seed});
+{lines}        let mut {output} = vec![0u8; {short}];
+        let error = {name}({inputs}, &mut {output}).expect_err(\"the output is one short\");
+        assert_eq!(error.argument, \"{output}\");
+        assert_eq!((error.expected, error.actual), ({out_len}, {short}));
+    }}
+",
+        name = kernel.rust_name,
+        seed = 0x5eed_0000u64 + position as u64,
+        out_len = reference.output.len,
+        short = reference.output.len - 1,
+        inputs = inputs.join(", "),
     )
 }
 
@@ -396,9 +479,18 @@ mod tests {
         }
 
         /// `len` values uniform in [-1, 1).
+        #[allow(dead_code)]
         fn values(&mut self, len: usize) -> Vec<f32> {
             (0..len)
                 .map(|_| ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0)
+                .collect()
+        }
+
+        /// `len` integers uniform in `low..high`.
+        #[allow(dead_code)]
+        fn integers(&mut self, len: usize, low: i64, high: i64) -> Vec<i64> {
+            (0..len)
+                .map(|_| low + (self.next() % (high - low) as u64) as i64)
                 .collect()
         }
     }
@@ -429,10 +521,14 @@ mod tests {
         let mut lines = String::new();
         for input in &reference.inputs {
             lines.push_str(&format!(
-                "        let {} = random.values({});\n",
+                "        let {} = {};\n",
                 argument_name(input.name),
-                input.len
+                random_input(input)
             ));
+        }
+        if reference.quant.is_some() {
+            text.push_str(&quantized_tests(kernel, position, &lines, &reference_name));
+            continue;
         }
         let inputs: Vec<String> = reference
             .inputs

@@ -11,8 +11,10 @@
 //!   allocation of large temporaries) in plain `std` Rust, the same layout as
 //!   `looptune-runtime`'s `Runtime`;
 //! - `src/lib.rs`: one safe function per kernel that checks every slice's length and returns a
-//!   typed error otherwise, and tests that run each kernel on random inputs against a plain
-//!   Rust loop written from the workload's parameters ([`reference`]).
+//!   typed error otherwise (slices of the operands' element types: `f32`, or `u8`, `i8` and
+//!   `i32` for the quantized operators), and tests that run each kernel on random inputs
+//!   against a plain Rust loop written from the workload's parameters ([`reference`]), within
+//!   rounding for `f32` and bit for bit for the quantized ones.
 //!
 //! A workload the reference module has no loop for, or a kernel whose operands differ from what
 //! its reference expects, is refused ([`ExportError::Unsupported`]): nothing is exported
@@ -277,11 +279,11 @@ fn prepare(
         .collect();
     let found: Vec<String> = params
         .iter()
-        .map(|decl| format!("{} ({} f32)", decl.name, decl.len()))
+        .map(|decl| format!("{} ({} {})", decl.name, decl.len(), decl.dtype))
         .collect();
     let wanted: Vec<String> = expected
         .iter()
-        .map(|operand| format!("{} ({} f32)", operand.name, operand.len))
+        .map(|operand| format!("{} ({} {})", operand.name, operand.len, operand.dtype))
         .collect();
     if found != wanted || nest.outputs.len() != 1 {
         return Err(unsupported(format!(

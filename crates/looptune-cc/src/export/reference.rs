@@ -7,17 +7,41 @@
 //! generated function computes in `f64` and also returns each output's *magnitude* (the sum of
 //! the absolute values of its terms), which bounds the rounding error of any f32 summation
 //! order: the tests allow `(terms + 2) * f32::EPSILON * magnitude`.
+//!
+//! A quantized operator's reference is integer arithmetic with the operator's own rounding:
+//! `i32` products and sums that wrap, the bias, the fixed-point multiplier and shift rounded to
+//! nearest in 64 bits, the output's zero point and clamp. Its tests compare bit for bit.
 
 use looptune_ir::ops::{
     BatchMatmulParams, Conv2dParams, DenseParams, DepthwiseConv2dParams, MatmulParams,
+    QConv2dParams, QDepthwiseParams, QMatmulParams, Requant,
 };
-use looptune_ir::Workload;
+use looptune_ir::{DType, Workload};
 
-/// One operand of a kernel: its name in the loop nest and its length in `f32`s.
+/// One operand of a kernel: its name in the loop nest, its length in elements and their type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Operand {
     pub name: &'static str,
     pub len: usize,
+    pub dtype: DType,
+}
+
+impl Operand {
+    /// The Rust element type of its slice.
+    pub(crate) fn rust_type(&self) -> &'static str {
+        rust_type(self.dtype)
+    }
+}
+
+/// The Rust type of an element of `dtype` (the exported crate's slices).
+pub(crate) fn rust_type(dtype: DType) -> &'static str {
+    match dtype {
+        DType::U8 => "u8",
+        DType::I8 => "i8",
+        DType::I16 => "i16",
+        DType::I32 => "i32",
+        _ => "f32",
+    }
 }
 
 /// A workload's reference loop, as data the printer turns into Rust.
@@ -45,6 +69,10 @@ pub(crate) struct Reference {
     pub residual: bool,
     /// `max(0, value)` last.
     pub relu: bool,
+    /// A quantized operator: the first factor is the `u8` input (its zero point subtracted),
+    /// the second the `i8` weight, and the bias index also picks the multiplier of `m` when
+    /// the multipliers are per channel.
+    pub quant: Option<Requant>,
 }
 
 /// The output extent of a convolution along one direction.
@@ -53,9 +81,14 @@ fn out_extent(input: i64, kernel: i64, stride: i64, pad: i64, dilation: i64) -> 
 }
 
 fn operand(name: &'static str, dims: &[i64]) -> Operand {
+    typed(name, dims, DType::F32)
+}
+
+fn typed(name: &'static str, dims: &[i64], dtype: DType) -> Operand {
     Operand {
         name,
         len: dims.iter().product::<i64>() as usize,
+        dtype,
     }
 }
 
@@ -69,12 +102,11 @@ pub(crate) fn reference(workload: &Workload) -> Option<Reference> {
         Workload::Conv2d(p) if p.block != 1 || p.prepacked => return None,
         Workload::Conv2d(p) => conv2d(p),
         Workload::DepthwiseConv2d(p) => depthwise(p),
-        // The exported wrappers take f32 slices: quantized kernels are not exported yet.
-        Workload::QMatmul(_)
-        | Workload::QDense(_)
-        | Workload::QDepthwiseConv2d(_)
-        | Workload::QConv2d(_)
-        | Workload::LayoutTransform(_) => return None,
+        Workload::QMatmul(p) => qmatmul(p, false),
+        Workload::QDense(p) => qmatmul(p, true),
+        Workload::QDepthwiseConv2d(p) => qdepthwise(p),
+        Workload::QConv2d(p) => qconv2d(p),
+        Workload::LayoutTransform(_) => return None,
     })
 }
 
@@ -97,6 +129,7 @@ fn matmul(p: MatmulParams) -> Reference {
         bias: None,
         residual: false,
         relu: false,
+        quant: None,
     }
 }
 
@@ -119,6 +152,7 @@ fn batch_matmul(p: BatchMatmulParams) -> Reference {
         bias: None,
         residual: false,
         relu: false,
+        quant: None,
     }
 }
 
@@ -143,6 +177,7 @@ fn dense(p: DenseParams) -> Reference {
         bias: p.bias.then(|| "j".to_string()),
         residual: false,
         relu: p.relu,
+        quant: None,
     }
 }
 
@@ -188,6 +223,7 @@ fn conv2d(p: Conv2dParams) -> Reference {
         bias: p.bias.then(|| "o".to_string()),
         residual: p.residual,
         relu: p.relu,
+        quant: None,
     }
 }
 
@@ -213,6 +249,7 @@ fn depthwise(p: DepthwiseConv2dParams) -> Reference {
             bias: None,
             residual: false,
             relu: false,
+            quant: None,
         };
     }
     // NCHW[b]c: channel `cb * b + ci` of row `r`, column `q` is `X[n, cb, r, q, ci]`.
@@ -243,6 +280,123 @@ fn depthwise(p: DepthwiseConv2dParams) -> Reference {
         bias: None,
         residual: false,
         relu: false,
+        quant: None,
+    }
+}
+
+/// The inputs of a requantized operator: `inputs` (the bias last), then the per-channel
+/// multipliers `M` when the quantization has them.
+fn with_multipliers(mut inputs: Vec<Operand>, channels: i64, quant: &Requant) -> Vec<Operand> {
+    if quant.per_channel {
+        inputs.push(typed("M", &[channels], DType::I32));
+    }
+    inputs
+}
+
+fn qmatmul(p: QMatmulParams, rows: bool) -> Reference {
+    let (m, n, k) = (p.m, p.n, p.k);
+    let (w_shape, w) = if rows {
+        ([n, k], format!("w[(j * {k} + kk) as usize]"))
+    } else {
+        ([k, n], format!("w[(kk * {n} + j) as usize]"))
+    };
+    let inputs = vec![
+        typed("A", &[m, k], DType::U8),
+        typed("W", &w_shape, DType::I8),
+        typed("bias", &[n], DType::I32),
+    ];
+    Reference {
+        inputs: with_multipliers(inputs, n, &p.quant),
+        output: typed("Y", &[m, n], DType::U8),
+        outer: vec![("i", m), ("j", n)],
+        reduce: vec![("kk", k)],
+        lets: Vec::new(),
+        condition: None,
+        factors: (format!("a[(i * {k} + kk) as usize]"), w),
+        out_index: format!("i * {n} + j"),
+        bias: Some("j".to_string()),
+        residual: false,
+        relu: false,
+        quant: Some(p.quant),
+    }
+}
+
+fn qdepthwise(q: QDepthwiseParams) -> Reference {
+    let p = q.conv;
+    let oh = out_extent(p.h, p.kh, p.stride, p.pad, p.dilation);
+    let ow = out_extent(p.w, p.kw, p.stride, p.pad, p.dilation);
+    let (h, w, kh, kw, block) = (p.h, p.w, p.kh, p.kw, p.block);
+    let blocks = p.c / block;
+    let (lets, condition) = taps((h, w), p.stride, p.pad, p.dilation);
+    let inputs = vec![
+        typed("X", &[p.n, blocks, h, w, block], DType::U8),
+        typed("W", &[blocks, kh, kw, block], DType::I8),
+        typed("bias", &[p.c], DType::I32),
+    ];
+    Reference {
+        inputs: with_multipliers(inputs, p.c, &q.quant),
+        output: typed("Y", &[p.n, blocks, oh, ow, block], DType::U8),
+        outer: vec![
+            ("nn", p.n),
+            ("cb", blocks),
+            ("y", oh),
+            ("x", ow),
+            ("ci", block),
+        ],
+        reduce: vec![("ky", kh), ("kx", kw)],
+        lets,
+        condition,
+        factors: (
+            format!(
+                "x_in[((((nn * {blocks} + cb) * {h} + row) * {w} + col) * {block} + ci) as usize]"
+            ),
+            format!("w[(((cb * {kh} + ky) * {kw} + kx) * {block} + ci) as usize]"),
+        ),
+        out_index: format!("(((nn * {blocks} + cb) * {oh} + y) * {ow} + x) * {block} + ci"),
+        bias: Some(format!("cb * {block} + ci")),
+        residual: false,
+        relu: false,
+        quant: Some(q.quant),
+    }
+}
+
+fn qconv2d(q: QConv2dParams) -> Reference {
+    let p = q.conv;
+    let oh = out_extent(p.h, p.kh, p.stride, p.pad, p.dilation);
+    let ow = out_extent(p.w, p.kw, p.stride, p.pad, p.dilation);
+    let (ic, h, w, kh, kw) = (p.ic, p.h, p.w, p.kh, p.kw);
+    let (block, in_block) = (p.block, q.in_block);
+    let (in_blocks, out_blocks) = (ic / in_block, p.oc / block);
+    let (lets, condition) = taps((h, w), p.stride, p.pad, p.dilation);
+    let inputs = vec![
+        typed("X", &[p.n, in_blocks, h, w, in_block], DType::U8),
+        typed("W", &[p.oc, ic, kh, kw], DType::I8),
+        typed("bias", &[p.oc], DType::I32),
+    ];
+    Reference {
+        inputs: with_multipliers(inputs, p.oc, &q.quant),
+        output: typed("Y", &[p.n, out_blocks, oh, ow, block], DType::U8),
+        outer: vec![
+            ("nn", p.n),
+            ("ob", out_blocks),
+            ("y", oh),
+            ("x", ow),
+            ("oi", block),
+        ],
+        reduce: vec![("c", ic), ("ky", kh), ("kx", kw)],
+        lets,
+        condition,
+        factors: (
+            format!(
+                "x_in[((((nn * {in_blocks} + c / {in_block}) * {h} + row) * {w} + col) * {in_block} + c % {in_block}) as usize]"
+            ),
+            format!("w[((((ob * {block} + oi) * {ic} + c) * {kh} + ky) * {kw} + kx) as usize]"),
+        ),
+        out_index: format!("(((nn * {out_blocks} + ob) * {oh} + y) * {ow} + x) * {block} + oi"),
+        bias: Some(format!("ob * {block} + oi")),
+        residual: false,
+        relu: false,
+        quant: Some(q.quant),
     }
 }
 
@@ -261,13 +415,23 @@ impl Reference {
         self.reduce.iter().map(|&(_, extent)| extent).product()
     }
 
-    /// The Rust function `name(inputs...) -> (values, magnitudes)`.
+    /// The Rust function `name(inputs...) -> (values, magnitudes)`, or for a quantized
+    /// operator `name(inputs...) -> values`, the exact `u8` outputs.
     pub(crate) fn function(&self, name: &str) -> String {
         let parameters: Vec<String> = self
             .inputs
             .iter()
-            .map(|input| format!("{}: &[f32]", Reference::slice_name(input.name)))
+            .map(|input| {
+                format!(
+                    "{}: &[{}]",
+                    Reference::slice_name(input.name),
+                    input.rust_type()
+                )
+            })
             .collect();
+        if let Some(quant) = &self.quant {
+            return self.quantized_function(name, &parameters, quant);
+        }
         let mut text = format!(
             "    fn {name}({}) -> (Vec<f64>, Vec<f64>) {{\n",
             parameters.join(", ")
@@ -344,6 +508,76 @@ impl Reference {
             text.push_str(&format!("{}}}\n", pad(indent)));
         }
         text.push_str("        (values, magnitudes)\n    }\n");
+        text
+    }
+
+    /// The integer reference of a quantized operator, as the module documentation states it.
+    fn quantized_function(&self, name: &str, parameters: &[String], quant: &Requant) -> String {
+        let pad = |indent: usize| "    ".repeat(indent);
+        let len = self.output.len;
+        let mut text = format!(
+            "    fn {name}({}) -> Vec<u8> {{\n        let mut values = vec![0u8; {len}];\n",
+            parameters.join(", ")
+        );
+        let mut indent = 2;
+        for (var, extent) in &self.outer {
+            text.push_str(&format!("{}for {var} in 0..{extent}i64 {{\n", pad(indent)));
+            indent += 1;
+        }
+        text.push_str(&format!("{}let mut acc = 0i32;\n", pad(indent)));
+        let outer_indent = indent;
+        for (var, extent) in &self.reduce {
+            text.push_str(&format!("{}for {var} in 0..{extent}i64 {{\n", pad(indent)));
+            indent += 1;
+        }
+        for line in &self.lets {
+            text.push_str(&format!("{}{line}\n", pad(indent)));
+        }
+        // A padded tap reads the zero point, which adds nothing: skipping it is the same.
+        let (input, weight) = &self.factors;
+        let term = format!(
+            "acc = acc.wrapping_add((i32::from({input}) - {}).wrapping_mul(i32::from({weight})));",
+            quant.a_zero
+        );
+        match &self.condition {
+            Some(condition) => text.push_str(&format!(
+                "{0}if {condition} {{\n{1}{term}\n{0}}}\n",
+                pad(indent),
+                pad(indent + 1)
+            )),
+            None => text.push_str(&format!("{}{term}\n", pad(indent))),
+        }
+        while indent > outer_indent {
+            indent -= 1;
+            text.push_str(&format!("{}}}\n", pad(indent)));
+        }
+        let channel = self.bias.as_deref().unwrap_or("0");
+        let multiplier = if quant.per_channel {
+            format!("i128::from(m[({channel}) as usize])")
+        } else {
+            format!("{}i128", quant.multiplier)
+        };
+        let shift = 31 + quant.shift;
+        let lines = [
+            format!("let total = acc.wrapping_add(bias[({channel}) as usize]);"),
+            format!(
+                "let scaled = ((i128::from(total) * {multiplier} + (1i128 << {})) >> {shift}) as i32;",
+                shift - 1
+            ),
+            format!(
+                "let value = {}i32.wrapping_add(scaled).max({}).min({});",
+                quant.out_zero, quant.qmin, quant.qmax
+            ),
+            format!("values[({}) as usize] = value as u8;", self.out_index),
+        ];
+        for line in lines {
+            text.push_str(&format!("{}{line}\n", pad(indent)));
+        }
+        while indent > 2 {
+            indent -= 1;
+            text.push_str(&format!("{}}}\n", pad(indent)));
+        }
+        text.push_str("        values\n    }\n");
         text
     }
 }

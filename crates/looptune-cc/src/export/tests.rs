@@ -67,6 +67,11 @@ fn every_operator_has_a_reference_matching_its_default_nest() {
         "conv2d:n=1,ic=3,h=6,w=5,oc=4,kh=3,kw=3,stride=2,pad=1,bias=true,residual=true,relu=true",
         "depthwise_conv2d:n=1,c=8,h=6,w=6,kh=3,kw=3,stride=1,pad=1,block=4",
         "depthwise_conv2d:n=1,c=3,h=6,w=6,kh=3,kw=3,stride=2,pad=1",
+        "qmatmul:m=3,n=5,k=7",
+        "qmatmul:m=3,n=5,k=7,per_channel=true",
+        "qdense:m=3,n=5,k=7",
+        "qdepthwise_conv2d:c=8,h=6,w=6,kh=3,kw=3,pad=1,block=8,per_channel=true",
+        "qconv2d:ic=3,h=6,w=6,oc=8,kh=3,kw=3,pad=1,block=8,in_block=3",
     ] {
         let kernel = kernel(text);
         let prepared = prepare(&kernel, "k".into(), "tk".into(), 8).expect(text);
