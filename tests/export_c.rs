@@ -1,7 +1,8 @@
-//! `looptune export-c` end to end: tune a small matmul and a small conv2d with the C backend
-//! into a fresh log, export them, then build the exported crate from its own directory with
-//! `cargo test --offline` (its own target directory, no looptune crate in its tree) and require
-//! its tests, every kernel against its reference loop on random inputs, to pass. Then the
+//! `looptune export-c` end to end: tune a small matmul, a small conv2d and a small 8-bit
+//! conv2d with the C backend into a fresh log, export them, then build the exported crate from
+//! its own directory with `cargo test --offline` (its own target directory, no looptune crate
+//! in its tree) and require its tests, every kernel against its reference loop on random
+//! inputs (bit for bit for the 8-bit one), to pass. Then the
 //! refusals: a workload the log lacks, a config outside today's space, a directory that holds
 //! files, no C compiler, an unknown instruction set.
 
@@ -12,6 +13,10 @@ use std::process::{Command, Output, Stdio};
 
 const MATMUL: &str = "matmul:m=48,n=40,k=24";
 const CONV: &str = "conv2d:n=1,ic=4,h=9,w=9,oc=16,kh=3,kw=3,stride=1,pad=1,bias=true,relu=true";
+/// An 8-bit convolution (a 3-channel NHWC image in, NCHW8c out, per-channel multipliers): its
+/// exported wrapper takes `u8`/`i8`/`i32` slices and its test is bit for bit.
+const QCONV: &str =
+    "qconv2d:ic=3,h=10,w=9,oc=16,kh=3,kw=3,stride=2,pad=1,block=8,in_block=3,shift=6,per_channel=true";
 
 fn looptune(args: &[&str]) -> Output {
     looptune_with(args, &[])
@@ -75,6 +80,7 @@ fn an_exported_crate_builds_alone_and_its_kernels_match_their_references() {
     }
     tune(MATMUL, &log_text);
     tune(CONV, &log_text);
+    tune(QCONV, &log_text);
 
     let crate_dir = dir.path().join("exported");
     let crate_text = crate_dir.display().to_string();
@@ -85,6 +91,12 @@ fn an_exported_crate_builds_alone_and_its_kernels_match_their_references() {
     assert!(
         listing.contains("conv2d_n1_ic4_h9_w9_oc16_kh3_kw3_stride1_pad1_dilation1_bias_relu"),
         "{listing}"
+    );
+    assert!(listing.contains("qconv2d_n1_ic3_h10_w9_oc16"), "{listing}");
+    let lib = std::fs::read_to_string(crate_dir.join("src/lib.rs")).expect("lib.rs");
+    assert!(
+        lib.contains("x: &[u8], w: &[i8], bias: &[i32], m: &[i32], y: &mut [u8]"),
+        "the quantized wrapper's signature"
     );
 
     // The crate's manifest names no looptune crate: `cc` is its only dependency.
@@ -106,8 +118,8 @@ fn an_exported_crate_builds_alone_and_its_kernels_match_their_references() {
         .expect("cargo runs");
     let report = format!("{}\n{}", text(&tested.stdout), text(&tested.stderr));
     assert!(tested.status.success(), "{report}");
-    // Two kernels, each checked against its reference and for a wrong length.
-    assert!(report.contains("4 passed"), "{report}");
+    // Three kernels, each checked against its reference and for a wrong length.
+    assert!(report.contains("6 passed"), "{report}");
 
     let tree = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["tree", "--offline", "--edges", "all"])
