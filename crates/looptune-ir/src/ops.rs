@@ -451,7 +451,7 @@ pub const OPERATORS: &[OpInfo] = &[
     },
     OpInfo {
         name: "qconv2d",
-        summary: "Y[n,oc/b,y,x,b] = u8(clamp(out_zero + mulshr(sum_{ic,ry,rx} (X[n,ic/b,y*s+ry*d-p,x*s+rx*d-p,ic%b] - a_zero) * W[oc,ic,ry,rx] + bias[oc], M), qmin, qmax)), NCHW[b]c, W OIHW i8",
+        summary: "Y[n,oc/b,y,x,oc%b] = u8(clamp(out_zero + mulshr(sum_{ic,ry,rx} (X[n,ic/a,y*s+ry*d-p,x*s+rx*d-p,ic%a] - a_zero) * W[oc,ic,ry,rx] + bias[oc], M), qmin, qmax)), X NCHW[a]c (a = in_block), Y NCHW[b]c, W OIHW i8",
         params: &QCONV_PARAMS,
     },
     OpInfo {

@@ -176,24 +176,38 @@ fn c_backend() -> (CBackend, tempfile::TempDir) {
     (CBackend::with(compiler, ObjectCache::new(dir.path())), dir)
 }
 
+/// The C backend at 8 lanes (`cases` workloads, three points each) and at 16 (half as many,
+/// two points each); at least `least` kernels in all.
+fn check_on_c(workload: fn(u64, &mut SplitMix64) -> String, cases: u64, least: usize) {
+    let (backend, _dir) = c_backend();
+    let eight = check_random_points(&backend, VectorShape::AVX2, cases, 3, workload);
+    let sixteen = check_random_points(&backend, VectorShape::AVX512, cases / 2, 2, workload);
+    assert!(
+        eight + sixteen >= least,
+        "{eight} + {sixteen} points checked"
+    );
+}
+
+/// Cranelift at its 4 lanes: `cases` workloads, four points each; at least `least` kernels.
+fn check_on_cranelift(workload: fn(u64, &mut SplitMix64) -> String, cases: u64, least: usize) {
+    let checked = check_random_points(
+        &CraneliftBackend::new(),
+        VectorShape::CRANELIFT,
+        cases,
+        4,
+        workload,
+    );
+    assert!(checked >= least, "{checked} points checked");
+}
+
 #[test]
 fn quantized_points_are_bit_exact_on_the_c_backend_at_8_and_16_lanes() {
-    let (backend, _dir) = c_backend();
-    let eight = check_random_points(&backend, VectorShape::AVX2, 12, 3, mixed_workload);
-    let sixteen = check_random_points(&backend, VectorShape::AVX512, 6, 2, mixed_workload);
-    assert!(eight + sixteen >= 40, "{eight} + {sixteen} points checked");
+    check_on_c(mixed_workload, 12, 40);
 }
 
 #[test]
 fn quantized_points_are_bit_exact_on_cranelift() {
-    let checked = check_random_points(
-        &CraneliftBackend::new(),
-        VectorShape::CRANELIFT,
-        12,
-        4,
-        mixed_workload,
-    );
-    assert!(checked >= 40, "{checked} points checked");
+    check_on_cranelift(mixed_workload, 12, 40);
 }
 
 fn qconv2d_workload(_seed: u64, rng: &mut SplitMix64) -> String {
@@ -202,22 +216,12 @@ fn qconv2d_workload(_seed: u64, rng: &mut SplitMix64) -> String {
 
 #[test]
 fn qconv2d_points_are_bit_exact_on_the_c_backend_at_8_and_16_lanes() {
-    let (backend, _dir) = c_backend();
-    let eight = check_random_points(&backend, VectorShape::AVX2, 10, 3, qconv2d_workload);
-    let sixteen = check_random_points(&backend, VectorShape::AVX512, 5, 2, qconv2d_workload);
-    assert!(eight + sixteen >= 30, "{eight} + {sixteen} points checked");
+    check_on_c(qconv2d_workload, 10, 30);
 }
 
 #[test]
 fn qconv2d_points_are_bit_exact_on_cranelift() {
-    let checked = check_random_points(
-        &CraneliftBackend::new(),
-        VectorShape::CRANELIFT,
-        10,
-        4,
-        qconv2d_workload,
-    );
-    assert!(checked >= 30, "{checked} points checked");
+    check_on_cranelift(qconv2d_workload, 10, 30);
 }
 
 /// The cases the two `qconv2d` suites draw (seeds `0..10`) reach what the generator is for: an

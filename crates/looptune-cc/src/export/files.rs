@@ -441,11 +441,29 @@ fn quantized_tests(
             }}
         }}
     }}
+",
+        name = kernel.rust_name,
+        seed = 0x5eed_0000u64 + position as u64,
+        out_len = reference.output.len,
+        inputs = inputs.join(", "),
+    ) + &wrong_length_test(kernel, position, lines, "0u8")
+}
 
+/// The test that a kernel refuses an output one element short, naming the argument.
+fn wrong_length_test(kernel: &Prepared, position: usize, lines: &str, zero: &str) -> String {
+    let reference = &kernel.reference;
+    let inputs: Vec<String> = reference
+        .inputs
+        .iter()
+        .map(|input| format!("&{}", argument_name(input.name)))
+        .collect();
+    let output = argument_name(reference.output.name);
+    format!(
+        "
     #[test]
     fn {name}_refuses_a_wrong_length() {{
         let mut random = Random({seed});
-{lines}        let mut {output} = vec![0u8; {short}];
+{lines}        let mut {output} = vec![{zero}; {short}];
         let error = {name}({inputs}, &mut {output}).expect_err(\"the output is one short\");
         assert_eq!(error.argument, \"{output}\");
         assert_eq!((error.expected, error.actual), ({out_len}, {short}));
@@ -547,23 +565,14 @@ mod tests {
         let (expected, magnitudes) = {reference_name}({inputs});
         assert_close(\"{name}\", &{output}, &expected, &magnitudes, {terms});
     }}
-
-    #[test]
-    fn {name}_refuses_a_wrong_length() {{
-        let mut random = Random({seed});
-{lines}        let mut {output} = vec![0.0f32; {short}];
-        let error = {name}({inputs}, &mut {output}).expect_err(\"the output is one short\");
-        assert_eq!(error.argument, \"{output}\");
-        assert_eq!((error.expected, error.actual), ({out_len}, {short}));
-    }}
 ",
             name = kernel.rust_name,
             seed = 0x5eed_0000u64 + position as u64,
             out_len = reference.output.len,
-            short = reference.output.len - 1,
             inputs = inputs.join(", "),
             terms = reference.terms(),
         ));
+        text.push_str(&wrong_length_test(kernel, position, &lines, "0.0f32"));
     }
     text.push_str("}\n");
     text

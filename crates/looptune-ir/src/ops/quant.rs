@@ -167,6 +167,19 @@ fn widen(value: ValueExpr) -> ValueExpr {
     ValueExpr::Cast(DType::I32, Box::new(value))
 }
 
+/// The input `M: i32[channels]` of per-channel multipliers, when the quantization has them.
+fn multiplier_input(
+    builder: &mut ProgramBuilder,
+    q: &Requant,
+    channels: i64,
+) -> Result<Option<Tensor>, IrError> {
+    if q.per_channel {
+        Ok(Some(builder.placeholder("M", &[channels], DType::I32)?))
+    } else {
+        Ok(None)
+    }
+}
+
 /// The requantization epilogue: `u8(clamp(out_zero + mulshr(acc, multiplier), qmin, qmax))`.
 fn requantize(p: &Requant, acc: ValueExpr, multiplier: ValueExpr) -> ValueExpr {
     let shift = 31 + p.shift as u8;
@@ -208,11 +221,7 @@ fn quantized_product(
         }
     };
     let bias = builder.placeholder("bias", &[p.n], DType::I32)?;
-    let multipliers = if q.per_channel {
-        Some(builder.placeholder("M", &[p.n], DType::I32)?)
-    } else {
-        None
-    };
+    let multipliers = multiplier_input(&mut builder, &q, p.n)?;
     let acc = match layout.pack_columns {
         None => {
             let reduce = builder.reduce_axis("k", p.k)?;
@@ -261,11 +270,7 @@ pub fn qdepthwise_conv2d(params: QDepthwiseParams) -> Result<Program, IrError> {
     let x = builder.placeholder("X", &[p.n, blocks, p.h, p.w, p.block], DType::U8)?;
     let weight = builder.placeholder("W", &[blocks, p.kh, p.kw, p.block], DType::I8)?;
     let bias = builder.placeholder("bias", &[p.c], DType::I32)?;
-    let multipliers = if q.per_channel {
-        Some(builder.placeholder("M", &[p.c], DType::I32)?)
-    } else {
-        None
-    };
+    let multipliers = multiplier_input(&mut builder, &q, p.c)?;
     let zero = ValueExpr::Const(Scalar::int(DType::U8, q.a_zero));
     let padded = pad_input_with(&mut builder, &x, p.pad, zero)?;
     let ry = builder.reduce_axis("ry", p.kh)?;
@@ -287,16 +292,15 @@ pub fn qdepthwise_conv2d(params: QDepthwiseParams) -> Result<Program, IrError> {
             &[&ry, &rx],
         )
     })?;
-    let y = builder.compute("Y", DType::U8, &axes, |ax| {
-        let channel = &ax[1] * p.block + &ax[4];
-        let multiplier = match &multipliers {
-            Some(m) => m.at(std::slice::from_ref(&channel)),
-            None => i32_const(q.multiplier),
-        };
-        let total = acc.at(ax) + bias.at(&[channel]);
-        requantize(&q, total, multiplier)
-    })?;
-    builder.build(&[&y])
+    requantized_blocks(
+        builder,
+        &q,
+        p.block,
+        &axes,
+        &acc,
+        &bias,
+        multipliers.as_ref(),
+    )
 }
 
 /// The pair form of the product: `i16` pairs of `A` (zero point subtracted) and of `W` (in
@@ -407,11 +411,7 @@ pub fn qconv2d(params: QConv2dParams, layout: &Layout) -> Result<Program, IrErro
     let x = builder.placeholder("X", &[p.n, in_blocks, p.h, p.w, in_block], DType::U8)?;
     let weight = builder.placeholder("W", &[p.oc, p.ic, p.kh, p.kw], DType::I8)?;
     let bias = builder.placeholder("bias", &[p.oc], DType::I32)?;
-    let multipliers = if q.per_channel {
-        Some(builder.placeholder("M", &[p.oc], DType::I32)?)
-    } else {
-        None
-    };
+    let multipliers = multiplier_input(&mut builder, &q, p.oc)?;
     let shape = [
         ("n", p.n),
         ("ocb", out_blocks),
@@ -444,14 +444,37 @@ pub fn qconv2d(params: QConv2dParams, layout: &Layout) -> Result<Program, IrErro
             )
         })?
     };
-    let y = builder.compute("Y", DType::U8, &shape, |ax| {
+    requantized_blocks(
+        builder,
+        &q,
+        block,
+        &shape,
+        &acc,
+        &bias,
+        multipliers.as_ref(),
+    )
+}
+
+/// The output `Y` of a channel-blocked quantized convolution, `[n, c/b, oh, ow, b]`: the
+/// accumulator plus the bias of its channel, requantized with the channel's multiplier (or the
+/// tensor's), and the program built.
+fn requantized_blocks(
+    mut builder: ProgramBuilder,
+    q: &Requant,
+    block: i64,
+    axes: &[(&str, i64)],
+    acc: &Tensor,
+    bias: &Tensor,
+    multipliers: Option<&Tensor>,
+) -> Result<Program, IrError> {
+    let y = builder.compute("Y", DType::U8, axes, |ax| {
         let channel = &ax[1] * block + &ax[4];
-        let multiplier = match &multipliers {
+        let multiplier = match multipliers {
             Some(m) => m.at(std::slice::from_ref(&channel)),
             None => i32_const(q.multiplier),
         };
         let total = acc.at(ax) + bias.at(&[channel]);
-        requantize(&q, total, multiplier)
+        requantize(q, total, multiplier)
     })?;
     builder.build(&[&y])
 }
