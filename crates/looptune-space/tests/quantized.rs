@@ -170,6 +170,14 @@ fn check_random_points(
     checked
 }
 
+/// The C the printer makes of `workload`'s fallback config at 8 lanes, past the prelude.
+fn printed_fallback(workload: &str) -> String {
+    let task = Task::for_shape(workload.parse().unwrap(), VectorShape::AVX2).unwrap();
+    let nest = task.lower(&task.fallback_config().unwrap()).unwrap();
+    let c = looptune_cc::emit::emit_c(&nest, &looptune_cc::emit::EmitOptions::new(8)).unwrap();
+    c.split("LOOPTUNE_PRELUDE */").nth(1).unwrap().to_string()
+}
+
 fn c_backend() -> (CBackend, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let compiler = Compiler::discover().expect("a C compiler");
@@ -252,27 +260,14 @@ fn the_qconv2d_cases_cover_the_odd_layouts() {
 /// broadcast pair of input channels and a vector of packed weights.
 #[test]
 fn the_quantized_convolution_reaches_the_pair_product_in_printed_c() {
-    let task = Task::for_shape(
-        "qconv2d:ic=16,h=9,w=9,oc=16,kh=3,kw=3,pad=1,block=8"
-            .parse()
-            .unwrap(),
-        VectorShape::AVX2,
-    )
-    .unwrap();
-    let nest = task.lower(&task.fallback_config().unwrap()).unwrap();
-    let c = looptune_cc::emit::emit_c(&nest, &looptune_cc::emit::EmitOptions::new(8)).unwrap();
-    let body = c.split("LOOPTUNE_PRELUDE */").nth(1).unwrap();
+    let body = printed_fallback("qconv2d:ic=16,h=9,w=9,oc=16,kh=3,kw=3,pad=1,block=8");
     assert!(body.contains("lt_madd8(lt_splati8(lt_load_pair("), "{body}");
     assert!(body.contains("lt_store_u8_8("), "{body}");
 }
 
 #[test]
 fn the_pair_form_and_the_epilogue_reach_their_vector_helpers_in_printed_c() {
-    let task =
-        Task::for_shape("qmatmul:m=16,n=32,k=20".parse().unwrap(), VectorShape::AVX2).unwrap();
-    let nest = task.lower(&task.fallback_config().unwrap()).unwrap();
-    let c = looptune_cc::emit::emit_c(&nest, &looptune_cc::emit::EmitOptions::new(8)).unwrap();
-    let body = c.split("LOOPTUNE_PRELUDE */").nth(1).unwrap();
+    let body = printed_fallback("qmatmul:m=16,n=32,k=20");
     assert!(body.contains("lt_madd8(lt_splati8(lt_load_pair("), "{body}");
     // The requantizing epilogue is vector code too: 64-bit products, one narrowing store.
     assert!(body.contains("lt_mulshr8("), "{body}");
@@ -356,16 +351,7 @@ fn the_sixteen_lane_pair_form_compiles_to_512_bit_pmaddwd() {
 /// fused into the accumulation as an `Fma` by lowering), never lane by lane.
 #[test]
 fn the_quantized_depthwise_accumulates_in_vectors() {
-    let task = Task::for_shape(
-        "qdepthwise_conv2d:c=16,h=9,w=9,kh=3,kw=3,pad=1,stride=2,block=8"
-            .parse()
-            .unwrap(),
-        VectorShape::AVX2,
-    )
-    .unwrap();
-    let nest = task.lower(&task.fallback_config().unwrap()).unwrap();
-    let c = looptune_cc::emit::emit_c(&nest, &looptune_cc::emit::EmitOptions::new(8)).unwrap();
-    let body = c.split("LOOPTUNE_PRELUDE */").nth(1).unwrap();
+    let body = printed_fallback("qdepthwise_conv2d:c=16,h=9,w=9,kh=3,kw=3,pad=1,stride=2,block=8");
     assert!(body.contains("lt_addi8(lt_muli8("), "{body}");
     assert!(
         body.contains("lt_widen_u8_8(") || body.contains("lt_widen_i8_8("),

@@ -421,12 +421,7 @@ fn quantized_tests(
     reference_name: &str,
 ) -> String {
     let reference = &kernel.reference;
-    let inputs: Vec<String> = reference
-        .inputs
-        .iter()
-        .map(|input| format!("&{}", argument_name(input.name)))
-        .collect();
-    let output = argument_name(reference.output.name);
+    let (inputs, output) = call_arguments(reference);
     format!(
         "
     #[test]
@@ -445,19 +440,24 @@ fn quantized_tests(
         name = kernel.rust_name,
         seed = 0x5eed_0000u64 + position as u64,
         out_len = reference.output.len,
-        inputs = inputs.join(", "),
+        inputs = inputs,
     ) + &wrong_length_test(kernel, position, lines, "0u8")
 }
 
-/// The test that a kernel refuses an output one element short, naming the argument.
-fn wrong_length_test(kernel: &Prepared, position: usize, lines: &str, zero: &str) -> String {
-    let reference = &kernel.reference;
+/// The arguments a test passes: the inputs as `&name, ...`, and the output's name.
+fn call_arguments(reference: &super::reference::Reference) -> (String, String) {
     let inputs: Vec<String> = reference
         .inputs
         .iter()
         .map(|input| format!("&{}", argument_name(input.name)))
         .collect();
-    let output = argument_name(reference.output.name);
+    (inputs.join(", "), argument_name(reference.output.name))
+}
+
+/// The test that a kernel refuses an output one element short, naming the argument.
+fn wrong_length_test(kernel: &Prepared, position: usize, lines: &str, zero: &str) -> String {
+    let reference = &kernel.reference;
+    let (inputs, output) = call_arguments(reference);
     format!(
         "
     #[test]
@@ -473,7 +473,7 @@ fn wrong_length_test(kernel: &Prepared, position: usize, lines: &str, zero: &str
         seed = 0x5eed_0000u64 + position as u64,
         out_len = reference.output.len,
         short = reference.output.len - 1,
-        inputs = inputs.join(", "),
+        inputs = inputs,
     )
 }
 
@@ -548,12 +548,7 @@ mod tests {
             text.push_str(&quantized_tests(kernel, position, &lines, &reference_name));
             continue;
         }
-        let inputs: Vec<String> = reference
-            .inputs
-            .iter()
-            .map(|input| format!("&{}", argument_name(input.name)))
-            .collect();
-        let output = argument_name(reference.output.name);
+        let (inputs, output) = call_arguments(reference);
         text.push_str(&format!(
             "
     #[test]
@@ -569,7 +564,7 @@ mod tests {
             name = kernel.rust_name,
             seed = 0x5eed_0000u64 + position as u64,
             out_len = reference.output.len,
-            inputs = inputs.join(", "),
+            inputs = inputs,
             terms = reference.terms(),
         ));
         text.push_str(&wrong_length_test(kernel, position, &lines, "0.0f32"));
