@@ -390,9 +390,9 @@ fn paired_product(
 /// `vpmaddwd` computes for a vector of the block's output channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct QConv2dParams {
-    /// The convolution's geometry and channel block (`block` divides `ic` and `oc`; the `f32`
-    /// epilogue flags `bias`, `residual`, `relu` and `prepacked` must be false: the bias is
-    /// always there and ReLU is the clamp).
+    /// The convolution's geometry and the output's channel block (`block` divides `oc`; the
+    /// `f32` epilogue flags `bias`, `residual`, `relu` and `prepacked` must be false: the bias
+    /// is always there and ReLU is the clamp).
     pub conv: super::Conv2dParams,
     /// Zero points, requantization and clamp.
     pub quant: Requant,
