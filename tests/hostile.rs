@@ -230,6 +230,52 @@ fn hostile_workloads_are_refused_by_name_before_anything_is_allocated() {
             "`transpose_b=2`",
         ),
         case(&["lower", "matmul:m=4;n=4"], 2, "`m=4;n=4`"),
+        // The 8-bit convolution: blocks that do not divide, out-of-range quantization, an
+        // f32-only flag, a huge input refused before anything is allocated.
+        case(
+            &["lower", "qconv2d:ic=3,h=5,w=5,oc=8,kh=3,kw=3,block=8"],
+            2,
+            "`in_block=8` must divide `ic=3`",
+        ),
+        case(
+            &["lower", "qconv2d:ic=8,h=5,w=5,oc=12,kh=3,kw=3,block=8"],
+            2,
+            "`block=8` must divide `oc=12`",
+        ),
+        case(
+            &[
+                "lower",
+                "qconv2d:ic=8,h=5,w=5,oc=8,kh=3,kw=3,block=8,in_block=0",
+            ],
+            2,
+            "`in_block=0`",
+        ),
+        case(
+            &[
+                "lower",
+                "qconv2d:ic=8,h=5,w=5,oc=8,kh=3,kw=3,block=8,a_zero=256",
+            ],
+            2,
+            "`a_zero=256`",
+        ),
+        case(
+            &[
+                "lower",
+                "qconv2d:ic=8,h=5,w=5,oc=8,kh=3,kw=3,block=8,relu=true",
+            ],
+            2,
+            "unknown parameter `relu`",
+        ),
+        case(
+            &[
+                "run",
+                "qconv2d:ic=1,h=100000,w=100000,oc=8,kh=3,kw=3,block=8,in_block=1",
+                "--backend",
+                "cranelift",
+            ],
+            2,
+            "needs about",
+        ),
     ]);
 }
 
