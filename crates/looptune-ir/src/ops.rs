@@ -195,8 +195,8 @@ pub enum Workload {
     QDense(QMatmulParams),
     /// A quantized depthwise 2-D convolution on channel-blocked NCHW[b]c (NHWC when `b = c`).
     QDepthwiseConv2d(QDepthwiseParams),
-    /// A quantized 2-D convolution on channel-blocked NCHW[b]c (NCHW when `b = 1`, NHWC when
-    /// `b` is both channel counts).
+    /// A quantized 2-D convolution from channel-blocked NCHW[a]c to NCHW[b]c (a block of 1 is
+    /// NCHW, a block of all the channels NHWC).
     QConv2d(QConv2dParams),
     /// A copy of an activation tensor from one channel blocking to another.
     LayoutTransform(LayoutTransformParams),
@@ -653,9 +653,10 @@ impl FromStr for Workload {
             }
             "qconv2d" => {
                 let block = params.int("block")?;
-                let in_block = match params.values.contains_key("in_block") {
-                    true => params.int("in_block")?,
-                    false => block,
+                let in_block = if params.values.contains_key("in_block") {
+                    params.int("in_block")?
+                } else {
+                    block
                 };
                 Workload::QConv2d(QConv2dParams {
                     conv: Conv2dParams {

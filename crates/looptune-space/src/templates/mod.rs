@@ -10,7 +10,8 @@
 //! a depthwise convolution on channel-blocked NCHW[b]c has [`blocked_depthwise`], a conv2d on
 //! NCHW[b]c has [`nchwc_conv`] (AutoTVM's x86 `conv2d_NCHWc`), and a layout transform between
 //! channel blockings has [`transform`]. The quantized `qconv2d` shares [`nchwc_conv`] in its
-//! pair form, `qmatmul` and `qdense` the GEMM template. The functions here dispatch on a [`Workload`].
+//! pair form, `qmatmul` and `qdense` the GEMM template. The functions here dispatch on a
+//! [`Workload`].
 //!
 //! Every function takes the [`VectorShape`] the space is sized for: register tiles are whole
 //! vectors of its lanes and fit in its registers. A config belongs to the space of one shape;
@@ -152,7 +153,6 @@ fn shape(workload: &Workload) -> Shape {
         Workload::Conv2d(p) if p.block > 1 => Shape::NchwcConv(NchwcConv {
             workload: *workload,
             params: p,
-            quantized: false,
             out_h: out_extent(p.h, p.kh, p.stride, p.pad, p.dilation),
             out_w: out_extent(p.w, p.kw, p.stride, p.pad, p.dilation),
             product: (p.bias || p.residual || p.relu).then_some("Y.conv"),
@@ -195,7 +195,6 @@ fn shape(workload: &Workload) -> Shape {
             Shape::NchwcConv(NchwcConv {
                 workload: *workload,
                 params: p,
-                quantized: true,
                 out_h: out_extent(p.h, p.kh, p.stride, p.pad, p.dilation),
                 out_w: out_extent(p.w, p.kw, p.stride, p.pad, p.dilation),
                 product: Some("acc"),

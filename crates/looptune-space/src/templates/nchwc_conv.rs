@@ -41,8 +41,6 @@ pub(crate) struct NchwcConv {
     pub workload: Workload,
     /// The geometry (of the `f32` operator, or the quantized one's).
     pub params: Conv2dParams,
-    /// `qconv2d`, scheduled in its pair form.
-    pub quantized: bool,
     pub out_h: i64,
     pub out_w: i64,
     /// The stage holding the convolution when the output is a fused epilogue over it.
@@ -50,6 +48,11 @@ pub(crate) struct NchwcConv {
 }
 
 impl NchwcConv {
+    /// `qconv2d`, scheduled in its pair form.
+    fn quantized(&self) -> bool {
+        matches!(self.workload, Workload::QConv2d(_))
+    }
+
     fn out_blocks(&self) -> i64 {
         self.params.oc / self.params.block
     }
@@ -108,7 +111,7 @@ pub(crate) fn space(conv: &NchwcConv, shape: &VectorShape) -> Result<ConfigSpace
     space.add(super::conv::unroll_kernel_knob()?)?;
     space.add(Knob::choice("unroll_ic_block", &[0, 1])?)?;
     // The pair form's padded input is always a root stage (the pairs themselves).
-    let pad_options: &[i64] = if conv.params.pad > 0 && !conv.quantized {
+    let pad_options: &[i64] = if conv.params.pad > 0 && !conv.quantized() {
         &[0, 1]
     } else {
         &[0]
@@ -151,7 +154,7 @@ pub(crate) fn template(conv: &NchwcConv, config: &Config) -> Result<Schedule, Te
     let parallel = config.choice("parallel")? == 1;
 
     let layout = Layout {
-        pair_form: conv.quantized,
+        pair_form: conv.quantized(),
         ..Layout::default()
     };
     let program = conv.workload.program(&layout)?;
@@ -213,7 +216,7 @@ pub(crate) fn template(conv: &NchwcConv, config: &Config) -> Result<Schedule, Te
     if pad_root {
         super::pad_blocked_input_at_root(&mut s, parallel)?;
     }
-    if conv.quantized && parallel {
+    if conv.quantized() && parallel {
         let pairs = s.stage("X.pairs")?;
         let pair_blocks = s.spatial_axes(pairs)[1];
         s.parallel(pairs, pair_blocks)?;
