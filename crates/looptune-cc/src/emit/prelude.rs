@@ -171,9 +171,7 @@ typedef lt_i16 lt_i16x{width}r __attribute__((vector_size({half})));
 typedef lt_i64 lt_i64x{width} __attribute__((vector_size({wide})));
 #define lt_loadi{width}(p) ((lt_i32x{width})*(const lt_i32x{width}u *)(p))
 /* i32 lanes narrowed (wrapped) to u8, i8 or i16 and stored contiguously. */
-/* The IR's mulshr on i32 lanes: (a * b + 2^(s-1)) >> s in 64-bit lanes (exact: |a b| < 2^62). */
-#define lt_mulshr{width}(a, b, s, r) ({{ lt_i64x{width} lt_p = __builtin_convertvector((a), lt_i64x{width}) * __builtin_convertvector((b), lt_i64x{width}); __builtin_convertvector((lt_p + (r)) >> (s), lt_i32x{width}); }})
-#define lt_storei{width}(p, v) (*(lt_i32x{width}u *)(p) = (v))
+{mulshr}#define lt_storei{width}(p, v) (*(lt_i32x{width}u *)(p) = (v))
 #define lt_splati{width}(x) ((lt_i32x{width}){{0}} + (lt_i32)(x))
 /* Wrapping i32 arithmetic: on unsigned lanes, where overflow is defined. */
 #define lt_addi{width}(a, b) ((lt_i32x{width})((lt_u32x{width})(a) + (lt_u32x{width})(b)))
@@ -183,7 +181,8 @@ typedef lt_i64 lt_i64x{width} __attribute__((vector_size({wide})));
 #define lt_maxi{width}(a, b) ({{ lt_i32x{width} lt_a = (a), lt_b = (b), lt_m = lt_a > lt_b; (lt_a & lt_m) | (lt_b & ~lt_m); }})
 ",
             half = width * 2,
-            wide = width * 8
+            wide = width * 8,
+            mulshr = mulshr(width),
         ));
         // The dot product of lane pairs: one instruction where the target has it, a loop the
         // compiler vectorizes as it can elsewhere (same result: the products and their sum are
@@ -217,6 +216,46 @@ typedef lt_i64 lt_i64x{width} __attribute__((vector_size({wide})));
         ));
     }
     text
+}
+
+/// The IR's `mulshr` on `i32` lanes, `(a * b + 2^(s-1)) >> s` (exact: `|a b| < 2^62`), as
+/// `lt_mulshr{width}(a, b, s, r)` with the rounding term `r = 2^(s-1)`. Generically the lanes
+/// are widened to 64 bits; AVX2 has no 64-bit arithmetic shift and no 64 x 64-bit multiply, so
+/// gcc spends about 30 instructions per vector on that, as much as the whole reduction of a
+/// 1x1 convolution over 64 channels. With AVX2 and the shift of requantization (`s >= 32`: 31
+/// plus the operator's shift) the product is two `vpmuldq` (even and odd lanes, exact 64-bit
+/// products), and since `|a b + r| < 2^63` the high half of each sum, shifted by `s - 32` as
+/// an `i32` lane, is the same result: about ten instructions.
+fn mulshr(width: usize) -> String {
+    let generic = format!(
+        "#define lt_mulshr{width}(a, b, s, r) ({{ lt_i64x{width} lt_p = __builtin_convertvector((a), lt_i64x{width}) * __builtin_convertvector((b), lt_i64x{width}); __builtin_convertvector((lt_p + (r)) >> (s), lt_i32x{width}); }})\n"
+    );
+    let comment = "/* The IR's mulshr on i32 lanes: (a * b + 2^(s-1)) >> s in 64-bit lanes (exact: |a b| < 2^62). */\n";
+    if width != 8 {
+        return format!("{comment}{generic}");
+    }
+    format!(
+        "{comment}#if defined(__AVX2__)
+/* s >= 32: the high halves of the exact products of two vpmuldq (even lanes, odd lanes), plus
+   r, shifted by s - 32 as i32 lanes (|a b + r| < 2^63, so the high half holds the result). */
+typedef long long lt_i64q4 __attribute__((vector_size(32)));
+typedef unsigned long long lt_u64q4 __attribute__((vector_size(32)));
+static inline __attribute__((always_inline, unused)) lt_i32x8 lt_mulshr_high8(lt_i32x8 a, lt_i32x8 b, lt_i64 r, int s) {{
+    lt_i64q4 lt_even = (lt_i64q4)__builtin_ia32_pmuldq256(a, b) + r;
+    lt_i64q4 lt_odd = (lt_i64q4)__builtin_ia32_pmuldq256((lt_i32x8)((lt_u64q4)a >> 32), (lt_i32x8)((lt_u64q4)b >> 32)) + r;
+#if defined(__clang__)
+    lt_i32x8 lt_high = __builtin_shufflevector((lt_i32x8)lt_even, (lt_i32x8)lt_odd, 1, 9, 3, 11, 5, 13, 7, 15);
+#else
+    lt_i32x8 lt_high = __builtin_shuffle((lt_i32x8)lt_even, (lt_i32x8)lt_odd, (lt_i32x8){{1, 9, 3, 11, 5, 13, 7, 15}});
+#endif
+    return lt_high >> s;
+}}
+#define lt_mulshr8_wide{generic_tail}#define lt_mulshr8(a, b, s, r) ((s) >= 32 ? lt_mulshr_high8((a), (b), (r), (s) - 32) : lt_mulshr8_wide((a), (b), (s), (r)))
+#else
+{generic}#endif
+",
+        generic_tail = &generic["#define lt_mulshr8".len()..],
+    )
 }
 
 /// Widening loads (`u8`, `i8`, `i16` lanes to `i32`) and narrowing stores (`i32` lanes wrapped to

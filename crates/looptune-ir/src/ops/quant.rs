@@ -384,10 +384,11 @@ fn paired_product(
 ///
 /// With `Layout::pair_form` the same result is computed as fast integer code needs it, as for
 /// `qmatmul`: the padded input as `i16` pairs of consecutive channels of an input block, zero
-/// point subtracted (`X.pairs[n, ic/a, h + 2 pad, w + 2 pad, ceil(a / 2), 2]`), the weights
-/// packed to OIHW[a]i[b]o with the input channels in pairs (`W.packed[oc/b, ic/a, kh, kw,
-/// ceil(a / 2), b, 2]`, zero past `a` when `a` is odd), and one reduction step the pair product
-/// `vpmaddwd` computes for a vector of the block's output channels.
+/// point subtracted (`X.pairs[n, ic/a, h + 2 pad, w + 2 pad, 2 ceil(a / 2)]`, a pair being two
+/// adjacent channels), the weights packed to OIHW[a]i[b]o with the input channels in pairs
+/// (`W.packed[oc/b, ic/a, kh, kw, ceil(a / 2), b, 2]`, zero past `a` when `a` is odd), and one
+/// reduction step the pair product `vpmaddwd` computes for a vector of the block's output
+/// channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct QConv2dParams {
     /// The convolution's geometry and the output's channel block (`block` divides `oc`; the
@@ -496,6 +497,9 @@ fn paired_convolution(
     let i16_zero = || ValueExpr::Const(Scalar::int(DType::I16, 0));
     let within_block =
         |pair: &IndexExpr, t: &IndexExpr| (pair.clone() * 2 + t.clone()).lt(in_block);
+    // The pairs of a block are its channels in one axis (`2 * pairs` of them, the last zero
+    // when the block is odd), so that the conversion is one vector loop; the reduction reads
+    // channel `2 rcp + t`.
     let x_pairs = builder.compute(
         "X.pairs",
         DType::I16,
@@ -504,14 +508,13 @@ fn paired_convolution(
             ("icb", in_blocks),
             ("hp", p.h + 2 * p.pad),
             ("wp", p.w + 2 * p.pad),
-            ("pair", pairs),
-            ("t", 2),
+            ("c", 2 * pairs),
         ],
         |ax| {
-            let channel = ax[4].clone() * 2 + ax[5].clone();
+            let channel = ax[4].clone();
             let row = &ax[2] - p.pad;
             let col = &ax[3] - p.pad;
-            let input = x.at(&[ax[0].clone(), ax[1].clone(), row, col, channel]);
+            let input = x.at(&[ax[0].clone(), ax[1].clone(), row, col, channel.clone()]);
             let centred = widen(input) - i32_const(q.a_zero);
             let value = ValueExpr::Cast(DType::I16, Box::new(centred));
             let mut inside = Vec::new();
@@ -524,7 +527,7 @@ fn paired_convolution(
                 ]);
             }
             if in_block % 2 == 1 {
-                inside.push(within_block(&ax[4], &ax[5]));
+                inside.push(channel.lt(in_block));
             }
             if inside.is_empty() {
                 value
@@ -574,8 +577,7 @@ fn paired_convolution(
                 rco.var(),
                 row.clone(),
                 col.clone(),
-                rcp.var(),
-                IndexExpr::Const(t),
+                rcp.var() * 2 + t,
             ]);
             let tap = w_packed.at(&[
                 ax[1].clone(),

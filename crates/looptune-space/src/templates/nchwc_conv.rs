@@ -17,7 +17,8 @@
 //! The quantized `qconv2d` shares the template: in its pair form the in-block loop runs over
 //! pairs of input channels (`rcp`), each step one `vpmaddwd` of a broadcast pair of the input
 //! and a vector of the block's packed weights, and the padded input is a root stage
-//! (`X.pairs`, the pairs themselves), so there is no padding knob.
+//! (`X.pairs`, the pairs themselves, converted a vector of channels at a time), so there is no
+//! padding knob.
 
 use super::blocked_depthwise::block_vectors;
 use super::pick_fallback;
@@ -216,10 +217,14 @@ pub(crate) fn template(conv: &NchwcConv, config: &Config) -> Result<Schedule, Te
     if pad_root {
         super::pad_blocked_input_at_root(&mut s, parallel)?;
     }
-    if conv.quantized() && parallel {
+    if conv.quantized() {
+        // The conversion to pairs: one vector of a block's channels per position.
         let pairs = s.stage("X.pairs")?;
-        let pair_blocks = s.spatial_axes(pairs)[1];
-        s.parallel(pairs, pair_blocks)?;
+        let pair_axes = s.spatial_axes(pairs);
+        s.vectorize(pairs, pair_axes[4])?;
+        if parallel {
+            s.parallel(pairs, pair_axes[1])?;
+        }
     }
     Ok(s)
 }
