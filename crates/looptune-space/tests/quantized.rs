@@ -352,7 +352,7 @@ fn the_sixteen_lane_pair_form_compiles_to_512_bit_pmaddwd() {
 #[test]
 fn the_quantized_depthwise_accumulates_in_vectors() {
     let body = printed_fallback("qdepthwise_conv2d:c=16,h=9,w=9,kh=3,kw=3,pad=1,stride=2,block=8");
-    assert!(body.contains("lt_addi8(lt_muli8("), "{body}");
+    assert!(body.contains("lt_fmai8("), "{body}");
     assert!(
         body.contains("lt_widen_u8_8(") || body.contains("lt_widen_i8_8("),
         "{body}"

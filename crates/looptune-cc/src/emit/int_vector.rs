@@ -90,9 +90,7 @@ impl Emitter<'_> {
                 let (a, b) = (self.as_int_vector(a, width), self.as_int_vector(b, width));
                 let c = self.int_lanes(c, group)?;
                 let c = self.as_int_vector(c, width);
-                Ok(Lanes::Vector(format!(
-                    "lt_addi{width}(lt_muli{width}({a}, {b}), {c})"
-                )))
+                Ok(Lanes::Vector(format!("lt_fmai{width}({a}, {b}, {c})")))
             }
             ValueExpr::Binary(BinaryOp::MulShr(shift), a, b) => {
                 let (a, b) = (self.int_lanes(a, group)?, self.int_lanes(b, group)?);

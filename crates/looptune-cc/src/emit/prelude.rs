@@ -177,12 +177,12 @@ typedef lt_i64 lt_i64x{width} __attribute__((vector_size({wide})));
 #define lt_addi{width}(a, b) ((lt_i32x{width})((lt_u32x{width})(a) + (lt_u32x{width})(b)))
 #define lt_subi{width}(a, b) ((lt_i32x{width})((lt_u32x{width})(a) - (lt_u32x{width})(b)))
 #define lt_muli{width}(a, b) ((lt_i32x{width})((lt_u32x{width})(a) * (lt_u32x{width})(b)))
-#define lt_mini{width}(a, b) ({{ lt_i32x{width} lt_a = (a), lt_b = (b), lt_m = lt_a < lt_b; (lt_a & lt_m) | (lt_b & ~lt_m); }})
-#define lt_maxi{width}(a, b) ({{ lt_i32x{width} lt_a = (a), lt_b = (b), lt_m = lt_a > lt_b; (lt_a & lt_m) | (lt_b & ~lt_m); }})
-",
+{fma}{min_max}",
             half = width * 2,
             wide = width * 8,
             mulshr = mulshr(width),
+            min_max = min_max(width),
+            fma = fma(width),
         ));
         // The dot product of lane pairs: one instruction where the target has it, a loop the
         // compiler vectorizes as it can elsewhere (same result: the products and their sum are
@@ -216,6 +216,50 @@ typedef lt_i64 lt_i64x{width} __attribute__((vector_size({wide})));
         ));
     }
     text
+}
+
+/// `lt_fmai{width}(a, b, c)`, the wrapping `a * b + c` on `i32` lanes of an integer
+/// multiply-accumulate that is not a pair product (the 8-bit depthwise convolution's). gcc
+/// reassociates chains of wrapping additions (unsigned addition is associative) into trees: in
+/// a kernel window unrolled over a register tile it then computes every product first and
+/// spills them to the stack (that depthwise convolution ran at 27 GOP/s so, 37 without). With
+/// gcc and AVX2, an empty `asm` after each addition keeps every accumulator's chain in its
+/// written order; clang does not reassociate so and gets the plain form. (The pair products'
+/// accumulations, `lt_addi`, keep the plain form: there the barrier cost 4%.)
+fn fma(width: usize) -> String {
+    let plain =
+        format!("#define lt_fmai{width}(a, b, c) lt_addi{width}(lt_muli{width}((a), (b)), (c))\n");
+    if width != 8 {
+        return plain;
+    }
+    format!(
+        "#if defined(__AVX2__) && !defined(__clang__)
+#define lt_fmai8(a, b, c) ({{ lt_i32x8 lt_s = lt_addi8(lt_muli8((a), (b)), (c)); __asm__(\"\" : \"+x\"(lt_s)); lt_s; }})
+#else
+{plain}#endif
+"
+    )
+}
+
+/// `lt_mini{width}` and `lt_maxi{width}`: `vpminsd`/`vpmaxsd` with gcc and AVX2 (gcc makes a
+/// compare and a blend of the generic form), the generic form elsewhere.
+fn min_max(width: usize) -> String {
+    let generic = format!(
+        "#define lt_mini{width}(a, b) ({{ lt_i32x{width} lt_a = (a), lt_b = (b), lt_m = lt_a < lt_b; (lt_a & lt_m) | (lt_b & ~lt_m); }})
+#define lt_maxi{width}(a, b) ({{ lt_i32x{width} lt_a = (a), lt_b = (b), lt_m = lt_a > lt_b; (lt_a & lt_m) | (lt_b & ~lt_m); }})
+"
+    );
+    if width != 8 {
+        return generic;
+    }
+    format!(
+        "#if defined(__AVX2__) && !defined(__clang__)
+#define lt_mini8(a, b) ((lt_i32x8)__builtin_ia32_pminsd256((a), (b)))
+#define lt_maxi8(a, b) ((lt_i32x8)__builtin_ia32_pmaxsd256((a), (b)))
+#else
+{generic}#endif
+"
+    )
 }
 
 /// The IR's `mulshr` on `i32` lanes, `(a * b + 2^(s-1)) >> s` (exact: `|a b| < 2^62`), as

@@ -16,10 +16,11 @@
 //! bit against the reference.
 //!
 //! With `Layout::pack_columns = Some(b)` the same result is computed in the form fast integer
-//! code needs: `A.pairs[i, kk, t] = A[i, 2 kk + t] - a_zero` and
+//! code needs: `A.pairs[i, k2] = A[i, k2] - a_zero` (a row's elements in pairs, `2 kk + t`) and
 //! `W.packed[jo, kk, ji, t] = W[2 kk + t, jo b + ji]` as `i16` (zero past `k` and `n`), so that
-//! one reduction step is the pair product `A.pairs[i, kk, 0] * W.packed[.., 0] +
-//! A.pairs[i, kk, 1] * W.packed[.., 1]` that `vpmaddwd` computes for a whole vector of columns.
+//! one reduction step is the pair product `A.pairs[i, 2 kk] * W.packed[.., 0] +
+//! A.pairs[i, 2 kk + 1] * W.packed[.., 1]` that `vpmaddwd` computes for a whole vector of
+//! columns.
 //! Both products and their sum are exact in `i32` (at most `2 * 255 * 128`), so the two forms
 //! agree bit for bit.
 
@@ -315,19 +316,20 @@ fn paired_product(
     let pairs = (p.k + 1) / 2;
     let panels = (p.n + block - 1) / block;
     let within_k = |kk: &IndexExpr, t: &IndexExpr| (kk.clone() * 2 + t.clone()).lt(p.k);
+    // A row's pairs are its `2 * pairs` elements in one axis (the last zero when `k` is odd),
+    // so that the conversion can be one vector loop; the reduction reads element `2 kk + t`.
     let a_pairs = builder.compute(
         "A.pairs",
         DType::I16,
-        &[("i", p.m), ("kk", pairs), ("t", 2)],
+        &[("i", p.m), ("k2", 2 * pairs)],
         |ax| {
-            let kk = ax[1].clone() * 2 + ax[2].clone();
-            let centred = widen(a.at(&[ax[0].clone(), kk])) - i32_const(p.quant.a_zero);
+            let centred = widen(a.at(&[ax[0].clone(), ax[1].clone()])) - i32_const(p.quant.a_zero);
             let value = ValueExpr::Cast(DType::I16, Box::new(centred));
             if p.k % 2 == 0 {
                 value
             } else {
                 ValueExpr::select(
-                    within_k(&ax[1], &ax[2]),
+                    ax[1].clone().lt(p.k),
                     value,
                     ValueExpr::Const(Scalar::int(DType::I16, 0)),
                 )
@@ -363,7 +365,7 @@ fn paired_product(
         let lane = j.floor_mod(block);
         let kk = reduce.var();
         let term = |t: i64| {
-            widen(a_pairs.at(&[i.clone(), kk.clone(), IndexExpr::Const(t)]))
+            widen(a_pairs.at(&[i.clone(), kk.clone() * 2 + t]))
                 * widen(w_packed.at(&[
                     panel.clone(),
                     kk.clone(),

@@ -286,6 +286,17 @@ pub(crate) fn template(
             s.parallel(packed, axes[panel])?;
         }
     }
+    if gemm.quantized {
+        // The conversion of A to pairs, a vector of a row at a time when the row's pairs are
+        // whole vectors.
+        let pairs = s.stage("A.pairs")?;
+        let row = s.spatial_axes(pairs)[1];
+        // `gemm.k` counts the pairs.
+        if shape.is_whole_vectors(2 * gemm.k) {
+            let (_, lanes) = s.split(pairs, row, shape.lanes)?;
+            s.vectorize(pairs, lanes)?;
+        }
+    }
     Ok(s)
 }
 
