@@ -272,6 +272,17 @@ fn the_pair_form_and_the_epilogue_reach_their_vector_helpers_in_printed_c() {
     // The requantizing epilogue is vector code too: 64-bit products, one narrowing store.
     assert!(body.contains("lt_mulshr8("), "{body}");
     assert!(body.contains("lt_store_u8_8("), "{body}");
+    // The conversions are vector loops: A's pairs (rows of whole vectors), and W's two rows
+    // zipped into its pairs.
+    let body = printed_fallback("qmatmul:m=16,n=32,k=24");
+    assert!(
+        body.contains("lt_store_i16_8(A_pairs + (") && body.contains("lt_subi8(lt_widen_u8_8(A"),
+        "{body}"
+    );
+    assert!(
+        body.contains("lt_store_i16_8(W_packed + (") && body.contains("lt_widen_i8_zip8(W + ("),
+        "{body}"
+    );
 }
 
 #[test]
@@ -436,5 +447,34 @@ fn mulshr_is_exact_at_every_shift_on_both_backends_and_compilers() {
             kernel.call_data(&refs, &mut [actual.as_mut()]).unwrap();
             assert_eq!(actual, expected, "shift {shift} on {name}");
         }
+    }
+}
+
+/// `qmatmul` shapes whose weight pairs the template vectorizes (`k` even, `n` a multiple of the
+/// panel), so that the zipped loads of W's two rows are what is checked.
+fn zipped_qmatmul(_seed: u64, rng: &mut SplitMix64) -> String {
+    let (m, n, k) = (
+        rng.pick(&[1, 5, 13, 16]),
+        rng.pick(&[16, 32, 48]),
+        rng.pick(&[2, 8, 20, 34]),
+    );
+    format!("qmatmul:m={m},n={n},k={k},{}", random_quant(rng))
+}
+
+/// The zipped weight loads are exact at 8 lanes (gcc's `vpmovsxbd` of interleaved bytes) and
+/// 16 (the generic loop), with gcc, and with clang (when installed: the generic loop at 8).
+#[test]
+fn zipped_weight_pairs_are_bit_exact_with_gcc_and_clang() {
+    check_on_c(zipped_qmatmul, 8, 30);
+    let printed = printed_fallback("qmatmul:m=16,n=32,k=20");
+    assert!(printed.contains("lt_widen_i8_zip8("), "{printed}");
+    match Compiler::at("clang".into(), Vec::new()) {
+        Ok(clang) => {
+            let dir = tempfile::tempdir().unwrap();
+            let backend = CBackend::with(clang, ObjectCache::new(dir.path()));
+            let checked = check_random_points(&backend, VectorShape::AVX2, 4, 3, zipped_qmatmul);
+            assert!(checked >= 10, "{checked} points checked with clang");
+        }
+        Err(err) => eprintln!("clang: {err}; skipped"),
     }
 }

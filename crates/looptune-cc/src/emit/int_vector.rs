@@ -14,6 +14,7 @@
 //! lane is computed lane by lane, as in the `f32` vector code.
 
 use super::analysis::offset_coefficient;
+use super::index::Lin;
 use super::vector::{Group, Lanes};
 use super::{Emitter, Result, Storage};
 use looptune_ir::{BinaryOp, DType, Load, ValueExpr};
@@ -129,15 +130,21 @@ impl Emitter<'_> {
         let Storage::Pointer { name } = self.storage(buffer)? else {
             return Ok(false);
         };
-        if offset_coefficient(self.nest, buffer, indices, group.var) != Some(1) {
-            return Ok(false);
-        }
+        // Contiguous: by the index's coefficient, or (a fused index, `f / 2` and `f % 2`) by
+        // each lane's offset.
+        let offset = if offset_coefficient(self.nest, buffer, indices, group.var) == Some(1) {
+            self.with_var(group.var, group.base.clone(), |this| {
+                this.offset(buffer, indices)
+            })?
+        } else {
+            match self.lane_offsets(buffer, indices, group) {
+                Ok(offsets) if consecutive(&offsets) => offsets[0].clone(),
+                _ => return Ok(false),
+            }
+        };
         let width = group.width;
         let computed = self.int_lanes(inner, group)?;
         let vector = self.as_int_vector(computed, width);
-        let offset = self.with_var(group.var, group.base.clone(), |this| {
-            this.offset(buffer, indices)
-        })?;
         let pointer = self.vector_pointer(&name, buffer, &offset, width);
         self.line(&format!("{helper}{width}({pointer}, {vector});"));
         Ok(true)
@@ -189,6 +196,23 @@ impl Emitter<'_> {
                 let offsets = self.lane_offsets(load.buffer, &load.indices, group)?;
                 self.recordings[recording].record(&offsets);
                 Ok(Lanes::Vector(format!("((lt_i32x{width}){{0}})")))
+            }
+            // Two rows interleaved (a quantized GEMM's weight pairs): two half loads, zipped.
+            Storage::Pointer { name } if helper.starts_with("lt_widen_") => {
+                let zipped = self
+                    .lane_offsets(load.buffer, &load.indices, group)
+                    .ok()
+                    .and_then(|offsets| zipped(&offsets));
+                match zipped {
+                    Some((first, second)) => {
+                        let first = self.vector_pointer(&name, load.buffer, &first, width / 2);
+                        let second = self.vector_pointer(&name, load.buffer, &second, width / 2);
+                        Ok(Lanes::Vector(format!(
+                            "{helper}zip{width}({first}, {second})"
+                        )))
+                    }
+                    None => self.int_assemble(&expr, group),
+                }
             }
             _ => self.int_assemble(&expr, group),
         }
@@ -290,4 +314,33 @@ impl Emitter<'_> {
         };
         split(a, b).or_else(|| split(b, a))
     }
+}
+
+/// Whether `offsets` (one per lane) are consecutive elements.
+fn consecutive(offsets: &[Lin]) -> bool {
+    offsets.iter().enumerate().all(|(lane, offset)| {
+        offset
+            .clone()
+            .add_scaled(&offsets[0], -1)
+            .and_then(|step| step.as_const())
+            == Some(lane as i64)
+    })
+}
+
+/// The starts of two contiguous runs whose elements the lanes read interleaved, lane `2m` at
+/// `first + m` and lane `2m + 1` at `second + m`, if `offsets` (one per lane) are that.
+fn zipped(offsets: &[Lin]) -> Option<(Lin, Lin)> {
+    if offsets.len() < 2 || offsets.len() % 2 != 0 {
+        return None;
+    }
+    for (lane, offset) in offsets.iter().enumerate() {
+        let step = offset
+            .clone()
+            .add_scaled(&offsets[lane % 2], -1)?
+            .as_const()?;
+        if step != (lane / 2) as i64 {
+            return None;
+        }
+    }
+    Some((offsets[0].clone(), offsets[1].clone()))
 }

@@ -310,17 +310,34 @@ static inline __attribute__((always_inline, unused)) lt_i32x8 lt_mulshr_high8(lt
 /// the conversions are the generic ones, the same values.
 fn widen_and_narrow(width: usize) -> String {
     let bytes = 4 * width;
+    let half = width / 2;
+    let zip = |ty: &str| {
+        format!(
+            "#define lt_widen_{ty}_zip{width}(p0, p1) ({{ lt_i32x{width} lt_z; const lt_{ty} *lt_p0 = (const lt_{ty} *)(p0), *lt_p1 = (const lt_{ty} *)(p1); \\
+    for (int lt_l = 0; lt_l < {half}; ++lt_l) {{ lt_z[2 * lt_l] = lt_p0[lt_l]; lt_z[2 * lt_l + 1] = lt_p1[lt_l]; }} \\
+    lt_z; }})
+"
+        )
+    };
     let generic = format!(
         "#define lt_widen_u8_{width}(p) __builtin_convertvector(*(const lt_u8x{width}u *)(p), lt_i32x{width})
 #define lt_widen_i8_{width}(p) __builtin_convertvector(*(const lt_i8x{width}u *)(p), lt_i32x{width})
 #define lt_widen_i16_{width}(p) __builtin_convertvector(*(const lt_i16x{width}u *)(p), lt_i32x{width})
-"
+{}{}{}",
+        zip("u8"),
+        zip("i8"),
+        zip("i16")
     );
     let native = match width {
         8 => "#if defined(__AVX2__) && !defined(__clang__)
 #define lt_widen_u8_8(p) ((lt_i32x8)__builtin_ia32_pmovzxbd256((lt_c8x16)(lt_i64x2){*(const lt_u64a *)(p), 0}))
 #define lt_widen_i8_8(p) ((lt_i32x8)__builtin_ia32_pmovsxbd256((lt_c8x16)(lt_i64x2){*(const lt_u64a *)(p), 0}))
 #define lt_widen_i16_8(p) ((lt_i32x8)__builtin_ia32_pmovsxwd256(*(const lt_i16x8u *)(p)))
+/* Four bytes from each pointer, interleaved (p0[0], p1[0], p0[1], ...), widened. */
+#define lt_zip_bytes4(p0, p1) __builtin_shuffle((lt_c8x16)(lt_i32x4){*(const lt_u32a *)(p0), 0, 0, 0}, (lt_c8x16)(lt_i32x4){*(const lt_u32a *)(p1), 0, 0, 0}, (lt_c8x16){0, 16, 1, 17, 2, 18, 3, 19, 0, 0, 0, 0, 0, 0, 0, 0})
+#define lt_widen_u8_zip8(p0, p1) ((lt_i32x8)__builtin_ia32_pmovzxbd256(lt_zip_bytes4((p0), (p1))))
+#define lt_widen_i8_zip8(p0, p1) ((lt_i32x8)__builtin_ia32_pmovsxbd256(lt_zip_bytes4((p0), (p1))))
+#define lt_widen_i16_zip8(p0, p1) ((lt_i32x8)__builtin_ia32_pmovsxwd256(__builtin_shuffle((lt_i16x8)(lt_i64x2){*(const lt_u64a *)(p0), 0}, (lt_i16x8)(lt_i64x2){*(const lt_u64a *)(p1), 0}, (lt_i16x8){0, 8, 1, 9, 2, 10, 3, 11})))
 #else
 ",
         4 => "#if defined(__SSE4_1__) && !defined(__clang__)

@@ -343,7 +343,8 @@ fn paired_product(
         |ax| {
             let column = &ax[0] * block + &ax[2];
             let kk = ax[1].clone() * 2 + ax[3].clone();
-            let value = ValueExpr::Cast(DType::I16, Box::new(read_w(kk, column.clone())));
+            // Through `i32`, as every narrowing store is written (the same value).
+            let value = ValueExpr::Cast(DType::I16, Box::new(widen(read_w(kk, column.clone()))));
             let inside = match (p.k % 2 == 0, p.n % block == 0) {
                 (true, true) => None,
                 (true, false) => Some(column.lt(p.n)),
