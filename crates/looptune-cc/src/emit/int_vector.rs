@@ -330,7 +330,7 @@ fn consecutive(offsets: &[Lin]) -> bool {
 /// The starts of two contiguous runs whose elements the lanes read interleaved, lane `2m` at
 /// `first + m` and lane `2m + 1` at `second + m`, if `offsets` (one per lane) are that.
 fn zipped(offsets: &[Lin]) -> Option<(Lin, Lin)> {
-    if offsets.len() < 2 || offsets.len() % 2 != 0 {
+    if offsets.len() < 2 || !offsets.len().is_multiple_of(2) {
         return None;
     }
     for (lane, offset) in offsets.iter().enumerate() {
