@@ -478,3 +478,68 @@ fn zipped_weight_pairs_are_bit_exact_with_gcc_and_clang() {
         Err(err) => eprintln!("clang: {err}; skipped"),
     }
 }
+
+/// Every zipped widening load (`u8`, `i8`, `i16`): a stage whose lanes interleave two rows of
+/// its input, `Y[r, 2 m + t] = X[2 r + t, m]`, its last two axes fused and vectorized at 8
+/// lanes, prints `lt_widen_*_zip8` and computes what the interpreter does, with gcc and clang
+/// (when installed), whole ranges of each type included.
+#[test]
+fn zipped_loads_of_every_narrow_type_are_exact() {
+    use looptune_ir::{DType, ProgramBuilder, ValueExpr};
+    let (rows, columns) = (6, 12);
+    let mut compilers = Vec::new();
+    for program in ["gcc", "clang"] {
+        match Compiler::at(program.into(), Vec::new()) {
+            Ok(compiler) => {
+                let dir = tempfile::tempdir().unwrap();
+                compilers.push((
+                    program,
+                    CBackend::with(compiler, ObjectCache::new(dir.path())),
+                    dir,
+                ));
+            }
+            Err(err) => eprintln!("{program}: {err}; skipped"),
+        }
+    }
+    assert!(!compilers.is_empty(), "no C compiler");
+    for (dtype, name) in [(DType::U8, "u8"), (DType::I8, "i8"), (DType::I16, "i16")] {
+        let mut builder = ProgramBuilder::new("zip");
+        let x = builder
+            .placeholder("X", &[2 * rows, columns], dtype)
+            .unwrap();
+        let y = builder
+            .compute(
+                "Y",
+                DType::I16,
+                &[("r", rows), ("m", columns), ("t", 2)],
+                |ax| {
+                    let source = x.at(&[&ax[0] * 2 + ax[2].clone(), ax[1].clone()]);
+                    ValueExpr::Cast(
+                        DType::I16,
+                        Box::new(ValueExpr::Cast(DType::I32, Box::new(source))),
+                    )
+                },
+            )
+            .unwrap();
+        let program = builder.build(&[&y]).unwrap();
+        let mut schedule = Schedule::new(&program);
+        let stage = schedule.stage("Y").unwrap();
+        let axes = schedule.spatial_axes(stage);
+        let fused = schedule.fuse(stage, axes[1], axes[2]).unwrap();
+        let (_, lanes) = schedule.split(stage, fused, 8).unwrap();
+        schedule.vectorize(stage, lanes).unwrap();
+        let nest = lower(&schedule).unwrap();
+        let c = looptune_cc::emit::emit_c(&nest, &looptune_cc::emit::EmitOptions::new(8)).unwrap();
+        assert!(c.contains(&format!("lt_widen_{name}_zip8(X + (")), "{c}");
+        let inputs = random_data(&program, 7);
+        let refs: Vec<DataRef<'_>> = inputs.iter().map(Data::as_ref).collect();
+        let mut expected = Data::zeros(DType::I16, (rows * columns * 2) as usize);
+        interp::run_data(&nest, &refs, &mut [expected.as_mut()]).unwrap();
+        for (compiler, backend, _) in &compilers {
+            let kernel = backend.compile(&nest, &Target::host()).unwrap();
+            let mut actual = Data::zeros(DType::I16, expected.len());
+            kernel.call_data(&refs, &mut [actual.as_mut()]).unwrap();
+            assert_eq!(actual, expected, "{name} with {compiler}");
+        }
+    }
+}
