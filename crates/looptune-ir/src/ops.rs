@@ -230,6 +230,12 @@ pub struct Layout {
     /// channels and packed weights, one `vpmaddwd` per reduction step. The plain definition
     /// (without it) is what kernels are checked against.
     pub pair_form: bool,
+    /// Compute `qdepthwise_conv2d` with its input zero point folded out of the reduction: the
+    /// accumulator is `sum x w` on the raw `u8` input (padding still reads the zero point) and
+    /// the bias becomes `bias - a_zero sum w` per channel (`W.sum`, `bias.folded`: a few
+    /// additions per channel per call), one subtraction per output channel instead of one per
+    /// tap. Equal to the plain form bit for bit (the identity holds in wrapping `i32`).
+    pub fold_zero_point: bool,
 }
 
 /// One parameter of an operator, for `looptune ops` and parsing.
@@ -1186,7 +1192,7 @@ impl Workload {
             Workload::DepthwiseConv2d(p) => depthwise_conv2d(p),
             Workload::QMatmul(p) => qmatmul(p, layout),
             Workload::QDense(p) => qdense(p, layout),
-            Workload::QDepthwiseConv2d(p) => qdepthwise_conv2d(p),
+            Workload::QDepthwiseConv2d(p) => qdepthwise_conv2d(p, layout),
             Workload::QConv2d(p) => qconv2d(p, layout),
             Workload::LayoutTransform(p) => layout_transform(p),
         }

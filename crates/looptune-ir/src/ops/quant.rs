@@ -262,7 +262,9 @@ pub struct QDepthwiseParams {
 }
 
 /// `qdepthwise_conv2d` (see [`QDepthwiseParams`]).
-pub fn qdepthwise_conv2d(params: QDepthwiseParams) -> Result<Program, IrError> {
+/// `qdepthwise_conv2d` (see [`QDepthwiseParams`]), plain or, with `layout.fold_zero_point`,
+/// with the input's zero point folded into the bias.
+pub fn qdepthwise_conv2d(params: QDepthwiseParams, layout: &Layout) -> Result<Program, IrError> {
     Workload::QDepthwiseConv2d(params).check()?;
     let (p, q) = (params.conv, params.quant);
     let (oh, ow) = depthwise_out_hw(p);
@@ -283,16 +285,39 @@ pub fn qdepthwise_conv2d(params: QDepthwiseParams) -> Result<Program, IrError> {
         ("x", ow),
         ("ci", p.block),
     ];
+    let fold = layout.fold_zero_point;
     let acc = builder.compute("acc", DType::I32, &axes, |ax| {
         let row = &ax[2] * p.stride + ry.var() * p.dilation;
         let col = &ax[3] * p.stride + rx.var() * p.dilation;
         let input = padded.at(&[ax[0].clone(), ax[1].clone(), row, col, ax[4].clone()]);
         let tap = weight.at(&[ax[1].clone(), ry.var(), rx.var(), ax[4].clone()]);
-        sum(
-            (widen(input) - i32_const(q.a_zero)) * widen(tap),
-            &[&ry, &rx],
-        )
+        let input = if fold {
+            widen(input)
+        } else {
+            widen(input) - i32_const(q.a_zero)
+        };
+        sum(input * widen(tap), &[&ry, &rx])
     })?;
+    // sum (x - z) w + bias = sum x w + (bias - z sum w), in wrapping i32 as in exact integers.
+    let bias = if fold {
+        let sy = builder.reduce_axis("sy", p.kh)?;
+        let sx = builder.reduce_axis("sx", p.kw)?;
+        let w_sum = builder.compute("W.sum", DType::I32, &[("c", p.c)], |ax| {
+            let (block, lane) = (
+                ax[0].clone().floor_div(p.block),
+                ax[0].clone().floor_mod(p.block),
+            );
+            sum(
+                widen(weight.at(&[block, sy.var(), sx.var(), lane])),
+                &[&sy, &sx],
+            )
+        })?;
+        builder.compute("bias.folded", DType::I32, &[("c", p.c)], |ax| {
+            bias.at(ax) - i32_const(q.a_zero) * w_sum.at(ax)
+        })?
+    } else {
+        bias
+    };
     requantized_blocks(
         builder,
         &q,
@@ -693,6 +718,30 @@ mod tests {
                 let paired = workload.program(&layout).expect("pair form");
                 let actual = eval::evaluate_data(&paired, &refs).expect("pair form evaluates");
                 assert_eq!(actual, expected, "{text} in panels of {block}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_folded_depthwise_equals_the_plain_definition_bit_for_bit() {
+        for text in [
+            "qdepthwise_conv2d:c=8,h=7,w=9,kh=3,kw=3,pad=1,block=8,a_zero=255,shift=3",
+            "qdepthwise_conv2d:c=6,h=8,w=5,kh=5,kw=3,pad=2,stride=2,dilation=2,block=3,a_zero=128,per_channel=true,shift=0",
+            "qdepthwise_conv2d:n=2,c=5,h=4,w=4,kh=1,kw=1,block=5,a_zero=0,qmin=100,qmax=160,shift=31",
+        ] {
+            let workload: Workload = text.parse().expect("a workload");
+            let plain = workload.program(&Layout::default()).expect("plain");
+            let folded = Layout {
+                fold_zero_point: true,
+                ..Layout::default()
+            };
+            let folded = workload.program(&folded).expect("folded");
+            for seed in [3, 4] {
+                let inputs = crate::random::random_data(&plain, seed);
+                let refs: Vec<DataRef<'_>> = inputs.iter().map(Data::as_ref).collect();
+                let expected = eval::evaluate_data(&plain, &refs).expect("plain evaluates");
+                let actual = eval::evaluate_data(&folded, &refs).expect("folded evaluates");
+                assert_eq!(actual, expected, "{text}, seed {seed}");
             }
         }
     }

@@ -126,7 +126,12 @@ pub(crate) fn template(
     let pad_root = config.choice("pad_root")? == 1;
     let parallel = config.choice("parallel")? == 1;
 
-    let program = conv.workload.program(&Layout::default())?;
+    // The quantized one with its zero point folded into the bias: no subtraction per tap.
+    let layout = Layout {
+        fold_zero_point: matches!(conv.workload, Workload::QDepthwiseConv2d(_)),
+        ..Layout::default()
+    };
+    let program = conv.workload.program(&layout)?;
     let mut s = Schedule::new(&program);
     let output = s.stage("Y")?;
     let local = super::accumulator(&mut s, output, conv.product)?;
