@@ -698,6 +698,19 @@ mod tests {
         }
     }
 
+    /// `text`'s program under `layout` computes what its plain definition computes, bit for
+    /// bit, on random inputs from `seed`.
+    fn assert_same_function(text: &str, layout: Layout, seed: u64) {
+        let workload: Workload = text.parse().expect("a workload");
+        let plain = workload.program(&Layout::default()).expect("plain");
+        let laid_out = workload.program(&layout).expect("laid out");
+        let inputs = crate::random::random_data(&plain, seed);
+        let refs: Vec<DataRef<'_>> = inputs.iter().map(Data::as_ref).collect();
+        let expected = eval::evaluate_data(&plain, &refs).expect("plain evaluates");
+        let actual = eval::evaluate_data(&laid_out, &refs).expect("laid out evaluates");
+        assert_eq!(actual, expected, "{text} with {layout:?}, seed {seed}");
+    }
+
     #[test]
     fn the_pair_form_equals_the_plain_definition_bit_for_bit() {
         for text in [
@@ -705,19 +718,12 @@ mod tests {
             "qmatmul:m=1,n=17,k=1,a_zero=0,per_channel=true,shift=0",
             "qmatmul:m=4,n=8,k=16,a_zero=128,qmin=128,qmax=200,shift=9",
         ] {
-            let workload: Workload = text.parse().expect("a workload");
-            let plain = workload.program(&Layout::default()).expect("plain");
-            let inputs = crate::random::random_data(&plain, 11);
-            let refs: Vec<DataRef<'_>> = inputs.iter().map(Data::as_ref).collect();
-            let expected = eval::evaluate_data(&plain, &refs).expect("plain evaluates");
             for block in [1, 4, 8] {
                 let layout = Layout {
                     pack_columns: Some(block),
                     ..Layout::default()
                 };
-                let paired = workload.program(&layout).expect("pair form");
-                let actual = eval::evaluate_data(&paired, &refs).expect("pair form evaluates");
-                assert_eq!(actual, expected, "{text} in panels of {block}");
+                assert_same_function(text, layout, 11);
             }
         }
     }
@@ -729,19 +735,12 @@ mod tests {
             "qdepthwise_conv2d:c=6,h=8,w=5,kh=5,kw=3,pad=2,stride=2,dilation=2,block=3,a_zero=128,per_channel=true,shift=0",
             "qdepthwise_conv2d:n=2,c=5,h=4,w=4,kh=1,kw=1,block=5,a_zero=0,qmin=100,qmax=160,shift=31",
         ] {
-            let workload: Workload = text.parse().expect("a workload");
-            let plain = workload.program(&Layout::default()).expect("plain");
-            let folded = Layout {
-                fold_zero_point: true,
-                ..Layout::default()
-            };
-            let folded = workload.program(&folded).expect("folded");
             for seed in [3, 4] {
-                let inputs = crate::random::random_data(&plain, seed);
-                let refs: Vec<DataRef<'_>> = inputs.iter().map(Data::as_ref).collect();
-                let expected = eval::evaluate_data(&plain, &refs).expect("plain evaluates");
-                let actual = eval::evaluate_data(&folded, &refs).expect("folded evaluates");
-                assert_eq!(actual, expected, "{text}, seed {seed}");
+                let layout = Layout {
+                    fold_zero_point: true,
+                    ..Layout::default()
+                };
+                assert_same_function(text, layout, seed);
             }
         }
     }
