@@ -271,9 +271,12 @@ fn min_max(width: usize) -> String {
 /// products), and since `|a b + r| < 2^63` the high half of each sum, shifted by `s - 32` as
 /// an `i32` lane, is the same result: about ten instructions.
 fn mulshr(width: usize) -> String {
-    let generic = format!(
-        "#define lt_mulshr{width}(a, b, s, r) ({{ lt_i64x{width} lt_p = __builtin_convertvector((a), lt_i64x{width}) * __builtin_convertvector((b), lt_i64x{width}); __builtin_convertvector((lt_p + (r)) >> (s), lt_i32x{width}); }})\n"
-    );
+    let widened = |name: &str| {
+        format!(
+            "#define {name}(a, b, s, r) ({{ lt_i64x{width} lt_p = __builtin_convertvector((a), lt_i64x{width}) * __builtin_convertvector((b), lt_i64x{width}); __builtin_convertvector((lt_p + (r)) >> (s), lt_i32x{width}); }})\n"
+        )
+    };
+    let generic = widened(&format!("lt_mulshr{width}"));
     let comment = "/* The IR's mulshr on i32 lanes: (a * b + 2^(s-1)) >> s in 64-bit lanes (exact: |a b| < 2^62). */\n";
     if width != 8 {
         return format!("{comment}{generic}");
@@ -294,11 +297,11 @@ static inline __attribute__((always_inline, unused)) lt_i32x8 lt_mulshr_high8(lt
 #endif
     return lt_high >> s;
 }}
-#define lt_mulshr8_wide{generic_tail}#define lt_mulshr8(a, b, s, r) ((s) >= 32 ? lt_mulshr_high8((a), (b), (r), (s) - 32) : lt_mulshr8_wide((a), (b), (s), (r)))
+{wide}#define lt_mulshr8(a, b, s, r) ((s) >= 32 ? lt_mulshr_high8((a), (b), (r), (s) - 32) : lt_mulshr8_wide((a), (b), (s), (r)))
 #else
 {generic}#endif
 ",
-        generic_tail = &generic["#define lt_mulshr8".len()..],
+        wide = widened("lt_mulshr8_wide"),
     )
 }
 

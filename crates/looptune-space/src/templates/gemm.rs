@@ -282,22 +282,20 @@ pub(crate) fn template(
         if vector_columns && !gemm.quantized {
             s.vectorize(packed, axes[rank - 1])?;
         }
+        if let Workload::QMatmul(p) = gemm.workload {
+            // W's pairs `[jo, kk, ji, t]` are two rows of W interleaved: a panel row, its `ji`
+            // and `t` fused, is whole vectors that the printer loads as two half vectors, one
+            // from each row, zipped (`lt_widen_i8_zip`). Only without the zero fill past `k`
+            // and `n`, whose guards the fused index would hide from the bounds proof.
+            let unguarded = p.k % 2 == 0 && p.n % tile_columns == 0;
+            if unguarded && shape.is_whole_vectors(2 * tile_columns) {
+                let fused = s.fuse(packed, axes[2], axes[3])?;
+                let (_, lanes) = s.split(packed, fused, shape.lanes)?;
+                s.vectorize(packed, lanes)?;
+            }
+        }
         if parallel {
             s.parallel(packed, axes[panel])?;
-        }
-    }
-    if let (Workload::QMatmul(p), Some(name)) = (gemm.workload, gemm.packed) {
-        // W's pairs `[jo, kk, ji, t]` are two rows of W interleaved: a panel row, its `ji`
-        // and `t` fused, is whole vectors that the printer loads as two half vectors, one
-        // from each row, zipped (`lt_widen_i8_zip`). Only without the zero fill past `k` and
-        // `n`, whose guards the fused index would hide from the bounds proof.
-        let packed = s.stage(name)?;
-        let axes = s.spatial_axes(packed);
-        let unguarded = p.k % 2 == 0 && p.n % tile_columns == 0;
-        if unguarded && shape.is_whole_vectors(2 * tile_columns) {
-            let fused = s.fuse(packed, axes[2], axes[3])?;
-            let (_, lanes) = s.split(packed, fused, shape.lanes)?;
-            s.vectorize(packed, lanes)?;
         }
     }
     if gemm.quantized {
