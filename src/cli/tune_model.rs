@@ -22,7 +22,7 @@ use looptune::runtime::Target;
 use looptune::space::Task;
 use looptune::tune::scheduler::driver::{LayerOutcome, RoundObserver, RoundSummary};
 use looptune::tune::{
-    time_chain, tune_model, BuiltTuner, ChainLayer, Layer, ModelTask, ModelTuneOptions,
+    time_chains, tune_model, BuiltTuner, ChainLayer, Layer, ModelTask, ModelTuneOptions,
     ModelTuneReport, Network, Shard, ShardSpec, TaskCost, TransferSet, Tuner, TunerKind,
 };
 use std::path::{Path, PathBuf};
@@ -386,9 +386,15 @@ struct Figures {
     chain: Option<(f64, f64)>,
 }
 
+/// Rounds of the measured latency: each times the fallback chain and the tuned chain once, so
+/// the two medians come from the same minutes of the machine and the same spread of buffer
+/// placements.
+const CHAIN_ROUNDS: usize = 9;
+
 /// Times the network's layers back to back, as often as the network has each
-/// ([`looptune::tune::time_chain`]), once with every layer's fallback config and once with the
-/// log's best; returns (fallback, tuned) seconds per pass.
+/// ([`looptune::tune::time_chains`]), with every layer's fallback config and with the log's
+/// best, in [`CHAIN_ROUNDS`] interleaved rounds; returns the (fallback, tuned) medians, seconds
+/// per pass.
 fn measured_latency(
     log: &Path,
     layers: &[Layer],
@@ -397,7 +403,9 @@ fn measured_latency(
     target: &Target,
     options: &looptune::runtime::MeasureOptions,
 ) -> anyhow::Result<(f64, f64)> {
-    eprintln!("looptune: timing the network's kernels back to back (fallback, then tuned)...");
+    eprintln!(
+        "looptune: timing the network's kernels back to back ({CHAIN_ROUNDS} rounds, fallback and tuned interleaved)..."
+    );
     let mut fallback = Vec::with_capacity(layers.len());
     let mut tuned = Vec::with_capacity(layers.len());
     for (layer, task) in layers.iter().zip(tasks) {
@@ -416,10 +424,9 @@ fn measured_latency(
         let best = super::schedule::from_log(log, &layer.workload, target.threads > 1, backend)?;
         tuned.push(chain_layer(&best.schedule)?);
     }
-    let time = |chain: &[ChainLayer]| {
-        time_chain(backend, target, chain, options).context("timing the chain of kernels")
-    };
-    Ok((time(&fallback)?, time(&tuned)?))
+    let seconds = time_chains(backend, target, &[&fallback, &tuned], CHAIN_ROUNDS, options)
+        .context("timing the chain of kernels")?;
+    Ok((seconds[0], seconds[1]))
 }
 
 fn milliseconds(seconds: Option<f64>) -> Option<f64> {
@@ -557,7 +564,7 @@ fn print_report(
     );
     if let Some((before, after)) = figures.chain {
         println!(
-            "network     measured latency (each layer's kernel as often as the network has it, back to back): before {:.3} ms with fallback configs, after {:.3} ms tuned ({:.2}x)",
+            "network     measured latency (each layer's kernel as often as the network has it, back to back; medians of {CHAIN_ROUNDS} interleaved rounds): before {:.3} ms with fallback configs, after {:.3} ms tuned ({:.2}x)",
             before * 1e3,
             after * 1e3,
             before / after

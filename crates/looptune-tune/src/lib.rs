@@ -33,7 +33,7 @@ pub mod task;
 pub mod tuner;
 pub mod tuning;
 
-pub use chain::{time_chain, ChainError, ChainLayer};
+pub use chain::{time_chain, time_chains, ChainError, ChainLayer};
 pub use cliquenet::{CliqueBlock, CliqueConv};
 pub use finalists::Finalists;
 pub use model::{TransferSet, XgbTuner, XgbTunerOptions, XgbTunerStats};

@@ -66,7 +66,7 @@ fn coefficient_of_variation(values: &[f64]) -> f64 {
 }
 
 /// The median of `values` (the mean of the middle two for an even count), `None` when empty.
-fn median(values: &mut [f64]) -> Option<f64> {
+pub(crate) fn median(values: &mut [f64]) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
