@@ -9,7 +9,7 @@
 //! 3x3 convolution with a fused bias and ReLU (the paper's BN-ReLU-conv with the batch norm
 //! folded into the bias, post-activation), in NCHW[[`CLIQUE_BLOCK`]]c.
 //!
-//! **No concatenation is ever copied.** At batch 1 a range of whole channel blocks of an
+//! **No concatenation is ever copied.** Within one image a range of whole channel blocks of an
 //! NCHW[b]c tensor is one contiguous range of memory, so one buffer holding
 //! `[X_0, X_1 .. X_n, X_1' .. X_n']` along channels serves every layer: stage-I layer `i` reads
 //! the prefix up to `X_{i-1}` and writes `X_i` just after it; stage-II layer `i` reads the
@@ -17,13 +17,16 @@
 //! refined ones before it) and writes `X_i'` just after it. Every convolution's input is the
 //! slice just before its output, a kernel's buffers are sub-slices of the one buffer, and the
 //! kernels are ordinary conv2d kernels, checked and timed like any other: the concatenation is
-//! in where they are called, not in what they compute. (Concatenation order within a window
+//! in where they are called, not in what they compute. A batch of images (NCHW[b]c, one image
+//! after another) runs each convolution once per image, on that image's slices: the kernels
+//! are the batch-1 ones, and nothing is copied either. (Concatenation order within a window
 //! only permutes a convolution's input channels, which its weights absorb. The paper shares
 //! the weights `W_ij` between the stages; here each convolution takes its own weights, which
 //! changes values, not shapes or kernels.)
 
 use looptune_ir::ops::{Conv2dParams, Workload};
 use std::ops::Range;
+use thiserror::Error;
 
 /// The channel block of the CliqueNet block's activations: AVX2's f32 lanes, dividing every
 /// channel count of the block.
@@ -117,25 +120,74 @@ impl CliqueBlock {
         (self.size * self.size) as usize
     }
 
-    /// Runs the block over `buffer` (the concatenation buffer, `total_channels() * plane()`
-    /// elements, NCHW[b]c, `X_0` filled in): `call(index, input, output)` must compute
-    /// convolution `index` of [`CliqueBlock::convs`] from `input` into `output`, the two
-    /// disjoint slices of `buffer` it reads and writes. Stops at the first error.
+    /// Runs the block over `buffer`, the concatenation buffers of one or more images one after
+    /// another (each `total_channels() * plane()` elements, NCHW[b]c, its `X_0` filled in):
+    /// `call(index, input, output)` must compute convolution `index` of [`CliqueBlock::convs`]
+    /// from `input` into `output`, the two disjoint slices of one image's buffer it reads and
+    /// writes. Each convolution runs on every image before the next one starts (its weights
+    /// stay in cache). Stops at the first error; a buffer that is not a whole number of images
+    /// is an error before anything runs.
     pub fn run<E>(
         &self,
         buffer: &mut [f32],
         mut call: impl FnMut(usize, &[f32], &mut [f32]) -> Result<(), E>,
-    ) -> Result<(), E> {
+    ) -> Result<(), RunError<E>>
+    where
+        E: std::error::Error + 'static,
+    {
         let plane = self.plane();
+        let image = self.total_channels() as usize * plane;
+        if buffer.is_empty() || !buffer.len().is_multiple_of(image) {
+            return Err(RunError::BufferLength {
+                actual: buffer.len(),
+                image,
+            });
+        }
         for (index, conv) in self.convs().iter().enumerate() {
             let start = conv.input.start as usize * plane;
             let split = conv.input.end as usize * plane;
             let end = conv.output.end as usize * plane;
-            let (before, after) = buffer.split_at_mut(split);
-            call(index, &before[start..], &mut after[..end - split])?;
+            for (number, image) in buffer.chunks_exact_mut(image).enumerate() {
+                let (before, after) = image.split_at_mut(split);
+                call(index, &before[start..], &mut after[..end - split]).map_err(|source| {
+                    RunError::Call {
+                        conv: conv.name.clone(),
+                        image: number,
+                        source,
+                    }
+                })?;
+            }
         }
         Ok(())
     }
+}
+
+/// Why [`CliqueBlock::run`] stopped.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RunError<E: std::error::Error + 'static> {
+    /// The buffer is not one or more whole images' concatenation buffers.
+    #[error(
+        "the concatenation buffer holds {actual} elements, not a whole number (at least one) \
+         of images of {image}"
+    )]
+    BufferLength {
+        /// The buffer's length.
+        actual: usize,
+        /// Elements of one image's concatenation buffer.
+        image: usize,
+    },
+    /// A convolution's call failed.
+    #[error("convolution `{conv}` of image {image} failed")]
+    Call {
+        /// The convolution's name (`I1`, `II2`, ..).
+        conv: String,
+        /// The image, from 0.
+        image: usize,
+        /// The call's error.
+        #[source]
+        source: E,
+    },
 }
 
 #[cfg(test)]
@@ -168,5 +220,66 @@ mod tests {
         );
         assert_eq!(block.total_channels(), 64);
         assert_eq!(block.output_channels(), 40..64);
+    }
+
+    #[test]
+    fn a_buffer_of_part_of_an_image_is_named_and_nothing_runs() {
+        let block = CliqueBlock {
+            input_channels: 8,
+            layers: 2,
+            growth: 8,
+            size: 2,
+        };
+        let image = (block.total_channels() * 4) as usize;
+        for length in [0, image - 1, image + 1, 2 * image + 3] {
+            let mut calls = 0;
+            let mut buffer = vec![0.0; length];
+            let err = block
+                .run(&mut buffer, |_, _, _| {
+                    calls += 1;
+                    Ok::<(), std::fmt::Error>(())
+                })
+                .unwrap_err();
+            assert!(
+                matches!(err, RunError::BufferLength { actual, image: i } if actual == length && i == image),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains(&length.to_string()), "{err}");
+            assert_eq!(calls, 0);
+        }
+    }
+
+    #[test]
+    fn every_convolution_runs_on_every_image_before_the_next_and_errors_name_both() {
+        let block = CliqueBlock {
+            input_channels: 8,
+            layers: 2,
+            growth: 8,
+            size: 2,
+        };
+        let image = (block.total_channels() * 4) as usize;
+        let mut buffer: Vec<f32> = (0..3 * image).map(|i| i as f32).collect();
+        let mut seen = Vec::new();
+        block
+            .run(&mut buffer, |index, input, output| {
+                // The first element of each slice says which image it is in.
+                seen.push((index, input[0] as usize / image, output.len()));
+                Ok::<(), std::fmt::Error>(())
+            })
+            .unwrap();
+        let expected: Vec<(usize, usize, usize)> = (0..4)
+            .flat_map(|index| (0..3).map(move |image| (index, image, 8 * 4)))
+            .collect();
+        assert_eq!(seen, expected);
+        let err = block
+            .run(&mut buffer, |index, input, _| {
+                if index == 2 && input[0] as usize / image == 1 {
+                    Err(std::fmt::Error)
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap_err();
+        assert_eq!(err.to_string(), "convolution `II1` of image 1 failed");
     }
 }

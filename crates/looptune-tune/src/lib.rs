@@ -34,7 +34,7 @@ pub mod tuner;
 pub mod tuning;
 
 pub use chain::{time_chain, time_chains, ChainError, ChainLayer};
-pub use cliquenet::{CliqueBlock, CliqueConv};
+pub use cliquenet::{CliqueBlock, CliqueConv, RunError};
 pub use finalists::Finalists;
 pub use model::{TransferSet, XgbTuner, XgbTunerOptions, XgbTunerStats};
 pub use models::{Layer, Network};

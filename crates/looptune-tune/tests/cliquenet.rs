@@ -1,7 +1,7 @@
 //! A CliqueNet block run by conv2d kernels that write straight into their channel slices of one
 //! concatenation buffer equals the reference interpreter's result of the unfused definition
 //! (explicit concatenations, plain NCHW convolutions, then the bias and ReLU), on both
-//! backends, for the fallback configs and for sampled ones.
+//! backends, for the fallback configs and for sampled ones, on a batch of two images.
 
 #![forbid(unsafe_code)]
 
@@ -24,7 +24,7 @@ const BLOCK: CliqueBlock = CliqueBlock {
     size: 7,
 };
 
-/// NCHW -> NCHW[b]c at batch 1 (`c` channels of `plane` positions).
+/// NCHW -> NCHW[b]c of one image (`c` channels of `plane` positions).
 fn to_blocked(data: &[f32], c: usize, plane: usize, b: usize) -> Vec<f32> {
     let mut out = vec![0.0; data.len()];
     for channel in 0..c {
@@ -98,6 +98,9 @@ fn unfused_block(x0: &[f32], weights: &[Vec<f32>], biases: &[Vec<f32>]) -> Vec<f
     all
 }
 
+/// Images in one batch: the block runs each convolution once per image, on that image's slices.
+const IMAGES: usize = 2;
+
 fn check_block_on(backend: &dyn Backend, shape: VectorShape) {
     let target = Target::host();
     let convs = BLOCK.convs();
@@ -105,7 +108,9 @@ fn check_block_on(backend: &dyn Backend, shape: VectorShape) {
     let mut random = SplitMix64::new(31);
     let mut values =
         |len: usize| -> Vec<f32> { (0..len).map(|_| random.unit_f32() - 0.5).collect() };
-    let x0 = values(BLOCK.input_channels as usize * plane);
+    let images: Vec<Vec<f32>> = (0..IMAGES)
+        .map(|_| values(BLOCK.input_channels as usize * plane))
+        .collect();
     let weights: Vec<Vec<f32>> = convs
         .iter()
         .map(|conv| values((BLOCK.growth * (conv.input.end - conv.input.start) * 9) as usize))
@@ -115,12 +120,17 @@ fn check_block_on(backend: &dyn Backend, shape: VectorShape) {
         .map(|_| values(BLOCK.growth as usize))
         .collect();
     let total = BLOCK.total_channels() as usize;
-    let expected = to_blocked(
-        &unfused_block(&x0, &weights, &biases),
-        total,
-        plane,
-        CLIQUE_BLOCK as usize,
-    );
+    let expected: Vec<f32> = images
+        .iter()
+        .flat_map(|x0| {
+            to_blocked(
+                &unfused_block(x0, &weights, &biases),
+                total,
+                plane,
+                CLIQUE_BLOCK as usize,
+            )
+        })
+        .collect();
     for sampled in [None, Some(3), Some(4)] {
         let kernels: Vec<Kernel> = convs
             .iter()
@@ -135,15 +145,17 @@ fn check_block_on(backend: &dyn Backend, shape: VectorShape) {
                     .unwrap()
             })
             .collect();
-        // The buffer past X_0 starts as garbage: every slice must be written before it is read.
-        let mut buffer = vec![f32::NAN; total * plane];
-        let input_len = x0.len();
-        buffer[..input_len].copy_from_slice(&to_blocked(
-            &x0,
-            BLOCK.input_channels as usize,
-            plane,
-            CLIQUE_BLOCK as usize,
-        ));
+        // The buffer past each X_0 starts as garbage: every slice must be written before it is
+        // read.
+        let mut buffer = vec![f32::NAN; IMAGES * total * plane];
+        for (image, x0) in buffer.chunks_exact_mut(total * plane).zip(&images) {
+            image[..x0.len()].copy_from_slice(&to_blocked(
+                x0,
+                BLOCK.input_channels as usize,
+                plane,
+                CLIQUE_BLOCK as usize,
+            ));
+        }
         BLOCK
             .run(&mut buffer, |index, input, output| {
                 kernels[index].call(&[input, &weights[index], &biases[index]], &mut [output])
