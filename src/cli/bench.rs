@@ -143,10 +143,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let mut sgemm_gflops = Vec::new();
     let mut peak_gflops = Vec::new();
     // A quantized kernel's own ceiling: the pair dot product its inner loop is made of.
-    let quantized = program
-        .tensors
-        .iter()
-        .any(|tensor| tensor.dtype.is_integer());
+    let quantized = workload.is_quantized();
     let mut pair_dot_gops = Vec::new();
     for round in 0..args.rounds {
         if round > 0 {
@@ -263,8 +260,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     } else {
         println!("workload    {workload} ({source} config)");
         println!("backend     {} ({})", backend.name, backend.version);
+        let (unit, of_peak) = super::peak::throughput_unit(&workload);
         println!(
-            "kernel      {gflops:.2} GFLOP/s, {:.1}% of peak (median of {} rounds)",
+            "kernel      {gflops:.2} {unit}, {:.1}% {of_peak} (median of {} rounds)",
             100.0 * gflops / peak,
             args.rounds
         );

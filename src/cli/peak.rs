@@ -101,3 +101,14 @@ pub fn bracketed<T>(
     };
     Ok((result, peak))
 }
+
+/// How a workload's throughput is printed: its unit and what its ratio to the full-width peak
+/// is of. A quantized kernel computes integer operations (a multiply-add is two, as for f32), so
+/// its figure is GOP/s, and its ratio is to the f32 FMA peak, which it can exceed.
+pub fn throughput_unit(workload: &looptune::Workload) -> (&'static str, &'static str) {
+    if workload.is_quantized() {
+        ("GOP/s", "of the f32 FMA peak")
+    } else {
+        ("GFLOP/s", "of peak")
+    }
+}

@@ -62,6 +62,8 @@ pub struct RunArgs {
 /// What a run found, before it is printed.
 struct Report {
     workload: String,
+    /// The throughput's unit and what its ratio to peak is of ([`super::peak::throughput_unit`]).
+    unit: (&'static str, &'static str),
     schedule: &'static str,
     threads: usize,
     flops: f64,
@@ -175,8 +177,9 @@ impl Report {
         if let (Some(gflops), Some(peak), Some(ratio)) =
             (self.gflops(), self.peak_gflops, self.ratio_to_peak())
         {
+            let (unit, of_peak) = self.unit;
             lines.push(format!(
-                "throughput  {gflops:.2} GFLOP/s, {:.1}% of peak {peak:.1} GFLOP/s ({} thread{})",
+                "throughput  {gflops:.2} {unit}, {:.1}% {of_peak} {peak:.1} GFLOP/s ({} thread{})",
                 ratio * 100.0,
                 self.threads,
                 if self.threads == 1 { "" } else { "s" }
@@ -231,6 +234,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let result = measurer.measure_one(&MeasureInput::new(definition, nest, workload.flops()));
     let mut report = Report {
         workload: workload.to_string(),
+        unit: super::peak::throughput_unit(&workload),
         schedule: args.schedule.name(),
         threads,
         flops: workload.flops(),

@@ -213,11 +213,15 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             );
         }
         match best_gflops {
-            Some(gflops) => println!(
-                "best        {gflops:.2} GFLOP/s, {:.1}% of peak {:.1} GFLOP/s ({threads} thread(s))",
-                100.0 * gflops / peak.gflops,
-                peak.gflops
-            ),
+            Some(gflops) => {
+                let (unit, of_peak) = super::peak::throughput_unit(&workload);
+                println!(
+                    "best        {gflops:.2} {unit}, {:.1}% {of_peak} {:.1} GFLOP/s ({threads} \
+                     thread(s))",
+                    100.0 * gflops / peak.gflops,
+                    peak.gflops
+                )
+            }
             None => println!("best        none: no config passed its check"),
         }
         println!(

@@ -1153,6 +1153,18 @@ impl Workload {
             .fold(0u64, u64::saturating_add)
     }
 
+    /// Whether this is an 8-bit quantized operator: its kernels compute on integers, so
+    /// [`Workload::flops`] counts integer operations (reported as GOP/s, not GFLOP/s).
+    pub fn is_quantized(&self) -> bool {
+        matches!(
+            self,
+            Workload::QMatmul(_)
+                | Workload::QDense(_)
+                | Workload::QDepthwiseConv2d(_)
+                | Workload::QConv2d(_)
+        )
+    }
+
     /// Floating-point operations of one run (a multiply-add counts as two). A layout transform
     /// computes nothing; it counts one operation per element it moves, so that its throughput
     /// (elements per second) ranks its configs like any other workload's.
@@ -1996,6 +2008,29 @@ mod tests {
             let workload: Workload = text.parse().expect(text);
             let canonical = workload.to_string();
             assert_eq!(canonical.parse::<Workload>().expect(&canonical), workload);
+        }
+    }
+
+    #[test]
+    fn the_quantized_operators_are_those_whose_programs_compute_on_integers() {
+        for text in [
+            "matmul:m=4,n=4,k=4",
+            "dense:m=1,n=8,k=8,bias=true",
+            "conv2d:n=1,ic=8,h=5,w=5,oc=8,kh=3,kw=3,pad=1,block=8",
+            "depthwise_conv2d:n=1,c=8,h=5,w=5,kh=3,kw=3,pad=1",
+            "qmatmul:m=4,n=4,k=4",
+            "qdense:m=1,n=8,k=8",
+            "qconv2d:n=1,ic=8,h=5,w=5,oc=8,kh=3,kw=3,pad=1,block=8",
+            "qdepthwise_conv2d:n=1,c=8,h=5,w=5,kh=3,kw=3,pad=1,block=8",
+        ] {
+            let workload: Workload = text.parse().expect(text);
+            let program = workload.program(&Layout::default()).expect(text);
+            let integer = program
+                .tensors
+                .iter()
+                .any(|tensor| tensor.dtype.is_integer());
+            assert_eq!(workload.is_quantized(), integer, "{text}");
+            assert_eq!(workload.is_quantized(), text.starts_with('q'), "{text}");
         }
     }
 
