@@ -120,9 +120,10 @@ fn tune_writes_the_log_reports_json_and_resumes() {
         "{}",
         String::from_utf8_lossy(&status.stderr)
     );
+    // Every record of the log once (the finalists' passes vary with timing noise).
     assert_eq!(
         logged_indices(&merged).len(),
-        12 + 24,
+        12 + first_again + second_again,
         "duplicates dropped, nothing lost"
     );
     let refused = looptune(&["merge", "--out", merged.to_str().unwrap(), log_arg]);
