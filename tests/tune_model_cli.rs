@@ -114,6 +114,14 @@ fn tune_model_reports_every_layer_and_the_model_estimate_and_resumes() {
         let ratio = layer["ratio_to_peak"].as_f64().expect("ratio_to_peak");
         let best = layer["best_gflops"].as_f64().expect("best_gflops");
         assert!((ratio - best / peak).abs() <= 1e-9 * ratio, "{layer}");
+        // Depthwise layers are memory-bound: their traffic per second beside a copy's.
+        let gbytes = layer["gbytes_per_s"].as_f64().expect("gbytes_per_s");
+        let copy = layer["copy_gbytes_per_s"]
+            .as_f64()
+            .expect("copy_gbytes_per_s");
+        let to_copy = layer["ratio_to_copy"].as_f64().expect("ratio_to_copy");
+        assert!(gbytes > 0.0 && copy > 0.0, "{layer}");
+        assert!((to_copy - gbytes / copy).abs() <= 1e-9 * to_copy, "{layer}");
     }
     assert_eq!(logged(&log).len(), 6);
 
@@ -130,6 +138,8 @@ fn tune_model_reports_every_layer_and_the_model_estimate_and_resumes() {
         "D3",
         "fallback ms",
         "of peak",
+        "GB/s",
+        "of copy",
         "model",
         "measured latency",
         "before",

@@ -123,20 +123,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .collect();
 
     let gemm = gemm_of(&workload);
-    // The compulsory traffic: every input read once, every output written once.
-    let traffic_bytes: usize = input_refs
-        .iter()
-        .map(|input| input.len() * input.dtype().size_bytes())
-        .chain(
-            outputs
-                .iter()
-                .map(|output| output.len() * output.dtype().size_bytes()),
-        )
-        .sum();
-    let traffic_floats = traffic_bytes.div_ceil(std::mem::size_of::<f32>());
+    let traffic_bytes = super::memory::compulsory_bytes(&workload)?;
+    let mut copy = super::memory::Copy::new(traffic_bytes);
     let traffic_bytes = traffic_bytes as f64;
-    let copy_source = vec![1.0f32; traffic_floats.div_ceil(2)];
-    let mut copy_target = vec![0.0f32; copy_source.len()];
     let mut kernel_seconds = vec![costs.median_s];
     let mut copy_gbytes = Vec::new();
     let mut kernel_gflops = vec![flops / costs.median_s / 1e9];
@@ -155,15 +144,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             kernel_gflops.push(flops / costs.median_s / 1e9);
             kernel_seconds.push(costs.median_s);
         }
-        let costs = time_in_process(&options, || {
-            copy_target.copy_from_slice(black_box(&copy_source));
-            black_box(&mut copy_target);
-            Ok::<(), std::convert::Infallible>(())
-        })
-        .context("timing the copy")?;
-        copy_gbytes.push(
-            2.0 * (copy_source.len() * std::mem::size_of::<f32>()) as f64 / costs.median_s / 1e9,
-        );
+        copy_gbytes.push(copy.gbytes_per_s(&options)?);
         if let Some((batch, (m, n, k), transpose_b)) = gemm {
             let dims = |value: i64| usize::try_from(value).map_err(|_| Usage(format!("{value}")));
             let (m, n, k) = (dims(m)?, dims(n)?, dims(k)?);

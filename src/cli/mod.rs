@@ -19,6 +19,7 @@ mod logs;
 mod lower;
 mod main_job;
 mod measuring;
+mod memory;
 mod ops;
 mod peak;
 mod report;

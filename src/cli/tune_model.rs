@@ -1,6 +1,7 @@
 //! `looptune tune-model NETWORK`: tune every layer of a built-in network into one log, the
 //! layer of each batch chosen by the task scheduler, and report the model's estimated latency
-//! before (fallback configs) and after.
+//! before (fallback configs) and after, the network's measured latency both ways, and for a
+//! memory-bound layer (a depthwise convolution) its GB/s against a copy of as many bytes.
 //!
 //! One line per round goes to stderr (the layer, why it was chosen, its best, the model
 //! estimate); the report goes to stdout, as one JSON object with `--json`. A rerun with the same
@@ -359,7 +360,12 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let figures = Figures { peak, chain };
+    let memory = layer_memory(&report.layers, &args.measure.options()?)?;
+    let figures = Figures {
+        peak,
+        chain,
+        memory,
+    };
     if args.json {
         let mut json = json_report(network, tuner, &log, threads, &report, &figures);
         json["shard"] = serde_json::json!(shard.map(|shard| shard.to_string()));
@@ -384,6 +390,51 @@ struct Figures {
     peak: Option<f64>,
     /// Seconds per pass of the network's chain of kernels: (fallback configs, tuned configs).
     chain: Option<(f64, f64)>,
+    /// Per layer, in the report's order: the bandwidth figures of a memory-bound layer.
+    memory: Vec<Option<LayerMemory>>,
+}
+
+/// A memory-bound layer's tuned kernel against a copy of as many bytes, timed after tuning.
+struct LayerMemory {
+    /// The compulsory traffic (inputs read and outputs written once) over the tuned latency.
+    gbytes_per_s: f64,
+    /// A plain copy of as many bytes.
+    copy_gbytes_per_s: f64,
+}
+
+/// Timings of each layer's copy, each on new buffers; the median is reported.
+const COPY_ROUNDS: usize = 5;
+
+/// The bandwidth figures of the memory-bound layers (depthwise convolutions) that have a tuned
+/// latency: their compulsory traffic per second, and a copy of the same bytes timed now under
+/// `options` ([`COPY_ROUNDS`] times on new buffers, the median).
+fn layer_memory(
+    layers: &[LayerOutcome],
+    options: &looptune::runtime::MeasureOptions,
+) -> anyhow::Result<Vec<Option<LayerMemory>>> {
+    layers
+        .iter()
+        .map(|layer| {
+            let Some(seconds) = layer.tuned_latency_s() else {
+                return Ok(None);
+            };
+            if !super::memory::is_memory_bound(&layer.workload) {
+                return Ok(None);
+            }
+            let bytes = super::memory::compulsory_bytes(&layer.workload)?;
+            // The median of a few timings, each on buffers of its own: one can land on a busy
+            // moment, and a copy's speed depends on where its buffers are (as the chain's does).
+            let mut rates = (0..COPY_ROUNDS)
+                .map(|_| super::memory::Copy::new(bytes).gbytes_per_s(options))
+                .collect::<anyhow::Result<Vec<f64>>>()
+                .with_context(|| format!("a copy of {bytes} bytes beside {}", layer.name))?;
+            rates.sort_by(f64::total_cmp);
+            Ok(Some(LayerMemory {
+                gbytes_per_s: bytes as f64 / seconds / 1e9,
+                copy_gbytes_per_s: rates[rates.len() / 2],
+            }))
+        })
+        .collect()
 }
 
 /// Rounds of the measured latency: each times the fallback chain and the tuned chain once, so
@@ -437,7 +488,11 @@ fn speedup(before: Option<f64>, after: Option<f64>) -> Option<f64> {
     before.zip(after).map(|(before, after)| before / after)
 }
 
-fn json_layer(layer: &LayerOutcome, peak: Option<f64>) -> serde_json::Value {
+fn json_layer(
+    layer: &LayerOutcome,
+    peak: Option<f64>,
+    memory: Option<&LayerMemory>,
+) -> serde_json::Value {
     serde_json::json!({
         "name": layer.name,
         "workload": layer.workload.to_string(),
@@ -455,6 +510,9 @@ fn json_layer(layer: &LayerOutcome, peak: Option<f64>) -> serde_json::Value {
         "environment_errors": layer.environment_errors,
         "shared_trials": layer.shared_trials,
         "best_is_shared": layer.best_is_shared,
+        "gbytes_per_s": memory.map(|memory| memory.gbytes_per_s),
+        "copy_gbytes_per_s": memory.map(|memory| memory.copy_gbytes_per_s),
+        "ratio_to_copy": memory.map(|memory| memory.gbytes_per_s / memory.copy_gbytes_per_s),
     })
 }
 
@@ -473,7 +531,14 @@ fn json_report(
         "layers": report
             .layers
             .iter()
-            .map(|layer| json_layer(layer, figures.peak))
+            .enumerate()
+            .map(|(index, layer)| {
+                json_layer(
+                    layer,
+                    figures.peak,
+                    figures.memory.get(index).and_then(Option::as_ref),
+                )
+            })
             .collect::<Vec<_>>(),
         "peak_gflops": figures.peak,
         "model": {
@@ -515,21 +580,52 @@ fn print_report(
             .map(|layer| layer.multiplicity)
             .sum::<u32>()
     );
+    // An 8-bit network's layers compute integer operations (a multiply-add is two).
+    let unit = if report
+        .layers
+        .iter()
+        .all(|layer| layer.workload.is_quantized())
+    {
+        "GOP/s"
+    } else {
+        "GFLOP/s"
+    };
+    // Bandwidth columns when the network has memory-bound layers (depthwise convolutions).
+    let with_memory = figures.memory.iter().any(Option::is_some);
+    let memory_cells = |memory: Option<&LayerMemory>| {
+        if !with_memory {
+            return String::new();
+        }
+        format!(
+            " {:>7} {:>7}",
+            cell(memory.map(|memory| memory.gbytes_per_s), 1, ""),
+            cell(
+                memory.map(|memory| 100.0 * memory.gbytes_per_s / memory.copy_gbytes_per_s),
+                1,
+                "%"
+            )
+        )
+    };
     println!(
-        "{:<7} {:>5} {:>12} {:>9} {:>9} {:>9} {:>8} {:>13} {:>7}",
+        "{:<7} {:>5} {:>12} {:>9} {:>9} {:>9} {:>8}{} {:>13} {:>7}",
         "layer",
         "mult",
         "fallback ms",
         "tuned ms",
         "speed-up",
-        "GFLOP/s",
+        unit,
         "of peak",
+        if with_memory {
+            format!(" {:>7} {:>7}", "GB/s", "of copy")
+        } else {
+            String::new()
+        },
         "trials run/log",
         "shared"
     );
-    for layer in &report.layers {
+    for (index, layer) in report.layers.iter().enumerate() {
         println!(
-            "{:<7} {:>5} {:>12} {:>9} {:>9} {:>9} {:>8} {:>13} {:>7}",
+            "{:<7} {:>5} {:>12} {:>9} {:>9} {:>9} {:>8}{} {:>13} {:>7}",
             layer.name,
             layer.multiplicity,
             cell(milliseconds(layer.fallback_latency_s()), 3, ""),
@@ -548,6 +644,7 @@ fn print_report(
                 1,
                 "%"
             ),
+            memory_cells(figures.memory.get(index).and_then(Option::as_ref)),
             format!("{}/{}", layer.trials, layer.logged_trials),
             format!(
                 "{}{}",
@@ -572,6 +669,13 @@ fn print_report(
     }
     if let Some(peak) = figures.peak {
         println!("peak        {peak:.2} GFLOP/s (full width, {threads} thread(s), after tuning)");
+    }
+    if figures.memory.iter().any(Option::is_some) {
+        println!(
+            "memory      GB/s of the memory-bound layers: inputs read and outputs written once, \
+             over the tuned latency; of copy: against a copy of as many bytes, timed after \
+             tuning"
+        );
     }
     println!(
         "stopped     {} after {:.1} s: {} trials in {} batches, {} errors",
