@@ -123,9 +123,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .collect();
 
     let gemm = gemm_of(&workload);
-    let traffic_bytes = super::memory::compulsory_bytes(&workload)?;
-    let mut copy = super::memory::Copy::new(traffic_bytes);
-    let traffic_bytes = traffic_bytes as f64;
+    let traffic = super::memory::compulsory_bytes(&workload)?;
+    let traffic_bytes = traffic as f64;
     let mut kernel_seconds = vec![costs.median_s];
     let mut copy_gbytes = Vec::new();
     let mut kernel_gflops = vec![flops / costs.median_s / 1e9];
@@ -144,7 +143,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             kernel_gflops.push(flops / costs.median_s / 1e9);
             kernel_seconds.push(costs.median_s);
         }
-        copy_gbytes.push(copy.gbytes_per_s(&options)?);
+        // New buffers every round: a copy's speed depends on where its buffers land.
+        copy_gbytes.push(super::memory::TimedCopy::new(traffic).gbytes_per_s(&options)?);
         if let Some((batch, (m, n, k), transpose_b)) = gemm {
             let dims = |value: i64| usize::try_from(value).map_err(|_| Usage(format!("{value}")));
             let (m, n, k) = (dims(m)?, dims(n)?, dims(k)?);

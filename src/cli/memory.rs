@@ -25,19 +25,19 @@ pub fn compulsory_bytes(workload: &Workload) -> anyhow::Result<usize> {
 }
 
 /// A copy of `bytes` bytes (half read, half written), ready to be timed again and again.
-pub struct Copy {
+pub struct TimedCopy {
     source: Vec<f32>,
     target: Vec<f32>,
 }
 
-impl Copy {
+impl TimedCopy {
     /// Buffers for a copy that moves `bytes` bytes in all.
-    pub fn new(bytes: usize) -> Copy {
+    pub fn new(bytes: usize) -> TimedCopy {
         let floats = bytes
             .div_ceil(std::mem::size_of::<f32>())
             .div_ceil(2)
             .max(1);
-        Copy {
+        TimedCopy {
             source: vec![1.0; floats],
             target: vec![0.0; floats],
         }
@@ -99,7 +99,7 @@ mod tests {
 
     #[test]
     fn a_copy_moves_at_least_the_bytes_asked_and_reports_a_positive_rate() {
-        let mut copy = Copy::new(1001);
+        let mut copy = TimedCopy::new(1001);
         assert!(2 * copy.source.len() * 4 >= 1001);
         let options = MeasureOptions {
             repeat: 2,

@@ -360,7 +360,12 @@ pub fn run(args: &TuneModelArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let memory = layer_memory(&report.layers, &args.measure.options()?)?;
+    // The copy runs on one thread: beside kernels on more, its ratio would mislead.
+    let memory = if threads == 1 {
+        layer_memory(&report.layers, &args.measure.options()?)?
+    } else {
+        Vec::new()
+    };
     let figures = Figures {
         peak,
         chain,
@@ -390,7 +395,8 @@ struct Figures {
     peak: Option<f64>,
     /// Seconds per pass of the network's chain of kernels: (fallback configs, tuned configs).
     chain: Option<(f64, f64)>,
-    /// Per layer, in the report's order: the bandwidth figures of a memory-bound layer.
+    /// Per layer, in the report's order: the bandwidth figures of a memory-bound layer (empty
+    /// with more than one thread).
     memory: Vec<Option<LayerMemory>>,
 }
 
@@ -425,7 +431,7 @@ fn layer_memory(
             // The median of a few timings, each on buffers of its own: one can land on a busy
             // moment, and a copy's speed depends on where its buffers are (as the chain's does).
             let mut rates = (0..COPY_ROUNDS)
-                .map(|_| super::memory::Copy::new(bytes).gbytes_per_s(options))
+                .map(|_| super::memory::TimedCopy::new(bytes).gbytes_per_s(options))
                 .collect::<anyhow::Result<Vec<f64>>>()
                 .with_context(|| format!("a copy of {bytes} bytes beside {}", layer.name))?;
             rates.sort_by(f64::total_cmp);
@@ -455,7 +461,8 @@ fn measured_latency(
     options: &looptune::runtime::MeasureOptions,
 ) -> anyhow::Result<(f64, f64)> {
     eprintln!(
-        "looptune: timing the network's kernels back to back ({CHAIN_ROUNDS} rounds, fallback and tuned interleaved)..."
+        "looptune: timing the network's kernels back to back ({CHAIN_ROUNDS} rounds, fallback \
+         and tuned interleaved)..."
     );
     let mut fallback = Vec::with_capacity(layers.len());
     let mut tuned = Vec::with_capacity(layers.len());
@@ -580,15 +587,16 @@ fn print_report(
             .map(|layer| layer.multiplicity)
             .sum::<u32>()
     );
-    // An 8-bit network's layers compute integer operations (a multiply-add is two).
-    let unit = if report
+    // An 8-bit network's layers compute integer operations (a multiply-add is two), and their
+    // ratio is to the f32 FMA peak, which they can pass.
+    let (unit, of_peak) = if report
         .layers
         .iter()
         .all(|layer| layer.workload.is_quantized())
     {
-        "GOP/s"
+        ("GOP/s", "of f32 pk")
     } else {
-        "GFLOP/s"
+        ("GFLOP/s", "of peak")
     };
     // Bandwidth columns when the network has memory-bound layers (depthwise convolutions).
     let with_memory = figures.memory.iter().any(Option::is_some);
@@ -614,7 +622,7 @@ fn print_report(
         "tuned ms",
         "speed-up",
         unit,
-        "of peak",
+        of_peak,
         if with_memory {
             format!(" {:>7} {:>7}", "GB/s", "of copy")
         } else {
@@ -673,8 +681,8 @@ fn print_report(
     if figures.memory.iter().any(Option::is_some) {
         println!(
             "memory      GB/s of the memory-bound layers: inputs read and outputs written once, \
-             over the tuned latency; of copy: against a copy of as many bytes, timed after \
-             tuning"
+             over the tuned latency; of copy: against a copy of as many bytes on one thread, \
+             timed after tuning (shown with --threads 1 only)"
         );
     }
     println!(

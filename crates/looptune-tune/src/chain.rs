@@ -6,8 +6,8 @@
 //! the previous layer's data instead, and the parallel runtime starts and stops once per
 //! kernel: the chain measures that. Each layer reads and writes buffers of its own (the
 //! built-in networks list distinct layers, not the operators between them, so outputs do not
-//! feed inputs), allocated afresh before each timing; every kernel was checked against the reference
-//! when it was measured, and the chain's outputs are not checked again.
+//! feed inputs), allocated afresh before each timing; every kernel was checked against the
+//! reference when it was measured, and the chain's outputs are not checked again.
 
 use looptune_ir::{Data, DataMut, DataRef, LoopNest};
 use looptune_runtime::measure::time_in_process;
@@ -74,10 +74,11 @@ pub fn time_chain(
 /// Interleaving makes the chains comparable on a shared machine: whole timings drift from one
 /// second to the next (another process, the clock), and a chain timed in the same rounds as its
 /// rival drifts with it. Every round also allocates and fills fresh buffers, because a chain's
-/// speed depends on where its buffers land: on this project's hosts the same two MobileNet
-/// chains timed in three processes, one placement each, ranged over 0.94x-1.20x of each other,
-/// and one placement against another moved a pass by up to 30% within a process. The median is
-/// then over placements as well as over time.
+/// speed depends on where its buffers land: on this project's Zen 3 host the same two MobileNet
+/// chains, timed once each, ranged over 0.98x-1.24x of each other in five processes, and
+/// 0.94x-1.20x in four with interleaved rounds on one set of buffers; fresh buffers moved one
+/// chain over 0.523-0.716 ms within a process. The median is then over placements as well as
+/// over time. `rounds` of 0 runs one.
 pub fn time_chains(
     backend: &dyn Backend,
     target: &Target,

@@ -222,15 +222,21 @@ mod tests {
         assert_eq!(block.output_channels(), 40..64);
     }
 
-    #[test]
-    fn a_buffer_of_part_of_an_image_is_named_and_nothing_runs() {
+    /// Two layers of 8 channels on 2x2 maps, and the elements of one image's buffer.
+    fn small_block() -> (CliqueBlock, usize) {
         let block = CliqueBlock {
             input_channels: 8,
             layers: 2,
             growth: 8,
             size: 2,
         };
-        let image = (block.total_channels() * 4) as usize;
+        let image = block.total_channels() as usize * block.plane();
+        (block, image)
+    }
+
+    #[test]
+    fn a_buffer_of_part_of_an_image_is_named_and_nothing_runs() {
+        let (block, image) = small_block();
         for length in [0, image - 1, image + 1, 2 * image + 3] {
             let mut calls = 0;
             let mut buffer = vec![0.0; length];
@@ -240,10 +246,11 @@ mod tests {
                     Ok::<(), std::fmt::Error>(())
                 })
                 .unwrap_err();
-            assert!(
-                matches!(err, RunError::BufferLength { actual, image: i } if actual == length && i == image),
-                "{err:?}"
+            let named = matches!(
+                err,
+                RunError::BufferLength { actual, image: i } if actual == length && i == image
             );
+            assert!(named, "{err:?}");
             assert!(err.to_string().contains(&length.to_string()), "{err}");
             assert_eq!(calls, 0);
         }
@@ -251,13 +258,7 @@ mod tests {
 
     #[test]
     fn every_convolution_runs_on_every_image_before_the_next_and_errors_name_both() {
-        let block = CliqueBlock {
-            input_channels: 8,
-            layers: 2,
-            growth: 8,
-            size: 2,
-        };
-        let image = (block.total_channels() * 4) as usize;
+        let (block, image) = small_block();
         let mut buffer: Vec<f32> = (0..3 * image).map(|i| i as f32).collect();
         let mut seen = Vec::new();
         block
