@@ -330,6 +330,55 @@ impl Tuner for XgbTuner<'_> {
         let model_count = batch_size - random_count.min(batch_size);
         let mut batch = Vec::with_capacity(batch_size);
         let mut annealed_this_call = false;
+        if self.measured.is_empty() && !self.transfer_groups.is_empty() {
+            // The first batch of a run started from transfer rows alone: the model has not seen
+            // this shape on this machine yet, and its top scores tend to be one family of
+            // configs. Pick among twice as many of the plan's best, each time the one that adds
+            // the most knob values the batch does not have yet (AutoTVM's diversity pick).
+            if self.plan.is_empty() {
+                self.anneal(already_measured);
+                annealed_this_call = true;
+            }
+            let mut candidates = Vec::new();
+            while candidates.len() < 2 * model_count {
+                let Some(config) = self.plan.pop() else { break };
+                let index = config.index();
+                if !already_measured(index) && !self.proposals.contains(index) {
+                    candidates.push(config);
+                }
+            }
+            let mut covered: Vec<std::collections::HashSet<usize>> = Vec::new();
+            while batch.len() < model_count && !candidates.is_empty() {
+                let new_values = |config: &Config| {
+                    config
+                        .choices()
+                        .iter()
+                        .enumerate()
+                        .filter(|(knob, value)| {
+                            covered.get(*knob).is_none_or(|seen| !seen.contains(*value))
+                        })
+                        .count()
+                };
+                // The first candidate of the most new values: ties go to the better score.
+                let mut pick = 0;
+                for (position, config) in candidates.iter().enumerate() {
+                    if new_values(config) > new_values(&candidates[pick]) {
+                        pick = position;
+                    }
+                }
+                let config = candidates.remove(pick);
+                for (knob, &value) in config.choices().iter().enumerate() {
+                    if covered.len() <= knob {
+                        covered.resize_with(knob + 1, Default::default);
+                    }
+                    covered[knob].insert(value);
+                }
+                self.proposals.insert(config.index());
+                batch.push(config);
+            }
+            // The rest go back, best last, for the batches to come.
+            self.plan.extend(candidates.into_iter().rev());
+        }
         while batch.len() < model_count {
             match self.plan.pop() {
                 Some(config) => {

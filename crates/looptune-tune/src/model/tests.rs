@@ -277,3 +277,58 @@ fn transfer_proposes_from_the_model_before_any_measurement_and_finds_fast_config
     }
     assert!(with_wins >= 3, "transfer ahead on {with_wins} of 5 seeds");
 }
+
+/// Knob values a set of configs covers: distinct (knob, value) pairs.
+fn coverage(configs: &[Config]) -> usize {
+    configs
+        .iter()
+        .flat_map(|config| config.choices().iter().copied().enumerate())
+        .collect::<HashSet<_>>()
+        .len()
+}
+
+#[test]
+fn the_first_batch_from_transfer_alone_is_picked_for_diversity_among_the_best_scores() {
+    let task = task();
+    let records = synthetic_records("matmul:m=256,n=256,k=256", 200, 7);
+    let set = TransferSet::from_records(&task, &records, &fingerprint());
+    let mut wider = 0;
+    for seed in 0..5 {
+        // The plan the first batch is drawn from, best first.
+        let mut planned = XgbTuner::new(&task, small_options(), seed)
+            .expect("options valid")
+            .with_transfer(set.clone());
+        planned.refit();
+        planned.anneal(&|_| false);
+        let plan: Vec<Config> = planned.plan.iter().rev().cloned().collect();
+        let mut tuner = XgbTuner::new(&task, small_options(), seed)
+            .expect("options valid")
+            .with_transfer(set.clone());
+        let batch = tuner.next_batch(8, &|_| false);
+        assert_eq!(batch.len(), 8);
+        // At most one random config (5% of 8), at the end; the others from the plan's best 16.
+        let picks = &batch[..7];
+        let best: HashSet<u128> = plan.iter().take(16).map(Config::index).collect();
+        assert!(
+            picks.iter().all(|config| best.contains(&config.index())),
+            "seed {seed}: a pick from outside the plan's best 16"
+        );
+        assert_eq!(picks[0].index(), plan[0].index(), "the best score first");
+        let (picked, top) = (coverage(picks), coverage(&plan[..7]));
+        assert!(picked >= top, "seed {seed}: {picked} < {top} knob values");
+        if picked > top {
+            wider += 1;
+        }
+        // Later batches take the plan's best again.
+        let trials: Vec<Trial> = batch
+            .into_iter()
+            .map(|config| Trial {
+                gflops: synthetic_gflops(&config),
+                config,
+            })
+            .collect();
+        tuner.update(&trials);
+        assert_eq!(tuner.next_batch(8, &|_| false).len(), 8);
+    }
+    assert!(wider >= 3, "a wider first batch on {wider} of 5 seeds");
+}
