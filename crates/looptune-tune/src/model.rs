@@ -347,16 +347,16 @@ impl Tuner for XgbTuner<'_> {
                     candidates.push(config);
                 }
             }
-            let mut covered: Vec<std::collections::HashSet<usize>> = Vec::new();
+            // (knob, value) pairs the batch has.
+            let mut covered = std::collections::HashSet::new();
             while batch.len() < model_count && !candidates.is_empty() {
                 let new_values = |config: &Config| {
                     config
                         .choices()
                         .iter()
+                        .copied()
                         .enumerate()
-                        .filter(|(knob, value)| {
-                            covered.get(*knob).is_none_or(|seen| !seen.contains(*value))
-                        })
+                        .filter(|pair| !covered.contains(pair))
                         .count()
                 };
                 // The first candidate of the most new values: ties go to the better score.
@@ -367,12 +367,7 @@ impl Tuner for XgbTuner<'_> {
                     }
                 }
                 let config = candidates.remove(pick);
-                for (knob, &value) in config.choices().iter().enumerate() {
-                    if covered.len() <= knob {
-                        covered.resize_with(knob + 1, Default::default);
-                    }
-                    covered[knob].insert(value);
-                }
+                covered.extend(config.choices().iter().copied().enumerate());
                 self.proposals.insert(config.index());
                 batch.push(config);
             }
